@@ -1,0 +1,39 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// DeviceBus is how the engine reaches devices: over MQTT through the
+// embedded or an external broker, or in-process to simulated devices for a
+// dry-run. Deadlines come from ctx (made with the engine's Clock).
+type DeviceBus interface {
+	// InvokeMethod sends a method request to a device and waits for its
+	// answer until ctx ends. Errors: DeviceNotOnline when the device is
+	// not connected and subscribed to methods; GatewayTimeout when ctx
+	// ends first.
+	InvokeMethod(ctx context.Context, deviceID, method string, payload json.RawMessage) (*MethodResponse, error)
+	// WaitOnline returns nil once the device is connected and subscribed
+	// to method requests, or ctx.Err() when ctx ends first.
+	WaitOnline(ctx context.Context, deviceID string) error
+	// PushDesired delivers a desired-properties patch (with "$version") to
+	// a device if it is connected and subscribed; otherwise it does
+	// nothing, as Azure does not queue them.
+	PushDesired(ctx context.Context, deviceID string, patch json.RawMessage, version int64) error
+	// Kick disconnects a device, e.g. after it was disabled or deleted.
+	Kick(deviceID string)
+}
+
+// DeviceEvents is what a DeviceBus reports to the engine: presence and the
+// twin requests devices make.
+type DeviceEvents interface {
+	// DeviceConnected records a device's connection state.
+	DeviceConnected(deviceID string, connected bool)
+	// ReportedPatch merges a device's reported-properties patch into its
+	// twin and returns the new reported $version.
+	ReportedPatch(ctx context.Context, deviceID string, patch json.RawMessage) (int64, error)
+	// TwinDocument returns the device's {"desired":…,"reported":…} as the
+	// device protocol's twin GET answers it.
+	TwinDocument(ctx context.Context, deviceID string) (json.RawMessage, error)
+}
