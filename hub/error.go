@@ -25,6 +25,10 @@ const (
 	CodeServerError         = "ServerError"
 	CodeServiceUnavailable  = "ServiceUnavailable"
 	CodeGatewayTimeout      = "GatewayTimeout"
+	// CodeBadDeviceResponse: the device answered a method with a payload
+	// that is not JSON (HTTP 502, which Azure's SDKs call
+	// BadDeviceResponse).
+	CodeBadDeviceResponse = "BadDeviceResponse"
 	// CodeUnreachable is not Azure's: the REST client reports with it that
 	// the hub could not be reached at all (connection refused, TLS failure).
 	CodeUnreachable = "HubUnreachable"
@@ -49,6 +53,7 @@ var codeInfo = map[string]struct{ Number, HTTP int }{
 	CodeServerError:         {500001, 500},
 	CodeServiceUnavailable:  {503001, 503},
 	CodeGatewayTimeout:      {504101, 504},
+	CodeBadDeviceResponse:   {502001, 502},
 	CodeUnreachable:         {503000, 503},
 }
 

@@ -1,0 +1,376 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Settings that are Azure's rules or this broker's policy rather than
+// knobs.
+const (
+	// defaultMaxPendingWrites bounds each client's outbound queue. mochi's
+	// default (8192) costs ~64 KB per connection (PERFORMANCE.md §0).
+	defaultMaxPendingWrites = 256
+	// bufferSize is each client's read and write buffer.
+	bufferSize = 2 * 1024
+	// maxKeepalive caps a client's keep-alive so the server-side timeout,
+	// 1.5 × keep-alive, is at most Azure's 1767 s; a client asking for 0
+	// (no keep-alive) gets the cap too, so dead connections still end.
+	maxKeepalive = 1178
+	// sessionExpiry is how long a clean-session-0 session (its
+	// subscriptions) outlives its connection. Device SDKs rely on it only
+	// across the reconnect that renews their SAS token (seconds); after a
+	// real outage they subscribe again.
+	sessionExpiry = time.Hour
+	// connectTimeout is how long a new connection may take to finish its
+	// TLS handshake and CONNECT; afterwards the keep-alive governs.
+	connectTimeout = 30 * time.Second
+	// maxPacketSize admits Azure's largest device message (256 KB) plus
+	// topic and headers, and stops a client from making the broker
+	// allocate a huge packet buffer.
+	maxPacketSize = 256*1024 + 4*1024
+	// inlineClientID names the hub's inline client. It contains '/', which
+	// no device id may, so no device can take over its session.
+	inlineClientID = "$hub/inline"
+)
+
+// Config configures a [Broker].
+type Config struct {
+	// Addr is the listen address, e.g. "127.0.0.1:0". Required.
+	Addr string
+	// TLS is the server's TLS configuration; nil means plain TCP, which
+	// only tests use.
+	TLS *tls.Config
+	// Authenticate checks a device's credentials (the SAS token in
+	// password) after the broker has checked that username has the form
+	// "{host}/{clientID}/...". An error refuses the connection with
+	// CONNACK 5 "not authorized". Required. It runs on the connection's
+	// goroutine, concurrently for different devices.
+	Authenticate func(clientID, username string, password []byte) error
+	// Events receives presence callbacks; nil means none.
+	Events Events
+	// MaxPendingWrites bounds each client's outbound queue; a message
+	// that finds it full is dropped and counted in
+	// [Stats].MessagesDropped. Zero means 256.
+	MaxPendingWrites int
+	// Logger receives the broker's logs; mochi's own logs are passed on
+	// from Warn up. Nil means slog.Default() with "system"="broker".
+	Logger *slog.Logger
+}
+
+// Events receives device presence from the broker. Calls are serialised
+// (one at a time, in the order the broker decided them) and run on the
+// broker's connection goroutines, so they must return quickly; they may
+// call [Broker.Online], [Broker.Publish] and [Broker.Kick].
+type Events interface {
+	// Connected is called once a device's CONNACK was accepted and its
+	// session (with any persistent subscriptions) restored.
+	Connected(deviceID string)
+	// Disconnected is called when a device's connection ends, but not for
+	// a connection that a newer connection of the same device took over:
+	// the device is still online then.
+	Disconnected(deviceID string)
+	// Subscribed is called for each subscription the broker grants a
+	// device, in the device-side form (e.g. "$iothub/methods/POST/#"),
+	// and after Connected for each subscription restored from a
+	// persistent session.
+	Subscribed(deviceID, deviceFilter string)
+}
+
+// Stats are the broker's counters. InflightDropped and MessagesDropped
+// count messages lost to per-client quotas; they must stay zero.
+type Stats struct {
+	Clients         int64 // device connections open now
+	InflightDropped int64 // QoS 1 messages dropped: client in-flight quota or packet ids exhausted
+	MessagesDropped int64 // messages dropped: client outbound queue full
+}
+
+// Broker is the embedded MQTT broker. Create it with [New], start it with
+// [Broker.Open] and stop it with [Broker.Close].
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	events  Events
+	srv     *mqtt.Server
+	inline  *mqtt.Client
+	hookErr error
+
+	subID atomic.Int64
+
+	mu      sync.RWMutex
+	devices map[string]*device // by device id; guarded by mu
+
+	// evMu serialises Events calls together with the state change that
+	// caused them, so a device's Connected and Disconnected are delivered
+	// in the order they happened even when two connections race.
+	evMu sync.Mutex
+
+	lifeMu sync.Mutex
+	opened bool
+	closed atomic.Bool
+	addr   string
+
+	// afterDisconnect, when set (by tests), runs at the end of every
+	// connection's disconnect handling.
+	afterDisconnect func(deviceID string)
+}
+
+// device is what the broker tracks per device id.
+type device struct {
+	cl *mqtt.Client // the current connection, nil when there is none
+	up bool         // Connected was reported for cl
+	// long records that the device subscribed in the device-scoped form
+	// ("devices/{id}/$iothub/..."), so deliveries keep that form instead
+	// of being rewritten to "$iothub/...". It outlives connections, as
+	// the subscriptions do.
+	long bool
+}
+
+// New returns a broker configured by cfg. It validates cfg in Open.
+func New(cfg Config) *Broker {
+	if cfg.MaxPendingWrites <= 0 {
+		cfg.MaxPendingWrites = defaultMaxPendingWrites
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default().With("system", "broker")
+	}
+	events := cfg.Events
+	if events == nil {
+		events = noEvents{}
+	}
+	b := &Broker{cfg: cfg, log: log, events: events, devices: make(map[string]*device)}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = int32(min(cfg.MaxPendingWrites, 1<<30))
+	caps.MaximumSessionExpiryInterval = uint32(sessionExpiry / time.Second)
+	caps.MaximumPacketSize = maxPacketSize
+	caps.MaximumQos = 1             // Azure grants QoS 1 for QoS 2 subscriptions
+	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1; 5 is refused in OnConnect
+	caps.TopicAliasMaximum = 0
+	caps.SharedSubAvailable = 0
+	caps.SubIDAvailable = 0
+	// RetainAvailable stays 1 so a retained Will does not fail CONNECT;
+	// the hook clears RETAIN on everything a device sends, so nothing is
+	// stored.
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  bufferSize,
+		ClientNetWriteBufferSize: bufferSize,
+		Logger:                   slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn}),
+		// $SYS topics are unreachable for devices; publishing them reads
+		// runtime.MemStats (a stop-the-world), so rarely.
+		SysTopicResendInterval: 3600,
+	})
+	// mochi's own inline client is named "inline", a valid device id; a
+	// device of that name would take its session over. This one is the
+	// same kind of client (inline=true: no connection, no ACL, no
+	// in-flight quota) under a name no device can use.
+	b.inline = b.srv.NewClient(nil, mqtt.LocalListener, inlineClientID, true)
+	b.hookErr = b.srv.AddHook(&hook{b: b}, nil)
+	return b
+}
+
+// Open starts listening on cfg.Addr and returns once the listener is bound.
+func (b *Broker) Open(ctx context.Context) error {
+	switch {
+	case b.cfg.Addr == "":
+		return errors.New("open broker: no listen address configured")
+	case b.cfg.Authenticate == nil:
+		return errors.New("open broker: no Authenticate function configured")
+	case b.hookErr != nil:
+		return fmt.Errorf("open broker: %w", b.hookErr)
+	}
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	if b.opened || b.closed.Load() {
+		return errors.New("open broker: already opened or closed")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", b.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("open broker: listen on %s: %w", b.cfg.Addr, err)
+	}
+	var l net.Listener = deadlineListener{ln}
+	if b.cfg.TLS != nil {
+		l = tls.NewListener(l, b.cfg.TLS)
+	}
+	if err := b.srv.AddListener(listeners.NewNet("mqtt", l)); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("open broker: %w", err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		_ = b.srv.Close()
+		return fmt.Errorf("open broker: %w", err)
+	}
+	b.opened = true
+	b.addr = ln.Addr().String()
+	return nil
+}
+
+// Addr returns the address the broker listens on ("host:port"), or "" before
+// Open.
+func (b *Broker) Addr() string {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	return b.addr
+}
+
+// Close disconnects every client, stops listening and waits for the
+// connections' goroutines. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.lifeMu.Lock()
+	already := b.closed.Swap(true)
+	b.lifeMu.Unlock()
+	if already {
+		return nil
+	}
+	return b.srv.Close() // closes listeners and clients, and waits for them
+}
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("broker closed")
+
+// Publish sends payload on a device-scoped topic (e.g.
+// "devices/d1/$iothub/methods/POST/reboot/?$rid=1") at QoS 0, as Azure sends
+// method requests and twin responses. Devices that are not connected and
+// subscribed do not get it. It returns once the message is queued to every
+// subscriber.
+func (b *Broker) Publish(topic string, payload []byte) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if topic == "" || !mqtt.IsValidFilter(topic, true) {
+		return fmt.Errorf("publish: invalid topic %q", topic)
+	}
+	err := b.srv.InjectPacket(b.inline, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   topic,
+		Payload:     payload,
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe calls fn for every message published on a topic matching
+// filter (device-scoped, e.g. "devices/+/$iothub/methods/res/#"). fn runs
+// synchronously on the publishing device's connection goroutine, so it must
+// not block; it must not modify payload, which other subscribers share.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	if fn == nil {
+		return errors.New("subscribe: nil handler")
+	}
+	if !mqtt.IsValidFilter(filter, false) {
+		return fmt.Errorf("subscribe: invalid filter %q", filter)
+	}
+	b.srv.Topics.InlineSubscribe(mqtt.InlineSubscription{
+		Subscription: packets.Subscription{Filter: filter, Identifier: int(b.subID.Add(1))},
+		Handler: func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+			fn(pk.TopicName, pk.Payload)
+		},
+	})
+	return nil
+}
+
+// Online reports whether device deviceID is connected now and subscribed
+// to deviceFilter, given in either form ("$iothub/methods/POST/#" or
+// "devices/{id}/$iothub/methods/POST/#"). During a takeover by a newer
+// connection it is briefly false, until the new session is established.
+func (b *Broker) Online(deviceID, deviceFilter string) bool {
+	canonical, _, ok := canonicalFilter(deviceID, deviceFilter)
+	if !ok {
+		return false
+	}
+	b.mu.RLock()
+	d := b.devices[deviceID]
+	var cl *mqtt.Client
+	if d != nil && d.up {
+		cl = d.cl
+	}
+	b.mu.RUnlock()
+	if cl == nil || cl.Closed() {
+		return false
+	}
+	_, ok = cl.State.Subscriptions.Get(canonical)
+	return ok
+}
+
+// Kick closes the device's connection, if any. Its persistent session is
+// kept; Events.Disconnected follows as for any disconnect.
+func (b *Broker) Kick(deviceID string) {
+	b.mu.RLock()
+	var cl *mqtt.Client
+	if d := b.devices[deviceID]; d != nil {
+		cl = d.cl
+	}
+	b.mu.RUnlock()
+	if cl != nil {
+		// Stop closes the connection without a DISCONNECT packet, which
+		// MQTT 3.1.1 does not let a server send.
+		cl.Stop(packets.ErrAdministrativeAction)
+	}
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Clients:         atomic.LoadInt64(&b.srv.Info.ClientsConnected),
+		InflightDropped: atomic.LoadInt64(&b.srv.Info.InflightDropped),
+		MessagesDropped: atomic.LoadInt64(&b.srv.Info.MessagesDropped),
+	}
+}
+
+// deadlineListener gives each new connection connectTimeout to finish its
+// TLS handshake and CONNECT: mochi sets no deadline before CONNECT, so a
+// silent client would hold its goroutine forever. mochi replaces the
+// deadline with the keep-alive one once CONNECT is read.
+type deadlineListener struct{ net.Listener }
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(connectTimeout))
+	return c, nil
+}
+
+type noEvents struct{}
+
+func (noEvents) Connected(string)          {}
+func (noEvents) Disconnected(string)       {}
+func (noEvents) Subscribed(string, string) {}
+
+// minLevel passes on only records at or above min: mochi logs every
+// connection and hook at Info and Debug.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h: m.h.WithGroup(name), min: m.min}
+}

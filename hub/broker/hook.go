@@ -1,0 +1,302 @@
+package broker
+
+import (
+	"slices"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook is where the broker enforces Azure's device protocol on mochi.
+//
+// The order mochi (v2.7.9) runs these in, which the design relies on:
+//   - CONNECT: OnConnect (after mochi's own validation) → OnConnectAuthenticate
+//     → OnSessionEstablish → session takeover/inheritance → CONNACK →
+//     OnSessionEstablished. A failed OnConnectAuthenticate is CONNACK 5.
+//   - SUBSCRIBE: OnSubscribe first, so the rewritten filters are what is
+//     validated, ACL-checked, indexed and stored in the client's session
+//     (and copied to the next connection of a clean-session-0 client).
+//   - PUBLISH from a client: OnPacketRead (before validation) → OnACLCheck
+//     (write, original topic) → OnPublish (may rewrite or ignore) → retain
+//     → routing. Deliveries to a client run OnACLCheck (read) and, when
+//     encoded, OnPacketEncode.
+//   - The inline client's publishes skip OnACLCheck but do run OnPublish.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "iotjobs-azure-device-protocol" }
+
+func (h *hook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribe,
+		mqtt.OnPublish, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+// OnConnect refuses what Azure's MQTT endpoint does not speak, caps the
+// keep-alive and confines a Will message to the device's own topics (mochi
+// publishes Wills without an ACL check).
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ProtocolVersion != 4 {
+		h.b.log.Debug("refused connection: not MQTT 3.1.1", "client", cl.ID, "protocol", pk.ProtocolVersion)
+		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
+		return packets.ErrUnsupportedProtocolVersion
+	}
+	id := pk.Connect.ClientIdentifier
+	if !validDeviceID(id) {
+		h.b.log.Debug("refused connection: invalid client id", "client", id)
+		_ = h.b.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
+		return packets.ErrClientIdentifierNotValid
+	}
+	if cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive {
+		cl.State.Keepalive = maxKeepalive
+	}
+	if cl.Properties.Will.Flag != 0 {
+		if t, ok := canonicalPublish(id, cl.Properties.Will.TopicName); ok {
+			cl.Properties.Will.TopicName = t
+			cl.Properties.Will.Retain = false
+		} else {
+			h.b.log.Debug("dropped will message: topic not allowed", "device", id, "topic", cl.Properties.Will.TopicName)
+			cl.Properties.Will = mqtt.Will{}
+		}
+	}
+	return nil
+}
+
+// OnConnectAuthenticate checks the username form, then the hub's
+// credentials check.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	username := string(pk.Connect.Username)
+	if !usernameMatches(username, cl.ID) {
+		h.b.log.Debug("refused connection: username does not name the client id", "device", cl.ID, "username", username)
+		return false
+	}
+	if err := h.b.cfg.Authenticate(cl.ID, username, pk.Connect.Password); err != nil {
+		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
+		return false
+	}
+	return true
+}
+
+// OnACLCheck lets a device receive only its own hub-to-device topics.
+// Publishes are checked (and rewritten) in OnPublish, where a refused
+// one can be dropped quietly instead of costing the device its connection.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline || write {
+		return true
+	}
+	return deliverable(cl.ID, topic)
+}
+
+// OnSessionEstablish makes cl the device's current connection before mochi
+// takes over (and disconnects) an older one, so the older one's disconnect
+// is recognised as a takeover.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	d := h.b.devices[cl.ID]
+	if d == nil {
+		d = &device{}
+		h.b.devices[cl.ID] = d
+	}
+	d.cl, d.up = cl, false
+	if pk.Connect.Clean {
+		d.long = false
+	}
+}
+
+// OnSessionEstablished reports the device online, with the subscriptions
+// its session brought along.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.evMu.Lock()
+	defer h.b.evMu.Unlock()
+	h.b.mu.Lock()
+	d := h.b.devices[cl.ID]
+	current := d != nil && d.cl == cl && !cl.Closed()
+	if current {
+		d.up = true
+	}
+	h.b.mu.Unlock()
+	if !current {
+		return
+	}
+	h.b.events.Connected(cl.ID)
+	filters := make([]string, 0, cl.State.Subscriptions.Len())
+	for f := range cl.State.Subscriptions.GetAll() {
+		filters = append(filters, deviceForm(cl.ID, f))
+	}
+	slices.Sort(filters)
+	for _, f := range filters {
+		h.b.events.Subscribed(cl.ID, f)
+	}
+}
+
+// OnDisconnect reports the device offline unless a newer connection has
+// taken over.
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if cl.Net.Inline {
+		return
+	}
+	h.b.evMu.Lock()
+	h.b.mu.Lock()
+	report := false
+	if d := h.b.devices[cl.ID]; d != nil && d.cl == cl {
+		report = d.up
+		d.cl, d.up = nil, false
+		if expire {
+			delete(h.b.devices, cl.ID)
+		}
+	}
+	h.b.mu.Unlock()
+	if report {
+		h.b.events.Disconnected(cl.ID)
+	}
+	h.b.evMu.Unlock()
+	if f := h.b.afterDisconnect; f != nil {
+		f(cl.ID)
+	}
+}
+
+// OnPacketRead closes the connection of a device that publishes at QoS 2,
+// as Azure does.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && !cl.Net.Inline {
+		h.b.log.Debug("disconnecting device: QoS 2 publish", "device", cl.ID, "topic", pk.TopicName)
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// OnPacketEncode turns a device-scoped "devices/{id}/$iothub/..." topic
+// back into the "$iothub/..." the device subscribed to.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
+		return pk
+	}
+	rest, ok := scopedRest(pk.TopicName, cl.ID)
+	if !ok || !strings.HasPrefix(rest, iothubPrefix) {
+		return pk
+	}
+	h.b.mu.RLock()
+	d := h.b.devices[cl.ID]
+	long := d != nil && d.long
+	h.b.mu.RUnlock()
+	if !long {
+		pk.TopicName = rest
+	}
+	return pk
+}
+
+// refusedFilter replaces a filter the device may not use: mochi finds it
+// invalid and answers 0x80 in the SUBACK.
+const refusedFilter = ""
+
+// OnSubscribe rewrites a device's filters to the device-scoped form,
+// refuses any other filter and any beyond Azure's limit, and grants QoS 1
+// for QoS 2.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk
+	}
+	n := cl.State.Subscriptions.Len()
+	for i := range pk.Filters {
+		f := &pk.Filters[i]
+		canonical, short, ok := canonicalFilter(cl.ID, f.Filter)
+		if !ok {
+			h.b.log.Debug("refused subscription", "device", cl.ID, "filter", f.Filter)
+			f.Filter = refusedFilter
+			continue
+		}
+		if _, exists := cl.State.Subscriptions.Get(canonical); !exists {
+			if n >= maxSubscriptions {
+				h.b.log.Debug("refused subscription: limit reached", "device", cl.ID, "filter", f.Filter)
+				f.Filter = refusedFilter
+				continue
+			}
+			n++
+		}
+		f.Filter = canonical
+		f.Qos = min(f.Qos, 1)
+		if rest, _ := scopedRest(canonical, cl.ID); strings.HasPrefix(rest, iothubPrefix) {
+			h.b.mu.Lock()
+			if d := h.b.devices[cl.ID]; d != nil {
+				d.long = !short
+			}
+			h.b.mu.Unlock()
+		}
+	}
+	return pk
+}
+
+// OnSubscribed reports the granted subscriptions.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline {
+		return
+	}
+	h.b.evMu.Lock()
+	defer h.b.evMu.Unlock()
+	h.b.mu.RLock()
+	d := h.b.devices[cl.ID]
+	current := d != nil && d.cl == cl && d.up
+	h.b.mu.RUnlock()
+	if !current {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] <= packets.CodeGrantedQos2.Code && f.Filter != refusedFilter {
+			h.b.events.Subscribed(cl.ID, deviceForm(cl.ID, f.Filter))
+		}
+	}
+}
+
+// OnUnsubscribe rewrites filters as OnSubscribe does, so they match what
+// is stored.
+func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk
+	}
+	for i := range pk.Filters {
+		if canonical, _, ok := canonicalFilter(cl.ID, pk.Filters[i].Filter); ok {
+			pk.Filters[i].Filter = canonical
+		}
+	}
+	return pk
+}
+
+// OnPublish rewrites a device's "$iothub/..." publish to its device-scoped
+// topic, keeps its own telemetry topic, and drops anything else (with a
+// PUBACK for QoS 1, so a misbehaving device is not also stalled). RETAIN is
+// never honoured for device messages.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	topic, ok := canonicalPublish(cl.ID, pk.TopicName)
+	if !ok {
+		h.b.log.Debug("dropped publish: topic not allowed", "device", cl.ID, "topic", pk.TopicName)
+		return pk, packets.CodeSuccessIgnore
+	}
+	pk.TopicName = topic
+	pk.FixedHeader.Retain = false
+	return pk, nil
+}
+
+// OnClientExpired removes an expired session's subscriptions from the
+// topic index, which mochi leaves behind; a later connection of the same
+// id would otherwise receive on them without having subscribed.
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.srv.UnsubscribeClient(cl)
+	h.b.mu.Lock()
+	if d := h.b.devices[cl.ID]; d != nil && d.cl == nil {
+		delete(h.b.devices, cl.ID)
+	}
+	h.b.mu.Unlock()
+}

@@ -1,0 +1,160 @@
+package broker
+
+import "strings"
+
+// Device-relative topic shapes of Azure IoT Hub's device protocol
+// (azure-contract.md §3.1).
+const (
+	devicesPrefix = "devices/"
+	iothubPrefix  = "$iothub/"
+	eventsTopic   = "messages/events"
+)
+
+// deviceFilters are the only subscriptions a device may make, in their
+// device-relative form (what follows "devices/{id}/").
+var deviceFilters = [...]string{
+	"$iothub/methods/POST/#",
+	"$iothub/twin/res/#",
+	"$iothub/twin/PATCH/properties/desired/#",
+	"messages/devicebound/#",
+}
+
+// devicePublishPrefixes are the "$iothub/..." topics a device may publish
+// on: the device-to-hub half of the protocol only, so a device cannot
+// forge hub-to-device traffic, not even to itself.
+var devicePublishPrefixes = [...]string{
+	"$iothub/methods/res/",
+	"$iothub/twin/GET/",
+	"$iothub/twin/PATCH/properties/reported/",
+}
+
+// maxSubscriptions is Azure's per-device subscription limit.
+const maxSubscriptions = 5
+
+// scopedRest returns what follows "devices/{id}/" in topic, and whether
+// topic has that prefix. It does not allocate: it runs for every message.
+func scopedRest(topic, id string) (string, bool) {
+	if !strings.HasPrefix(topic, devicesPrefix) {
+		return "", false
+	}
+	t := topic[len(devicesPrefix):]
+	if len(t) <= len(id) || t[:len(id)] != id || t[len(id)] != '/' {
+		return "", false
+	}
+	return t[len(id)+1:], true
+}
+
+// scoped returns the device-scoped form of a device-relative topic.
+func scoped(id, rest string) string {
+	return devicesPrefix + id + "/" + rest
+}
+
+// canonicalFilter returns the device-scoped form of a filter device id
+// subscribes to, in either the "$iothub/..." or the device-scoped form, and
+// whether it is one of the filters a device may use. short reports whether
+// the device used the "$iothub/..." form.
+func canonicalFilter(id, filter string) (canonical string, short, ok bool) {
+	if strings.HasPrefix(filter, iothubPrefix) {
+		if isDeviceFilter(filter) {
+			return scoped(id, filter), true, true
+		}
+		return "", false, false
+	}
+	if rest, ok := scopedRest(filter, id); ok && isDeviceFilter(rest) {
+		return filter, false, true
+	}
+	return "", false, false
+}
+
+func isDeviceFilter(rest string) bool {
+	for _, f := range deviceFilters {
+		if rest == f {
+			return true
+		}
+	}
+	return false
+}
+
+// deviceForm is a device-scoped filter of device id in the form a device
+// would subscribe to it: "$iothub/..." for the $iothub filters, unchanged
+// otherwise.
+func deviceForm(id, canonical string) string {
+	if rest, ok := scopedRest(canonical, id); ok && strings.HasPrefix(rest, iothubPrefix) {
+		return rest
+	}
+	return canonical
+}
+
+// canonicalPublish returns the device-scoped topic for a publish from
+// device id, and whether the device may publish there: the device-to-hub
+// "$iothub/..." topics in either form, and its telemetry topic.
+func canonicalPublish(id, topic string) (string, bool) {
+	if strings.HasPrefix(topic, iothubPrefix) {
+		if isDevicePublish(topic) {
+			return scoped(id, topic), true
+		}
+		return "", false
+	}
+	rest, ok := scopedRest(topic, id)
+	if !ok {
+		return "", false
+	}
+	if isDevicePublish(rest) || rest == eventsTopic || strings.HasPrefix(rest, eventsTopic+"/") {
+		return topic, true
+	}
+	return "", false
+}
+
+func isDevicePublish(rest string) bool {
+	for _, p := range devicePublishPrefixes {
+		if strings.HasPrefix(rest, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverable reports whether a device-scoped topic (or filter) may reach
+// device id: only its own hub-to-device topics.
+func deliverable(id, topic string) bool {
+	rest, ok := scopedRest(topic, id)
+	return ok && (strings.HasPrefix(rest, iothubPrefix) || strings.HasPrefix(rest, "messages/devicebound/"))
+}
+
+// validDeviceID reports whether id can be a client id here: Azure's device
+// id alphabet (letters, digits and - . % _ * ? ! ( ) , : = @ $ '), at most
+// 128 characters. Azure also allows '+' and '#', which this broker refuses
+// because they are MQTT wildcards inside a device-scoped topic; '/' (module
+// identities) is out of scope.
+func validDeviceID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-.%_*?!(),:=@$'", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// usernameMatches reports whether an MQTT username has Azure's form
+// "{host}/{clientID}/" followed by the query, with or without the '?' that
+// the documentation puts before it ("{host}/{id}/?api-version=..." or
+// "{host}/{id}/api-version=..."). The host is not checked here: the SAS
+// token carries the hub name that is verified.
+func usernameMatches(username, clientID string) bool {
+	host, rest, ok := strings.Cut(username, "/")
+	if !ok || host == "" {
+		return false
+	}
+	q, ok := strings.CutPrefix(rest, clientID+"/")
+	if !ok {
+		return false
+	}
+	return q == "" || q[0] == '?' || !strings.Contains(q, "/")
+}

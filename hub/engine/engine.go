@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/store"
+)
+
+var (
+	_ hub.Client       = (*Engine)(nil)
+	_ hub.DeviceEvents = (*Engine)(nil)
+)
+
+// DefaultWindow is how many device operations one job keeps in flight at
+// most. About 1,000 is where broker throughput plateaus; beyond it replies
+// start to be lost (PERFORMANCE.md).
+const DefaultWindow = 1000
+
+// Engine is the hub's service side over a Store, a DeviceBus and a Clock.
+// Set the optional fields before Open.
+type Engine struct {
+	// Window bounds the device operations of one job in flight.
+	Window int
+	// Logger defaults to slog.Default() with system=engine.
+	Logger *slog.Logger
+
+	store store.Store
+	bus   hub.DeviceBus
+	clock clock.Clock
+
+	ctx    context.Context // the engine's own, for job goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	writes chan *write
+
+	mu   sync.Mutex
+	runs map[string]*run // jobs not yet terminal
+}
+
+// New returns an engine; call Open before use.
+func New(s store.Store, bus hub.DeviceBus, clk clock.Clock) *Engine {
+	return &Engine{store: s, bus: bus, clock: clk, runs: map[string]*run{}}
+}
+
+// Open starts the engine and resumes the jobs a previous run left
+// unfinished.
+func (e *Engine) Open(ctx context.Context) error {
+	if e.Window <= 0 {
+		e.Window = DefaultWindow
+	}
+	if e.Logger == nil {
+		e.Logger = slog.Default().With("system", "engine")
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.writes = make(chan *write, 4096)
+	e.wg.Add(1)
+	go e.writer()
+	return e.resume(ctx)
+}
+
+// Close stops every job goroutine and waits for them; unfinished jobs stay
+// unfinished in the store and resume on the next Open.
+func (e *Engine) Close() error {
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	e.mu.Lock()
+	runs := make([]*run, 0, len(e.runs))
+	for _, r := range e.runs {
+		runs = append(runs, r)
+	}
+	e.mu.Unlock()
+	for _, r := range runs {
+		<-r.done
+	}
+	close(e.writes)
+	e.wg.Wait()
+	return nil
+}
+
+// storeErr maps store sentinels to hub errors for a device or job id.
+func storeErr(err error, code, what, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return hub.Errorf(code, "%s '%s' not found", what, id)
+	case errors.Is(err, store.ErrConflict):
+		return hub.Errorf(code, "%s '%s' already exists", what, id)
+	}
+	if _, ok := errors.AsType[*hub.Error](err); ok {
+		return err
+	}
+	return hub.Errorf(hub.CodeServerError, "store: %v", err)
+}
+
+// etag renders a version counter as Azure does: base64 of 8 big-endian
+// bytes ("AAAAAAAAAAE=" is 1).
+func etag(v int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// unquote strips the quotes an If-Match etag arrives with.
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+)
+
+// checkMethod validates a method request and fills Azure's defaults.
+func checkMethod(req *hub.MethodRequest) (*hub.MethodRequest, error) {
+	if req == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "method request is missing")
+	}
+	r := *req
+	if err := mqttproto.ValidMethodName(r.MethodName); err != nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "methodName: %v", err)
+	}
+	if r.ResponseTimeoutInSeconds == 0 {
+		r.ResponseTimeoutInSeconds = hub.DefaultResponseTimeout
+	}
+	if r.ResponseTimeoutInSeconds < hub.MinResponseTimeout || r.ResponseTimeoutInSeconds > hub.MaxResponseTimeout {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "responseTimeoutInSeconds must be within [%d; %d].", hub.MinResponseTimeout, hub.MaxResponseTimeout)
+	}
+	if r.ConnectTimeoutInSeconds < 0 || r.ConnectTimeoutInSeconds > hub.MaxConnectTimeout {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "connectTimeoutInSeconds must be within [0; %d].", hub.MaxConnectTimeout)
+	}
+	if len(r.Payload) == 0 {
+		r.Payload = json.RawMessage("null")
+	}
+	if len(r.Payload) > hub.MaxMethodPayload {
+		return nil, hub.Errorf(hub.CodeMessageTooLarge, "method payload is %d bytes; the limit is %d", len(r.Payload), hub.MaxMethodPayload)
+	}
+	if !json.Valid(r.Payload) {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "method payload is not valid JSON")
+	}
+	return &r, nil
+}
+
+// InvokeMethod implements hub.Client.
+func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodRequest) (*hub.MethodResponse, error) {
+	r, err := checkMethod(req)
+	if err != nil {
+		return nil, err
+	}
+	d, err := e.store.GetDevice(ctx, id)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	if d.Status == hub.StatusDisabled {
+		return nil, notOnline(0)
+	}
+	return e.invoke(ctx, id, r)
+}
+
+// invoke calls a validated method on a device: it waits up to the connect
+// timeout for the device to be online, then up to the response timeout
+// for its answer, both on the engine's clock.
+func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest) (*hub.MethodResponse, error) {
+	connect := time.Duration(r.ConnectTimeoutInSeconds) * time.Second
+	if connect > 0 {
+		cctx, cancel := e.clock.WithTimeout(ctx, connect)
+		err := e.bus.WaitOnline(cctx, id)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, notOnline(connect)
+		}
+	}
+	rctx, cancel := e.clock.WithTimeout(ctx, time.Duration(r.ResponseTimeoutInSeconds)*time.Second)
+	defer cancel()
+	resp, err := e.bus.InvokeMethod(rctx, id, r.MethodName, r.Payload)
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.Is(err, hub.ErrDeviceNotOnline):
+		return nil, notOnline(connect)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case rctx.Err() != nil:
+		return nil, hub.Errorf(hub.CodeGatewayTimeout, "Timed out waiting for the response from device.")
+	}
+	return nil, err
+}
+
+func notOnline(connect time.Duration) error {
+	s := int(connect.Seconds())
+	return hub.Errorf(hub.CodeDeviceNotOnline, "Timed out waiting for device to connect. (connect timeout %s)",
+		fmt.Sprintf("%02d:%02d:%02d", s/3600, s/60%60, s%60))
+}

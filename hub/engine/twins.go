@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/store"
+)
+
+// twinOf builds the twin Azure returns from a stored device.
+func twinOf(d *store.Device) *hub.Twin {
+	t := &hub.Twin{
+		DeviceID:           d.DeviceID,
+		ETag:               etag(d.Version),
+		DeviceETag:         d.ETag,
+		Status:             d.Status,
+		StatusReason:       d.StatusReason,
+		StatusUpdateTime:   &d.StatusUpdatedTime,
+		ConnectionState:    d.ConnectionState,
+		LastActivityTime:   &d.LastActivityTime,
+		AuthenticationType: "sas",
+		Version:            d.Version,
+		Tags:               d.Tags,
+		Properties:         hub.Properties{Desired: d.Desired, Reported: d.Reported},
+	}
+	if t.Tags == nil {
+		t.Tags = map[string]any{}
+	}
+	return t
+}
+
+// GetTwin implements hub.Client.
+func (e *Engine) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
+	d, err := e.store.GetDevice(ctx, id)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	return twinOf(d), nil
+}
+
+// UpdateTwin implements hub.Client. The desired part of the patch is pushed
+// to the device, with the new desired $version, once it is stored.
+func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string) (*hub.Twin, error) {
+	if patch == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin patch is missing")
+	}
+	var desired map[string]any
+	if patch.Properties != nil {
+		desired = patch.Properties.Desired
+	}
+	et = unquote(et)
+	if et == "" {
+		et = unquote(patch.ETag)
+	}
+	now := e.clock.Now()
+	var pushed map[string]any
+	var version int64
+	d, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
+		if et != "" && et != "*" && et != etag(d.Version) {
+			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", et, id, etag(d.Version))
+		}
+		changed := false
+		if len(patch.Tags) > 0 {
+			tags := maps.Clone(d.Tags)
+			if tags == nil {
+				tags = map[string]any{}
+			}
+			mergePlain(tags, patch.Tags)
+			if err := hub.CheckLimits("tags", tags); err != nil {
+				return err
+			}
+			d.Tags = tags
+			changed = true
+		}
+		if len(desired) > 0 {
+			next := deepCopy(d.Desired)
+			v := intOf(next["$version"]) + 1
+			if _, err := hub.MergeSection(next, desired, now, v, true); err != nil {
+				return err
+			}
+			if err := hub.CheckLimits("desired", next); err != nil {
+				return err
+			}
+			next["$version"] = float64(v)
+			d.Desired = next
+			pushed, version = desired, v
+			changed = true
+		}
+		if changed {
+			d.Version++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	if pushed != nil {
+		b, err := json.Marshal(pushed)
+		if err == nil {
+			err = e.bus.PushDesired(ctx, id, b, version)
+		}
+		if err != nil {
+			e.Logger.Debug("push desired patch", "device", id, "err", err)
+		}
+	}
+	return twinOf(d), nil
+}
+
+// ReportedPatch implements hub.DeviceEvents.
+func (e *Engine) ReportedPatch(ctx context.Context, id string, raw json.RawMessage) (int64, error) {
+	var patch map[string]any
+	if err := json.Unmarshal(raw, &patch); err != nil || patch == nil {
+		return 0, hub.Errorf(hub.CodeArgumentInvalid, "reported properties patch must be a JSON object")
+	}
+	now := e.clock.Now()
+	var version int64
+	_, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
+		next := deepCopy(d.Reported)
+		version = intOf(next["$version"]) + 1
+		if _, err := hub.MergeSection(next, patch, now, version, false); err != nil {
+			return err
+		}
+		if err := hub.CheckLimits("reported", next); err != nil {
+			return err
+		}
+		next["$version"] = float64(version)
+		d.Reported = next
+		d.LastActivityTime = hub.Time{Time: now.UTC()}
+		return nil
+	})
+	if err != nil {
+		return 0, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	return version, nil
+}
+
+// TwinDocument implements hub.DeviceEvents: the device protocol's twin GET
+// answer, without $metadata.
+func (e *Engine) TwinDocument(ctx context.Context, id string) (json.RawMessage, error) {
+	d, err := e.store.GetDevice(ctx, id)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	doc := map[string]any{"desired": withVersion(d.Desired), "reported": withVersion(d.Reported)}
+	return json.Marshal(doc)
+}
+
+func withVersion(section map[string]any) map[string]any {
+	out := hub.StripMeta(section)
+	out["$version"] = section["$version"]
+	return out
+}
+
+// mergePlain applies a JSON merge patch without metadata (tags have none).
+func mergePlain(dst, patch map[string]any) {
+	for k, v := range patch {
+		switch pv := v.(type) {
+		case nil:
+			delete(dst, k)
+		case map[string]any:
+			cur, ok := dst[k].(map[string]any)
+			if !ok {
+				cur = map[string]any{}
+			} else {
+				cur = maps.Clone(cur)
+			}
+			mergePlain(cur, pv)
+			dst[k] = cur
+		default:
+			dst[k] = v
+		}
+	}
+}
+
+func deepCopy(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			v = deepCopy(sub)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func intOf(v any) int64 {
+	switch n := v.(type) {
+	case float64:
+		return int64(n)
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case json.Number:
+		i, _ := n.Int64()
+		return i
+	}
+	return 0
+}

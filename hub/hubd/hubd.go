@@ -1,0 +1,323 @@
+package hubd
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/broker"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/mqttbus"
+	"github.com/iotjobs/iotjobs/hub/rest"
+	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/hub/store"
+	"github.com/iotjobs/iotjobs/hub/store/sqlite"
+)
+
+// OwnerPolicy is the shared access policy with every right.
+const OwnerPolicy = "iothubowner"
+
+// Config says where a hub keeps its data and where it listens.
+type Config struct {
+	// DataDir holds the SQLite file, the TLS material (tls/ca.pem is the
+	// CA clients trust), the policy keys and the owner connection string.
+	DataDir string
+	// StoreURL overrides the store; empty means DATA/hub.db.
+	StoreURL string
+	// HTTPAddr is the HTTPS listen address of the REST API; empty means no
+	// REST API (the embedded default needs none).
+	HTTPAddr string
+	// MQTTAddr is the MQTT-over-TLS listen address for devices.
+	MQTTAddr string
+	// HostName is the name clients use for the hub (put into the
+	// connection string and the certificate); empty means "localhost"
+	// with the HTTPS port.
+	HostName string
+	// TLSCert and TLSKey replace the generated certificate when both set.
+	TLSCert, TLSKey string
+	// Clock defaults to the real clock.
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Hub is an assembled, running hub.
+type Hub struct {
+	cfg      Config
+	store    store.Store
+	broker   *broker.Broker
+	bus      *mqttbus.Bus
+	engine   *engine.Engine
+	http     *http.Server
+	httpAddr string
+	caFile   string
+	owner    string // owner policy key
+	closers  []func() error
+}
+
+// Open starts a hub: store, broker, bus, engine, REST API, in this order.
+// If a part fails to start, the parts already started are closed again.
+func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("hub: no data directory given")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("hub data directory: %w", err)
+	}
+	h := &Hub{cfg: cfg}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+
+	if h.owner, err = loadOrCreatePolicy(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	cert, caFile, err := loadOrCreateTLS(cfg.DataDir, []string{cfg.HostName})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+		}
+	}
+	h.caFile = caFile
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+
+	path := cfg.StoreURL
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "hub.db")
+	}
+	if strings.Contains(path, "://") {
+		return nil, fmt.Errorf("store %q: only SQLite files are supported so far", path)
+	}
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	h.store = st
+	h.closers = append(h.closers, st.Close)
+
+	ev := &events{}
+	h.broker = broker.New(broker.Config{
+		Addr:         cfg.MQTTAddr,
+		TLS:          tlsCfg,
+		Authenticate: h.authenticateDevice,
+		Events:       ev,
+		Logger:       cfg.Logger.With("system", "broker"),
+	})
+	h.bus = mqttbus.New(h.broker, nil)
+	h.bus.Logger = cfg.Logger.With("system", "mqttbus")
+	h.engine = engine.New(st, h.bus, cfg.Clock)
+	h.engine.Logger = cfg.Logger.With("system", "engine")
+	h.bus.SetEvents(h.engine)
+	ev.bus = h.bus
+
+	if err := h.broker.Open(ctx); err != nil {
+		return nil, fmt.Errorf("start MQTT broker on %s: %w", cfg.MQTTAddr, err)
+	}
+	h.closers = append(h.closers, h.broker.Close)
+	if err := h.bus.Open(); err != nil {
+		return nil, fmt.Errorf("subscribe device topics: %w", err)
+	}
+	if err := h.engine.Open(ctx); err != nil {
+		return nil, fmt.Errorf("start jobs engine: %w", err)
+	}
+	h.closers = append(h.closers, h.engine.Close)
+
+	if cfg.HTTPAddr != "" {
+		if err := h.serveHTTP(tlsCfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "connection-string"), []byte(h.ConnectionString()+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write connection string: %w", err)
+	}
+	return h, nil
+}
+
+func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
+	ln, err := net.Listen("tcp", h.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen HTTPS on %s: %w", h.cfg.HTTPAddr, err)
+	}
+	h.httpAddr = ln.Addr().String()
+	srv := &rest.Server{
+		Hub:       h.engine,
+		Authorize: rest.SASAuthorizer(map[string]string{OwnerPolicy: h.owner}, h.hostAliases(), h.cfg.Clock.Now),
+		Logger:    h.cfg.Logger.With("system", "rest"),
+	}
+	h.http = &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		// ServeTLS rather than ListenAndServeTLS: the listener is already
+		// bound, so the chosen port is known before Open returns.
+		if err := h.http.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.cfg.Logger.Error("https server stopped", "err", err)
+		}
+	}()
+	h.closers = append(h.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return h.http.Shutdown(ctx)
+	})
+	return nil
+}
+
+// Close stops the parts in reverse order of starting.
+func (h *Hub) Close() error {
+	var errs []error
+	for i := len(h.closers) - 1; i >= 0; i-- {
+		errs = append(errs, h.closers[i]())
+	}
+	h.closers = nil
+	return errors.Join(errs...)
+}
+
+// Client is the in-process hub.Client (the engine itself).
+func (h *Hub) Client() hub.Client { return h.engine }
+
+// MQTTAddr is the broker's actual listen address.
+func (h *Hub) MQTTAddr() string { return h.broker.Addr() }
+
+// HTTPAddr is the REST API's actual listen address ("" without one).
+func (h *Hub) HTTPAddr() string { return h.httpAddr }
+
+// CAFile is the PEM file of the CA that signed the hub's certificate.
+func (h *Hub) CAFile() string { return h.caFile }
+
+// HostName is the hub's name in its connection string: the configured
+// host name, or localhost with the HTTPS port.
+func (h *Hub) HostName() string {
+	if h.cfg.HostName != "" {
+		return h.cfg.HostName
+	}
+	if h.httpAddr == "" {
+		return "localhost"
+	}
+	_, port, _ := net.SplitHostPort(h.httpAddr)
+	if port == "443" {
+		return "localhost"
+	}
+	return "localhost:" + port
+}
+
+// ConnectionString is the owner policy's connection string.
+func (h *Hub) ConnectionString() string {
+	cs := sas.ConnectionString{HostName: h.HostName(), SharedAccessKeyName: OwnerPolicy, SharedAccessKey: h.owner}
+	return cs.String()
+}
+
+// hostAliases are the names a token's sr may use for this hub.
+func (h *Hub) hostAliases() []string {
+	names := []string{"localhost", "127.0.0.1", "[::1]"}
+	if hn, err := os.Hostname(); err == nil {
+		names = append(names, hn)
+	}
+	if h.cfg.HostName != "" {
+		hn, _, err := net.SplitHostPort(h.cfg.HostName)
+		if err != nil {
+			hn = h.cfg.HostName
+		}
+		names = append(names, hn)
+	}
+	var out []string
+	ports := []string{""}
+	for _, a := range []string{h.httpAddr, h.broker.Addr()} {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			ports = append(ports, ":"+p)
+		}
+	}
+	for _, n := range names {
+		for _, p := range ports {
+			out = append(out, n+p)
+		}
+	}
+	return out
+}
+
+// authenticateDevice checks a device's SAS token against its keys.
+func (h *Hub) authenticateDevice(clientID, username string, password []byte) error {
+	tok, err := sas.ParseToken(string(password))
+	if err != nil {
+		return fmt.Errorf("password is not a SAS token: %w", err)
+	}
+	if tok.DeviceID() != clientID {
+		return fmt.Errorf("token is for device %q, not %q", tok.DeviceID(), clientID)
+	}
+	if !hostOK(tok.Host(), h.hostAliases()) {
+		return fmt.Errorf("token is for host %q, not this hub", tok.Host())
+	}
+	d, err := h.engine.GetDevice(context.Background(), clientID)
+	if err != nil {
+		return err
+	}
+	if d.Status == hub.StatusDisabled {
+		return fmt.Errorf("device %q is disabled", clientID)
+	}
+	now := h.cfg.Clock.Now()
+	k := d.Authentication.SymmetricKey
+	if err := tok.Verify(k.PrimaryKey, now); err == nil {
+		return nil
+	}
+	return tok.Verify(k.SecondaryKey, now)
+}
+
+func hostOK(host string, aliases []string) bool {
+	for _, a := range aliases {
+		if strings.EqualFold(a, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// events forwards broker presence to the bus, which is built after the
+// broker.
+type events struct{ bus *mqttbus.Bus }
+
+func (e *events) Connected(id string)          { e.bus.Connected(id) }
+func (e *events) Disconnected(id string)       { e.bus.Disconnected(id) }
+func (e *events) Subscribed(id, filter string) { e.bus.Subscribed(id, filter) }
+
+// loadOrCreatePolicy returns the owner policy key kept in DATA/policies.json.
+func loadOrCreatePolicy(dir string) (string, error) {
+	path := filepath.Join(dir, "policies.json")
+	var policies map[string]string
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &policies); err != nil {
+			return "", fmt.Errorf("read %s: %w (fix or delete it)", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		policies = map[string]string{OwnerPolicy: sas.GenerateKey()}
+		b, _ := json.MarshalIndent(policies, "", "  ")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return "", fmt.Errorf("write %s: %w", path, err)
+		}
+	default:
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if policies[OwnerPolicy] == "" {
+		return "", fmt.Errorf("%s has no %s key", path, OwnerPolicy)
+	}
+	return policies[OwnerPolicy], nil
+}

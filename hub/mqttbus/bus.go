@@ -1,0 +1,269 @@
+package mqttbus
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+)
+
+var _ hub.DeviceBus = (*Bus)(nil)
+
+// Transport is what the bus needs of a broker. Topics are device-scoped.
+type Transport interface {
+	Publish(topic string, payload []byte) error
+	Subscribe(filter string, fn func(topic string, payload []byte)) error
+	// Online reports whether a device is connected and subscribed to the
+	// given device-side filter (e.g. "$iothub/methods/POST/#").
+	Online(deviceID, deviceFilter string) bool
+	Kick(deviceID string)
+}
+
+// DefaultWindow is the most method requests in flight across the hub.
+// Without a bound, a burst overflows the broker's per-client queues and
+// replies are silently lost (PERFORMANCE.md §0).
+const DefaultWindow = 1000
+
+// Bus is a hub.DeviceBus over a Transport. Its Connected, Disconnected and
+// Subscribed methods are the broker's presence events.
+type Bus struct {
+	Logger *slog.Logger
+
+	t      Transport
+	events hub.DeviceEvents
+	window chan struct{}
+	rid    atomic.Uint64
+
+	mu      sync.Mutex
+	calls   map[string]*call           // by $rid
+	waiters map[string][]chan struct{} // by device id, woken on presence changes
+}
+
+type call struct {
+	deviceID string
+	reply    chan reply
+}
+
+type reply struct {
+	resp *hub.MethodResponse
+	err  error
+}
+
+// New returns a bus over t that reports device events to events.
+func New(t Transport, events hub.DeviceEvents) *Bus {
+	return &Bus{
+		Logger:  slog.Default().With("system", "mqttbus"),
+		t:       t,
+		events:  events,
+		window:  make(chan struct{}, DefaultWindow),
+		calls:   map[string]*call{},
+		waiters: map[string][]chan struct{}{},
+	}
+}
+
+// SetEvents sets where device events go; the engine and the bus are built
+// one after the other, so one of them is wired after construction.
+func (b *Bus) SetEvents(ev hub.DeviceEvents) { b.events = ev }
+
+// Open subscribes to what devices send the hub.
+func (b *Bus) Open() error {
+	subs := []struct {
+		filter string
+		fn     func(string, []byte)
+	}{
+		{"devices/+/$iothub/methods/res/#", b.onMethodResponse},
+		{"devices/+/$iothub/twin/GET/#", b.onTwinRequest},
+		{"devices/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest},
+	}
+	for _, s := range subs {
+		if err := b.t.Subscribe(s.filter, s.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InvokeMethod implements hub.DeviceBus.
+func (b *Bus) InvokeMethod(ctx context.Context, deviceID, method string, payload json.RawMessage) (*hub.MethodResponse, error) {
+	select {
+	case b.window <- struct{}{}:
+		defer func() { <-b.window }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if !b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+		return nil, hub.ErrDeviceNotOnline
+	}
+	rid := strconv.FormatUint(b.rid.Add(1), 10)
+	c := &call{deviceID: deviceID, reply: make(chan reply, 1)}
+	b.mu.Lock()
+	b.calls[rid] = c
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.calls, rid)
+		b.mu.Unlock()
+	}()
+	topic := mqttproto.Scoped(deviceID, mqttproto.MethodRequestTopic(method, rid))
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	if err := b.t.Publish(topic, payload); err != nil {
+		return nil, hub.Errorf(hub.CodeServerError, "publish method request: %v", err)
+	}
+	select {
+	case r := <-c.reply:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *Bus) onMethodResponse(topic string, payload []byte) {
+	id, dt, ok := mqttproto.Unscope(topic)
+	if !ok {
+		return
+	}
+	m, err := mqttproto.ParseTopic(dt)
+	if err != nil || m.Kind != mqttproto.MethodResponse {
+		b.Logger.Debug("ignore malformed method response", "device", id, "topic", dt, "err", err)
+		return
+	}
+	b.mu.Lock()
+	c := b.calls[m.RID]
+	b.mu.Unlock()
+	if c == nil || c.deviceID != id {
+		// Late, duplicate, or another device's $rid: never cross-deliver.
+		return
+	}
+	var r reply
+	if p, err := mqttproto.ParseMethodPayload(payload); err != nil {
+		r.err = hub.Errorf(hub.CodeBadDeviceResponse, "device '%s' answered method with invalid JSON: %v", id, err)
+	} else {
+		r.resp = &hub.MethodResponse{Status: m.Status, Payload: p}
+	}
+	select {
+	case c.reply <- r:
+	default:
+	}
+}
+
+// onTwinRequest answers a device's twin GET or reported patch. It runs the
+// store work off the broker's goroutine.
+func (b *Bus) onTwinRequest(topic string, payload []byte) {
+	id, dt, ok := mqttproto.Unscope(topic)
+	if !ok {
+		return
+	}
+	m, err := mqttproto.ParseTopic(dt)
+	if err != nil {
+		return
+	}
+	payload = append([]byte(nil), payload...)
+	go func() {
+		ctx := context.Background()
+		var status int
+		var body []byte
+		var version int64
+		switch m.Kind {
+		case mqttproto.TwinGet:
+			doc, err := b.events.TwinDocument(ctx, id)
+			status, body = 200, doc
+			if err != nil {
+				status, body = errReply(err)
+			}
+		case mqttproto.ReportedPatch:
+			v, err := b.events.ReportedPatch(ctx, id, payload)
+			status, version = 204, v
+			if err != nil {
+				status, body = errReply(err)
+				version = 0
+			}
+		default:
+			return
+		}
+		resp := mqttproto.Scoped(id, mqttproto.TwinResponseTopic(status, m.RID, version))
+		if err := b.t.Publish(resp, body); err != nil {
+			b.Logger.Warn("publish twin response", "device", id, "err", err)
+		}
+	}()
+}
+
+func errReply(err error) (int, []byte) {
+	code := hub.ErrorCode(err)
+	return hub.HTTPStatus(code), mqttproto.ErrorBody(hub.CodeNumber(code), hub.ErrorMessage(err))
+}
+
+// WaitOnline implements hub.DeviceBus.
+func (b *Bus) WaitOnline(ctx context.Context, deviceID string) error {
+	for {
+		ch := make(chan struct{})
+		b.mu.Lock()
+		b.waiters[deviceID] = append(b.waiters[deviceID], ch)
+		b.mu.Unlock()
+		// Checked after registering, so a change in between still wakes us.
+		if b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+			b.wake(deviceID)
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			b.wake(deviceID)
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *Bus) wake(deviceID string) {
+	b.mu.Lock()
+	ws := b.waiters[deviceID]
+	delete(b.waiters, deviceID)
+	b.mu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
+}
+
+// PushDesired implements hub.DeviceBus.
+func (b *Bus) PushDesired(ctx context.Context, deviceID string, patch json.RawMessage, version int64) error {
+	if !b.t.Online(deviceID, mqttproto.DesiredSubscription) {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(patch, &m); err != nil {
+		return hub.Errorf(hub.CodeArgumentInvalid, "desired patch: %v", err)
+	}
+	body, err := mqttproto.DesiredPatchPayload(m, version)
+	if err != nil {
+		return err
+	}
+	return b.t.Publish(mqttproto.Scoped(deviceID, mqttproto.DesiredPatchTopic(version)), body)
+}
+
+// Kick implements hub.DeviceBus.
+func (b *Bus) Kick(deviceID string) { b.t.Kick(deviceID) }
+
+// Connected is the broker's event for a device that connected.
+func (b *Bus) Connected(deviceID string) {
+	if b.events != nil {
+		b.events.DeviceConnected(deviceID, true)
+	}
+	b.wake(deviceID)
+}
+
+// Disconnected is the broker's event for a device whose connection ended.
+func (b *Bus) Disconnected(deviceID string) {
+	if b.events != nil {
+		b.events.DeviceConnected(deviceID, false)
+	}
+	b.wake(deviceID)
+}
+
+// Subscribed is the broker's event for a device subscription.
+func (b *Bus) Subscribed(deviceID, filter string) { b.wake(deviceID) }

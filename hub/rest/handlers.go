@@ -1,0 +1,303 @@
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// putDevice creates a device. With If-Match it would be an update, which
+// the hub.Client seam does not offer yet.
+func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if r.Header.Get("If-Match") != "" {
+		return hub.Errorf(hub.CodeGenericBadRequest, "updating device %q is not supported yet: delete and re-create it", id)
+	}
+	var d hub.Device
+	if err := readJSON(w, r, &d); err != nil {
+		return err
+	}
+	if d.DeviceID == "" {
+		d.DeviceID = id
+	}
+	if d.DeviceID != id {
+		return hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", d.DeviceID, id)
+	}
+	out, err := s.Hub.CreateDevice(r.Context(), &d)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.Hub.GetDevice(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) error {
+	if err := s.Hub.DeleteDevice(r.Context(), r.PathValue("id"), unquoteETag(r.Header.Get("If-Match"))); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getTwin(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.Hub.GetTwin(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// patchTwin merges a twin patch. The etag comes from If-Match (quoted,
+// "*" is the wildcard) or, without the header, from the body.
+func (s *Server) patchTwin(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	var p hub.TwinPatch
+	if err := readJSON(w, r, &p); err != nil {
+		return err
+	}
+	if p.DeviceID != nil && *p.DeviceID != "" && *p.DeviceID != id {
+		return hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", *p.DeviceID, id)
+	}
+	etag := unquoteETag(p.ETag)
+	if h := r.Header.Get("If-Match"); h != "" {
+		etag = unquoteETag(h)
+	}
+	t, err := s.Hub.UpdateTwin(r.Context(), id, &p, etag)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// invokeMethod calls a direct method. Its failures are reported in Shape
+// B, as Azure does, except for an unknown device.
+func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
+	var req hub.MethodRequest
+	if err := readJSON(w, r, &req); err != nil {
+		return &methodError{err: err}
+	}
+	if err := validateMethod(&req); err != nil {
+		return &methodError{err: err}
+	}
+	res, err := s.Hub.InvokeMethod(r.Context(), r.PathValue("id"), &req)
+	if err != nil {
+		return &methodError{err: err, timeout: time.Duration(req.ConnectTimeoutInSeconds) * time.Second}
+	}
+	if res == nil {
+		return hub.Errorf(hub.CodeServerError, "the hub returned no method response")
+	}
+	if res.Payload == nil {
+		res.Payload = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// validateMethod applies Azure's limits to a method request, filling in
+// the default response timeout.
+func validateMethod(req *hub.MethodRequest) error {
+	if strings.TrimSpace(req.MethodName) == "" {
+		return hub.Errorf(hub.CodeArgumentInvalid, "methodName is required")
+	}
+	if req.ResponseTimeoutInSeconds == 0 {
+		req.ResponseTimeoutInSeconds = hub.DefaultResponseTimeout
+	}
+	if t := req.ResponseTimeoutInSeconds; t < hub.MinResponseTimeout || t > hub.MaxResponseTimeout {
+		return hub.Errorf(hub.CodeArgumentInvalid, "responseTimeoutInSeconds must be within [%d; %d].", hub.MinResponseTimeout, hub.MaxResponseTimeout)
+	}
+	if t := req.ConnectTimeoutInSeconds; t < 0 || t > hub.MaxConnectTimeout {
+		return hub.Errorf(hub.CodeArgumentInvalid, "connectTimeoutInSeconds must be within [0; %d].", hub.MaxConnectTimeout)
+	}
+	if len(req.Payload) > hub.MaxMethodPayload {
+		return hub.Errorf(hub.CodeMessageTooLarge, "method payload is %d bytes, more than the %d allowed", len(req.Payload), hub.MaxMethodPayload)
+	}
+	return nil
+}
+
+// query runs a device query. The body's "query" key is matched without
+// regard to case, as amenzhinsky/iothub sends "Query".
+func (s *Server) query(w http.ResponseWriter, r *http.Request) error {
+	var body map[string]json.RawMessage
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	var q *string
+	for k, v := range body {
+		if strings.EqualFold(k, "query") {
+			if err := json.Unmarshal(v, &q); err != nil {
+				return hub.Errorf(hub.CodeFormatError, "invalid JSON body: %q must be a string", k)
+			}
+		}
+	}
+	if q == nil || strings.TrimSpace(*q) == "" {
+		return hub.Errorf(hub.CodeArgumentInvalid, `request body has no "query": send {"query":"SELECT * FROM devices"}`)
+	}
+	opts, err := pageOptions(r)
+	if err != nil {
+		return err
+	}
+	res, err := s.Hub.Query(r.Context(), *q, opts)
+	if err != nil {
+		return err
+	}
+	setPageHeaders(w, res.ItemType, res.Continuation)
+	writeArray(w, res.Items)
+	return nil
+}
+
+// pageOptions reads the paging request headers.
+func pageOptions(r *http.Request) (hub.QueryOptions, error) {
+	n, err := parsePageSize(r.Header)
+	if err != nil {
+		return hub.QueryOptions{}, err
+	}
+	return hub.QueryOptions{PageSize: n, Continuation: r.Header.Get(headerContinuation)}, nil
+}
+
+// setPageHeaders sets the paging response headers. x-ms-continuation is
+// left out on the last page: an empty one makes the Node SDK loop forever.
+func setPageHeaders(w http.ResponseWriter, itemType, continuation string) {
+	if itemType != "" {
+		w.Header().Set(headerItemType, itemType)
+	}
+	if continuation != "" {
+		w.Header().Set(headerContinuation, continuation)
+	}
+}
+
+// putJob creates a job.
+func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	var j hub.Job
+	if err := readJSON(w, r, &j); err != nil {
+		return err
+	}
+	if j.JobID == "" {
+		j.JobID = id
+	}
+	if j.JobID != id {
+		return hub.Errorf(hub.CodeArgumentInvalid, "jobId %q in the body does not match %q in the path", j.JobID, id)
+	}
+	if j.Type != hub.JobDeviceMethod && j.Type != hub.JobUpdateTwin {
+		return hub.Errorf(hub.CodeGenericBadRequest, "BadRequest: unknown job type %q (use %q or %q)", j.Type, hub.JobDeviceMethod, hub.JobUpdateTwin)
+	}
+	out, err := s.Hub.CreateJob(r.Context(), &j)
+	if err != nil {
+		return err
+	}
+	writeJob(w, out)
+	return nil
+}
+
+// getJob returns a job, long-polling when the request carries our
+// x-iotjobs-wait and x-iotjobs-state headers and the job is still in that
+// state.
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	wait, err := parseWait(r.Header.Get(headerWait))
+	if err != nil {
+		return err
+	}
+	j, err := s.Hub.GetJob(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if state := r.Header.Get(headerState); wait > 0 && state != "" && state == stateToken(j) {
+		if j, err = s.watch(r.Context(), id, j, wait); err != nil {
+			return err
+		}
+	}
+	writeJob(w, j)
+	return nil
+}
+
+// watch waits up to wait for job id to leave the state of last and
+// returns the job as it is then. A watch that ends with its wait is not
+// an error: the answer is simply the unchanged job.
+func (s *Server) watch(ctx context.Context, id string, last *hub.Job, wait time.Duration) (*hub.Job, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	j, err := s.Hub.WatchJob(wctx, id, last)
+	switch {
+	case err == nil && j != nil:
+		return j, nil
+	case ctx.Err() != nil:
+		return nil, hub.Errorf(hub.CodeGatewayTimeout, "request ended while watching job %q: %v", id, ctx.Err())
+	case err == nil || wctx.Err() != nil:
+		return s.Hub.GetJob(ctx, id)
+	}
+	return nil, err
+}
+
+// parseWait reads x-iotjobs-wait: whole seconds 1..60, or absent.
+func parseWait(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxWait {
+		return 0, hub.Errorf(hub.CodeArgumentInvalid, "%s %q must be whole seconds from 1 to %d", headerWait, v, maxWait)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// writeJob answers with a job and its state token.
+func writeJob(w http.ResponseWriter, j *hub.Job) {
+	w.Header().Set(headerState, stateToken(j))
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.Hub.CancelJob(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJob(w, j)
+	return nil
+}
+
+// queryJobs lists jobs as a bare array, as real clients expect (not the
+// swagger's QueryResult object).
+func (s *Server) queryJobs(w http.ResponseWriter, r *http.Request) error {
+	opts, err := pageOptions(r)
+	if err != nil {
+		return err
+	}
+	q := hub.JobQuery{
+		Type:         hub.JobType(r.URL.Query().Get("jobType")),
+		Status:       hub.JobStatus(r.URL.Query().Get("jobStatus")),
+		QueryOptions: opts,
+	}
+	jobs, next, err := s.Hub.QueryJobs(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	items := make([]json.RawMessage, 0, len(jobs))
+	for _, j := range jobs {
+		b, err := json.Marshal(j)
+		if err != nil {
+			return hub.Errorf(hub.CodeServerError, "encode job %q: %v", j.JobID, err)
+		}
+		items = append(items, b)
+	}
+	setPageHeaders(w, hub.ItemJob, next)
+	writeArray(w, items)
+	return nil
+}

@@ -1,0 +1,332 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+var _ store.Store = (*Store)(nil)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS devices (
+	id       TEXT PRIMARY KEY,
+	identity TEXT NOT NULL,
+	tags     TEXT NOT NULL,
+	desired  TEXT NOT NULL,
+	reported TEXT NOT NULL,
+	version  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+	id      TEXT PRIMARY KEY,
+	created TEXT NOT NULL,
+	doc     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_jobs (
+	job_id    TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	doc       TEXT NOT NULL,
+	PRIMARY KEY (job_id, device_id)
+);
+`
+
+// Store is a store.Store on one SQLite file.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the SQLite database at path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and it keeps
+	// read-modify-write transactions simple and free of SQLITE_BUSY.
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+type deviceRow struct {
+	identity, tags, desired, reported string
+	version                           int64
+}
+
+func encodeDevice(d *store.Device) (deviceRow, error) {
+	var r deviceRow
+	var err error
+	enc := func(v any) string {
+		if err != nil {
+			return ""
+		}
+		var b []byte
+		b, err = json.Marshal(v)
+		return string(b)
+	}
+	r.identity = enc(d.Device)
+	r.tags = enc(orEmpty(d.Tags))
+	r.desired = enc(orEmpty(d.Desired))
+	r.reported = enc(orEmpty(d.Reported))
+	r.version = d.Version
+	return r, err
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func decodeDevice(r deviceRow) (*store.Device, error) {
+	d := &store.Device{Version: r.version}
+	for _, p := range []struct {
+		src string
+		dst any
+	}{{r.identity, &d.Device}, {r.tags, &d.Tags}, {r.desired, &d.Desired}, {r.reported, &d.Reported}} {
+		if err := json.Unmarshal([]byte(p.src), p.dst); err != nil {
+			return nil, fmt.Errorf("decode stored device: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// CreateDevice implements store.Store.
+func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
+	r, err := encodeDevice(d)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO devices (id, identity, tags, desired, reported, version) VALUES (?, ?, ?, ?, ?, ?)`,
+		d.DeviceID, r.identity, r.tags, r.desired, r.reported, r.version)
+	if isUnique(err) {
+		return store.ErrConflict
+	}
+	return err
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getDevice(ctx context.Context, q queryer, id string) (*store.Device, error) {
+	var r deviceRow
+	err := q.QueryRowContext(ctx,
+		`SELECT identity, tags, desired, reported, version FROM devices WHERE id = ?`, id).
+		Scan(&r.identity, &r.tags, &r.desired, &r.reported, &r.version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeDevice(r)
+}
+
+// GetDevice implements store.Store.
+func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error) {
+	return getDevice(ctx, s.db, id)
+}
+
+// UpdateDevice implements store.Store.
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error) (*store.Device, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	d, err := getDevice(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(d); err != nil {
+		return nil, err
+	}
+	r, err := encodeDevice(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE devices SET identity = ?, tags = ?, desired = ?, reported = ?, version = ? WHERE id = ?`,
+		r.identity, r.tags, r.desired, r.reported, r.version, id); err != nil {
+		return nil, err
+	}
+	return d, tx.Commit()
+}
+
+// DeleteDevice implements store.Store.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ScanDevices implements store.Store.
+func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*store.Device, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT identity, tags, desired, reported, version FROM devices WHERE id > ? ORDER BY id LIMIT ?`,
+		afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*store.Device
+	for rows.Next() {
+		var r deviceRow
+		if err := rows.Scan(&r.identity, &r.tags, &r.desired, &r.reported, &r.version); err != nil {
+			return nil, err
+		}
+		d, err := decodeDevice(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// CreateJob implements store.Store.
+func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
+	doc, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	created := ""
+	if j.CreatedTime != nil {
+		created = j.CreatedTime.Format("2006-01-02T15:04:05.000000000Z")
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc) VALUES (?, ?, ?)`, j.JobID, created, string(doc))
+	if isUnique(err) {
+		return store.ErrConflict
+	}
+	return err
+}
+
+// GetJob implements store.Store.
+func (s *Store) GetJob(ctx context.Context, id string) (*hub.Job, error) {
+	var doc string
+	err := s.db.QueryRowContext(ctx, `SELECT doc FROM jobs WHERE id = ?`, id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	j := new(hub.Job)
+	return j, json.Unmarshal([]byte(doc), j)
+}
+
+// PutJob implements store.Store.
+func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
+	doc, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET doc = ? WHERE id = ?`, string(doc), j.JobID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ListJobs implements store.Store.
+func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM jobs ORDER BY created DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*hub.Job
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, err
+		}
+		j := new(hub.Job)
+		if err := json.Unmarshal([]byte(doc), j); err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// PutDeviceJobs implements store.Store.
+func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx,
+		`INSERT INTO device_jobs (job_id, device_id, doc) VALUES (?, ?, ?)
+		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, dj := range djs {
+		doc, err := json.Marshal(dj)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, dj.JobID, dj.DeviceID, string(doc)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// ScanDeviceJobs implements store.Store.
+func (s *Store) ScanDeviceJobs(ctx context.Context, jobID string, after [2]string, limit int) ([]*hub.DeviceJob, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT doc FROM device_jobs
+		 WHERE (? = '' OR job_id = ?) AND (job_id > ? OR (job_id = ? AND device_id > ?))
+		 ORDER BY job_id, device_id LIMIT ?`,
+		jobID, jobID, after[0], after[0], after[1], limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*hub.DeviceJob
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, err
+		}
+		dj := new(hub.DeviceJob)
+		if err := json.Unmarshal([]byte(doc), dj); err != nil {
+			return nil, err
+		}
+		out = append(out, dj)
+	}
+	return out, rows.Err()
+}

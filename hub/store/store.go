@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// Sentinel errors of every Store; the engine maps them to hub codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Device is a device identity with its twin sections as the store keeps
+// them. Desired and Reported carry their "$version" and "$metadata" keys;
+// Version counts changes of tags and desired properties (the twin's
+// "version", from which its etag is derived).
+type Device struct {
+	hub.Device
+	Tags     map[string]any
+	Desired  map[string]any
+	Reported map[string]any
+	Version  int64
+}
+
+// Store persists the hub's state. Implementations are safe for concurrent
+// use. Update functions run inside a transaction: fn's error aborts it and
+// is returned as is.
+type Store interface {
+	// CreateDevice inserts a device. Errors: ErrConflict.
+	CreateDevice(ctx context.Context, d *Device) error
+	// GetDevice returns a device. Errors: ErrNotFound.
+	GetDevice(ctx context.Context, id string) (*Device, error)
+	// UpdateDevice reads a device, lets fn change it and writes it back
+	// atomically. Errors: ErrNotFound, or fn's error.
+	UpdateDevice(ctx context.Context, id string, fn func(*Device) error) (*Device, error)
+	// DeleteDevice removes a device. Errors: ErrNotFound.
+	DeleteDevice(ctx context.Context, id string) error
+	// ScanDevices returns up to limit devices with ids greater than
+	// afterID, in id order.
+	ScanDevices(ctx context.Context, afterID string, limit int) ([]*Device, error)
+
+	// CreateJob inserts a job. Errors: ErrConflict.
+	CreateJob(ctx context.Context, j *hub.Job) error
+	// GetJob returns a job. Errors: ErrNotFound.
+	GetJob(ctx context.Context, id string) (*hub.Job, error)
+	// PutJob replaces a stored job. Errors: ErrNotFound.
+	PutJob(ctx context.Context, j *hub.Job) error
+	// ListJobs returns every job, newest first.
+	ListJobs(ctx context.Context) ([]*hub.Job, error)
+	// PutDeviceJobs inserts or replaces per-device job records in one
+	// transaction.
+	PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error
+	// ScanDeviceJobs returns up to limit device-job records of one job
+	// (all jobs when jobID is ""), after the given (jobID, deviceID) key,
+	// in key order.
+	ScanDeviceJobs(ctx context.Context, jobID string, after [2]string, limit int) ([]*hub.DeviceJob, error)
+
+	Close() error
+}

@@ -1,0 +1,627 @@
+// Command iotjobs runs declarative job plans against IoT fleets and hosts
+// the hub they run on. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/hubd"
+	"github.com/iotjobs/iotjobs/hub/rest"
+	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/plan"
+	"github.com/iotjobs/iotjobs/plan/diag"
+	"github.com/iotjobs/iotjobs/runner"
+	"github.com/iotjobs/iotjobs/simulate"
+)
+
+// Exit codes, the same for every command (README "Exit codes").
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the plan ran and a step failed; drift found
+	exitInvalid = 2 // invalid plan or usage
+	exitInfra   = 3 // hub unreachable, authentication refused, infrastructure fault
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// Second stage: the first signal cancelled ctx and the run is
+		// winding down (cancelling jobs, writing the report); another
+		// signal means the operator wants out now.
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		fmt.Fprintln(os.Stderr, "iotjobs: second interrupt, exiting now; hub jobs may still be running and the report may be missing")
+		os.Exit(130)
+	}()
+	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// usageError marks errors in how a command was called (exit 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// run is the whole CLI; tests call it directly.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	app := &cli.App{
+		Name:           "iotjobs",
+		Usage:          "declarative job runner for IoT fleets, and the hub it drives",
+		Reader:         stdin,
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Commands: []*cli.Command{
+			validateCmd(), applyCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
+		},
+	}
+	err := app.RunContext(ctx, args)
+	code := exitCode(err)
+	if err != nil && !errors.As(err, new(diag.Diagnostics)) {
+		fmt.Fprintf(stderr, "iotjobs: %v\n", err)
+	}
+	return code
+}
+
+// exitCode decides the exit code from the error type, in one place.
+func exitCode(err error) int {
+	var (
+		diags  diag.Diagnostics
+		usage  usageError
+		failed *runner.StepFailedError
+		unsup  *runner.UnsupportedError
+		herr   *hub.Error
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
+		return exitInvalid
+	case errors.As(err, &failed):
+		return exitFailed
+	case errors.Is(err, context.Canceled):
+		return exitFailed
+	case errors.As(err, &herr) && !hub.IsInfrastructure(err):
+		return exitFailed
+	}
+	if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
+		return exitInvalid
+	}
+	return exitInfra
+}
+
+// Flags shared by commands that talk to a hub.
+var (
+	hubFlag = &cli.StringFlag{Name: "hub", EnvVars: []string{"IOTJOBS_HUB_CONNECTION_STRING"},
+		Usage: "hub connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...); none = the embedded hub"}
+	caFlag   = &cli.StringFlag{Name: "ca", EnvVars: []string{"IOTJOBS_CA_FILE"}, Usage: "PEM file of the CA to trust for the hub's TLS certificate"}
+	dataFlag = &cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory of the embedded hub"}
+	jsonFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
+)
+
+// target is the hub a command works on, and how to stop using it.
+type target struct {
+	client   hub.Client
+	name     string
+	embedded *hubd.Hub
+	cs       *sas.ConnectionString
+}
+
+func (t *target) Close() {
+	if t.embedded != nil {
+		t.embedded.Close()
+	}
+}
+
+// openTarget connects to the hub named by --hub, or opens the embedded
+// default under --data.
+func openTarget(c *cli.Context) (*target, error) {
+	if c.String("hub") == "" {
+		h, err := hubd.Open(c.Context, hubd.Config{DataDir: c.String("data"), MQTTAddr: "127.0.0.1:0",
+			Logger: slog.Default()})
+		if err != nil {
+			return nil, fmt.Errorf("open the embedded hub in %s: %w", c.String("data"), err)
+		}
+		return &target{client: h.Client(), name: "embedded", embedded: h}, nil
+	}
+	cs, err := sas.ParseConnectionString(c.String("hub"))
+	if err != nil {
+		return nil, usagef("--hub: %w", err)
+	}
+	opts := rest.Options{}
+	if f := c.String("ca"); f != "" {
+		if opts.RootCAs, err = hubd.LoadCA(f); err != nil {
+			return nil, usagef("--ca: %w", err)
+		}
+	}
+	cl, err := rest.NewClient(cs, opts)
+	if err != nil {
+		return nil, usagef("--hub: %w", err)
+	}
+	return &target{client: cl, name: cs.HostName, cs: cs}, nil
+}
+
+// loadPlan parses and validates a plan, rendering diagnostics to stderr.
+func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
+	p, diags := plan.Load(path)
+	if len(diags) > 0 {
+		src, _ := os.ReadFile(path)
+		diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{path: src})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, nil
+}
+
+func validateCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check plans; diagnostics as FILE:LINE:COL: message",
+		ArgsUsage: "PLAN...",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("validate: name at least one plan file")
+			}
+			var all diag.Diagnostics
+			sources := map[string][]byte{}
+			for _, path := range c.Args().Slice() {
+				_, diags := plan.Load(path)
+				all.Extend(diags)
+				sources[path], _ = os.ReadFile(path)
+			}
+			all.Sort()
+			if c.String("output") == "json" {
+				diag.WriteJSON(c.App.Writer, all)
+			} else {
+				diag.WriteText(c.App.ErrWriter, all, sources)
+			}
+			if all.HasErrors() {
+				return all
+			}
+			if c.String("output") != "json" {
+				fmt.Fprintf(c.App.Writer, "%d plan(s) valid\n", c.NArg())
+			}
+			return nil
+		},
+	}
+}
+
+func applyCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "apply",
+		Usage:     "run a plan on a hub, monitor every step, and write the JSON report",
+		ArgsUsage: "PLAN",
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
+			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
+			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
+			&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation (apply never asks yet)"},
+			&cli.BoolFlag{Name: "skip-dry-run", Usage: "skip the dry-run (the dry-run is not implemented yet, so it is always skipped)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("apply: name exactly one plan file")
+			}
+			p, err := loadPlan(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			if err := runner.Check(p); err != nil {
+				return err
+			}
+			t, err := openTarget(c)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			if f := c.String("fleet"); f != "" {
+				sim, err := attachFleet(c, t, f)
+				if err != nil {
+					return err
+				}
+				defer sim.Close()
+			}
+			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name,
+				Observer: &runner.TextObserver{W: c.App.ErrWriter}}
+			rep, runErr := r.Apply(c.Context, p)
+			if rep != nil {
+				if err := writeReport(c, rep); err != nil {
+					return errors.Join(runErr, err)
+				}
+			}
+			return runErr
+		},
+	}
+}
+
+func writeReport(c *cli.Context, rep *runner.Report) error {
+	path := c.String("report")
+	if path == "" {
+		return rep.WriteJSON(c.App.Writer)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "report written to %s (status %s)\n", path, rep.Status)
+	return f.Close()
+}
+
+// attachFleet registers a fleet file's devices on the target hub and
+// connects the online ones over MQTT.
+func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) {
+	fl, diags := simulate.Load(path)
+	if len(diags) > 0 {
+		src, _ := os.ReadFile(path)
+		diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{path: src})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	devs := fl.Devices()
+	keys, err := simulate.Register(c.Context, t.client, devs)
+	if err != nil {
+		return nil, err
+	}
+	opts := simulate.Options{Clock: clock.Real(), Logger: slog.Default()}
+	var caFile string
+	if t.embedded != nil {
+		opts.Addr, opts.HostName, caFile = t.embedded.MQTTAddr(), t.embedded.HostName(), t.embedded.CAFile()
+	} else {
+		opts.HostName, caFile = t.cs.HostName, c.String("ca")
+		opts.Addr = c.String("mqtt")
+		if opts.Addr == "" {
+			host, _, err := net.SplitHostPort(t.cs.HostName)
+			if err != nil {
+				host = t.cs.HostName
+			}
+			opts.Addr = net.JoinHostPort(host, "8883")
+		}
+	}
+	if caFile != "" {
+		if opts.RootCAs, err = hubd.LoadCA(caFile); err != nil {
+			return nil, usagef("--ca: %w", err)
+		}
+	}
+	sim, err := simulate.Connect(c.Context, devs, keys, opts)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s\n", path, len(devs), sim.Len(), opts.Addr)
+	return sim, nil
+}
+
+func hubCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "hub",
+		Usage: "run the hub",
+		Subcommands: []*cli.Command{{
+			Name:  "serve",
+			Usage: "serve the REST API over HTTPS and MQTT over TLS until interrupted",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "data", Value: ".iotjobs-hub", Usage: "data directory (store, TLS CA, connection string)"},
+				&cli.StringFlag{Name: "store", Usage: "store URL; default DATA/hub.db (SQLite)"},
+				&cli.StringFlag{Name: "https", Value: ":8443", Usage: "HTTPS listen address (:443 makes the Azure service SDKs work unchanged)"},
+				&cli.StringFlag{Name: "mqtts", Value: ":8883", Usage: "MQTT-over-TLS listen address"},
+				&cli.StringFlag{Name: "hostname", Usage: "host name clients use (default localhost)"},
+				&cli.StringFlag{Name: "tls-cert", Usage: "server certificate PEM (default: generated)"},
+				&cli.StringFlag{Name: "tls-key", Usage: "server key PEM"},
+			},
+			Action: func(c *cli.Context) error {
+				h, err := hubd.Open(c.Context, hubd.Config{
+					DataDir: c.String("data"), StoreURL: c.String("store"),
+					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), HostName: c.String("hostname"),
+					TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Logger: slog.Default(),
+				})
+				if err != nil {
+					return err
+				}
+				defer h.Close()
+				fmt.Fprintf(c.App.ErrWriter, "iotjobs hub serving\n  REST API  https://%s\n  MQTT      mqtts://%s\n  CA        %s\n  connection string in %s/connection-string\n",
+					h.HTTPAddr(), h.MQTTAddr(), h.CAFile(), c.String("data"))
+				fmt.Fprintln(c.App.Writer, h.ConnectionString())
+				<-c.Context.Done()
+				fmt.Fprintln(c.App.ErrWriter, "iotjobs hub stopping")
+				return nil
+			},
+		}},
+	}
+}
+
+func simulateCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "simulate",
+		Usage: "connect a fleet of simulated devices to a hub over MQTT until interrupted",
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+			&cli.StringFlag{Name: "fleet", Required: true, Usage: "fleet file"},
+			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port (default: the hub's host, port 8883)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.String("hub") == "" {
+				return usagef("simulate: --hub (or IOTJOBS_HUB_CONNECTION_STRING) is required")
+			}
+			t, err := openTarget(c)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			sim, err := attachFleet(c, t, c.String("fleet"))
+			if err != nil {
+				return err
+			}
+			defer sim.Close()
+			<-c.Context.Done()
+			return nil
+		},
+	}
+}
+
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// withTarget runs fn against the command's hub.
+func withTarget(fn func(c *cli.Context, h hub.Client) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		t, err := openTarget(c)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		return fn(c, t.client)
+	}
+}
+
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", usagef("%s: name exactly one %s", c.Command.FullName(), what)
+	}
+	return c.Args().First(), nil
+}
+
+func jsonArg(c *cli.Context, flag string, dst any) error {
+	if s := c.String(flag); s != "" {
+		if err := json.Unmarshal([]byte(s), dst); err != nil {
+			return usagef("--%s: not valid JSON: %w", flag, err)
+		}
+	}
+	return nil
+}
+
+func twinCmd() *cli.Command {
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	return &cli.Command{
+		Name:  "twin",
+		Usage: "show or patch a device twin",
+		Subcommands: []*cli.Command{
+			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "device id")
+				if err != nil {
+					return err
+				}
+				tw, err := h.GetTwin(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, tw)
+			})},
+			{Name: "patch", ArgsUsage: "ID", Flags: append(flags,
+				&cli.StringFlag{Name: "desired", Usage: "JSON merge patch of desired properties"},
+				&cli.StringFlag{Name: "tags", Usage: "JSON merge patch of tags"},
+				&cli.StringFlag{Name: "etag", Value: "*", Usage: "only patch if the twin's etag matches"}),
+				Action: withTarget(func(c *cli.Context, h hub.Client) error {
+					id, err := oneArg(c, "device id")
+					if err != nil {
+						return err
+					}
+					p := &hub.TwinPatch{}
+					var desired map[string]any
+					if err := jsonArg(c, "desired", &desired); err != nil {
+						return err
+					}
+					if err := jsonArg(c, "tags", &p.Tags); err != nil {
+						return err
+					}
+					if desired != nil {
+						p.Properties = &hub.Properties{Desired: desired}
+					}
+					if desired == nil && p.Tags == nil {
+						return usagef("twin patch: give --desired and/or --tags")
+					}
+					tw, err := h.UpdateTwin(c.Context, id, p, c.String("etag"))
+					if err != nil {
+						return err
+					}
+					return printJSON(c.App.Writer, tw)
+				})},
+		},
+	}
+}
+
+func methodCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "method",
+		Usage: "invoke a direct method",
+		Subcommands: []*cli.Command{{
+			Name: "invoke", ArgsUsage: "ID METHOD",
+			Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+				&cli.StringFlag{Name: "payload", Value: "null", Usage: "JSON payload"},
+				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "response timeout (5s to 300s)"},
+				&cli.DurationFlag{Name: "connect-timeout", Usage: "how long to wait for an offline device (0 to 300s)"}},
+			Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				if c.NArg() != 2 {
+					return usagef("method invoke: give ID and METHOD")
+				}
+				var payload json.RawMessage
+				if err := jsonArg(c, "payload", &payload); err != nil {
+					return err
+				}
+				resp, err := h.InvokeMethod(c.Context, c.Args().Get(0), &hub.MethodRequest{
+					MethodName: c.Args().Get(1), Payload: payload,
+					ResponseTimeoutInSeconds: int(c.Duration("timeout") / time.Second),
+					ConnectTimeoutInSeconds:  int(c.Duration("connect-timeout") / time.Second),
+				})
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, resp)
+			}),
+		}},
+	}
+}
+
+func jobsCmd() *cli.Command {
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	return &cli.Command{
+		Name:  "jobs",
+		Usage: "list, show or cancel hub jobs",
+		Subcommands: []*cli.Command{
+			{Name: "list", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				var all []*hub.Job
+				q := hub.JobQuery{}
+				for {
+					jobs, cont, err := h.QueryJobs(c.Context, q)
+					if err != nil {
+						return err
+					}
+					all = append(all, jobs...)
+					if cont == "" {
+						return printJSON(c.App.Writer, all)
+					}
+					q.Continuation = cont
+				}
+			})},
+			{Name: "show", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "job id")
+				if err != nil {
+					return err
+				}
+				j, err := h.GetJob(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, j)
+			})},
+			{Name: "cancel", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "job id")
+				if err != nil {
+					return err
+				}
+				j, err := h.CancelJob(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, j)
+			})},
+			{Name: "devices", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "job id")
+				if err != nil {
+					return err
+				}
+				return printQuery(c, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+strings.ReplaceAll(id, "'", `\'`)+"'")
+			})},
+		},
+	}
+}
+
+func printQuery(c *cli.Context, h hub.Client, q string) error {
+	items := []json.RawMessage{}
+	opts := hub.QueryOptions{PageSize: 1000}
+	for {
+		page, err := h.Query(c.Context, q, opts)
+		if err != nil {
+			return err
+		}
+		items = append(items, page.Items...)
+		if page.Continuation == "" {
+			return printJSON(c.App.Writer, items)
+		}
+		opts.Continuation = page.Continuation
+	}
+}
+
+func queryCmd() *cli.Command {
+	return &cli.Command{
+		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
+		ArgsUsage: "QUERY",
+		Flags:     []cli.Flag{hubFlag, caFlag, dataFlag},
+		Action: withTarget(func(c *cli.Context, h hub.Client) error {
+			q, err := oneArg(c, "query")
+			if err != nil {
+				return err
+			}
+			return printQuery(c, h, q)
+		}),
+	}
+}
+
+func devicesCmd() *cli.Command {
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	return &cli.Command{
+		Name:  "devices",
+		Usage: "create, show or delete device identities",
+		Subcommands: []*cli.Command{
+			{Name: "create", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "device id")
+				if err != nil {
+					return err
+				}
+				d, err := h.CreateDevice(c.Context, &hub.Device{DeviceID: id})
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, d)
+			})},
+			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "device id")
+				if err != nil {
+					return err
+				}
+				d, err := h.GetDevice(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printJSON(c.App.Writer, d)
+			})},
+			{Name: "delete", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				id, err := oneArg(c, "device id")
+				if err != nil {
+					return err
+				}
+				return h.DeleteDevice(c.Context, id, "*")
+			})},
+		},
+	}
+}

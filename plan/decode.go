@@ -1,0 +1,403 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub/query"
+	"github.com/iotjobs/iotjobs/plan/diag"
+)
+
+// Option changes how [Parse] reads a plan.
+type Option func(*options)
+
+type options struct {
+	env            func(string) (string, bool)
+	parseCondition func(string) (query.Expr, error)
+}
+
+// WithEnv sets the lookup for ${env.NAME} references; the default is
+// os.LookupEnv. Tests and tools that must not depend on the environment
+// pass their own.
+func WithEnv(lookup func(name string) (string, bool)) Option {
+	return func(o *options) { o.env = lookup }
+}
+
+// Load reads and parses the plan file at path. A file that cannot be read
+// is reported as a diagnostic too, so callers handle one kind of failure.
+func Load(path string, opts ...Option) (*Plan, diag.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		var ds diag.Diagnostics
+		ds.Append(diag.Errorf(diag.Range{Filename: path}, "", "cannot read plan: %v", unwrapPathError(err)).
+			Hint("check the file name and that the file is readable"))
+		return nil, ds
+	}
+	return Parse(path, src, opts...)
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// Parse decodes, expands, completes and validates a plan. It reports every
+// problem it finds, sorted by position; the plan is nil when any of them
+// is an error. filename is used in diagnostics and recorded in Plan.File.
+func Parse(filename string, src []byte, opts ...Option) (*Plan, diag.Diagnostics) {
+	o := options{env: os.LookupEnv, parseCondition: query.ParseCondition}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	sum := sha256.Sum256(src)
+	p := &Plan{File: filename, SHA256: hex.EncodeToString(sum[:])}
+	doc := diag.Decode(filename, src)
+	if doc.Root == nil {
+		if !doc.Diags.HasErrors() {
+			doc.Diags.Append(diag.Errorf(doc.FileRange(), "", "plan is empty").
+				Hint("a plan needs at least: version: 1, name: NAME and a list of steps"))
+		}
+		doc.Diags.Sort()
+		return nil, doc.Diags
+	}
+	d := &decoder{doc: doc, opts: o, plan: p, nodes: map[string]*diag.Node{}, keys: map[string]*diag.Node{}}
+	d.decodePlan(doc.Root)
+	applyDefaults(p)
+	ds := doc.Diags
+	ds.Extend(p.validate(d))
+	ds.Sort()
+	if ds.HasErrors() {
+		return nil, ds
+	}
+	return p, ds
+}
+
+// decoder walks a plan's nodes into a Plan. It remembers each value's node
+// by path so that validation, which works on the Plan, can still point at
+// the exact value (and inside a query string).
+type decoder struct {
+	doc   *diag.Document
+	opts  options
+	plan  *Plan
+	nodes map[string]*diag.Node
+	// keys holds the key node of each field by the field's path, for
+	// problems with a field's presence rather than its value.
+	keys map[string]*diag.Node
+	// expanded holds the paths of values changed by ${...} expansion,
+	// whose offsets no longer match the source.
+	expanded map[string]bool
+}
+
+// object reads a mapping with the allowed fields and remembers its keys.
+func (d *decoder) object(n *diag.Node, allowed ...string) (*diag.Object, bool) {
+	o, ok := n.Object(allowed...)
+	if ok {
+		for _, p := range o.Pairs() {
+			d.keys[p.Value.Path] = p.KeyNd
+		}
+	}
+	return o, ok
+}
+
+func (d *decoder) keep(n *diag.Node) *diag.Node {
+	if n != nil {
+		d.nodes[n.Path] = n
+	}
+	return n
+}
+
+var (
+	planFields     = []string{"version", "name", "description", "defaults", "steps", "vars"}
+	defaultsFields = []string{"maxExecutionTime", "responseTimeout", "connectTimeout"}
+	stepFields     = []string{"name", "description", "query", "after", "method", "twin", "start", "cron",
+		"maxExecutionTime", "rollout", "abort", "success"}
+	methodFields  = []string{"name", "payload", "responseTimeout", "connectTimeout"}
+	twinFields    = []string{"etag", "desired", "tags"}
+	rolloutFields = []string{"batches", "pause", "maxPerMinute"}
+	abortFields   = []string{"failureRate", "minExecuted"}
+	successFields = []string{"minSuccessRate"}
+)
+
+func (d *decoder) decodePlan(root *diag.Node) {
+	p := d.plan
+	p.Range = root.Range()
+	obj, ok := d.object(root, planFields...)
+	if !ok {
+		return
+	}
+	// Variables first: every other value may refer to them.
+	d.decodeVars(obj.Get("vars"))
+	for _, pr := range obj.Pairs() {
+		if pr.Key != "vars" {
+			d.expand(pr.Value)
+		}
+	}
+
+	if v := d.keep(obj.Require("version", "add \"version: 1\" at the top of the file")); v != nil {
+		p.Version, _ = v.Int()
+	}
+	if v := d.keep(obj.Require("name", "add a name such as \"name: lock-doors\"")); v != nil {
+		p.Name, _ = v.Text()
+	}
+	if v := obj.Get("description"); v != nil {
+		p.Description, _ = v.Text()
+	}
+	p.Defaults = Defaults{
+		MaxExecutionTime: DefaultMaxExecutionTime,
+		ResponseTimeout:  DefaultResponseTimeout,
+		ConnectTimeout:   DefaultConnectTimeout,
+	}
+	if v := d.keep(obj.Get("defaults")); v != nil {
+		p.Defaults.Range = v.Range()
+		if o, ok := d.object(v, defaultsFields...); ok {
+			p.Defaults.MaxExecutionTime = d.duration(o, "maxExecutionTime", p.Defaults.MaxExecutionTime)
+			p.Defaults.ResponseTimeout = d.duration(o, "responseTimeout", p.Defaults.ResponseTimeout)
+			p.Defaults.ConnectTimeout = d.duration(o, "connectTimeout", p.Defaults.ConnectTimeout)
+		}
+	}
+	steps := d.keep(obj.Require("steps", "add a list of steps, each with a name, a query and a method or twin action"))
+	if steps == nil {
+		return
+	}
+	items, ok := steps.Items()
+	if !ok {
+		return
+	}
+	if len(items) == 0 {
+		steps.Errorf("a plan needs at least one step").Hint("add a step with a name, a query and a method or twin action")
+	}
+	for i, it := range items {
+		if s := d.decodeStep(it); s != nil {
+			s.path = fmt.Sprintf("steps[%d]", i)
+			p.Steps = append(p.Steps, s)
+		}
+	}
+}
+
+// duration reads an optional duration field, returning def when absent or
+// invalid.
+func (d *decoder) duration(o *diag.Object, key string, def time.Duration) time.Duration {
+	v := d.keep(o.Get(key))
+	if v == nil {
+		return def
+	}
+	if dur, ok := v.Duration(); ok {
+		return dur
+	}
+	return def
+}
+
+func (d *decoder) decodeStep(n *diag.Node) *Step {
+	d.keep(n)
+	obj, ok := d.object(n, stepFields...)
+	if !ok {
+		return nil
+	}
+	s := &Step{Range: n.Range()}
+	if v := d.keep(obj.Require("name", "give the step a name such as \"name: lock-door\"")); v != nil {
+		s.Name, _ = v.Text()
+	}
+	if v := obj.Get("description"); v != nil {
+		s.Description, _ = v.Text()
+	}
+	if v := d.keep(obj.Require("query", `select devices with a twin query condition, e.g. query: "deviceId IN ['a', 'b']", or "*" for all`)); v != nil {
+		s.Query, _ = v.Text()
+	}
+	if v := d.keep(obj.Get("after")); v != nil {
+		s.afterSet = true
+		s.After = []string{}
+		if items, ok := v.Items(); ok {
+			for _, it := range items {
+				if name, ok := d.keep(it).Text(); ok {
+					s.After = append(s.After, name)
+				}
+			}
+		}
+	}
+	if v := d.keep(obj.Get("method")); v != nil {
+		s.Method = d.decodeMethod(v)
+	}
+	if v := d.keep(obj.Get("twin")); v != nil {
+		s.Twin = d.decodeTwin(v)
+	}
+	if v := d.keep(obj.Get("start")); v != nil {
+		s.Start, _ = parseStart(v)
+	}
+	if v := d.keep(obj.Get("cron")); v != nil {
+		s.Cron, _ = v.Text()
+	}
+	if v := d.keep(obj.Get("maxExecutionTime")); v != nil {
+		s.MaxExecutionTime, s.maxExecutionTimeSet = v.Duration()
+	}
+	if v := d.keep(obj.Get("rollout")); v != nil {
+		s.Rollout = d.decodeRollout(v)
+	}
+	if v := d.keep(obj.Get("abort")); v != nil {
+		if o, ok := d.object(v, abortFields...); ok {
+			s.Abort = &Abort{Range: v.Range()}
+			if f := d.keep(o.Get("failureRate")); f != nil {
+				s.Abort.FailureRate, _ = f.Fraction()
+			}
+			if m := d.keep(o.Get("minExecuted")); m != nil {
+				s.Abort.MinExecuted, _ = m.Int()
+			}
+		}
+	}
+	if v := d.keep(obj.Get("success")); v != nil {
+		if o, ok := d.object(v, successFields...); ok {
+			s.Success = &Success{Range: v.Range()}
+			if f := d.keep(o.Require("minSuccessRate", `add e.g. minSuccessRate: 98%`)); f != nil {
+				s.Success.MinSuccessRate, _ = f.Fraction()
+			}
+		}
+	}
+	return s
+}
+
+func (d *decoder) decodeMethod(n *diag.Node) *Method {
+	o, ok := d.object(n, methodFields...)
+	if !ok {
+		return nil
+	}
+	m := &Method{Range: n.Range(), Payload: json.RawMessage("null")}
+	if v := d.keep(o.Require("name", "name the direct method to invoke, e.g. name: lockDoor")); v != nil {
+		m.Name, _ = v.Text()
+	}
+	if v := d.keep(o.Get("payload")); v != nil {
+		if val, ok := v.JSON(); ok {
+			if b, err := json.Marshal(val); err == nil {
+				m.Payload = b
+			}
+		}
+	}
+	if v := d.keep(o.Get("responseTimeout")); v != nil {
+		m.ResponseTimeout, m.responseTimeoutSet = v.Duration()
+	}
+	if v := d.keep(o.Get("connectTimeout")); v != nil {
+		m.ConnectTimeout, m.connectTimeoutSet = v.Duration()
+	}
+	return m
+}
+
+func (d *decoder) decodeTwin(n *diag.Node) *Twin {
+	o, ok := d.object(n, twinFields...)
+	if !ok {
+		return nil
+	}
+	t := &Twin{Range: n.Range(), ETag: "*"}
+	if v := d.keep(o.Get("etag")); v != nil {
+		t.ETag, _ = v.Text()
+	}
+	t.Desired = d.jsonObject(o.Get("desired"))
+	t.Tags = d.jsonObject(o.Get("tags"))
+	return t
+}
+
+// jsonObject reads a patch object (desired or tags). An invalid value
+// yields an empty map rather than nil so that the "desired or tags"
+// check does not report the same field a second time.
+func (d *decoder) jsonObject(n *diag.Node) map[string]any {
+	if d.keep(n) == nil {
+		return nil
+	}
+	if !n.IsMapping() {
+		n.Errorf("expected an object of properties, got %s", n.Describe()).
+			Hint(`write properties as a mapping, e.g. {building: "43", floor: 3}`)
+		return map[string]any{}
+	}
+	v, _ := n.JSON()
+	m, _ := v.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m
+}
+
+func (d *decoder) decodeRollout(n *diag.Node) *Rollout {
+	o, ok := d.object(n, rolloutFields...)
+	if !ok {
+		return nil
+	}
+	r := &Rollout{Range: n.Range()}
+	if v := d.keep(o.Get("batches")); v != nil {
+		if items, ok := v.Items(); ok {
+			for _, it := range items {
+				d.keep(it)
+				if b, ok := parseBatch(it); ok {
+					r.Batches = append(r.Batches, b)
+				} else {
+					r.Batches = append(r.Batches, Batch{}) // keeps indexes aligned with paths
+				}
+			}
+		}
+	}
+	if v := d.keep(o.Get("pause")); v != nil {
+		r.Pause, _ = v.Duration()
+	}
+	if v := d.keep(o.Get("maxPerMinute")); v != nil {
+		r.MaxPerMinute, _ = v.Int()
+	}
+	return r
+}
+
+// parseBatch reads "N%" or a device count.
+func parseBatch(n *diag.Node) (Batch, bool) {
+	const hint = `write a percentage of the matched devices such as "10%", or a device count such as 50`
+	switch {
+	case n.Tag() == "!!int":
+		c, ok := n.Int()
+		return Batch{Count: c}, ok
+	case n.Tag() == "!!str":
+		s := strings.TrimSpace(n.YAML.Value)
+		num, isPct := strings.CutSuffix(s, "%")
+		f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+		if !isPct || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			n.Errorf("invalid batch %q", n.YAML.Value).Hint("%s", hint)
+			return Batch{}, false
+		}
+		return Batch{Percent: f}, true
+	}
+	n.Errorf("expected a percentage or a device count, got %s", n.Describe()).Hint("%s", hint)
+	return Batch{}, false
+}
+
+// parseStart reads now, an RFC 3339 time or +DURATION.
+func parseStart(n *diag.Node) (Start, bool) {
+	const hint = `use "now", an RFC 3339 time such as 2026-11-25T02:00:00Z, or a delay such as "+10m"`
+	text, ok := n.Text()
+	if !ok {
+		return Start{}, false
+	}
+	s := strings.TrimSpace(text)
+	switch {
+	case s == "now":
+		return Start{Now: true}, true
+	case strings.HasPrefix(s, "+"):
+		dur, err := time.ParseDuration(s[1:])
+		if err != nil || dur <= 0 || strings.HasPrefix(s[1:], "-") || strings.HasPrefix(s[1:], "+") {
+			n.Errorf("invalid start delay %q", text).Hint("%s", hint)
+			return Start{}, false
+		}
+		return Start{After: dur}, true
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		d := n.Errorf("invalid start time %q", text)
+		if _, err2 := time.Parse("2006-01-02T15:04:05", s); err2 == nil {
+			d.Hint("add a time zone, e.g. %sZ for UTC", s)
+		} else {
+			d.Hint("%s", hint)
+		}
+		return Start{}, false
+	}
+	return Start{At: t}, true
+}

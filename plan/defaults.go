@@ -1,0 +1,32 @@
+package plan
+
+// applyDefaults fills what a step leaves unsaid: the plan's defaults for
+// timeouts and maximum execution time, "after the previous step", a start
+// of "now" for steps without cron, and a null method payload.
+func applyDefaults(p *Plan) {
+	for i, s := range p.Steps {
+		if !s.afterSet && i > 0 {
+			s.After = []string{p.Steps[i-1].Name}
+		}
+		if s.After == nil {
+			s.After = []string{}
+		}
+		if !s.maxExecutionTimeSet {
+			s.MaxExecutionTime = p.Defaults.MaxExecutionTime
+		}
+		if s.Cron == "" && s.Start == (Start{}) {
+			s.Start = Start{Now: true}
+		}
+		if m := s.Method; m != nil {
+			if !m.responseTimeoutSet {
+				m.ResponseTimeout = p.Defaults.ResponseTimeout
+			}
+			if !m.connectTimeoutSet {
+				m.ConnectTimeout = p.Defaults.ConnectTimeout
+			}
+			if len(m.Payload) == 0 {
+				m.Payload = []byte("null")
+			}
+		}
+	}
+}

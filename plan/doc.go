@@ -1,0 +1,19 @@
+// Package plan is the iotjobs plan file format, version 1: a YAML file
+// listing steps, each of which targets devices with a twin query
+// condition, acts on them (a direct method call or a twin patch), and says
+// when (now, a start time or cron), for how long, how fast (rollout
+// batches, rate) and when to stop (abort and success thresholds). The
+// format is documented in the README; examples/lock-door.yaml is the
+// tutorial plan.
+//
+// [Parse] decodes a file strictly in one pass (unknown or duplicate keys,
+// wrong types, bad durations, times, cron expressions and query syntax,
+// unknown ${vars.x}, unset ${env.X}, duplicate or unknown step names,
+// cyclic "after", a step with no or two actions, thresholds out of range)
+// and returns every problem as a positioned [diag.Diagnostic] with a
+// hint. The resulting [Plan] is plain data with defaults filled in, ready
+// for the runner.
+//
+// plan imports only plan/diag, hub/query (for syntax checks) and
+// robfig/cron (for cron syntax); it never imports the hub itself.
+package plan

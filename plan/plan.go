@@ -1,0 +1,223 @@
+package plan
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/iotjobs/iotjobs/plan/diag"
+)
+
+// Version is the only plan format version this package understands.
+const Version = 1
+
+// Built-in defaults, overridden by a plan's defaults: section and then by
+// a step's own values.
+const (
+	DefaultMaxExecutionTime = time.Hour
+	DefaultResponseTimeout  = 30 * time.Second
+	DefaultConnectTimeout   = 0
+)
+
+// Azure IoT Hub's limits on direct-method timeouts, which we enforce so
+// that a plan valid here is valid against Azure too.
+const (
+	MinResponseTimeout = 5 * time.Second
+	MaxResponseTimeout = 300 * time.Second
+	MaxConnectTimeout  = 300 * time.Second
+)
+
+// Plan is a decoded plan file: what to run, in which order. It is plain
+// data; every node keeps the [diag.Range] it came from so that later
+// stages (the runner, the dry-run) can point at the file too.
+type Plan struct {
+	Version     int
+	Name        string
+	Description string
+	// File is the file name given to [Parse]; SHA256 is the hex digest of
+	// the source bytes, so a report names exactly what ran.
+	File   string
+	SHA256 string
+	// Defaults are the effective defaults: built-in values overridden by
+	// the file's defaults: section. They are already copied into Steps.
+	Defaults Defaults
+	Steps    []*Step
+	// Vars are the plan's variables after ${env.X} expansion.
+	Vars  map[string]string
+	Range diag.Range
+}
+
+// Defaults are values that steps inherit unless they set their own.
+type Defaults struct {
+	MaxExecutionTime time.Duration
+	ResponseTimeout  time.Duration
+	ConnectTimeout   time.Duration
+	Range            diag.Range
+}
+
+// Step is one job (or, with rollout batches, one series of jobs) against
+// the devices its query selects. Exactly one of Method and Twin is set.
+type Step struct {
+	Name        string
+	Description string
+	// Query is a twin query WHERE condition, or "*" for every device.
+	Query string
+	// After lists the steps that must finish first. When the file does not
+	// say, it is the previous step (none for the first).
+	After  []string
+	Method *Method
+	Twin   *Twin
+	// Start says when a one-off step starts; it is the zero Start when
+	// Cron is set. A step with neither starts now.
+	Start Start
+	// Cron is a standard 5-field cron expression; each occurrence runs the
+	// step once.
+	Cron             string
+	MaxExecutionTime time.Duration
+	Rollout          *Rollout
+	Abort            *Abort
+	Success          *Success
+	Range            diag.Range
+
+	// path is the step's place in the file ("steps[2]"), for diagnostics.
+	path                string
+	afterSet            bool
+	maxExecutionTimeSet bool
+}
+
+// Method invokes a direct method on each device.
+type Method struct {
+	Name string
+	// Payload is the JSON request payload, "null" when absent.
+	Payload         json.RawMessage
+	ResponseTimeout time.Duration
+	ConnectTimeout  time.Duration
+	Range           diag.Range
+
+	responseTimeoutSet bool
+	connectTimeoutSet  bool
+}
+
+// Twin patches each device's twin: desired properties and/or tags, with
+// an optional ETag precondition ("*" means any).
+type Twin struct {
+	ETag string
+	// Desired and Tags are JSON merge patches; nil means absent (at least
+	// one is set).
+	Desired map[string]any
+	Tags    map[string]any
+	Range   diag.Range
+}
+
+// Start is when a one-off step starts: now, at a fixed time, or a delay
+// after the plan starts. At most one field is set; the zero Start means now.
+type Start struct {
+	Now   bool
+	At    time.Time
+	After time.Duration
+}
+
+// Resolve returns the start time for a plan that starts at now.
+func (s Start) Resolve(now time.Time) time.Time {
+	switch {
+	case !s.At.IsZero():
+		return s.At
+	case s.After > 0:
+		return now.Add(s.After)
+	default:
+		return now
+	}
+}
+
+// Rollout spreads a step over batches of growing size with a pause
+// between them, and caps the device-operation rate. The runner enforces
+// it, so it also works against hubs without rollouts (Azure IoT Hub).
+type Rollout struct {
+	// Batches are cumulative targets: each batch brings the number of
+	// devices reached up to its Percent of the matched devices or to its
+	// Count. They are increasing and of one kind.
+	Batches      []Batch
+	Pause        time.Duration
+	MaxPerMinute int
+	Range        diag.Range
+}
+
+// Batch is one rollout batch: a percentage (0 < Percent ≤ 100) of the
+// matched devices or a device Count (> 0). Exactly one is non-zero.
+type Batch struct {
+	Percent float64
+	Count   int
+}
+
+// Abort stops a step when too many devices fail.
+type Abort struct {
+	// FailureRate is the fraction (0..1) of failed devices above which the
+	// step is aborted, once at least MinExecuted devices have finished.
+	FailureRate float64
+	MinExecuted int
+	Range       diag.Range
+}
+
+// Success is what a step must reach to count as succeeded.
+type Success struct {
+	// MinSuccessRate is the fraction (0..1) of devices that must succeed.
+	MinSuccessRate float64
+	Range          diag.Range
+}
+
+// Step returns the step with the given name, or nil.
+func (p *Plan) Step(name string) *Step {
+	for _, s := range p.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Order returns the steps in execution order: a topological order of the
+// "after" graph in which, among the steps that are ready, the one earlier
+// in the file goes first. Steps caught in a cycle (only possible in a plan
+// that failed validation) come last, in file order.
+func (p *Plan) Order() []*Step {
+	index := make(map[string]int, len(p.Steps))
+	for i, s := range p.Steps {
+		if _, dup := index[s.Name]; !dup {
+			index[s.Name] = i
+		}
+	}
+	waiting := make([]int, len(p.Steps))
+	next := make([][]int, len(p.Steps))
+	for i, s := range p.Steps {
+		for _, a := range s.After {
+			if j, ok := index[a]; ok && j != i {
+				waiting[i]++
+				next[j] = append(next[j], i)
+			}
+		}
+	}
+	done := make([]bool, len(p.Steps))
+	order := make([]*Step, 0, len(p.Steps))
+	for len(order) < len(p.Steps) {
+		pick := -1
+		for i := range p.Steps {
+			if !done[i] && waiting[i] == 0 {
+				pick = i
+				break
+			}
+		}
+		if pick < 0 {
+			for i, s := range p.Steps {
+				if !done[i] {
+					order = append(order, s)
+				}
+			}
+			break
+		}
+		done[pick] = true
+		order = append(order, p.Steps[pick])
+		for _, n := range next[pick] {
+			waiting[n]--
+		}
+	}
+	return order
+}

@@ -1,0 +1,91 @@
+package runner
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// ReportVersion is the version of the report's JSON shape; it changes only
+// when a field changes meaning or disappears.
+const ReportVersion = 1
+
+// Report statuses.
+const (
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+	StatusError     = "error"
+)
+
+// Step statuses beyond the hub's job statuses.
+const (
+	StepSkipped = "skipped"
+	StepFailed  = "failed"
+)
+
+// Report is the outcome of running a plan (README "Report format").
+type Report struct {
+	ReportVersion int           `json:"reportVersion"`
+	Plan          PlanRef       `json:"plan"`
+	Hub           string        `json:"hub"`
+	DryRun        bool          `json:"dryRun"`
+	Status        string        `json:"status"`
+	Error         string        `json:"error,omitempty"`
+	StartedAt     time.Time     `json:"startedAt"`
+	FinishedAt    time.Time     `json:"finishedAt"`
+	Steps         []*StepReport `json:"steps"`
+}
+
+// PlanRef names the plan that ran, exactly (its SHA-256).
+type PlanRef struct {
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
+// StepReport is the outcome of one step.
+type StepReport struct {
+	Name           string   `json:"name"`
+	Type           string   `json:"type"`
+	JobIDs         []string `json:"jobIds"`
+	QueryCondition string   `json:"queryCondition"`
+	// Status is the hub job's final status (completed, failed,
+	// cancelled), or "failed" when the job completed but the step missed
+	// its success criteria, or "skipped" when a step it runs after did
+	// not succeed.
+	Status              string                  `json:"status"`
+	Reason              string                  `json:"reason,omitempty"`
+	StartTime           *time.Time              `json:"startTime,omitempty"`
+	EndTime             *time.Time              `json:"endTime,omitempty"`
+	DeviceJobStatistics hub.DeviceJobStatistics `json:"deviceJobStatistics"`
+	Success             *SuccessReport          `json:"success,omitempty"`
+	Devices             []DeviceResult          `json:"devices"`
+}
+
+// SuccessReport is how a step measured against its success criteria.
+type SuccessReport struct {
+	MinSuccessRate float64 `json:"minSuccessRate"`
+	SuccessRate    float64 `json:"successRate"`
+	Met            bool    `json:"met"`
+}
+
+// DeviceResult is one device's result in a step. Succeeded is the
+// runner's verdict: the hub completed the device's job and, for a method,
+// the device answered with a 2xx status.
+type DeviceResult struct {
+	DeviceID  string                `json:"deviceId"`
+	Status    string                `json:"status"`
+	Succeeded bool                  `json:"succeeded"`
+	Outcome   *hub.DeviceJobOutcome `json:"outcome,omitempty"`
+	Error     *hub.DeviceJobError   `json:"error,omitempty"`
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

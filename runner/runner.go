@@ -1,0 +1,328 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/robfig/cron/v3"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/plan"
+)
+
+// Runner runs plans on one hub.
+type Runner struct {
+	// Hub is where jobs run. Required.
+	Hub hub.Client
+	// Clock is the time source. Required.
+	Clock clock.Clock
+	// HubName goes into the report ("embedded", or the hub's host name).
+	HubName string
+	// Observer is told about progress; nil means none.
+	Observer Observer
+}
+
+// Observer receives progress while a plan runs.
+type Observer interface {
+	StepStarted(step *plan.Step, jobID string)
+	JobChanged(step *plan.Step, job *hub.Job)
+	StepFinished(step *StepReport)
+}
+
+// Check returns an error for plan features Apply does not execute yet, so
+// that nothing is half-applied.
+func Check(p *plan.Plan) error {
+	for _, s := range p.Steps {
+		switch {
+		case s.Rollout != nil:
+			return &UnsupportedError{Step: s.Name, Feature: "rollout"}
+		case s.Abort != nil:
+			return &UnsupportedError{Step: s.Name, Feature: "abort thresholds"}
+		}
+	}
+	return nil
+}
+
+// Apply runs the plan's steps in order and monitors each to the end. It
+// returns the report together with a *StepFailedError when a step did not
+// succeed, or the hub's error when the hub could not be used; the report
+// is complete as far as the run got in every case.
+func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
+	if err := Check(p); err != nil {
+		return nil, err
+	}
+	rep := &Report{
+		ReportVersion: ReportVersion,
+		Plan:          PlanRef{Name: p.Name, File: p.File, SHA256: p.SHA256},
+		Hub:           r.HubName,
+		StartedAt:     r.Clock.Now().UTC(),
+		Steps:         []*StepReport{},
+	}
+	planStart := rep.StartedAt
+	ok := map[string]bool{}
+	var failed []string
+	var runErr error
+	for _, s := range p.Order() {
+		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}}
+		rep.Steps = append(rep.Steps, sr)
+		if blocked := blockers(s, ok); len(blocked) > 0 || runErr != nil || ctx.Err() != nil {
+			sr.Status = StepSkipped
+			switch {
+			case runErr != nil || ctx.Err() != nil:
+				sr.Reason = "the run stopped before this step"
+			default:
+				sr.Reason = "runs after " + strings.Join(blocked, ", ") + ", which did not succeed"
+			}
+			failed = append(failed, s.Name)
+			continue
+		}
+		err := r.runStep(ctx, p, s, planStart, sr)
+		if r.Observer != nil {
+			r.Observer.StepFinished(sr)
+		}
+		switch {
+		case err != nil:
+			runErr = err
+			if sr.Status == "" {
+				sr.Status = StatusError
+				sr.Reason = err.Error()
+			}
+			failed = append(failed, s.Name)
+		case sr.Status == string(hub.JobCompleted):
+			ok[s.Name] = true
+		default:
+			failed = append(failed, s.Name)
+		}
+	}
+	rep.FinishedAt = r.Clock.Now().UTC()
+	switch {
+	case ctx.Err() != nil:
+		rep.Status = StatusCancelled
+		rep.Error = "interrupted"
+		return rep, ctx.Err()
+	case runErr != nil:
+		rep.Status = StatusError
+		rep.Error = runErr.Error()
+		return rep, runErr
+	case len(failed) > 0:
+		rep.Status = StatusFailed
+		return rep, &StepFailedError{Steps: failed}
+	}
+	rep.Status = StatusSucceeded
+	return rep, nil
+}
+
+// blockers returns the steps s runs after that did not succeed.
+func blockers(s *plan.Step, ok map[string]bool) []string {
+	var out []string
+	for _, a := range s.After {
+		if !ok[a] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func jobType(s *plan.Step) hub.JobType {
+	if s.Method != nil {
+		return hub.JobDeviceMethod
+	}
+	return hub.JobUpdateTwin
+}
+
+// jobFor builds the hub job of a step.
+func (r *Runner) jobFor(p *plan.Plan, s *plan.Step, start time.Time) *hub.Job {
+	id := jobID(p.Name, s.Name)
+	j := &hub.Job{
+		JobID:                     id,
+		Type:                      jobType(s),
+		QueryCondition:            s.Query,
+		StartTime:                 &hub.Time{Time: start.UTC()},
+		MaxExecutionTimeInSeconds: int64(s.MaxExecutionTime / time.Second),
+	}
+	if s.Method != nil {
+		payload := s.Method.Payload
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		}
+		j.CloudToDeviceMethod = &hub.MethodRequest{
+			MethodName:               s.Method.Name,
+			Payload:                  payload,
+			ResponseTimeoutInSeconds: int(s.Method.ResponseTimeout / time.Second),
+			ConnectTimeoutInSeconds:  int(s.Method.ConnectTimeout / time.Second),
+		}
+	} else {
+		et := s.Twin.ETag
+		if et == "" {
+			et = "*"
+		}
+		j.UpdateTwin = &hub.TwinPatch{ETag: et, Tags: s.Twin.Tags}
+		if s.Twin.Desired != nil {
+			j.UpdateTwin.Properties = &hub.Properties{Desired: s.Twin.Desired}
+		}
+	}
+	return j
+}
+
+// jobID makes a job id that says where it came from and never collides.
+func jobID(planName, step string) string {
+	id := planName + "-" + step
+	if len(id) > 90 {
+		id = id[:90]
+	}
+	return id + "-" + uuid.NewString()
+}
+
+// startTime resolves when a step starts: its start, or the next
+// occurrence of its cron expression.
+func startTime(s *plan.Step, planStart, now time.Time) (time.Time, error) {
+	if s.Cron != "" {
+		sched, err := cron.ParseStandard(s.Cron)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("step %s: cron %q: %w", s.Name, s.Cron, err)
+		}
+		return sched.Next(now), nil
+	}
+	t := s.Start.Resolve(planStart)
+	if t.Before(now) {
+		t = now
+	}
+	return t, nil
+}
+
+// runStep creates the step's job, follows it to a terminal status, and
+// fills sr with its outcome.
+func (r *Runner) runStep(ctx context.Context, p *plan.Plan, s *plan.Step, planStart time.Time, sr *StepReport) error {
+	start, err := startTime(s, planStart, r.Clock.Now())
+	if err != nil {
+		return err
+	}
+	job, err := r.Hub.CreateJob(ctx, r.jobFor(p, s, start))
+	if err != nil {
+		return fmt.Errorf("step %s: create job: %w", s.Name, err)
+	}
+	sr.JobIDs = append(sr.JobIDs, job.JobID)
+	if r.Observer != nil {
+		r.Observer.StepStarted(s, job.JobID)
+	}
+	for !job.Status.Terminal() {
+		next, err := r.Hub.WatchJob(ctx, job.JobID, job)
+		if err != nil {
+			if ctx.Err() != nil {
+				r.cancel(job.JobID)
+				sr.Status = string(hub.JobCancelled)
+				sr.Reason = "interrupted; the hub job was cancelled"
+				return ctx.Err()
+			}
+			return fmt.Errorf("step %s: follow job %s: %w", s.Name, job.JobID, err)
+		}
+		job = next
+		if r.Observer != nil {
+			r.Observer.JobChanged(s, job)
+		}
+	}
+	sr.Status = string(job.Status)
+	if job.FailureReason != "" {
+		sr.Reason = job.FailureReason
+	}
+	if job.StartTime != nil {
+		t := job.StartTime.Time
+		sr.StartTime = &t
+	}
+	if job.EndTime != nil {
+		t := job.EndTime.Time
+		sr.EndTime = &t
+	}
+	if job.DeviceJobStatistics != nil {
+		sr.DeviceJobStatistics = *job.DeviceJobStatistics
+	}
+	devs, err := r.deviceResults(ctx, job.JobID)
+	if err != nil {
+		return fmt.Errorf("step %s: read device results of job %s: %w", s.Name, job.JobID, err)
+	}
+	sr.Devices = devs
+	judge(s, sr)
+	return nil
+}
+
+// cancel cancels a hub job on the way out of an interrupted run; the run's
+// own context is already done, so it gets a short one of its own.
+func (r *Runner) cancel(jobID string) {
+	ctx, cancel := r.Clock.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.Hub.CancelJob(ctx, jobID)
+}
+
+// judge applies the step's success criteria (default: every device) to a
+// completed job.
+func judge(s *plan.Step, sr *StepReport) {
+	if sr.Status != string(hub.JobCompleted) {
+		return
+	}
+	min := 1.0
+	if s.Success != nil {
+		min = s.Success.MinSuccessRate
+	}
+	n, ok := len(sr.Devices), 0
+	for _, d := range sr.Devices {
+		if d.Succeeded {
+			ok++
+		}
+	}
+	rate := 1.0
+	if n > 0 {
+		rate = float64(ok) / float64(n)
+	}
+	sr.Success = &SuccessReport{MinSuccessRate: min, SuccessRate: rate, Met: rate >= min}
+	if !sr.Success.Met {
+		sr.Status = StepFailed
+		sr.Reason = fmt.Sprintf("%d of %d devices succeeded (%.1f%%); the step needs %.1f%%", ok, n, rate*100, min*100)
+	}
+}
+
+// deviceResults reads every device's result of a job through the query
+// API, as it works against any hub.
+func (r *Runner) deviceResults(ctx context.Context, jobID string) ([]DeviceResult, error) {
+	q := "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '" + quote(jobID) + "'"
+	out := []DeviceResult{}
+	opts := hub.QueryOptions{PageSize: 1000}
+	for {
+		page, err := r.Hub.Query(ctx, q, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range page.Items {
+			var dj hub.DeviceJob
+			if err := json.Unmarshal(item, &dj); err != nil {
+				return nil, fmt.Errorf("decode device job: %w", err)
+			}
+			out = append(out, result(&dj))
+		}
+		if page.Continuation == "" {
+			return out, nil
+		}
+		opts.Continuation = page.Continuation
+	}
+}
+
+func result(dj *hub.DeviceJob) DeviceResult {
+	d := DeviceResult{DeviceID: dj.DeviceID, Status: string(dj.Status), Outcome: dj.Outcome, Error: dj.Error}
+	d.Succeeded = dj.Status == hub.DeviceJobCompleted
+	if d.Succeeded && dj.JobType == hub.JobDeviceMethod {
+		resp := dj.Outcome
+		d.Succeeded = resp != nil && resp.DeviceMethodResponse != nil &&
+			resp.DeviceMethodResponse.Status >= 200 && resp.DeviceMethodResponse.Status < 300
+	}
+	return d
+}
+
+// quote escapes a string for a single-quoted query literal.
+func quote(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
+}

@@ -1,0 +1,397 @@
+package simulate
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/hub/sas"
+)
+
+// Options say how simulated devices reach a hub over MQTT.
+type Options struct {
+	// Addr is the broker's host:port (MQTT over TLS).
+	Addr string
+	// HostName is the hub's name as in its connection string; it goes into
+	// the MQTT username and the SAS token's resource, like a real device's.
+	HostName string
+	// RootCAs verifies the broker's certificate; nil means the system pool.
+	RootCAs *x509.CertPool
+	// Clock paces method latency, desired-report delays and flapping; nil
+	// means the real clock.
+	Clock clock.Clock
+	// Dialers is how many devices connect at once (default 64).
+	Dialers int
+	Logger  *slog.Logger
+}
+
+// Register makes sure every device of the fleet exists on the hub with the
+// fleet's tags: it creates missing devices (the hub generates their keys)
+// and returns each device's primary key, read back through the service
+// API exactly as an operator's provisioning script would.
+func Register(ctx context.Context, c hub.Client, devs []*Device) (map[string]string, error) {
+	keys := make(map[string]string, len(devs))
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, d := range devs {
+		g.Go(func() error {
+			dev, err := c.GetDevice(ctx, d.ID)
+			if errors.Is(err, hub.ErrDeviceNotFound) {
+				dev, err = c.CreateDevice(ctx, &hub.Device{DeviceID: d.ID})
+				if errors.Is(err, &hub.Error{Code: hub.CodeDeviceAlreadyExists}) {
+					dev, err = c.GetDevice(ctx, d.ID) // another simulator won the race
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("register device %s: %w", d.ID, err)
+			}
+			if len(d.Tags) > 0 {
+				tw, err := c.GetTwin(ctx, d.ID)
+				if err != nil {
+					return fmt.Errorf("read twin of %s: %w", d.ID, err)
+				}
+				if !reflect.DeepEqual(normalize(tw.Tags), normalize(d.Tags)) {
+					if _, err := c.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
+						return fmt.Errorf("set tags of %s: %w", d.ID, err)
+					}
+				}
+			}
+			mu.Lock()
+			keys[d.ID] = dev.Authentication.SymmetricKey.PrimaryKey
+			mu.Unlock()
+			return nil
+		})
+	}
+	return keys, g.Wait()
+}
+
+// normalize round-trips a JSON value so that comparisons ignore Go types
+// (int vs float64).
+func normalize(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	json.Unmarshal(b, &out)
+	if m, ok := out.(map[string]any); ok && len(m) == 0 {
+		return nil
+	}
+	return out
+}
+
+// Sim is a set of simulated devices connected to a hub, one MQTT
+// connection each.
+type Sim struct {
+	opts    Options
+	devices []*simDevice
+}
+
+// Connect connects every device that is not offline and waits until each
+// is connected and subscribed. keys holds each device's key.
+func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts Options) (*Sim, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default().With("system", "simulate")
+	}
+	if opts.Dialers <= 0 {
+		opts.Dialers = 64
+	}
+	s := &Sim{opts: opts}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Dialers)
+	for _, d := range devs {
+		if d.Offline {
+			continue
+		}
+		key, ok := keys[d.ID]
+		if !ok {
+			s.Close()
+			return nil, fmt.Errorf("no key for device %s", d.ID)
+		}
+		sd := &simDevice{spec: d, key: key, opts: &s.opts, rng: d.RNG(), pending: map[string]chan twinReply{}}
+		g.Go(func() error {
+			if err := sd.connect(gctx); err != nil {
+				return err
+			}
+			mu.Lock()
+			s.devices = append(s.devices, sd)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, sd := range s.devices {
+		sd.startFlapping()
+	}
+	return s, nil
+}
+
+// Len is the number of connected devices.
+func (s *Sim) Len() int { return len(s.devices) }
+
+// Close disconnects every device.
+func (s *Sim) Close() {
+	for _, d := range s.devices {
+		d.close()
+	}
+	s.devices = nil
+}
+
+// simDevice is one simulated device on its own paho connection. paho is
+// wrapped here and nowhere else on the device side.
+type simDevice struct {
+	spec *Device
+	key  string
+	opts *Options
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	client  paho.Client
+	closed  bool
+	rid     int
+	pending map[string]chan twinReply
+}
+
+type twinReply struct {
+	status  int
+	payload []byte
+}
+
+const apiVersion = "2021-04-12"
+
+func (d *simDevice) connect(ctx context.Context) error {
+	host, _, err := net.SplitHostPort(d.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("broker address %q: %w", d.opts.Addr, err)
+	}
+	id := d.spec.ID
+	o := paho.NewClientOptions().
+		AddBroker("tls://" + d.opts.Addr).
+		SetClientID(id).
+		SetCleanSession(false).
+		SetProtocolVersion(4).
+		SetKeepAlive(180 * time.Second).
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(false).
+		SetConnectTimeout(30 * time.Second).
+		SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
+		SetCredentialsProvider(func() (string, string) {
+			// A fresh token at every (re)connect, as the Azure SDKs do.
+			tok, _ := sas.DeviceToken(d.opts.HostName, id, d.key, d.opts.Clock.Now().Add(time.Hour))
+			return d.opts.HostName + "/" + id + "/?api-version=" + apiVersion, tok
+		}).
+		SetOnConnectHandler(func(c paho.Client) { d.subscribe(c) })
+	c := paho.NewClient(o)
+	d.mu.Lock()
+	d.client = c
+	d.mu.Unlock()
+	if err := wait(ctx, c.Connect()); err != nil {
+		return fmt.Errorf("connect device %s to %s: %w", id, d.opts.Addr, err)
+	}
+	// The OnConnect handler subscribes asynchronously; subscribe here too
+	// and wait, so that Connect returns only once the hub sees the device
+	// online for methods.
+	if err := d.subscribeWait(ctx, c); err != nil {
+		return fmt.Errorf("subscribe device %s: %w", id, err)
+	}
+	if len(d.spec.Reported) > 0 {
+		if err := d.report(ctx, d.spec.Reported); err != nil {
+			return fmt.Errorf("report initial properties of %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (d *simDevice) filters() map[string]byte {
+	return map[string]byte{
+		mqttproto.MethodsSubscription: 0,
+		mqttproto.DesiredSubscription: 0,
+		mqttproto.TwinResSubscription: 0,
+	}
+}
+
+func (d *simDevice) subscribe(c paho.Client) {
+	c.SubscribeMultiple(d.filters(), d.onMessage)
+}
+
+func (d *simDevice) subscribeWait(ctx context.Context, c paho.Client) error {
+	return wait(ctx, c.SubscribeMultiple(d.filters(), d.onMessage))
+}
+
+// wait turns a paho token into a context-aware call.
+func wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *simDevice) onMessage(c paho.Client, msg paho.Message) {
+	m, err := mqttproto.ParseTopic(msg.Topic())
+	if err != nil {
+		d.opts.Logger.Debug("ignore message", "device", d.spec.ID, "topic", msg.Topic(), "err", err)
+		return
+	}
+	switch m.Kind {
+	case mqttproto.MethodRequest:
+		d.onMethod(c, m)
+	case mqttproto.DesiredPatch:
+		d.onDesired(msg.Payload())
+	case mqttproto.TwinResponse:
+		d.mu.Lock()
+		ch := d.pending[m.RID]
+		delete(d.pending, m.RID)
+		d.mu.Unlock()
+		if ch != nil {
+			ch <- twinReply{status: m.Status, payload: msg.Payload()}
+		}
+	}
+}
+
+func (d *simDevice) onMethod(c paho.Client, m mqttproto.Message) {
+	d.mu.Lock()
+	ans := d.spec.Answer(m.Method, d.rng)
+	d.mu.Unlock()
+	d.after(ans.Latency, func() {
+		payload := ans.Payload
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		}
+		c.Publish(mqttproto.MethodResponseTopic(ans.Status, m.RID), 0, false, []byte(payload))
+		if ans.DisconnectFor > 0 {
+			d.bounce(ans.DisconnectFor)
+		}
+	})
+}
+
+func (d *simDevice) onDesired(payload []byte) {
+	if d.spec.Desired == nil || !d.spec.Desired.Report {
+		return
+	}
+	var patch map[string]any
+	if err := json.Unmarshal(payload, &patch); err != nil {
+		return
+	}
+	delete(patch, "$version")
+	d.after(d.spec.Desired.Delay, func() {
+		ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := d.report(ctx, patch); err != nil {
+			d.opts.Logger.Debug("report desired", "device", d.spec.ID, "err", err)
+		}
+	})
+}
+
+// report sends a reported-properties patch and waits for the hub's 204.
+func (d *simDevice) report(ctx context.Context, patch map[string]any) error {
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	ch := make(chan twinReply, 1)
+	d.mu.Lock()
+	d.rid++
+	rid := "r" + strconv.Itoa(d.rid)
+	d.pending[rid] = ch
+	c := d.client
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.pending, rid)
+		d.mu.Unlock()
+	}()
+	if err := wait(ctx, c.Publish(mqttproto.ReportedPatchTopic(rid), 0, false, body)); err != nil {
+		return err
+	}
+	select {
+	case r := <-ch:
+		if r.status != 204 {
+			return fmt.Errorf("hub answered %d: %s", r.status, r.payload)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// after runs f after dur on the clock, unless the device is closed.
+func (d *simDevice) after(dur time.Duration, f func()) {
+	if dur <= 0 {
+		f()
+		return
+	}
+	// No handle is kept: a timer that fires after Close finds the device
+	// closed and does nothing, and keeping handles would grow without end.
+	d.opts.Clock.AfterFunc(dur, func() {
+		d.mu.Lock()
+		closed := d.closed
+		d.mu.Unlock()
+		if !closed {
+			f()
+		}
+	})
+}
+
+// bounce disconnects the device and reconnects it after dur, like a
+// device that reboots.
+func (d *simDevice) bounce(dur time.Duration) {
+	d.mu.Lock()
+	c := d.client
+	d.mu.Unlock()
+	c.Disconnect(0)
+	d.after(dur, func() {
+		ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := wait(ctx, c.Connect()); err != nil {
+			d.opts.Logger.Warn("reconnect device", "device", d.spec.ID, "err", err)
+		}
+	})
+}
+
+// startFlapping makes a flapping device go down and up for ever.
+func (d *simDevice) startFlapping() {
+	f := d.spec.Flapping
+	if f == nil || f.Up <= 0 || f.Down <= 0 {
+		return
+	}
+	var cycle func()
+	cycle = func() {
+		d.bounce(f.Down)
+		d.after(f.Down+f.Up, cycle)
+	}
+	d.after(f.Up, cycle)
+}
+
+func (d *simDevice) close() {
+	d.mu.Lock()
+	d.closed = true
+	c := d.client
+	d.mu.Unlock()
+	if c != nil {
+		c.Disconnect(100)
+	}
+}
