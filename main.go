@@ -78,12 +78,73 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			validateCmd(), applyCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
 		},
 	}
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	code := exitCode(err)
 	if err != nil && !errors.As(err, new(diag.Diagnostics)) {
 		fmt.Fprintf(stderr, "iotjobs: %v\n", err)
 	}
 	return code
+}
+
+// interspersed moves flags that follow positional arguments in front of
+// them: urfave/cli v2 stops parsing flags at the first argument, and
+// `iotjobs apply plan.yaml --report r.json` must not ignore --report.
+func interspersed(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	rest := args[1:]
+	cmds := app.Commands
+	var cmd *cli.Command
+	for len(rest) > 0 {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(rest[0]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd, cmds = next, next.Subcommands
+		out = append(out, rest[0])
+		rest = rest[1:]
+	}
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, pos []string
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			pos = append(pos, rest[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(rest) {
+			flags = append(flags, rest[i+1])
+			i++
+		}
+	}
+	out = append(out, flags...)
+	if len(pos) > 0 {
+		out = append(out, "--")
+		out = append(out, pos...)
+	}
+	return out
 }
 
 // exitCode decides the exit code from the error type, in one place.

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"container/heap"
 	"encoding/json"
 	"time"
 
@@ -195,29 +196,43 @@ func (p *Plan) Order() []*Step {
 			}
 		}
 	}
+	// Ready steps wait in a min-heap of file indexes, so that among the
+	// steps that may run the earliest in the file goes first.
+	ready := &intHeap{}
+	for i := range p.Steps {
+		if waiting[i] == 0 {
+			heap.Push(ready, i)
+		}
+	}
 	done := make([]bool, len(p.Steps))
 	order := make([]*Step, 0, len(p.Steps))
-	for len(order) < len(p.Steps) {
-		pick := -1
-		for i := range p.Steps {
-			if !done[i] && waiting[i] == 0 {
-				pick = i
-				break
+	for ready.Len() > 0 {
+		i := heap.Pop(ready).(int)
+		done[i] = true
+		order = append(order, p.Steps[i])
+		for _, n := range next[i] {
+			if waiting[n]--; waiting[n] == 0 {
+				heap.Push(ready, n)
 			}
 		}
-		if pick < 0 {
-			for i, s := range p.Steps {
-				if !done[i] {
-					order = append(order, s)
-				}
-			}
-			break
-		}
-		done[pick] = true
-		order = append(order, p.Steps[pick])
-		for _, n := range next[pick] {
-			waiting[n]--
+	}
+	for i, s := range p.Steps {
+		if !done[i] {
+			order = append(order, s)
 		}
 	}
 	return order
+}
+
+type intHeap []int
+
+func (h intHeap) Len() int           { return len(h) }
+func (h intHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h intHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *intHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *intHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

@@ -30,13 +30,22 @@ type validator struct {
 	// reported holds the paths that decoding already reported, so that a
 	// value that failed to decode is not reported again as out of range.
 	reported map[string]bool
+	// unknownIn holds the paths of objects with an unknown field.
+	unknownIn map[string]bool
+	// names maps each step name to its first step.
+	names map[string]int
 }
 
 func (p *Plan) validate(d *decoder) diag.Diagnostics {
-	v := &validator{p: p, d: d, reported: map[string]bool{}}
+	v := &validator{p: p, d: d, reported: map[string]bool{}, unknownIn: map[string]bool{}, names: map[string]int{}}
 	if d != nil {
 		for _, x := range d.doc.Diags {
 			v.reported[x.Path] = true
+			if strings.HasPrefix(x.Summary, "unknown field") {
+				if i := strings.LastIndexAny(x.Path, ".["); i >= 0 {
+					v.unknownIn[x.Path[:i]] = true
+				}
+			}
 		}
 	}
 	v.plan()
@@ -77,18 +86,7 @@ func (v *validator) errorf(path string, fallback diag.Range, format string, args
 // unknownFieldUnder reports whether decoding found an unknown field
 // directly in the object at path; a misspelt "methd" then explains a
 // missing action better than a second error would.
-func (v *validator) unknownFieldUnder(path string) bool {
-	if v.d == nil {
-		return false
-	}
-	for _, d := range v.d.doc.Diags {
-		rest, ok := strings.CutPrefix(d.Path, path+".")
-		if ok && !strings.ContainsAny(rest, ".[") && strings.HasPrefix(d.Summary, "unknown field") {
-			return true
-		}
-	}
-	return false
-}
+func (v *validator) unknownFieldUnder(path string) bool { return v.unknownIn[path] }
 
 // keyErrorf is errorf at the key of the field at path: for problems with a
 // field being there at all (two actions, start with cron).
@@ -203,18 +201,16 @@ func (v *validator) step(i int, s *Step) {
 	}
 	r := s.Range
 	v.checkName(path+".name", r, "step", s.Name)
-	if s.Name != "" {
-		for j, prev := range v.p.Steps[:i] {
-			if prev.Name == s.Name {
-				d := v.errorf(path+".name", r, "duplicate step name %q", s.Name)
-				if prev.Range.Start.Line > 0 {
-					d.Hint("step names must be unique; steps[%d] at line %d is already called %q", j, prev.Range.Start.Line, s.Name)
-				} else {
-					d.Hint("step names must be unique; steps[%d] is already called %q", j, s.Name)
-				}
-				break
-			}
+	if j, dup := v.names[s.Name]; dup && s.Name != "" {
+		prev := v.p.Steps[j]
+		d := v.errorf(path+".name", r, "duplicate step name %q", s.Name)
+		if prev.Range.Start.Line > 0 {
+			d.Hint("step names must be unique; steps[%d] at line %d is already called %q", j, prev.Range.Start.Line, s.Name)
+		} else {
+			d.Hint("step names must be unique; steps[%d] is already called %q", j, s.Name)
 		}
+	} else if !dup {
+		v.names[s.Name] = i
 	}
 
 	if strings.TrimSpace(s.Query) == "" {

@@ -275,12 +275,20 @@ func judge(s *plan.Step, sr *StepReport) {
 			ok++
 		}
 	}
-	rate := 1.0
+	// No device at all counts as a 0% success rate: a query that matches
+	// nothing is far more often a mistake than a goal. A plan that expects
+	// it says so with success.minSuccessRate: 0%.
+	rate := 0.0
 	if n > 0 {
 		rate = float64(ok) / float64(n)
 	}
 	sr.Success = &SuccessReport{MinSuccessRate: min, SuccessRate: rate, Met: rate >= min}
-	if !sr.Success.Met {
+	switch {
+	case sr.Success.Met:
+	case n == 0:
+		sr.Status = StepFailed
+		sr.Reason = "the query matched no devices, so nothing was done (set success.minSuccessRate: 0% if that is expected)"
+	default:
 		sr.Status = StepFailed
 		sr.Reason = fmt.Sprintf("%d of %d devices succeeded (%.1f%%); the step needs %.1f%%", ok, n, rate*100, min*100)
 	}

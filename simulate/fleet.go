@@ -138,7 +138,7 @@ func Parse(filename string, src []byte) (*Fleet, diag.Diagnostics) {
 // idOrigin remembers where a device id was first defined, for the
 // duplicate message.
 type idOrigin struct {
-	group int // 1-based
+	group int // index in groups
 	line  int
 }
 
@@ -175,7 +175,7 @@ func (p *parser) decodeFleet(root *diag.Node) {
 		g.Errorf("groups is empty").Hint("add at least one group, e.g. - ids: [myDeviceId]")
 	}
 	for i, it := range items {
-		if grp := p.decodeGroup(it, i+1); grp != nil {
+		if grp := p.decodeGroup(it, i); grp != nil {
 			p.fleet.Groups = append(p.fleet.Groups, grp)
 		}
 	}
@@ -250,7 +250,7 @@ func (p *parser) decodeIDs(obj *diag.Object, g *Group, index int) {
 			}
 			if prev, dup := p.seen[id]; dup {
 				it.Errorf("duplicate device id %q", id).
-					Hint("it is already defined in group %d (line %d); device ids must be unique in a fleet", prev.group, prev.line)
+					Hint("it is already used at line %d (groups[%d]); device ids must be unique in a fleet", prev.line, prev.group)
 				continue
 			}
 			p.seen[id] = idOrigin{group: index, line: it.YAML.Line}
@@ -302,7 +302,7 @@ func (p *parser) decodeIDs(obj *diag.Object, g *Group, index int) {
 			more = fmt.Sprintf(" (and %d more)", dups-1)
 		}
 		ids.Errorf("duplicate device id %q%s", firstDup, more).
-			Hint("it is already defined in group %d (line %d); device ids must be unique in a fleet", firstPrev.group, firstPrev.line)
+			Hint("it is already used at line %d (groups[%d]); device ids must be unique in a fleet", firstPrev.line, firstPrev.group)
 	}
 }
 
@@ -354,7 +354,6 @@ func parsePattern(n *diag.Node, s string) (idPattern, bool) {
 	end += open
 	ph := s[open : end+1]
 	pat := idPattern{prefix: s[:open], suffix: s[end+1:]}
-	ok := true
 	switch {
 	case ph == "{n}":
 	case strings.HasPrefix(ph, "{n:0"):
@@ -362,12 +361,12 @@ func parsePattern(n *diag.Node, s string) (idPattern, bool) {
 		w, err := strconv.Atoi(ph[len("{n:0") : len(ph)-1])
 		if err != nil || w < 1 || w > 20 || strings.ContainsAny(ph[len("{n:0"):len(ph)-1], "+-") {
 			errAt(n, n.ValueRange(open, end+1), "invalid placeholder %s in id pattern", ph).Hint("%s", hint)
-			ok = false
+			return pat, false
 		}
 		pat.width = w
 	default:
 		errAt(n, n.ValueRange(open, end+1), "invalid placeholder %s in id pattern", ph).Hint("%s", hint)
-		ok = false
+		return pat, false
 	}
 	if i := strings.IndexAny(pat.suffix, "{}"); i >= 0 {
 		off := end + 1 + i
@@ -380,9 +379,7 @@ func parsePattern(n *diag.Node, s string) (idPattern, bool) {
 		errAt(n, n.ValueRange(off, off+1), "unexpected } in id pattern %q", s).Hint("%s", hint)
 		return pat, false
 	}
-	if !checkIDChars(n, pat.prefix, 0) || !checkIDChars(n, pat.suffix, end+1) {
-		return pat, false
-	}
+	ok := checkIDChars(n, pat.prefix, 0) && checkIDChars(n, pat.suffix, end+1)
 	return pat, ok
 }
 

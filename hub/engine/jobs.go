@@ -156,28 +156,24 @@ func (e *Engine) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.J
 	}
 }
 
-// CancelJob implements hub.Client. The job answers cancelled at once;
-// devices not yet done end canceled as the executor unwinds.
+// CancelJob implements hub.Client. In-flight device operations are
+// cancelled at once, so it waits for the job to unwind and answers with
+// its final state: "cancelled", with every device's final status already
+// recorded.
 func (e *Engine) CancelJob(ctx context.Context, id string) (*hub.Job, error) {
 	e.mu.Lock()
 	r := e.runs[id]
 	e.mu.Unlock()
 	if r == nil {
-		j, err := e.GetJob(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		return j, nil // already finished: cancelling is a no-op, as Azure's
+		return e.GetJob(ctx, id) // finished: cancelling is a no-op, as in Azure
 	}
 	r.cancel(errCancelled)
-	e.update(r, func(j *hub.Job) {
-		if !j.Status.Terminal() {
-			j.Status = hub.JobCancelled
-		}
-	})
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return cloneJob(r.job), nil
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return e.GetJob(ctx, id)
 }
 
 // QueryJobs implements hub.Client.
@@ -253,9 +249,11 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr) {
 	j := cloneJob(r.job) // the operation itself never changes
 	e.mu.Unlock()
 	if wait := j.StartTime.Sub(e.clock.Now()); wait > 0 {
+		// Armed before "scheduled" is published, so whoever sees that
+		// status and moves a virtual clock on cannot outrun the timer.
+		t := e.clock.NewTimer(wait)
 		e.update(r, func(j *hub.Job) { j.Status = hub.JobScheduled })
 		e.persist(r)
-		t := e.clock.NewTimer(wait)
 		select {
 		case <-t.C():
 		case <-ctx.Done():
@@ -293,6 +291,9 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr) {
 	})
 	e.write(&write{djs: pending, job: r})
 
+	// Cancellation is read from the run's own context: jctx comes from the
+	// clock, whose contexts need not carry the parent's cause.
+	cancelled := func() bool { return errors.Is(context.Cause(ctx), errCancelled) }
 	sem := make(chan struct{}, e.Window)
 	results := make(chan *hub.DeviceJob, e.Window)
 	started := 0
@@ -316,7 +317,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr) {
 				j.DeviceJobStatistics.RunningCount++
 			})
 			go func() {
-				results <- e.runDevice(jctx, j, dj)
+				results <- e.runDevice(jctx, j, dj, cancelled)
 				<-sem
 				done <- struct{}{}
 			}()
@@ -331,17 +332,17 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr) {
 	// Devices never started end with one final status too.
 	for _, id := range ids[started:] {
 		dj := djs[id]
-		e.stopDevice(jctx, dj)
+		e.stopDevice(dj, cancelled())
 		e.record(r, dj, hub.DeviceJobPending)
 	}
 	e.finish(ctx, r, jctx)
 }
 
 // stopDevice gives a device job that could not run its final status.
-func (e *Engine) stopDevice(jctx context.Context, dj *hub.DeviceJob) {
+func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
 	now := &hub.Time{Time: e.clock.Now().UTC()}
 	dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = now, now
-	if errors.Is(context.Cause(jctx), errCancelled) {
+	if cancelled {
 		dj.Status = hub.DeviceJobCanceled
 		return
 	}
@@ -370,7 +371,7 @@ func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 }
 
 // runDevice performs the job's operation on one device.
-func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob) *hub.DeviceJob {
+func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob, cancelled func() bool) *hub.DeviceJob {
 	start := &hub.Time{Time: e.clock.Now().UTC()}
 	dj.StartTimeUtc = start
 	var err error
@@ -392,8 +393,10 @@ func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob) *
 	switch {
 	case err == nil:
 		dj.Status = hub.DeviceJobCompleted
-	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		e.stopDevice(ctx, dj)
+	case ctx.Err() != nil:
+		// The job stopped (cancel or maxExecutionTime) while this device
+		// was in progress; whatever failed, that is why.
+		e.stopDevice(dj, cancelled())
 		dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = end, end
 	default:
 		dj.Status = hub.DeviceJobFailed

@@ -5,8 +5,8 @@
 // [Parse] reads a whole query (SELECT ... FROM devices | devices.modules |
 // devices.jobs [WHERE ...] [GROUP BY ...]); [ParseCondition] reads only the
 // condition, as a job's queryCondition is written ("*" selects every
-// device). Both return *[SyntaxError] with a byte offset and an operator-
-// readable message. [Match] and [Eval] are the reference semantics: stores
+// device). Both return *[SyntaxError] with a byte offset and a message an
+// operator can act on. [Match] and [Eval] are the reference semantics: stores
 // that compile the tree to SQL are tested against them.
 //
 // # Documents and paths
@@ -55,7 +55,8 @@
 // A condition holds only when it evaluates to true. So for a device whose
 // tags.floor is missing or a string, tags.floor = 1, tags.floor != 1,
 // NOT (tags.floor = 1), tags.floor NIN [1] and NOT (tags.floor IN [1]) are
-// all false; NOT IS_DEFINED(tags.floor) is the way to select it.
+// all false; NOT IS_DEFINED(tags.floor) selects the devices that lack it
+// and IS_STRING(tags.floor) those where it is a string.
 //
 // # Functions
 //

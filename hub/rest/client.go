@@ -84,7 +84,7 @@ func NewClient(cs *sas.ConnectionString, opts Options) (*Client, error) {
 		c.hc = &http.Client{Transport: tr}
 	}
 	if c.clk == nil {
-		c.clk = realClock{}
+		c.clk = clock.Real()
 	}
 	if c.poll <= 0 {
 		c.poll = time.Second
@@ -315,25 +315,23 @@ func (c *Client) getJob(ctx context.Context, id string, h http.Header) (*hub.Job
 // WatchJob returns job id once its status or statistics differ from last
 // (at once when last is nil). Against our hub it long-polls; against a hub
 // that does not (Azure) it polls every PollInterval on the Clock. When ctx
-// ends first it returns the latest snapshot it has (last, if none) and a
-// nil error. Errors: JobNotFound.
+// ends first it returns ctx.Err(), as the engine does, so that a caller
+// looping until the job finishes stops. Errors: JobNotFound.
 func (c *Client) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.Job, error) {
 	if last == nil {
 		return c.GetJob(ctx, id)
 	}
-	latest := last
 	h := http.Header{}
 	h.Set(headerWait, strconv.Itoa(watchWait))
 	h.Set(headerState, stateToken(last))
 	for {
 		j, longPolled, err := c.getJob(ctx, id, h)
 		if ctx.Err() != nil {
-			return latest, nil
+			return nil, ctx.Err()
 		}
 		if err != nil {
 			return nil, err
 		}
-		latest = j
 		if !hub.SameJobState(j, last) {
 			return j, nil
 		}
@@ -344,7 +342,7 @@ func (c *Client) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.J
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return latest, nil
+			return nil, ctx.Err()
 		case <-t.C():
 		}
 	}

@@ -28,6 +28,7 @@ type Document struct {
 	Diags Diagnostics
 
 	lineStarts []int
+	runeCache  map[int][]int
 	// bad holds nodes already reported (aliases, merge keys, foreign tags);
 	// the walker skips them silently so that one mistake gives one error.
 	bad map[*yaml.Node]bool
@@ -184,12 +185,53 @@ func (d *Document) prescan(n *yaml.Node, path string, mergeValue bool) {
 	}
 }
 
+// lineEnd is the byte offset of the end of 1-based line (before its \n).
+func (d *Document) lineEnd(line int) int {
+	if line < len(d.lineStarts) {
+		return d.lineStarts[line] - 1
+	}
+	return len(d.Src)
+}
+
+// runeStarts returns the byte offset of each character of a line that is
+// not pure ASCII (nil for ASCII lines, where column and byte agree). It is
+// computed once per line, so that positions on a very long line cost
+// O(log n) rather than a rescan each.
+func (d *Document) runeStarts(line int) []int {
+	if offs, ok := d.runeCache[line]; ok {
+		return offs
+	}
+	start, end := d.lineStarts[line-1], d.lineEnd(line)
+	var offs []int
+	for i := start; i < end; i++ {
+		if d.Src[i] >= utf8.RuneSelf {
+			for j := start; j < end; {
+				offs = append(offs, j)
+				_, size := utf8.DecodeRune(d.Src[j:end])
+				j += size
+			}
+			break
+		}
+	}
+	if d.runeCache == nil {
+		d.runeCache = map[int][]int{}
+	}
+	d.runeCache[line] = offs
+	return offs
+}
+
 // posAtByte converts a byte offset of the source into a position.
 func (d *Document) posAtByte(b int) Pos {
 	b = min(max(b, 0), len(d.Src))
 	line := sort.Search(len(d.lineStarts), func(i int) bool { return d.lineStarts[i] > b })
 	start := d.lineStarts[line-1]
-	return Pos{Line: line, Column: utf8.RuneCount(d.Src[start:b]) + 1, Byte: b}
+	offs := d.runeStarts(line)
+	if offs == nil {
+		return Pos{Line: line, Column: b - start + 1, Byte: b}
+	}
+	// Characters before b, counting a split character as one.
+	col := sort.Search(len(offs), func(i int) bool { return offs[i] >= b })
+	return Pos{Line: line, Column: col + 1, Byte: b}
 }
 
 // posAt converts yaml.v3's line and column (1-based, in characters) into a
@@ -199,12 +241,17 @@ func (d *Document) posAt(line, col int) Pos {
 		return Pos{}
 	}
 	line = min(line, len(d.lineStarts))
-	b := d.lineStarts[line-1]
-	for i := 1; i < col && b < len(d.Src) && d.Src[b] != '\n'; i++ {
-		_, size := utf8.DecodeRune(d.Src[b:])
-		b += size
+	col = max(col, 1)
+	start, end := d.lineStarts[line-1], d.lineEnd(line)
+	b := start + col - 1
+	if offs := d.runeStarts(line); offs != nil {
+		if col-1 < len(offs) {
+			b = offs[col-1]
+		} else {
+			b = end
+		}
 	}
-	return Pos{Line: line, Column: max(col, 1), Byte: b}
+	return Pos{Line: line, Column: col, Byte: min(b, end)}
 }
 
 func (d *Document) rangeAt(line, col, width int) Range {
