@@ -168,7 +168,7 @@ func New(cfg Config) *Broker {
 		Capabilities:             caps,
 		ClientNetReadBufferSize:  bufferSize,
 		ClientNetWriteBufferSize: bufferSize,
-		Logger:                   slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn}),
+		Logger:                   slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn, closed: &b.closed}),
 		// $SYS topics are unreachable for devices; publishing them reads
 		// runtime.MemStats (a stop-the-world), so rarely.
 		SysTopicResendInterval: 3600,
@@ -355,22 +355,26 @@ func (noEvents) Disconnected(string)       {}
 func (noEvents) Subscribed(string, string) {}
 
 // minLevel passes on only records at or above min: mochi logs every
-// connection and hook at Info and Debug.
+// connection and hook at Info and Debug. After Close it passes on nothing:
+// mochi's per-connection goroutines outlive Server.Close and report the
+// closed connections as errors, which is noise (and would write to a log
+// its owner may already have closed).
 type minLevel struct {
-	h   slog.Handler
-	min slog.Level
+	h      slog.Handler
+	min    slog.Level
+	closed *atomic.Bool
 }
 
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= m.min && m.h.Enabled(ctx, l)
+	return l >= m.min && !m.closed.Load() && m.h.Enabled(ctx, l)
 }
 
 func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
 
 func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
-	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+	return minLevel{h: m.h.WithAttrs(as), min: m.min, closed: m.closed}
 }
 
 func (m minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{h: m.h.WithGroup(name), min: m.min}
+	return minLevel{h: m.h.WithGroup(name), min: m.min, closed: m.closed}
 }

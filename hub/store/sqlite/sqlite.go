@@ -216,15 +216,20 @@ func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	created := ""
-	if j.CreatedTime != nil {
-		created = j.CreatedTime.Format("2006-01-02T15:04:05.000000000Z")
-	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc) VALUES (?, ?, ?)`, j.JobID, created, string(doc))
+	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc) VALUES (?, ?, ?)`, j.JobID, createdKey(j), string(doc))
 	if isUnique(err) {
 		return store.ErrConflict
 	}
 	return err
+}
+
+// createdKey is the sort key of a job's createdTime: fixed-width UTC, so
+// that text order is time order whatever zone the caller's time is in.
+func createdKey(j *hub.Job) string {
+	if j.CreatedTime == nil {
+		return ""
+	}
+	return j.CreatedTime.UTC().Format("2006-01-02T15:04:05.000000000Z")
 }
 
 // GetJob implements store.Store.
@@ -247,7 +252,7 @@ func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET doc = ? WHERE id = ?`, string(doc), j.JobID)
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET created = ?, doc = ? WHERE id = ?`, createdKey(j), string(doc), j.JobID)
 	if err != nil {
 		return err
 	}

@@ -642,7 +642,7 @@ func testListJobs(t *testing.T, s store.Store) {
 	if len(list) != 0 {
 		t.Fatalf("ListJobs on an empty store returned %d jobs", len(list))
 	}
-	plus5 := time.FixedZone("+05:00", 5*3600)
+	minus5 := time.FixedZone("-05:00", -5*3600)
 	jobs := []struct {
 		id      string
 		created time.Time
@@ -652,7 +652,7 @@ func testListJobs(t *testing.T, s store.Store) {
 		{"c-new", at(200).Time},
 		// 100 s after c-new, in another zone: newer, though its local
 		// clock reading is earlier. Order is by instant.
-		{"d-zoned", at(300).In(plus5)},
+		{"d-zoned", at(300).In(minus5)},
 		{"e-nanos", at(100).Add(100 * time.Nanosecond)},
 		// Equal createdTime: ties go by job id, ascending.
 		{"tie-2", at(50).Time},
