@@ -327,7 +327,13 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr) {
 		}
 	}()
 	for dj := range results {
+		if e.ctx.Err() != nil {
+			continue // the engine is closing: the job resumes on the next Open
+		}
 		e.record(r, dj, hub.DeviceJobRunning)
+	}
+	if e.ctx.Err() != nil {
+		return
 	}
 	// Devices never started end with one final status too.
 	for _, id := range ids[started:] {

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/iotjobs/iotjobs"
+
+// banned lists, per package (and its sub-packages where the key ends in
+// "/..."), import prefixes its production code must not reach, directly or
+// not, with the reason (STYLE.md "Dependency rules", SPEC §2).
+var banned = map[string][]struct{ prefix, why string }{
+	"hub/...": {
+		{module + "/plan", "the hub knows nothing of plans (SPEC §2)"},
+		{module + "/runner", "the hub knows nothing of the runner (SPEC §2)"},
+		{module + "/simulate", "the simulator depends on the hub, not the reverse"},
+	},
+	"runner": {
+		{module + "/hub/engine", "the runner sees hubs only through hub.Client"},
+		{module + "/hub/store", "the runner sees hubs only through hub.Client"},
+		{module + "/hub/broker", "the runner sees hubs only through hub.Client"},
+		{module + "/hub/mqttbus", "the runner sees hubs only through hub.Client"},
+		{module + "/hub/rest", "main chooses the hub; the runner gets a hub.Client"},
+		{module + "/simulate", "main chooses the hub; the runner gets a hub.Client"},
+		{"github.com/eclipse/paho.mqtt.golang", "no MQTT in the runner"},
+		{"github.com/mochi-mqtt", "no MQTT in the runner"},
+		{"modernc.org/sqlite", "no store in the runner"},
+		{"github.com/jackc/pgx", "no store in the runner"},
+	},
+	"plan/...": {
+		{module + "/hub/engine", "plans are data; only hub/query is used, for syntax checks"},
+		{module + "/hub/store", "plans are data"},
+		{module + "/hub/rest", "plans are data"},
+		{module + "/runner", "the runner depends on plans, not the reverse"},
+	},
+	"plan/diag": {
+		{module + "/", "diag is a leaf"},
+	},
+	"hub/query": {{module + "/", "the query language is a leaf (stdlib only)"}},
+	"hub/sas":   {{module + "/", "sas is a leaf (stdlib only)"}},
+	"hub/clock": {{module + "/", "clock is a leaf (stdlib only)"}},
+	"hub/mqttproto": {
+		{module + "/", "the device protocol is a leaf (stdlib only)"},
+		{"github.com/eclipse/paho.mqtt.golang", "no MQTT library in the protocol package"},
+		{"github.com/mochi-mqtt", "no MQTT library in the protocol package"},
+	},
+	"hub": {
+		{"github.com/eclipse", "the domain package has no I/O libraries"},
+		{"github.com/mochi-mqtt", "the domain package has no I/O libraries"},
+		{"modernc.org", "the domain package has no I/O libraries"},
+	},
+	"hub/engine": {
+		{module + "/hub/broker", "the engine reaches devices through hub.DeviceBus"},
+		{module + "/hub/mqttbus", "the engine reaches devices through hub.DeviceBus"},
+		{module + "/hub/rest", "the engine is behind the REST layer, not in front"},
+		{module + "/hub/store/sqlite", "the engine gets a store.Store"},
+		{"github.com/eclipse/paho.mqtt.golang", "the engine reaches devices through hub.DeviceBus"},
+	},
+}
+
+// onlyImporters lists third-party packages that a single package of ours
+// wraps, so that nothing else depends on them (STYLE.md rule 1).
+var onlyImporters = map[string][]string{
+	"github.com/mochi-mqtt/server/v2":     {"hub/broker"},
+	"github.com/eclipse/paho.mqtt.golang": {"hub/mqttbus", "simulate"},
+	"modernc.org/sqlite":                  {"hub/store/sqlite"},
+}
+
+func packages(t *testing.T) []string {
+	out, err := exec.Command("go", "list", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+func deps(t *testing.T, pkg string) []string {
+	out, err := exec.Command("go", "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func imports(t *testing.T, pkg string) []string {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -f imports %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func rules(rel string) (out []struct{ prefix, why string }) {
+	for key, rs := range banned {
+		if key == rel || (strings.HasSuffix(key, "/...") && (rel == strings.TrimSuffix(key, "/...") || strings.HasPrefix(rel, strings.TrimSuffix(key, "...")))) {
+			out = append(out, rs...)
+		}
+	}
+	return out
+}
+
+func TestDependencyDirection(t *testing.T) {
+	for _, pkg := range packages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		if rel == "" {
+			continue
+		}
+		rs := rules(rel)
+		if len(rs) == 0 {
+			continue
+		}
+		for _, d := range deps(t, pkg) {
+			if d == pkg {
+				continue
+			}
+			for _, r := range rs {
+				if strings.HasPrefix(d, r.prefix) {
+					t.Errorf("%s depends on %s: %s", rel, d, r.why)
+				}
+			}
+		}
+	}
+}
+
+func TestWrappedLibraries(t *testing.T) {
+	for _, pkg := range packages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		for _, imp := range imports(t, pkg) {
+			for lib, allowed := range onlyImporters {
+				if !strings.HasPrefix(imp, lib) {
+					continue
+				}
+				ok := false
+				for _, a := range allowed {
+					ok = ok || a == rel
+				}
+				if !ok {
+					t.Errorf("%s imports %s; only %v may (they wrap it for everyone else)", rel, imp, allowed)
+				}
+			}
+		}
+	}
+}
+
+// TestPackageDocs requires a doc.go with a package comment in every
+// package, so each one says what it is for.
+func TestPackageDocs(t *testing.T) {
+	for _, pkg := range packages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		if rel == "" {
+			continue // main's comment is in main.go
+		}
+		path := filepath.Join(filepath.FromSlash(rel), "doc.go")
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%s has no doc.go", rel)
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, src, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		if f.Doc == nil || !strings.HasPrefix(f.Doc.Text(), "Package "+f.Name.Name+" ") {
+			t.Errorf("%s: the package comment must start with %q", path, "Package "+f.Name.Name+" ")
+		}
+	}
+}
+
+// TestClockOnly enforces SPEC §2: no code under the engine, the runner or
+// the simulator reads the wall clock or sleeps directly; the dry-run's
+// virtual time depends on it.
+func TestClockOnly(t *testing.T) {
+	forbidden := []string{"time.Now(", "time.Sleep(", "time.After(", "time.AfterFunc(", "time.NewTimer(",
+		"time.NewTicker(", "time.Tick(", "time.Since(", "time.Until(", "context.WithTimeout(", "context.WithDeadline("}
+	for _, dir := range []string{"hub/engine", "runner", "simulate"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, line := range strings.Split(string(src), "\n") {
+				for _, bad := range forbidden {
+					if strings.Contains(line, bad) && !strings.HasPrefix(strings.TrimSpace(line), "//") {
+						t.Errorf("%s:%d: %s — use the injected clock.Clock", f, i+1, bad)
+					}
+				}
+			}
+		}
+	}
+}
