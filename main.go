@@ -361,11 +361,7 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 		opts.HostName, caFile = t.cs.HostName, c.String("ca")
 		opts.Addr = c.String("mqtt")
 		if opts.Addr == "" {
-			host, _, err := net.SplitHostPort(t.cs.HostName)
-			if err != nil {
-				host = t.cs.HostName
-			}
-			opts.Addr = net.JoinHostPort(host, "8883")
+			opts.Addr = mqttAddr(c.Context, t)
 		}
 	}
 	if caFile != "" {
@@ -379,6 +375,21 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 	}
 	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s\n", path, len(devs), sim.Len(), opts.Addr)
 	return sim, nil
+}
+
+// mqttAddr finds where a remote hub's devices connect: our hub says so
+// (GET /iotjobs/endpoints); an Azure IoT Hub listens on its host, 8883.
+func mqttAddr(ctx context.Context, t *target) string {
+	if rc, ok := t.client.(*rest.Client); ok {
+		if ep, err := rc.Endpoints(ctx); err == nil && ep.MQTT != "" {
+			return ep.MQTT
+		}
+	}
+	host, _, err := net.SplitHostPort(t.cs.HostName)
+	if err != nil {
+		host = t.cs.HostName
+	}
+	return net.JoinHostPort(host, "8883")
 }
 
 func hubCmd() *cli.Command {

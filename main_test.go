@@ -251,8 +251,11 @@ func TestTutorialOverNetwork(t *testing.T) {
 	ca := filepath.Join(data, "tls", "ca.pem")
 
 	simCtx, stopSim := context.WithCancel(ctx)
-	simOut, simDone := background(t, simCtx, "simulate", "--hub", cs, "--ca", ca, "--fleet", "examples/fleet.yaml", "--mqtt", mqtt)
-	waitLine(t, simOut, regexp.MustCompile(`301 connected`))
+	// No --mqtt: simulate asks the hub where its broker is.
+	simOut, simDone := background(t, simCtx, "simulate", "--hub", cs, "--ca", ca, "--fleet", "examples/fleet.yaml")
+	if got := waitLine(t, simOut, regexp.MustCompile(`301 connected to (\S+)`))[1]; !strings.HasSuffix(got, mqtt[strings.LastIndex(mqtt, ":"):]) {
+		t.Errorf("simulate connected to %s; the hub's broker is %s", got, mqtt)
+	}
 	go func() {
 		for range simOut {
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/broker"
 	"github.com/iotjobs/iotjobs/hub/clock"
@@ -160,10 +162,14 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		return fmt.Errorf("listen HTTPS on %s: %w", h.cfg.HTTPAddr, err)
 	}
 	h.httpAddr = ln.Addr().String()
+	metrics := &rest.Metrics{}
+	h.registerMetrics(metrics.Registerer())
 	srv := &rest.Server{
 		Hub:       h.engine,
 		Authorize: rest.SASAuthorizer(map[string]string{OwnerPolicy: h.owner}, h.hostAliases(), h.cfg.Clock.Now),
 		Logger:    h.cfg.Logger.With("system", "rest"),
+		Metrics:   metrics,
+		Endpoints: &rest.Endpoints{MQTT: h.advertisedMQTT()},
 	}
 	h.http = &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -179,6 +185,34 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		return h.http.Shutdown(ctx)
 	})
 	return nil
+}
+
+// advertisedMQTT is the broker address as clients should dial it: the
+// hub's host name with the broker's port.
+func (h *Hub) advertisedMQTT() string {
+	_, port, err := net.SplitHostPort(h.broker.Addr())
+	if err != nil {
+		return h.broker.Addr()
+	}
+	host, _, err := net.SplitHostPort(h.HostName())
+	if err != nil {
+		host = h.HostName()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// registerMetrics adds the broker's health counters to /metrics; the two
+// drop counters must stay zero (a non-zero value means lost messages).
+func (h *Hub) registerMetrics(reg prometheus.Registerer) {
+	gauge := func(name, help string, f func(broker.Stats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(f(h.broker.Stats())) })
+	}
+	reg.MustRegister(
+		gauge("iotjobs_broker_clients", "Device MQTT connections open now.", func(s broker.Stats) int64 { return s.Clients }),
+		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
+		gauge("iotjobs_broker_messages_dropped", "Messages the broker dropped for full client queues; must stay 0.", func(s broker.Stats) int64 { return s.MessagesDropped }),
+	)
 }
 
 // Close stops the parts in reverse order of starting.

@@ -213,6 +213,17 @@ func (c *Client) GetDevice(ctx context.Context, id string) (*hub.Device, error) 
 	return &out, nil
 }
 
+// Endpoints asks our hub where devices connect. It is an iotjobs
+// extension: an Azure IoT Hub answers 404 (IotHubNotFound), and callers
+// then use Azure's well-known ports.
+func (c *Client) Endpoints(ctx context.Context) (*Endpoints, error) {
+	var out Endpoints
+	if _, err := c.do(ctx, call{method: http.MethodGet, path: "/iotjobs/endpoints", out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // DeleteDevice removes a device; etag "" or "*" deletes unconditionally.
 // Errors: DeviceNotFound, PreconditionFailed.
 func (c *Client) DeleteDevice(ctx context.Context, id, etag string) error {

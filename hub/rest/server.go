@@ -24,6 +24,10 @@ type Server struct {
 	// Metrics counts requests by route and status and times them; it is
 	// served on /metrics. nil means a private one.
 	Metrics *Metrics
+	// Endpoints, when set, is served on GET /iotjobs/endpoints (our
+	// extension, authenticated like the API): where devices connect, so
+	// that `iotjobs simulate` needs only the connection string.
+	Endpoints *Endpoints
 
 	once    sync.Once
 	handler http.Handler
@@ -68,6 +72,7 @@ func (s *Server) build() {
 		"GET /jobs/v2/{id}":         s.getJob,
 		"POST /jobs/v2/{id}/cancel": s.cancelJob,
 		"GET /jobs/v2/query":        s.queryJobs,
+		"GET /iotjobs/endpoints":    s.endpoints,
 		"/":                         s.notFound,
 	}
 	for pattern, h := range routes {
@@ -145,6 +150,20 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 			writeError(w, err, time.Now())
 		}
 	})
+}
+
+// Endpoints says where a hub's device endpoints are.
+type Endpoints struct {
+	// MQTT is the host:port of the MQTT-over-TLS listener.
+	MQTT string `json:"mqtt"`
+}
+
+func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) error {
+	if s.Endpoints == nil {
+		return s.notFound(w, r)
+	}
+	writeJSON(w, http.StatusOK, s.Endpoints)
+	return nil
 }
 
 // notFound answers requests no route matches.

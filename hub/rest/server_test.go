@@ -489,9 +489,9 @@ func TestServerMetrics(t *testing.T) {
 		t.Fatalf("metrics status %d", r.status)
 	}
 	for _, want := range []string{
-		`iotjobs_rest_requests_total{route="GET /devices/{id}",code="200"} 1`,
-		`iotjobs_rest_requests_total{route="GET /devices/{id}",code="404"} 1`,
-		`iotjobs_rest_requests_total{route="unmatched",code="404"} 1`,
+		`iotjobs_rest_requests_total{code="200",route="GET /devices/{id}"} 1`,
+		`iotjobs_rest_requests_total{code="404",route="GET /devices/{id}"} 1`,
+		`iotjobs_rest_requests_total{code="404",route="unmatched"} 1`,
 		`iotjobs_rest_request_duration_seconds_count{route="GET /devices/{id}"} 2`,
 		`iotjobs_rest_request_duration_seconds_bucket{route="GET /devices/{id}",le="+Inf"} 2`,
 	} {
