@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -62,7 +63,38 @@ func (e *Engine) Open(ctx context.Context) error {
 	e.writes = make(chan *write, 4096)
 	e.wg.Add(1)
 	go e.writer()
+	if err := e.resetConnections(ctx); err != nil {
+		return err
+	}
 	return e.resume(ctx)
+}
+
+// resetConnections marks every device disconnected: no device is connected
+// to a hub that is only starting, whatever a crash left in the store. The
+// broker reports connections from here on.
+func (e *Engine) resetConnections(ctx context.Context) error {
+	last := ""
+	for {
+		batch, err := e.store.ScanDevices(ctx, last, scanBatch)
+		if err != nil {
+			return fmt.Errorf("reset connection states: %w", err)
+		}
+		for _, d := range batch {
+			last = d.DeviceID
+			if d.ConnectionState != hub.Connected {
+				continue
+			}
+			if _, err := e.store.UpdateDevice(ctx, d.DeviceID, func(d *store.Device) error {
+				d.ConnectionState = hub.Disconnected
+				return nil
+			}); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("reset connection state of %s: %w", d.DeviceID, err)
+			}
+		}
+		if len(batch) < scanBatch {
+			return nil
+		}
+	}
 }
 
 // Close stops every job goroutine and waits for them; unfinished jobs stay

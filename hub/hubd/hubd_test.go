@@ -887,17 +887,10 @@ func testMethodConnectTimeout(t *testing.T, e *env) {
 	}
 }
 
-// bugRestartConnected is why TestRestartResetsConnectionState is skipped.
-const bugRestartConnected = "BUG: after hubd Close/Open devices that were connected at shutdown read connectionState \"Connected\" for ever: " +
-	"Hub.Close closes the engine (cancelling engine.ctx) before the broker, so the broker's Disconnected events fail " +
-	"silently in engine.DeviceConnected (store update with a cancelled ctx), and Open never resets the stored states " +
-	"(a crash leaves them stale too). Fix: mark every device Disconnected in Open (or engine.Open) before the broker starts."
-
 // TestRestartResetsConnectionState: a hub that restarts has no device
 // connected, so every twin must read Disconnected until its device
 // connects again.
 func TestRestartResetsConnectionState(t *testing.T) {
-	t.Skip(bugRestartConnected)
 	t.Parallel()
 	dir := t.TempDir()
 	h := openHub(t, dir, "127.0.0.1:0")

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -173,5 +174,23 @@ func TestHostileValues(t *testing.T) {
 		if _, err := s.GetDevice(ctx, id); err != store.ErrNotFound {
 			t.Errorf("GetDevice(%q): err = %v, want ErrNotFound (NUL must not truncate ids)", id, err)
 		}
+	}
+}
+
+// TestOddPath opens a database in a directory whose name holds the
+// characters a SQLite URI would read as syntax.
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a%20b?c#d 100%")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "hub.db")
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %s: %v", path, err)
 	}
 }
