@@ -266,4 +266,4 @@ func (b *Bus) Disconnected(deviceID string) {
 }
 
 // Subscribed is the broker's event for a device subscription.
-func (b *Bus) Subscribed(deviceID, filter string) { b.wake(deviceID) }
+func (b *Bus) Subscribed(deviceID, filter string) {}

@@ -1,0 +1,83 @@
+// Run by hub/hubd TestAzureNodeSDK with IOTHUB_CONNECTION_STRING, MQTT_HOST,
+// NODE_EXTRA_CA_CERTS (the hub CA) and NODE_OPTIONS="--require shim.js"
+// (the service SDK cannot take a port in HostName; azure-contract.md §5.4).
+// Outside check: the official Azure IoT Node SDKs against an iotjobs hub.
+const iothub = require('azure-iothub');
+const { Client: DeviceClient } = require('azure-iot-device');
+const { Mqtt } = require('azure-iot-device-mqtt');
+const cs = process.env.IOTHUB_CONNECTION_STRING;
+const mqttHost = process.env.MQTT_HOST; // localhost:PORT
+const host = cs.match(/HostName=([^;]+)/)[1];
+const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+const fail = (m) => { console.error('FAIL', m); process.exit(1); };
+
+(async () => {
+  const registry = iothub.Registry.fromConnectionString(cs);
+  const id = 'node-' + Date.now();
+  await registry.create({ deviceId: id });
+  const dev = (await registry.get(id)).responseBody;
+  const key = dev.authentication.symmetricKey.primaryKey;
+  if (!key) fail('no generated key');
+  try { await registry.create({ deviceId: id }); fail('duplicate create accepted'); } catch (e) {
+    if (e.name !== 'DeviceAlreadyExistsError') fail('duplicate: ' + e.name + ' ' + e.message);
+  }
+  console.log('registry ok', id);
+
+  const device = DeviceClient.fromConnectionString(`HostName=${mqttHost};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
+  await device.open();
+  device.onDeviceMethod('lockDoor', (req, res) => res.send(200, { locked: true, got: req.payload }, () => {}));
+  const twin = await device.getTwin();
+  const desired = new Promise(resolve => twin.on('properties.desired', d => { if (d.building) resolve(d); }));
+  await new Promise((res, rej) => twin.properties.reported.update({ firmware: '2.4.0' }, e => e ? rej(e) : res()));
+  console.log('device connected, twin GET and reported patch ok');
+
+  const svc = iothub.Client.fromConnectionString(cs);
+  const r = await svc.invokeDeviceMethod(id, { methodName: 'lockDoor', payload: { x: 1 }, responseTimeoutInSeconds: 15 });
+  if (r.result.status !== 200 || !r.result.payload.locked) fail('invoke: ' + JSON.stringify(r.result));
+  console.log('direct method ok', JSON.stringify(r.result));
+
+  const st = (await registry.getTwin(id)).responseBody;
+  await st.update({ tags: { site: 'hq' }, properties: { desired: { building: '43', floor: 3 } } });
+  const d = await desired;
+  if (d.building !== '43' || typeof d.$version !== 'number') fail('desired notification ' + JSON.stringify(d));
+  console.log('twin update + desired notification ok', JSON.stringify(d));
+
+  const q = registry.createQuery("SELECT * FROM devices WHERE tags.site = 'hq'", 1);
+  let n = 0; while (q.hasMoreResults) { const p = await q.nextAsTwin(); n += p.result.length; }
+  if (n < 1) fail('query found nothing');
+  console.log('paged query ok', n);
+
+  const jobs = iothub.JobClient.fromConnectionString(cs);
+  const jm = 'node-m-' + Date.now(), jt = 'node-t-' + Date.now();
+  await jobs.scheduleDeviceMethod(jm, `deviceId IN ['${id}']`, { methodName: 'lockDoor', payload: null, responseTimeoutInSeconds: 15 });
+  await jobs.scheduleTwinUpdate(jt, `deviceId IN ['${id}']`, { etag: '*', properties: { desired: { floor: 4 }, reported: {} } }, new Date(), 600);
+  for (const j of [jm, jt]) {
+    let status;
+    for (let i = 0; i < 100; i++) {
+      status = (await jobs.getJob(j)).jobStatus;
+      if (['completed', 'failed', 'cancelled'].includes(status.status)) break;
+      await sleep(100);
+    }
+    if (status.status !== 'completed' || status.deviceJobStatistics.succeededCount !== 1) fail('job ' + JSON.stringify(status));
+    console.log('job ok', j, status.type, JSON.stringify(status.deviceJobStatistics));
+  }
+  const jq = jobs.createQuery('scheduleDeviceMethod', 'completed', 10);
+  const jr = await jq.next();
+  if (!jr.result.some(j => j.jobId === jm)) fail('job query');
+  const dq = registry.createQuery(`SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '${jm}'`);
+  const dr = await dq.next();
+  if (dr.result.length !== 1 || dr.result[0].status !== 'completed') fail('devices.jobs ' + JSON.stringify(dr.result));
+  console.log('job query + devices.jobs ok');
+  const later = 'node-later-' + Date.now();
+  await jobs.scheduleDeviceMethod(later, '*', { methodName: 'lockDoor' }, new Date(Date.now() + 3600e3), 600);
+  const c = await jobs.cancelJob(later);
+  if (c.jobStatus.status !== "cancelled") fail("cancel " + JSON.stringify(c.jobStatus));
+  console.log('cancel ok');
+  try { await jobs.getJob('nope-' + Date.now()); fail('missing job found'); } catch (e) { console.log('missing job ->', e.name); }
+  await device.close();
+  try { await svc.invokeDeviceMethod(id, { methodName: 'lockDoor', responseTimeoutInSeconds: 5 }); fail('offline invoke worked'); }
+  catch (e) { console.log('offline device ->', e.name, e.message.slice(0, 80)); }
+  await registry.delete(id);
+  console.log('ALL OK');
+  process.exit(0);
+})().catch(e => fail(e.stack || e));
