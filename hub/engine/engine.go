@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,13 +132,8 @@ func storeErr(err error, code, what, id string) error {
 	return hub.Errorf(hub.CodeServerError, "store: %v", err)
 }
 
-// etag renders a version counter as Azure does: base64 of 8 big-endian
-// bytes ("AAAAAAAAAAE=" is 1).
-func etag(v int64) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(v))
-	return base64.StdEncoding.EncodeToString(b[:])
-}
+// etag renders a twin version as Azure does.
+func etag(v int64) string { return store.ETag(v) }
 
 // unquote strips the quotes an If-Match etag arrives with.
 func unquote(s string) string {

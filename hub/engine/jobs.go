@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -198,7 +199,7 @@ func (e *Engine) QueryJobs(ctx context.Context, q hub.JobQuery) ([]*hub.Job, str
 			return nil, "", err
 		}
 		for i, j := range out {
-			if j.JobID == k[1] {
+			if j.JobID == k.After {
 				start = i + 1
 			}
 		}
@@ -209,7 +210,7 @@ func (e *Engine) QueryJobs(ctx context.Context, q hub.JobQuery) ([]*hub.Job, str
 		size = defaultPageSize
 	}
 	if len(out) > size {
-		return out[:size], encodeToken("", out[size-1].JobID), nil
+		return out[:size], encodeToken(token{After: out[size-1].JobID, Left: -1}), nil
 	}
 	return out, "", nil
 }
@@ -425,28 +426,31 @@ func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest)
 	return e.invoke(ctx, id, m)
 }
 
-// resolve returns the ids of the devices matching a job's condition.
+// resolve returns the ids of the devices matching a job's condition, as
+// the store answers SELECT deviceId FROM devices WHERE condition.
 func (e *Engine) resolve(ctx context.Context, cond query.Expr) ([]string, error) {
+	q := &query.Query{Top: -1, From: query.Devices, Where: cond,
+		Select: []query.Projection{{Path: query.Path{Segments: []string{"deviceId"}}}}}
 	var ids []string
-	last := ""
+	after := ""
 	for {
-		batch, err := e.store.ScanDevices(ctx, last, scanBatch)
+		page, err := e.store.QueryDevices(ctx, q, after, scanBatch)
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range batch {
-			last = d.DeviceID
-			doc, err := toDoc(twinOf(d))
-			if err != nil {
+		for _, item := range page.Items {
+			var row struct {
+				DeviceID string `json:"deviceId"`
+			}
+			if err := json.Unmarshal(item, &row); err != nil {
 				return nil, err
 			}
-			if query.Match(cond, doc) {
-				ids = append(ids, d.DeviceID)
-			}
+			ids = append(ids, row.DeviceID)
 		}
-		if len(batch) < scanBatch {
+		if page.After == "" {
 			return ids, nil
 		}
+		after = page.After
 	}
 }
 

@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"strings"
+	"errors"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/query"
+	"github.com/iotjobs/iotjobs/hub/store"
 )
 
 const (
@@ -16,9 +17,16 @@ const (
 	scanBatch       = 500
 )
 
-// Query implements hub.Client. Pages of SELECT * continue after the last
-// row's key, so a page boundary stays correct while twins change;
-// projections and aggregates come as one page.
+// token is what a continuation token carries: where the store continues,
+// and how many rows TOP still allows (-1: no TOP).
+type token struct {
+	After string `json:"a"`
+	Left  int    `json:"t"`
+}
+
+// Query implements hub.Client. Pages continue after the last row's key,
+// so a page boundary stays correct while twins change; aggregate and
+// GROUP BY results come as one page.
 func (e *Engine) Query(ctx context.Context, text string, opts hub.QueryOptions) (*hub.QueryResult, error) {
 	q, err := query.Parse(text)
 	if err != nil {
@@ -29,141 +37,82 @@ func (e *Engine) Query(ctx context.Context, text string, opts hub.QueryOptions) 
 		size = defaultPageSize
 	}
 	size = min(size, maxPageSize)
-	after, err := decodeToken(opts.Continuation)
-	if err != nil {
-		return nil, err
+	tok := token{Left: q.Top}
+	if opts.Continuation != "" {
+		if tok, err = decodeToken(opts.Continuation); err != nil {
+			return nil, err
+		}
 	}
+	if tok.Left >= 0 && tok.Left < size {
+		size = tok.Left
+	}
+	res := &hub.QueryResult{Items: []json.RawMessage{}}
+	if size == 0 {
+		return res, nil
+	}
+	var page *store.Page
 	switch q.From {
-	case query.Collection("devices.jobs"):
-		return e.queryDeviceJobs(ctx, q, size, after)
-	case query.Collection("devices"):
+	case query.Devices:
+		res.ItemType = hub.ItemTwin
+		if q.Select != nil || q.Grouped() {
+			res.ItemType = hub.ItemRaw
+		}
+		page, err = e.store.QueryDevices(ctx, q, tok.After, size)
+	case query.DevicesJobs:
+		if q.Select != nil || q.Grouped() {
+			return nil, hub.Errorf(hub.CodeArgumentInvalid, "devices.jobs supports only SELECT *")
+		}
+		res.ItemType = hub.ItemDeviceJob
+		page, err = e.store.QueryDeviceJobs(ctx, q, tok.After, size)
 	default:
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "querying %s is not supported; use devices or devices.jobs", q.From)
 	}
-	plain := len(q.Select) == 0 && len(q.GroupBy) == 0
-	var docs []map[string]any
-	last := after[1]
-	for {
-		batch, err := e.store.ScanDevices(ctx, last, scanBatch)
-		if err != nil {
-			return nil, storeErr(err, hub.CodeServerError, "", "")
-		}
-		for _, d := range batch {
-			last = d.DeviceID
-			doc, err := toDoc(twinOf(d))
-			if err != nil {
-				return nil, err
-			}
-			if q.Where == nil || query.Match(q.Where, doc) {
-				docs = append(docs, doc)
-			}
-		}
-		if len(batch) < scanBatch || (plain && len(docs) > size) {
-			break
-		}
-	}
-	if plain {
-		if q.Top >= 0 && len(docs) > q.Top {
-			docs = docs[:q.Top]
-		}
-		res := &hub.QueryResult{ItemType: hub.ItemTwin}
-		if len(docs) > size {
-			docs = docs[:size]
-			res.Continuation = encodeToken("", docs[size-1]["deviceId"].(string))
-		}
-		res.Items, err = rawItems(docs)
-		return res, err
-	}
-	rows, err := query.Eval(q, docs)
 	if err != nil {
-		return nil, queryErr(err)
+		if _, ok := errors.AsType[*hub.Error](err); ok || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, hub.Errorf(hub.CodeServerError, "query: %v", err)
 	}
-	res := &hub.QueryResult{ItemType: hub.ItemRaw}
-	res.Items, err = rawItems(rows)
-	return res, err
+	res.Items = page.Items
+	if q.Grouped() && q.Top >= 0 && len(res.Items) > q.Top {
+		res.Items = res.Items[:q.Top]
+	}
+	if page.After != "" {
+		next := token{After: page.After, Left: -1}
+		if tok.Left >= 0 {
+			next.Left = tok.Left - len(res.Items)
+		}
+		if next.Left != 0 {
+			res.Continuation = encodeToken(next)
+		}
+	}
+	return res, nil
 }
 
-func (e *Engine) queryDeviceJobs(ctx context.Context, q *query.Query, size int, after [2]string) (*hub.QueryResult, error) {
-	if len(q.Select) != 0 || len(q.GroupBy) != 0 {
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "devices.jobs supports only SELECT *")
-	}
-	var docs []map[string]any
-	var keys [][2]string
-	for len(docs) <= size {
-		batch, err := e.store.ScanDeviceJobs(ctx, "", after, scanBatch)
-		if err != nil {
-			return nil, storeErr(err, hub.CodeServerError, "", "")
-		}
-		for _, dj := range batch {
-			after = [2]string{dj.JobID, dj.DeviceID}
-			doc, err := toDoc(dj)
-			if err != nil {
-				return nil, err
-			}
-			if q.Where == nil || query.Match(q.Where, doc) {
-				docs = append(docs, doc)
-				keys = append(keys, after)
-			}
-		}
-		if len(batch) < scanBatch {
-			break
-		}
-	}
-	if q.Top >= 0 && len(docs) > q.Top {
-		docs = docs[:q.Top]
-	}
-	res := &hub.QueryResult{ItemType: hub.ItemDeviceJob}
-	if len(docs) > size {
-		docs = docs[:size]
-		k := keys[size-1]
-		res.Continuation = encodeToken(k[0], k[1])
-	}
-	var err error
-	res.Items, err = rawItems(docs)
-	return res, err
-}
+// twinOf is the twin document of a stored device.
+func twinOf(d *store.Device) *hub.Twin { return d.Twin() }
 
 func queryErr(err error) error {
-	if se, ok := err.(*query.SyntaxError); ok {
+	if se, ok := errors.AsType[*query.SyntaxError](err); ok {
 		return hub.Errorf(hub.CodeArgumentInvalid, "query: %s", se.Error())
 	}
 	return hub.Errorf(hub.CodeArgumentInvalid, "query: %v", err)
 }
 
-func toDoc(v any) (map[string]any, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var doc map[string]any
-	return doc, json.Unmarshal(b, &doc)
+// Continuation tokens are opaque to clients.
+func encodeToken(t token) string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func rawItems(rows []map[string]any) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, 0, len(rows))
-	for _, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, nil
-}
-
-// Continuation tokens are opaque to clients: base64 of the last key.
-func encodeToken(a, b string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(a + "\x00" + b))
-}
-
-func decodeToken(s string) ([2]string, error) {
-	if s == "" {
-		return [2]string{}, nil
-	}
+func decodeToken(s string) (token, error) {
+	var t token
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	a, c, ok := strings.Cut(string(b), "\x00")
-	if err != nil || !ok {
-		return [2]string{}, hub.Errorf(hub.CodeArgumentInvalid, "invalid continuation token %q", s)
+	if err == nil {
+		err = json.Unmarshal(b, &t)
 	}
-	return [2]string{a, c}, nil
+	if err != nil || t.After == "" {
+		return token{}, hub.Errorf(hub.CodeArgumentInvalid, "invalid continuation token %q", s)
+	}
+	return t, nil
 }

@@ -9,28 +9,6 @@ import (
 	"github.com/iotjobs/iotjobs/hub/store"
 )
 
-// twinOf builds the twin Azure returns from a stored device.
-func twinOf(d *store.Device) *hub.Twin {
-	t := &hub.Twin{
-		DeviceID:           d.DeviceID,
-		ETag:               etag(d.Version),
-		DeviceETag:         d.ETag,
-		Status:             d.Status,
-		StatusReason:       d.StatusReason,
-		StatusUpdateTime:   &d.StatusUpdatedTime,
-		ConnectionState:    d.ConnectionState,
-		LastActivityTime:   &d.LastActivityTime,
-		AuthenticationType: "sas",
-		Version:            d.Version,
-		Tags:               d.Tags,
-		Properties:         hub.Properties{Desired: d.Desired, Reported: d.Reported},
-	}
-	if t.Tags == nil {
-		t.Tags = map[string]any{}
-	}
-	return t
-}
-
 // GetTwin implements hub.Client.
 func (e *Engine) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
 	d, err := e.store.GetDevice(ctx, id)

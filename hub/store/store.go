@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/query"
 )
 
 // Sentinel errors of every Store; the engine maps them to hub codes.
@@ -57,6 +58,15 @@ type Store interface {
 	// (all jobs when jobID is ""), after the given (jobID, deviceID) key,
 	// in key order.
 	ScanDeviceJobs(ctx context.Context, jobID string, after [2]string, limit int) ([]*hub.DeviceJob, error)
+
+	// QueryDevices answers a query FROM devices over the twin documents
+	// of [Device.Twin], exactly as [EvalDevices] does (which defines the
+	// paging and row rules). Errors: query errors for what the store
+	// cannot evaluate.
+	QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*Page, error)
+	// QueryDeviceJobs answers a query FROM devices.jobs exactly as
+	// [EvalDeviceJobs] does.
+	QueryDeviceJobs(ctx context.Context, q *query.Query, after string, limit int) (*Page, error)
 
 	Close() error
 }

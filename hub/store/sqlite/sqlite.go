@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/hub/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -336,4 +337,14 @@ func (s *Store) ScanDeviceJobs(ctx context.Context, jobID string, after [2]strin
 		out = append(out, dj)
 	}
 	return out, rows.Err()
+}
+
+// QueryDevices implements store.Store.
+func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
+	return store.EvalDevices(ctx, s, q, after, limit)
+}
+
+// QueryDeviceJobs implements store.Store.
+func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
+	return store.EvalDeviceJobs(ctx, s, q, after, limit)
 }

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/query"
+)
+
+// Page is one page of query rows: JSON objects, and the key to continue
+// after ("" on the last page). Keys are opaque to callers.
+type Page struct {
+	Items []json.RawMessage
+	After string
+}
+
+// Scanner is the part of a Store the reference evaluators need.
+type Scanner interface {
+	ScanDevices(ctx context.Context, afterID string, limit int) ([]*Device, error)
+	ScanDeviceJobs(ctx context.Context, jobID string, after [2]string, limit int) ([]*hub.DeviceJob, error)
+}
+
+const evalBatch = 500
+
+// EvalDevices is the reference answer to Store.QueryDevices: it scans the
+// devices in id order and evaluates q with query.Match and query.Eval over
+// their twin documents. A store that compiles queries must return exactly
+// these rows; the differential tests hold it to that.
+//
+// Rows of a query without aggregates come one per matching device, in id
+// order, at most limit of them, continuing after the device id after.
+// Aggregate and GROUP BY rows come all on one page. q.Top is ignored:
+// callers apply TOP across pages.
+func EvalDevices(ctx context.Context, s Scanner, q *query.Query, after string, limit int) (*Page, error) {
+	if q.From != query.Devices {
+		return nil, fmt.Errorf("eval devices query: FROM %s", q.From)
+	}
+	next := func(ctx context.Context, after string) ([]map[string]any, []string, error) {
+		batch, err := s.ScanDevices(ctx, after, evalBatch)
+		if err != nil {
+			return nil, nil, err
+		}
+		docs, keys := make([]map[string]any, 0, len(batch)), make([]string, 0, len(batch))
+		for _, d := range batch {
+			doc, err := Doc(d.Twin())
+			if err != nil {
+				return nil, nil, err
+			}
+			docs, keys = append(docs, doc), append(keys, d.DeviceID)
+		}
+		return docs, keys, nil
+	}
+	return eval(ctx, next, q, after, limit)
+}
+
+// EvalDeviceJobs is the reference answer to Store.QueryDeviceJobs, as
+// EvalDevices is for devices; rows are in (jobId, deviceId) order.
+func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string, limit int) (*Page, error) {
+	if q.From != query.DevicesJobs {
+		return nil, fmt.Errorf("eval device jobs query: FROM %s", q.From)
+	}
+	next := func(ctx context.Context, after string) ([]map[string]any, []string, error) {
+		k0, k1, _ := strings.Cut(after, "\x00")
+		batch, err := s.ScanDeviceJobs(ctx, "", [2]string{k0, k1}, evalBatch)
+		if err != nil {
+			return nil, nil, err
+		}
+		docs, keys := make([]map[string]any, 0, len(batch)), make([]string, 0, len(batch))
+		for _, dj := range batch {
+			doc, err := Doc(dj)
+			if err != nil {
+				return nil, nil, err
+			}
+			docs, keys = append(docs, doc), append(keys, DeviceJobKey(dj.JobID, dj.DeviceID))
+		}
+		return docs, keys, nil
+	}
+	return eval(ctx, next, q, after, limit)
+}
+
+// DeviceJobKey is the page key of a device-job record.
+func DeviceJobKey(jobID, deviceID string) string { return jobID + "\x00" + deviceID }
+
+func eval(ctx context.Context, next func(context.Context, string) ([]map[string]any, []string, error), q *query.Query, after string, limit int) (*Page, error) {
+	all := *q
+	all.Top = -1
+	grouped := q.Grouped()
+	var docs []map[string]any
+	var keys []string
+	for {
+		batch, bkeys, err := next(ctx, after)
+		if err != nil {
+			return nil, err
+		}
+		for i, d := range batch {
+			after = bkeys[i]
+			if query.Match(q.Where, d) {
+				docs, keys = append(docs, d), append(keys, bkeys[i])
+			}
+		}
+		if len(batch) < evalBatch || (!grouped && len(docs) > limit) {
+			break
+		}
+	}
+	page := &Page{}
+	if !grouped && len(docs) > limit {
+		docs, keys = docs[:limit], keys[:limit]
+		page.After = keys[limit-1]
+	}
+	rows, err := query.Eval(&all, docs)
+	if err != nil {
+		return nil, err
+	}
+	page.Items = make([]json.RawMessage, 0, len(rows))
+	for _, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		page.Items = append(page.Items, b)
+	}
+	return page, nil
+}
+
+// Doc turns a value into the JSON document queries evaluate (numbers
+// float64, as encoding/json decodes them).
+func Doc(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	return doc, json.Unmarshal(b, &doc)
+}
