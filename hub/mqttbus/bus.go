@@ -157,7 +157,7 @@ func (b *Bus) onMethodResponse(topic string, payload []byte) {
 // store work off the broker's goroutine.
 func (b *Bus) onTwinRequest(topic string, payload []byte) {
 	id, dt, ok := mqttproto.Unscope(topic)
-	if !ok {
+	if !ok || b.events == nil {
 		return
 	}
 	m, err := mqttproto.ParseTopic(dt)
@@ -266,4 +266,4 @@ func (b *Bus) Disconnected(deviceID string) {
 }
 
 // Subscribed is the broker's event for a device subscription.
-func (b *Bus) Subscribed(deviceID, filter string) {}
+func (b *Bus) Subscribed(deviceID, filter string) { b.wake(deviceID) }
