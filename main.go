@@ -663,8 +663,39 @@ func devicesCmd() *cli.Command {
 	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
 	return &cli.Command{
 		Name:  "devices",
-		Usage: "create, show or delete device identities",
+		Usage: "create, list, show, enable, disable or delete device identities",
 		Subcommands: []*cli.Command{
+			{Name: "list", Flags: append(flags,
+				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}),
+				Action: withTarget(func(c *cli.Context, h hub.Client) error {
+					if c.NArg() != 0 {
+						return usagef("devices list: takes no arguments")
+					}
+					if top := c.Int("top"); top < 1 || top > 1000 {
+						return usagef("devices list: --top %d must be from 1 to 1000", top)
+					}
+					ds, err := h.ListDevices(c.Context, c.Int("top"))
+					if err != nil {
+						return err
+					}
+					if ds == nil {
+						ds = []*hub.Device{}
+					}
+					return printJSON(c.App.Writer, ds)
+				})},
+			{Name: "enable", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+				return setStatus(c, h, hub.StatusEnabled, nil)
+			})},
+			{Name: "disable", ArgsUsage: "ID", Flags: append(flags,
+				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),
+				Action: withTarget(func(c *cli.Context, h hub.Client) error {
+					var reason *string
+					if c.IsSet("reason") {
+						r := c.String("reason")
+						reason = &r
+					}
+					return setStatus(c, h, hub.StatusDisabled, reason)
+				})},
 			{Name: "create", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
 				id, err := oneArg(c, "device id")
 				if err != nil {
@@ -696,4 +727,24 @@ func devicesCmd() *cli.Command {
 			})},
 		},
 	}
+}
+
+// setStatus enables or disables the device named by the command's
+// argument. It updates the device as read, with its etag, so a concurrent
+// change is refused rather than overwritten.
+func setStatus(c *cli.Context, h hub.Client, status string, reason *string) error {
+	id, err := oneArg(c, "device id")
+	if err != nil {
+		return err
+	}
+	d, err := h.GetDevice(c.Context, id)
+	if err != nil {
+		return err
+	}
+	d.Status, d.StatusReason = status, reason
+	out, err := h.UpdateDevice(c.Context, d, d.ETag)
+	if err != nil {
+		return err
+	}
+	return printJSON(c.App.Writer, out)
 }

@@ -18,6 +18,26 @@ type Client interface {
 	// DeleteDevice removes a device and its twin; etag "" or "*" deletes
 	// unconditionally. Errors: DeviceNotFound, PreconditionFailed.
 	DeleteDevice(ctx context.Context, id, etag string) error
+	// UpdateDevice replaces a device's status, statusReason (at most 128
+	// characters) and keys when etag is "", "*" or the device's etag; an
+	// empty key keeps the current one and an empty status keeps the
+	// current status. It sets statusUpdatedTime when the status changes
+	// and gives the device a new etag. Disabling a device disconnects it
+	// at once and refuses its connections and method calls until it is
+	// enabled again. Errors: DeviceNotFound, PreconditionFailed,
+	// ArgumentInvalid.
+	UpdateDevice(ctx context.Context, d *Device, etag string) (*Device, error)
+	// ListDevices returns up to top devices ordered by id; top outside
+	// 1–1000 means 1000, as Azure's GET /devices?top=n.
+	ListDevices(ctx context.Context, top int) ([]*Device, error)
+	// DeviceStatistics counts the registry's devices by status.
+	DeviceStatistics(ctx context.Context) (*RegistryStatistics, error)
+	// ImportDevices applies at most MaxImportDevices create, update or
+	// delete operations (Azure's bulk registry operation). Failures of
+	// single devices are listed in the result, not returned as an error;
+	// empty keys of created devices are generated. Errors:
+	// ArgumentInvalid (no entries, or more than MaxImportDevices).
+	ImportDevices(ctx context.Context, devs []*ImportDevice) (*BulkResult, error)
 
 	// GetTwin returns a device twin. Errors: DeviceNotFound.
 	GetTwin(ctx context.Context, id string) (*Twin, error)
@@ -25,6 +45,13 @@ type Client interface {
 	// when etag is "", "*" or the twin's etag, and returns the whole twin.
 	// Errors: DeviceNotFound, PreconditionFailed, ArgumentInvalid.
 	UpdateTwin(ctx context.Context, id string, patch *TwinPatch, etag string) (*Twin, error)
+	// ReplaceTwin replaces the twin's tags and desired properties
+	// wholesale with those of t (absent ones become empty; reported
+	// properties are untouched) when etag is "", "*" or the twin's etag,
+	// pushes the new desired properties to the device, and returns the
+	// whole twin. Errors: DeviceNotFound, PreconditionFailed,
+	// ArgumentInvalid, MessageTooLarge.
+	ReplaceTwin(ctx context.Context, id string, t *TwinPatch, etag string) (*Twin, error)
 
 	// InvokeMethod calls a direct method on a device and returns its
 	// answer. Errors: DeviceNotFound, DeviceNotOnline (not connected

@@ -50,3 +50,67 @@ type X509Thumbprint struct {
 type Capabilities struct {
 	IotEdge bool `json:"iotEdge"`
 }
+
+// MaxStatusReason is the longest statusReason Azure accepts, in
+// characters.
+const MaxStatusReason = 128
+
+// RegistryStatistics counts the registry's devices, as Azure's
+// GET /statistics/devices answers.
+type RegistryStatistics struct {
+	TotalDeviceCount    int64 `json:"totalDeviceCount"`
+	EnabledDeviceCount  int64 `json:"enabledDeviceCount"`
+	DisabledDeviceCount int64 `json:"disabledDeviceCount"`
+}
+
+// Import modes of a bulk registry operation. Azure's clients differ in
+// case (the Node SDK sends "Update" and "Delete"); hubs compare them
+// without regard to case.
+const (
+	ImportCreate            = "create"
+	ImportCreateOrUpdate    = "createOrUpdate"
+	ImportUpdate            = "update"
+	ImportUpdateIfMatchETag = "updateIfMatchETag"
+	ImportDelete            = "delete"
+	ImportDeleteIfMatchETag = "deleteIfMatchETag"
+)
+
+// MaxImportDevices is how many devices one bulk registry operation may
+// hold, as Azure's SDKs enforce.
+const MaxImportDevices = 100
+
+// ImportDevice is one entry of a bulk registry operation (POST /devices):
+// a device id, what to do with it, and the identity fields to write.
+// ETag is checked by the *IfMatchETag modes only.
+type ImportDevice struct {
+	ID             string          `json:"id"`
+	ETag           string          `json:"eTag,omitempty"`
+	ImportMode     string          `json:"importMode"`
+	Status         string          `json:"status,omitempty"`
+	StatusReason   *string         `json:"statusReason,omitempty"`
+	Authentication *Authentication `json:"authentication,omitempty"`
+}
+
+// BulkResult is the answer of a bulk registry operation: one error per
+// device whose operation failed; IsSuccessful when there is none.
+type BulkResult struct {
+	IsSuccessful bool                  `json:"isSuccessful"`
+	Errors       []DeviceImportError   `json:"errors"`
+	Warnings     []DeviceImportWarning `json:"warnings"`
+}
+
+// DeviceImportError is why one device's bulk operation failed: the hub
+// error code and its message.
+type DeviceImportError struct {
+	DeviceID    string `json:"deviceId"`
+	ErrorCode   string `json:"errorCode"`
+	ErrorStatus string `json:"errorStatus"`
+}
+
+// DeviceImportWarning is a warning about one device's bulk operation, in
+// Azure's shape. Our hub issues none; Azure's may.
+type DeviceImportWarning struct {
+	DeviceID      string `json:"deviceId"`
+	WarningCode   string `json:"warningCode"`
+	WarningStatus string `json:"warningStatus"`
+}

@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/sas"
@@ -42,6 +44,51 @@ func deviceETag(n int) string {
 	return base64.StdEncoding.EncodeToString([]byte(strconv.Itoa(n)))
 }
 
+// nextDeviceETag is the etag after cur: the counter it encodes plus one.
+// An etag that is not ours (e.g. from an older store) restarts at 2.
+func nextDeviceETag(cur string) string {
+	b, err := base64.StdEncoding.DecodeString(cur)
+	n, aerr := strconv.Atoi(string(b))
+	if err != nil || aerr != nil || n < 1 {
+		n = 1
+	}
+	return deviceETag(n + 1)
+}
+
+// checkStatus validates a status ("" allowed: the caller's default) and
+// its reason.
+func checkStatus(status string, reason *string) error {
+	switch status {
+	case "", hub.StatusEnabled, hub.StatusDisabled:
+	default:
+		return hub.Errorf(hub.CodeArgumentInvalid, "status %q must be enabled or disabled", status)
+	}
+	if reason != nil && utf8.RuneCountInString(*reason) > hub.MaxStatusReason {
+		return hub.Errorf(hub.CodeArgumentInvalid, "statusReason is %d characters; at most %d are allowed", utf8.RuneCountInString(*reason), hub.MaxStatusReason)
+	}
+	return nil
+}
+
+// checkAuth validates a device's authentication; empty keys are allowed
+// (generated on create, kept on update).
+func checkAuth(auth *hub.Authentication) error {
+	if auth.Type != "" && auth.Type != "sas" {
+		return hub.Errorf(hub.CodeArgumentInvalid, "authentication type %q is not supported; use sas", auth.Type)
+	}
+	k := auth.SymmetricKey
+	if k.PrimaryKey != "" {
+		if err := validKey("primaryKey", k.PrimaryKey); err != nil {
+			return err
+		}
+	}
+	if k.SecondaryKey != "" {
+		if err := validKey("secondaryKey", k.SecondaryKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CreateDevice implements hub.Client.
 func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, error) {
 	if d == nil {
@@ -71,12 +118,11 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 	if err := validKey("secondaryKey", k.SecondaryKey); err != nil {
 		return nil, err
 	}
-	switch nd.Status {
-	case "":
+	if err := checkStatus(nd.Status, nd.StatusReason); err != nil {
+		return nil, err
+	}
+	if nd.Status == "" {
 		nd.Status = hub.StatusEnabled
-	case hub.StatusEnabled, hub.StatusDisabled:
-	default:
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "status %q must be enabled or disabled", nd.Status)
 	}
 	now := e.clock.Now()
 	nd.GenerationID = strconv.FormatInt(now.UnixNano(), 10)
@@ -143,4 +189,178 @@ func (e *Engine) DeviceConnected(id string, connected bool) {
 	if err != nil && e.ctx.Err() == nil {
 		e.Logger.Warn("record connection state", "device", id, "state", state, "err", err)
 	}
+}
+
+// UpdateDevice implements hub.Client. Only disabling disconnects a device:
+// as on Azure, new keys take effect at its next connect.
+func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*hub.Device, error) {
+	if d == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "device is missing")
+	}
+	if err := validDeviceID(d.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := checkStatus(d.Status, d.StatusReason); err != nil {
+		return nil, err
+	}
+	if err := checkAuth(&d.Authentication); err != nil {
+		return nil, err
+	}
+	var reason *string
+	if d.StatusReason != nil {
+		r := *d.StatusReason
+		reason = &r
+	}
+	keys := d.Authentication.SymmetricKey
+	et = unquote(et)
+	now := hub.Time{Time: e.clock.Now().UTC()}
+	sd, err := e.store.UpdateDevice(ctx, d.DeviceID, func(cur *store.Device) error {
+		if et != "" && et != "*" && et != cur.ETag {
+			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match device '%s' (%q)", et, d.DeviceID, cur.ETag)
+		}
+		if d.Status != "" && d.Status != cur.Status {
+			cur.Status = d.Status
+			cur.StatusUpdatedTime = now
+		}
+		cur.StatusReason = reason
+		if keys.PrimaryKey != "" {
+			cur.Authentication.SymmetricKey.PrimaryKey = keys.PrimaryKey
+		}
+		if keys.SecondaryKey != "" {
+			cur.Authentication.SymmetricKey.SecondaryKey = keys.SecondaryKey
+		}
+		cur.ETag = nextDeviceETag(cur.ETag)
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", d.DeviceID)
+	}
+	if sd.Status == hub.StatusDisabled {
+		// The broker refuses a disabled device's next connect; this ends
+		// the connection it has now.
+		e.bus.Kick(d.DeviceID)
+	}
+	out := sd.Device
+	return &out, nil
+}
+
+// maxListDevices is the most devices ListDevices returns, and what a top
+// outside 1..maxListDevices means (Azure's rule).
+const maxListDevices = 1000
+
+// ListDevices implements hub.Client.
+func (e *Engine) ListDevices(ctx context.Context, top int) ([]*hub.Device, error) {
+	if top < 1 || top > maxListDevices {
+		top = maxListDevices
+	}
+	ds, err := e.store.ScanDevices(ctx, "", top)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeServerError, "devices", "")
+	}
+	out := make([]*hub.Device, 0, len(ds))
+	for _, d := range ds {
+		dev := d.Device
+		out = append(out, &dev)
+	}
+	return out, nil
+}
+
+// DeviceStatistics implements hub.Client. It reads the whole registry in
+// batches.
+func (e *Engine) DeviceStatistics(ctx context.Context) (*hub.RegistryStatistics, error) {
+	var st hub.RegistryStatistics
+	last := ""
+	for {
+		batch, err := e.store.ScanDevices(ctx, last, maxListDevices)
+		if err != nil {
+			return nil, storeErr(err, hub.CodeServerError, "devices", "")
+		}
+		for _, d := range batch {
+			last = d.DeviceID
+			st.TotalDeviceCount++
+			if d.Status == hub.StatusDisabled {
+				st.DisabledDeviceCount++
+			} else {
+				st.EnabledDeviceCount++
+			}
+		}
+		if len(batch) < maxListDevices {
+			return &st, nil
+		}
+	}
+}
+
+// ImportDevices implements hub.Client. Entries are applied in order, each
+// on its own, as Azure does: a failure is listed and the rest go on. Only
+// the end of ctx stops the batch.
+func (e *Engine) ImportDevices(ctx context.Context, devs []*hub.ImportDevice) (*hub.BulkResult, error) {
+	if len(devs) == 0 {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "no devices to import: send 1 to %d entries", hub.MaxImportDevices)
+	}
+	if len(devs) > hub.MaxImportDevices {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "%d devices in one bulk operation; at most %d are allowed: split them into several calls", len(devs), hub.MaxImportDevices)
+	}
+	res := &hub.BulkResult{Errors: []hub.DeviceImportError{}, Warnings: []hub.DeviceImportWarning{}}
+	for i, in := range devs {
+		err := e.importOne(ctx, i, in)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		id := ""
+		if in != nil {
+			id = in.ID
+		}
+		res.Errors = append(res.Errors, hub.DeviceImportError{DeviceID: id, ErrorCode: hub.ErrorCode(err), ErrorStatus: hub.ErrorMessage(err)})
+	}
+	res.IsSuccessful = len(res.Errors) == 0
+	return res, nil
+}
+
+// importOne applies entry i of a bulk operation.
+func (e *Engine) importOne(ctx context.Context, i int, in *hub.ImportDevice) error {
+	if in == nil {
+		return hub.Errorf(hub.CodeArgumentInvalid, "entry %d is null", i)
+	}
+	if in.ID == "" {
+		return hub.Errorf(hub.CodeArgumentInvalid, "entry %d has no id", i)
+	}
+	d := &hub.Device{DeviceID: in.ID, Status: in.Status, StatusReason: in.StatusReason}
+	if in.Authentication != nil {
+		d.Authentication = *in.Authentication
+	}
+	needETag := func() error {
+		if unquote(in.ETag) == "" || unquote(in.ETag) == "*" {
+			return hub.Errorf(hub.CodePreconditionFailed, "importMode %s needs the device's eTag", in.ImportMode)
+		}
+		return nil
+	}
+	var err error
+	switch strings.ToLower(in.ImportMode) {
+	case strings.ToLower(hub.ImportCreate):
+		_, err = e.CreateDevice(ctx, d)
+	case strings.ToLower(hub.ImportCreateOrUpdate):
+		_, err = e.UpdateDevice(ctx, d, "*")
+		if errors.Is(err, hub.ErrDeviceNotFound) {
+			_, err = e.CreateDevice(ctx, d)
+		}
+	case strings.ToLower(hub.ImportUpdate):
+		_, err = e.UpdateDevice(ctx, d, "*")
+	case strings.ToLower(hub.ImportUpdateIfMatchETag):
+		if err = needETag(); err == nil {
+			_, err = e.UpdateDevice(ctx, d, in.ETag)
+		}
+	case strings.ToLower(hub.ImportDelete):
+		err = e.DeleteDevice(ctx, in.ID, "*")
+	case strings.ToLower(hub.ImportDeleteIfMatchETag):
+		if err = needETag(); err == nil {
+			err = e.DeleteDevice(ctx, in.ID, in.ETag)
+		}
+	default:
+		err = hub.Errorf(hub.CodeArgumentInvalid, "importMode %q is not one of %s, %s, %s, %s, %s, %s", in.ImportMode,
+			hub.ImportCreate, hub.ImportCreateOrUpdate, hub.ImportUpdate, hub.ImportUpdateIfMatchETag, hub.ImportDelete, hub.ImportDeleteIfMatchETag)
+	}
+	return err
 }

@@ -86,6 +86,82 @@ func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch
 	return twinOf(d), nil
 }
 
+// ReplaceTwin implements hub.Client. The new desired properties get fresh
+// metadata (every leaf $lastUpdated and $lastUpdatedVersion) and are
+// pushed to the device whole, with their $version, as a patch would be.
+// Top-level "$metadata" and "$version" keys in t, which a client that PUTs
+// back a twin it read sends along, are ignored.
+func (e *Engine) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, et string) (*hub.Twin, error) {
+	if t == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin is missing")
+	}
+	tags := withoutBookkeeping(t.Tags)
+	var desired map[string]any
+	if t.Properties != nil {
+		desired = withoutBookkeeping(t.Properties.Desired)
+	} else {
+		desired = map[string]any{}
+	}
+	if err := hub.CheckLimits("tags", tags); err != nil {
+		return nil, err
+	}
+	et = unquote(et)
+	if et == "" {
+		et = unquote(t.ETag)
+	}
+	now := e.clock.Now()
+	var pushed map[string]any
+	var version int64
+	d, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
+		if et != "" && et != "*" && et != etag(d.Version) {
+			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", et, id, etag(d.Version))
+		}
+		v := intOf(d.Desired["$version"]) + 1
+		next := map[string]any{}
+		if _, err := hub.MergeSection(next, desired, now, v, true); err != nil {
+			return err
+		}
+		if err := hub.CheckLimits("desired", next); err != nil {
+			return err
+		}
+		// MergeSection stamps the section's root only when it added
+		// something; a replacement always changes it.
+		meta, _ := next["$metadata"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+			next["$metadata"] = meta
+		}
+		meta["$lastUpdated"] = now.UTC().Format(wireTime)
+		meta["$lastUpdatedVersion"] = v
+		next["$version"] = float64(v)
+		d.Tags = tags
+		d.Desired = next
+		d.Version++
+		pushed, version = hub.StripMeta(next), v
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	b, err := json.Marshal(pushed)
+	if err == nil {
+		err = e.bus.PushDesired(ctx, id, b, version)
+	}
+	if err != nil {
+		e.Logger.Debug("push replaced desired properties", "device", id, "err", err)
+	}
+	return twinOf(d), nil
+}
+
+// withoutBookkeeping returns a deep copy of a section without its
+// top-level "$metadata" and "$version".
+func withoutBookkeeping(section map[string]any) map[string]any {
+	out := deepCopy(section)
+	delete(out, "$metadata")
+	delete(out, "$version")
+	return out
+}
+
 // ReportedPatch implements hub.DeviceEvents.
 func (e *Engine) ReportedPatch(ctx context.Context, id string, raw json.RawMessage) (int64, error) {
 	var patch map[string]any

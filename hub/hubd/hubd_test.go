@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -33,6 +34,9 @@ var conformance = []struct {
 	{"jobUpdateTwin", testJobUpdateTwin},
 	{"jobScheduleCancelList", testJobScheduleCancelList},
 	{"jobErrors", testJobErrors},
+	{"disableDevice", testDisableDevice},
+	{"bulkImport", testBulkImport},
+	{"replaceTwin", testReplaceTwin},
 }
 
 func TestConformance(t *testing.T) {
@@ -756,9 +760,7 @@ func TestBrokerAuth(t *testing.T) {
 		}
 		sim.Close()
 	})
-	t.Run("disabled device", func(t *testing.T) {
-		t.Skip("hub.Client has no way to disable a device yet (no UpdateDevice); hubd.authenticateDevice refuses disabled devices")
-	})
+	// Disabled devices are refused: see the disableDevice conformance case.
 }
 
 func TestReopen(t *testing.T) {
@@ -943,4 +945,277 @@ func testDeleteConnected(t *testing.T, e *env) {
 	}
 	_, err = c.InvokeMethod(ctx, "lock-ok", lock)
 	wantCode(t, "invoke re-created device before it connects", err, hub.CodeDeviceNotOnline)
+}
+
+// testDisableDevice disables a connected device: it is disconnected at
+// once, cannot connect or be called while disabled, and connects again
+// once enabled.
+func testDisableDevice(t *testing.T, e *env) {
+	ctx := testCtx(t, 30*time.Second)
+	c := e.c
+	// The fleet leaves lock-offline unconnected, so this test owns its
+	// only connection (a fleet device would reconnect on its own).
+	const id = "lock-offline"
+	var dev simulate.Device
+	for _, d := range e.devs {
+		if d.ID == id {
+			dev = *d
+		}
+	}
+	dev.Offline = false
+	connect := func() (*simulate.Sim, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		sim, err := simulate.Connect(cctx, []*simulate.Device{&dev}, e.keys, simOptions(e.h, e.pool))
+		if cctx.Err() != nil && ctx.Err() == nil {
+			t.Fatalf("connect %s did not finish in time: %v", id, err)
+		}
+		return sim, err
+	}
+	lock := &hub.MethodRequest{MethodName: "lockDoor", ConnectTimeoutInSeconds: 5}
+
+	sim, err := connect()
+	must(t, "connect before disabling", err)
+	defer sim.Close()
+	_, err = c.InvokeMethod(ctx, id, lock)
+	must(t, "invoke before disabling", err)
+
+	before, err := c.GetDevice(ctx, id)
+	must(t, "get device", err)
+	reason := "lost in transit"
+	upd := *before
+	upd.Status, upd.StatusReason = hub.StatusDisabled, &reason
+	off, err := c.UpdateDevice(ctx, &upd, before.ETag)
+	must(t, "disable", err)
+	if off.Status != hub.StatusDisabled || off.StatusReason == nil || *off.StatusReason != reason ||
+		off.ETag == before.ETag || off.StatusUpdatedTime.IsZero() || off.Authentication.SymmetricKey != before.Authentication.SymmetricKey {
+		t.Errorf("disabled device: status %q reason %v etag %q→%q status time %v keys kept %v",
+			off.Status, off.StatusReason, before.ETag, off.ETag, off.StatusUpdatedTime, off.Authentication.SymmetricKey == before.Authentication.SymmetricKey)
+	}
+	start := time.Now()
+	_, err = c.InvokeMethod(ctx, id, lock)
+	wantCode(t, "invoke disabled device", err, hub.CodeDeviceNotOnline)
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("invoke disabled device took %v; it must not wait for the connect timeout", el)
+	}
+	waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
+		return tw.ConnectionState == hub.Disconnected && tw.Status == hub.StatusDisabled
+	})
+	sim.Close()
+	if s2, err := connect(); err == nil {
+		s2.Close()
+		t.Fatal("a disabled device connected over MQTT")
+	}
+
+	errCases := []struct {
+		name string
+		dev  hub.Device
+		etag string
+		want string
+	}{
+		{"stale etag", hub.Device{DeviceID: id, Status: hub.StatusEnabled}, before.ETag, hub.CodePreconditionFailed},
+		{"stale quoted etag", hub.Device{DeviceID: id, Status: hub.StatusEnabled}, `"` + before.ETag + `"`, hub.CodePreconditionFailed},
+		{"unknown device", hub.Device{DeviceID: "nope", Status: hub.StatusEnabled}, "*", hub.CodeDeviceNotFound},
+		{"bad status", hub.Device{DeviceID: id, Status: "paused"}, "*", hub.CodeArgumentInvalid},
+		{"reason too long", hub.Device{DeviceID: id, StatusReason: new(strings.Repeat("r", 129))}, "*", hub.CodeArgumentInvalid},
+	}
+	for _, ec := range errCases {
+		_, err := c.UpdateDevice(ctx, &ec.dev, ec.etag)
+		wantCode(t, ec.name, err, ec.want)
+	}
+
+	on, err := c.UpdateDevice(ctx, &hub.Device{DeviceID: id, Status: hub.StatusEnabled}, "*")
+	must(t, "enable", err)
+	if on.Status != hub.StatusEnabled || on.ETag == off.ETag || on.StatusReason != nil {
+		t.Errorf("enabled device: status %q etag %q (disabled %q) reason %v", on.Status, on.ETag, off.ETag, on.StatusReason)
+	}
+	sim2, err := connect()
+	must(t, "connect after enabling", err)
+	defer sim2.Close()
+	resp, err := c.InvokeMethod(ctx, id, lock)
+	must(t, "invoke after enabling", err)
+	if resp.Status != 200 {
+		t.Errorf("method after enabling: status %d", resp.Status)
+	}
+}
+
+// testBulkImport registers 250 devices in three bulk calls, then checks
+// statistics, listing, per-device errors and the 100-entry limit.
+func testBulkImport(t *testing.T, e *env) {
+	ctx := testCtx(t, 60*time.Second)
+	c := e.c
+	var ids []string
+	for i := range 250 {
+		ids = append(ids, fmt.Sprintf("bulk-%03d", i))
+	}
+	calls := 0
+	for start := 0; start < len(ids); start += hub.MaxImportDevices {
+		var devs []*hub.ImportDevice
+		for i, id := range ids[start:min(start+hub.MaxImportDevices, len(ids))] {
+			d := &hub.ImportDevice{ID: id, ImportMode: hub.ImportCreate}
+			if i%2 == 1 {
+				d.ImportMode = hub.ImportCreateOrUpdate
+			}
+			if (start+i)%10 == 0 {
+				d.Status = hub.StatusDisabled
+			}
+			devs = append(devs, d)
+		}
+		res, err := c.ImportDevices(ctx, devs)
+		must(t, "bulk create", err)
+		calls++
+		if !res.IsSuccessful || len(res.Errors) != 0 {
+			t.Fatalf("bulk create from %d: %+v", start, res)
+		}
+	}
+	if calls != 3 {
+		t.Errorf("%d bulk calls for 250 devices, want 3", calls)
+	}
+	st, err := c.DeviceStatistics(ctx)
+	must(t, "statistics", err)
+	want := hub.RegistryStatistics{TotalDeviceCount: 254, EnabledDeviceCount: 229, DisabledDeviceCount: 25}
+	if *st != want {
+		t.Errorf("statistics %+v, want %+v (250 bulk devices, 25 disabled, and the fleet of 4)", *st, want)
+	}
+
+	all, err := c.ListDevices(ctx, 0)
+	must(t, "list devices", err)
+	var listed []string
+	for _, d := range all {
+		listed = append(listed, d.DeviceID)
+	}
+	wantIDs := slices.Sorted(slices.Values(append(slices.Clone(ids), fleetIDs...)))
+	if !slices.Equal(listed, wantIDs) {
+		t.Errorf("list devices: %d ids (first %v), want all %d in id order", len(listed), listed[:min(5, len(listed))], len(wantIDs))
+	}
+	top, err := c.ListDevices(ctx, 10)
+	must(t, "list top 10", err)
+	if len(top) != 10 || top[0].DeviceID != "bulk-000" || top[9].DeviceID != "bulk-009" {
+		t.Errorf("list top 10: %d devices", len(top))
+	}
+	d5, err := c.GetDevice(ctx, "bulk-005")
+	must(t, "get bulk device", err)
+	k := d5.Authentication.SymmetricKey
+	if k.PrimaryKey == "" || k.SecondaryKey == "" || k.PrimaryKey == k.SecondaryKey || d5.Status != hub.StatusEnabled {
+		t.Errorf("bulk-created device: status %q keys %+v; want enabled with two generated keys", d5.Status, k)
+	}
+	// The generated key lets the device connect.
+	sim, err := simulate.Connect(ctx, []*simulate.Device{{ID: "bulk-005"}}, map[string]string{"bulk-005": k.PrimaryKey}, simOptions(e.h, e.pool))
+	must(t, "connect a bulk-created device", err)
+	sim.Close()
+
+	d2, err := c.GetDevice(ctx, "bulk-002")
+	must(t, "get bulk device", err)
+	res, err := c.ImportDevices(ctx, []*hub.ImportDevice{
+		{ID: "bulk-000", ImportMode: hub.ImportCreate},
+		{ID: "bulk-001", ImportMode: hub.ImportDelete},
+		{ID: "bulk-002", ImportMode: hub.ImportDeleteIfMatchETag, ETag: "c3RhbGU="},
+		{ID: "bulk-003", ImportMode: "Delete"}, // the Node SDK's spelling
+		{ID: "nope", ImportMode: hub.ImportDelete},
+		{ID: "bulk-004", ImportMode: hub.ImportUpdate, Status: hub.StatusDisabled},
+	})
+	must(t, "bulk with failures", err)
+	wantErrs := []hub.DeviceImportError{
+		{DeviceID: "bulk-000", ErrorCode: hub.CodeDeviceAlreadyExists},
+		{DeviceID: "bulk-002", ErrorCode: hub.CodePreconditionFailed},
+		{DeviceID: "nope", ErrorCode: hub.CodeDeviceNotFound},
+	}
+	if res.IsSuccessful || len(res.Errors) != len(wantErrs) || res.Warnings == nil {
+		t.Fatalf("bulk with failures: %+v, want %d errors", res, len(wantErrs))
+	}
+	for i, w := range wantErrs {
+		if g := res.Errors[i]; g.DeviceID != w.DeviceID || g.ErrorCode != w.ErrorCode || g.ErrorStatus == "" {
+			t.Errorf("bulk error %d = %+v, want %s %s with a message", i, g, w.DeviceID, w.ErrorCode)
+		}
+	}
+	if got, err := c.GetDevice(ctx, "bulk-002"); err != nil || got.ETag != d2.ETag {
+		t.Errorf("bulk-002 after a stale deleteIfMatchETag: %v", err)
+	}
+	st, err = c.DeviceStatistics(ctx)
+	must(t, "statistics", err)
+	want = hub.RegistryStatistics{TotalDeviceCount: 252, EnabledDeviceCount: 226, DisabledDeviceCount: 26}
+	if *st != want {
+		t.Errorf("statistics after deletes %+v, want %+v", *st, want)
+	}
+
+	tooMany := make([]*hub.ImportDevice, hub.MaxImportDevices+1)
+	for i := range tooMany {
+		tooMany[i] = &hub.ImportDevice{ID: fmt.Sprintf("many-%03d", i), ImportMode: hub.ImportCreate}
+	}
+	_, err = c.ImportDevices(ctx, tooMany)
+	wantCode(t, "bulk of 101", err, hub.CodeArgumentInvalid)
+	_, err = c.GetDevice(ctx, "many-000")
+	wantCode(t, "device of a refused bulk", err, hub.CodeDeviceNotFound)
+}
+
+// testReplaceTwin replaces the echo device's tags and desired properties:
+// nothing of the old ones is left, reported is untouched, and the device
+// gets the new desired document.
+func testReplaceTwin(t *testing.T, e *env) {
+	ctx := testCtx(t, 15*time.Second)
+	c := e.c
+	const id = "echo"
+	t0 := waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
+	t1, err := c.UpdateTwin(ctx, id, &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"old": 1.0}}}, t0.ETag)
+	must(t, "patch desired", err)
+
+	repl := &hub.TwinPatch{Tags: map[string]any{"role": "replaced"},
+		Properties: &hub.Properties{Desired: map[string]any{"interval": 7.0, "cfg": map[string]any{"mode": "slow"}}}}
+	tw, err := c.ReplaceTwin(ctx, id, repl, `"`+t1.ETag+`"`)
+	must(t, "replace twin", err)
+	dv := num(tw.Properties.Desired["$version"])
+	if tw.Version != t1.Version+1 || tw.ETag == t1.ETag || dv != num(t1.Properties.Desired["$version"])+1 {
+		t.Errorf("replaced twin: version %d→%d etag %q→%q desired $version %v; want +1, a new etag, +1",
+			t1.Version, tw.Version, t1.ETag, tw.ETag, tw.Properties.Desired["$version"])
+	}
+	if !maps.Equal(tw.Tags, map[string]any{"role": "replaced"}) {
+		t.Errorf("tags %v, want only the replacement", tw.Tags)
+	}
+	got := map[string]any{}
+	maps.Copy(got, tw.Properties.Desired)
+	delete(got, "$metadata")
+	delete(got, "$version")
+	if b, _ := json.Marshal(got); !jsonEqual(t, b, []byte(`{"interval":7,"cfg":{"mode":"slow"}}`)) {
+		t.Errorf("desired %s, want exactly the replacement", b)
+	}
+	if tw.Properties.Reported["firmware"] != "1.0" {
+		t.Errorf("reported %v, want it untouched", tw.Properties.Reported)
+	}
+	// The device got the new document and echoes it into reported.
+	waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
+		cfg, _ := tw.Properties.Reported["cfg"].(map[string]any)
+		return tw.Properties.Reported["interval"] == 7.0 && cfg["mode"] == "slow"
+	})
+	back, err := c.GetTwin(ctx, id)
+	must(t, "get twin", err)
+	if back.ETag != tw.ETag || back.Version != tw.Version || !maps.Equal(back.Tags, tw.Tags) {
+		t.Errorf("read back etag %q version %d tags %v; replace answered %q %d %v", back.ETag, back.Version, back.Tags, tw.ETag, tw.Version, tw.Tags)
+	}
+	// Metadata as stored (the engine's own answer holds int64 versions).
+	meta, _ := back.Properties.Desired["$metadata"].(map[string]any)
+	cfgMeta, _ := meta["cfg"].(map[string]any)
+	modeMeta, _ := cfgMeta["mode"].(map[string]any)
+	if num(modeMeta["$lastUpdatedVersion"]) != dv || modeMeta["$lastUpdated"] == nil || meta["old"] != nil || num(meta["$lastUpdatedVersion"]) != dv {
+		t.Errorf("desired $metadata %v: want every new leaf stamped with version %v and none for removed keys", meta, dv)
+	}
+
+	errCases := []struct {
+		name string
+		id   string
+		t    *hub.TwinPatch
+		etag string
+		want string
+	}{
+		{"stale etag", id, &hub.TwinPatch{}, t1.ETag, hub.CodePreconditionFailed},
+		{"unknown device", "nope", &hub.TwinPatch{}, "*", hub.CodeDeviceNotFound},
+		{"dollar key", id, &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"a": map[string]any{"$b": 1.0}}}}, "*", hub.CodeArgumentInvalid},
+		{"tags over 8 KB", id, &hub.TwinPatch{Tags: map[string]any{"a": strings.Repeat("a", 3000), "b": strings.Repeat("b", 3000), "c": strings.Repeat("c", 3000)}}, "*", hub.CodeMessageTooLarge},
+	}
+	for _, ec := range errCases {
+		_, err := c.ReplaceTwin(ctx, ec.id, ec.t, ec.etag)
+		wantCode(t, ec.name, err, ec.want)
+	}
+	if last, err := c.GetTwin(ctx, id); err != nil || last.ETag != tw.ETag {
+		t.Errorf("failed replacements changed the twin (etag %q → %v, %v)", tw.ETag, last, err)
+	}
 }

@@ -232,6 +232,60 @@ func (c *Client) DeleteDevice(ctx context.Context, id, etag string) error {
 	return err
 }
 
+// UpdateDevice replaces a device's status, reason and keys (empty keys
+// are kept) when etag ("" and "*" match any) matches; it always sends
+// If-Match, quoted, which is what makes Azure's PUT an update. Errors:
+// DeviceNotFound, PreconditionFailed, ArgumentInvalid.
+func (c *Client) UpdateDevice(ctx context.Context, d *hub.Device, etag string) (*hub.Device, error) {
+	if d == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "update device: no device given")
+	}
+	var out hub.Device
+	_, err := c.do(ctx, call{method: http.MethodPut, path: "/devices/{id}", id: d.DeviceID, in: d, out: &out,
+		header: http.Header{"If-Match": {quoteETag(etag)}}})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListDevices returns up to top devices (outside 1–1000: 1000) ordered by
+// id.
+func (c *Client) ListDevices(ctx context.Context, top int) ([]*hub.Device, error) {
+	v := url.Values{}
+	if top > 0 {
+		v.Set("top", strconv.Itoa(top))
+	}
+	var out []*hub.Device
+	if _, err := c.do(ctx, call{method: http.MethodGet, path: "/devices", query: v, out: &out}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeviceStatistics counts the registry's devices by status.
+func (c *Client) DeviceStatistics(ctx context.Context) (*hub.RegistryStatistics, error) {
+	var out hub.RegistryStatistics
+	if _, err := c.do(ctx, call{method: http.MethodGet, path: "/statistics/devices", out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ImportDevices runs one bulk registry operation of at most
+// hub.MaxImportDevices entries; per-device failures are in the result.
+// Errors: ArgumentInvalid.
+func (c *Client) ImportDevices(ctx context.Context, devs []*hub.ImportDevice) (*hub.BulkResult, error) {
+	if devs == nil {
+		devs = []*hub.ImportDevice{}
+	}
+	var out hub.BulkResult
+	if _, err := c.do(ctx, call{method: http.MethodPost, path: "/devices", in: devs, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // GetTwin returns a device twin. Errors: DeviceNotFound.
 func (c *Client) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
 	var out hub.Twin
@@ -249,6 +303,22 @@ func (c *Client) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch
 	}
 	var out hub.Twin
 	_, err := c.do(ctx, call{method: http.MethodPatch, path: "/twins/{id}", id: id, in: patch, out: &out,
+		header: http.Header{"If-Match": {quoteETag(etag)}}})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ReplaceTwin replaces a twin's tags and desired properties when etag (""
+// and "*" match any) matches. Errors: DeviceNotFound, PreconditionFailed,
+// ArgumentInvalid, MessageTooLarge.
+func (c *Client) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, etag string) (*hub.Twin, error) {
+	if t == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "replace twin of %q: no twin given", id)
+	}
+	var out hub.Twin
+	_, err := c.do(ctx, call{method: http.MethodPut, path: "/twins/{id}", id: id, in: t, out: &out,
 		header: http.Header{"If-Match": {quoteETag(etag)}}})
 	if err != nil {
 		return nil, err

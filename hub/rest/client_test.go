@@ -98,6 +98,93 @@ func TestClientRoundTrip(t *testing.T) {
 		{name: "delete device etag mismatch", code: hub.CodePreconditionFailed, call: func(ctx context.Context, c *Client) (any, error) {
 			return nil, c.DeleteDevice(ctx, "dev1", "Mg==")
 		}},
+		{name: "update device unconditionally", call: func(ctx context.Context, c *Client) (any, error) {
+			reason := "maintenance"
+			return c.UpdateDevice(ctx, &hub.Device{DeviceID: "dev1", Status: hub.StatusDisabled, StatusReason: &reason}, "")
+		}, check: func(t *testing.T, f *fakeHub, got any) {
+			d := got.(*hub.Device)
+			if f.lastEtag != "*" || d.Status != hub.StatusDisabled || *d.StatusReason != "maintenance" || d.ETag != "Mg==" {
+				t.Errorf("hub got etag %q; device %+v", f.lastEtag, d)
+			}
+		}},
+		{name: "update device with etag", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.UpdateDevice(ctx, &hub.Device{DeviceID: "dev1", Status: hub.StatusEnabled}, "MQ==")
+		}, check: func(t *testing.T, f *fakeHub, _ any) {
+			if f.lastEtag != "MQ==" {
+				t.Errorf("hub got etag %q", f.lastEtag)
+			}
+		}},
+		{name: "update device etag mismatch", code: hub.CodePreconditionFailed, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.UpdateDevice(ctx, &hub.Device{DeviceID: "dev1"}, `"Mg=="`)
+		}},
+		{name: "update unknown device", code: hub.CodeDeviceNotFound, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.UpdateDevice(ctx, &hub.Device{DeviceID: "zzz"}, "*")
+		}},
+		{name: "update device without id", code: hub.CodeArgumentInvalid, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.UpdateDevice(ctx, &hub.Device{}, "*")
+		}},
+		{name: "list devices", call: func(ctx context.Context, c *Client) (any, error) { return c.ListDevices(ctx, 2) },
+			check: func(t *testing.T, f *fakeHub, got any) {
+				ds := got.([]*hub.Device)
+				if len(ds) != 2 || ds[0].DeviceID != "dev1" || ds[1].DeviceID != "dev2" || f.lastTop != 2 {
+					t.Errorf("devices %v, hub got top %d", ds, f.lastTop)
+				}
+			}},
+		{name: "list devices without top", call: func(ctx context.Context, c *Client) (any, error) { return c.ListDevices(ctx, 0) },
+			check: func(t *testing.T, f *fakeHub, got any) {
+				if ds := got.([]*hub.Device); len(ds) != 3 || f.lastTop != 0 {
+					t.Errorf("devices %v, hub got top %d", ds, f.lastTop)
+				}
+			}},
+		{name: "device statistics", call: func(ctx context.Context, c *Client) (any, error) { return c.DeviceStatistics(ctx) },
+			check: func(t *testing.T, _ *fakeHub, got any) {
+				if st := got.(*hub.RegistryStatistics); *st != (hub.RegistryStatistics{TotalDeviceCount: 3, EnabledDeviceCount: 3}) {
+					t.Errorf("statistics %+v", st)
+				}
+			}},
+		{name: "import devices", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ImportDevices(ctx, []*hub.ImportDevice{
+				{ID: "b1", ImportMode: hub.ImportCreate}, {ID: "dev1", ImportMode: hub.ImportCreate},
+				{ID: "dev2", ImportMode: hub.ImportDelete, ETag: "MQ=="}})
+		}, check: func(t *testing.T, f *fakeHub, got any) {
+			r := got.(*hub.BulkResult)
+			if r.IsSuccessful || len(r.Errors) != 1 || r.Errors[0].DeviceID != "dev1" || r.Errors[0].ErrorCode != hub.CodeDeviceAlreadyExists ||
+				r.Warnings == nil || f.devices["b1"] == nil || f.devices["dev2"] != nil || f.lastImport[2].ETag != "MQ==" {
+				t.Errorf("result %+v", r)
+			}
+		}},
+		{name: "import too many devices", code: hub.CodeArgumentInvalid, call: func(ctx context.Context, c *Client) (any, error) {
+			devs := make([]*hub.ImportDevice, hub.MaxImportDevices+1)
+			for i := range devs {
+				devs[i] = &hub.ImportDevice{ID: "d" + strconv.Itoa(i), ImportMode: hub.ImportCreate}
+			}
+			return c.ImportDevices(ctx, devs)
+		}},
+		{name: "import nothing", code: hub.CodeArgumentInvalid, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ImportDevices(ctx, nil)
+		}},
+		{name: "replace twin", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ReplaceTwin(ctx, "dev1", &hub.TwinPatch{Tags: map[string]any{"b": "2"},
+				Properties: &hub.Properties{Desired: map[string]any{"fw": "2.0"}}}, "AAAAAAAAAAE=")
+		}, check: func(t *testing.T, f *fakeHub, got any) {
+			tw := got.(*hub.Twin)
+			if f.lastEtag != "AAAAAAAAAAE=" || tw.Tags["b"] != "2" || tw.Properties.Desired["fw"] != "2.0" || tw.Version != 2 {
+				t.Errorf("hub got etag %q; twin %+v", f.lastEtag, tw)
+			}
+		}},
+		{name: "replace twin wildcard", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ReplaceTwin(ctx, "dev1", &hub.TwinPatch{}, "")
+		}, check: func(t *testing.T, f *fakeHub, _ any) {
+			if f.lastEtag != "*" {
+				t.Errorf("hub got etag %q", f.lastEtag)
+			}
+		}},
+		{name: "replace twin etag mismatch", code: hub.CodePreconditionFailed, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ReplaceTwin(ctx, "dev1", &hub.TwinPatch{}, "stale")
+		}},
+		{name: "replace unknown twin", code: hub.CodeDeviceNotFound, call: func(ctx context.Context, c *Client) (any, error) {
+			return c.ReplaceTwin(ctx, "zzz", &hub.TwinPatch{}, "*")
+		}},
 		{name: "get twin", call: func(ctx context.Context, c *Client) (any, error) { return c.GetTwin(ctx, "dev2") },
 			check: func(t *testing.T, _ *fakeHub, got any) {
 				if tw := got.(*hub.Twin); tw.DeviceID != "dev2" {

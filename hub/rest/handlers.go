@@ -11,13 +11,10 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 )
 
-// putDevice creates a device. With If-Match it would be an update, which
-// the hub.Client seam does not offer yet.
+// putDevice creates a device, or with If-Match ("*" or the device's
+// etag, quoted or not) updates it, as Azure's PUT /devices/{id} does.
 func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if r.Header.Get("If-Match") != "" {
-		return hub.Errorf(hub.CodeGenericBadRequest, "updating device %q is not supported yet: delete and re-create it", id)
-	}
 	var d hub.Device
 	if err := readJSON(w, r, &d); err != nil {
 		return err
@@ -28,11 +25,75 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	if d.DeviceID != id {
 		return hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", d.DeviceID, id)
 	}
-	out, err := s.Hub.CreateDevice(r.Context(), &d)
+	var (
+		out *hub.Device
+		err error
+	)
+	if m := r.Header.Get("If-Match"); m != "" {
+		out, err = s.Hub.UpdateDevice(r.Context(), &d, unquoteETag(m))
+	} else {
+		out, err = s.Hub.CreateDevice(r.Context(), &d)
+	}
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// listDevices answers GET /devices?top=n with a bare array; top outside
+// 1..1000 means 1000, as Azure's swagger says, but must be a number.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
+	top := 0
+	if v := strings.TrimSpace(r.URL.Query().Get("top")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return hub.Errorf(hub.CodeArgumentInvalid, "top %q is not a whole number: send 1 to 1000", v)
+		}
+		top = n
+	}
+	ds, err := s.Hub.ListDevices(r.Context(), top)
+	if err != nil {
+		return err
+	}
+	if ds == nil {
+		ds = []*hub.Device{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+	return nil
+}
+
+func (s *Server) deviceStatistics(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.Hub.DeviceStatistics(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// importDevices runs a bulk registry operation: a JSON array of at most
+// hub.MaxImportDevices entries. Per-device failures are in the 200
+// answer's errors.
+func (s *Server) importDevices(w http.ResponseWriter, r *http.Request) error {
+	var devs []*hub.ImportDevice
+	if err := readJSON(w, r, &devs); err != nil {
+		return err
+	}
+	if len(devs) > hub.MaxImportDevices {
+		return hub.Errorf(hub.CodeArgumentInvalid, "%d devices in one bulk operation; at most %d are allowed: split them into several calls", len(devs), hub.MaxImportDevices)
+	}
+	res, err := s.Hub.ImportDevices(r.Context(), devs)
+	if err != nil {
+		return err
+	}
+	if res.Errors == nil {
+		res.Errors = []hub.DeviceImportError{}
+	}
+	if res.Warnings == nil {
+		res.Warnings = []hub.DeviceImportWarning{}
+	}
+	writeJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -65,24 +126,48 @@ func (s *Server) getTwin(w http.ResponseWriter, r *http.Request) error {
 // patchTwin merges a twin patch. The etag comes from If-Match (quoted,
 // "*" is the wildcard) or, without the header, from the body.
 func (s *Server) patchTwin(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	var p hub.TwinPatch
-	if err := readJSON(w, r, &p); err != nil {
+	id, p, etag, err := readTwinBody(w, r)
+	if err != nil {
 		return err
 	}
-	if p.DeviceID != nil && *p.DeviceID != "" && *p.DeviceID != id {
-		return hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", *p.DeviceID, id)
-	}
-	etag := unquoteETag(p.ETag)
-	if h := r.Header.Get("If-Match"); h != "" {
-		etag = unquoteETag(h)
-	}
-	t, err := s.Hub.UpdateTwin(r.Context(), id, &p, etag)
+	t, err := s.Hub.UpdateTwin(r.Context(), id, p, etag)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, t)
 	return nil
+}
+
+// putTwin replaces a twin's tags and desired properties. The etag comes
+// from If-Match or, without the header, from the body, as for PATCH.
+func (s *Server) putTwin(w http.ResponseWriter, r *http.Request) error {
+	id, p, etag, err := readTwinBody(w, r)
+	if err != nil {
+		return err
+	}
+	t, err := s.Hub.ReplaceTwin(r.Context(), id, p, etag)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// readTwinBody reads the body of a twin PATCH or PUT and its etag.
+func readTwinBody(w http.ResponseWriter, r *http.Request) (string, *hub.TwinPatch, string, error) {
+	id := r.PathValue("id")
+	var p hub.TwinPatch
+	if err := readJSON(w, r, &p); err != nil {
+		return "", nil, "", err
+	}
+	if p.DeviceID != nil && *p.DeviceID != "" && *p.DeviceID != id {
+		return "", nil, "", hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", *p.DeviceID, id)
+	}
+	etag := unquoteETag(p.ETag)
+	if h := r.Header.Get("If-Match"); h != "" {
+		etag = unquoteETag(h)
+	}
+	return id, &p, etag, nil
 }
 
 // invokeMethod calls a direct method. Its failures are reported in Shape

@@ -62,6 +62,11 @@ func (s *Server) build() {
 	mux.Handle("GET /metrics", s.Metrics)
 	routes := map[string]handlerFunc{
 		"PUT /devices/{id}":         s.putDevice,
+		"GET /devices":              s.listDevices,
+		"GET /devices/{$}":          s.listDevices, // the Node SDK's list
+		"POST /devices":             s.importDevices,
+		"GET /statistics/devices":   s.deviceStatistics,
+		"PUT /twins/{id}":           s.putTwin,
 		"GET /devices/{id}":         s.getDevice,
 		"DELETE /devices/{id}":      s.deleteDevice,
 		"GET /twins/{id}":           s.getTwin,

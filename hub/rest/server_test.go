@@ -173,8 +173,79 @@ func TestServerRoutes(t *testing.T) {
 			status: 409, code: hub.CodeDeviceAlreadyExists, shape: 'A'},
 		{name: "create device id mismatch", method: "PUT", path: "/devices/a", body: `{"deviceId":"b"}`,
 			status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
-		{name: "update device unsupported", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"*"`},
-			body: `{"deviceId":"dev1"}`, status: 400, code: hub.CodeGenericBadRequest, shape: 'A'},
+		{name: "update device quoted wildcard", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"*"`},
+			body: `{"deviceId":"dev1","status":"disabled","statusReason":"stolen"}`, status: 200,
+			check: func(t *testing.T, f *fakeHub, r response) {
+				var d hub.Device
+				decode(t, r, &d)
+				if f.lastEtag != "*" || d.Status != hub.StatusDisabled || d.StatusReason == nil || *d.StatusReason != "stolen" || d.ETag != "Mg==" {
+					t.Errorf("etag %q reached the hub; device %+v", f.lastEtag, d)
+				}
+			}},
+		{name: "update device quoted etag", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"MQ=="`},
+			body: `{"status":"disabled"}`, status: 200, check: func(t *testing.T, f *fakeHub, _ response) {
+				if f.lastEtag != "MQ==" || f.devices["dev1"].Status != hub.StatusDisabled {
+					t.Errorf("etag %q reached the hub, status %q", f.lastEtag, f.devices["dev1"].Status)
+				}
+			}},
+		{name: "update device stale etag", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"Mg=="`},
+			body: `{"deviceId":"dev1"}`, status: 412, code: hub.CodePreconditionFailed, shape: 'A'},
+		{name: "update unknown device", method: "PUT", path: "/devices/zzz", header: map[string]string{"If-Match": `"*"`},
+			body: `{"deviceId":"zzz"}`, status: 404, code: hub.CodeDeviceNotFound, shape: 'A'},
+		{name: "update device id mismatch", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"*"`},
+			body: `{"deviceId":"dev2"}`, status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
+		{name: "update device bad status", method: "PUT", path: "/devices/dev1", header: map[string]string{"If-Match": `"*"`},
+			body: `{"status":"asleep"}`, status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
+		{name: "list devices", method: "GET", path: "/devices?api-version=2021-04-12", status: 200,
+			check: func(t *testing.T, f *fakeHub, r response) {
+				var ds []hub.Device
+				decode(t, r, &ds)
+				if len(ds) != 3 || ds[0].DeviceID != "dev1" || ds[2].DeviceID != "dev3" || f.lastTop != 0 {
+					t.Errorf("devices %+v, hub got top %d", ds, f.lastTop)
+				}
+			}},
+		{name: "list devices with top", method: "GET", path: "/devices?top=2", status: 200,
+			check: func(t *testing.T, f *fakeHub, r response) {
+				wantItems(t, r, 2)
+				if f.lastTop != 2 {
+					t.Errorf("hub got top %d", f.lastTop)
+				}
+			}},
+		{name: "list devices trailing slash (Node)", method: "GET", path: "/devices/?api-version=2021-04-12", status: 200,
+			check: func(t *testing.T, _ *fakeHub, r response) { wantItems(t, r, 3) }},
+		{name: "list devices out-of-range top reaches the hub", method: "GET", path: "/devices?top=5000", status: 200,
+			check: func(t *testing.T, f *fakeHub, _ response) {
+				if f.lastTop != 5000 {
+					t.Errorf("hub got top %d", f.lastTop)
+				}
+			}},
+		{name: "list devices empty is an empty array", method: "GET", path: "/devices",
+			setup:  func(f *fakeHub) { clear(f.devices) },
+			status: 200, check: func(t *testing.T, _ *fakeHub, r response) { wantBody(t, r, "[]") }},
+		{name: "list devices top not a number", method: "GET", path: "/devices?top=ten", status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
+		{name: "device statistics", method: "GET", path: "/statistics/devices?api-version=2021-04-12",
+			setup:  func(f *fakeHub) { f.devices["dev2"].Status = hub.StatusDisabled },
+			status: 200, check: func(t *testing.T, _ *fakeHub, r response) {
+				wantBody(t, r, `{"totalDeviceCount":3,"enabledDeviceCount":2,"disabledDeviceCount":1}`)
+			}},
+		{name: "bulk create and delete (Node's body)", method: "POST", path: "/devices?api-version=2021-04-12",
+			body: `[{"id":"b1","importMode":"create","authentication":{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}},` +
+				`{"id":"dev1","importMode":"create"},{"id":"dev2","importMode":"delete","etag":"MQ=="}]`,
+			status: 200, check: func(t *testing.T, f *fakeHub, r response) {
+				wantBody(t, r, `{"isSuccessful":false,"errors":[{"deviceId":"dev1","errorCode":"DeviceAlreadyExists","errorStatus":"device \"dev1\" already exists"}],"warnings":[]}`)
+				if f.devices["b1"] == nil || f.devices["dev2"] != nil || f.lastImport[2].ETag != "MQ==" {
+					t.Errorf("devices after bulk: b1 %v dev2 %v; entry %+v", f.devices["b1"] != nil, f.devices["dev2"] != nil, f.lastImport[2])
+				}
+			}},
+		{name: "bulk over 100 devices", method: "POST", path: "/devices",
+			body:   "[" + strings.Repeat(`{"id":"x","importMode":"create"},`, 100) + `{"id":"y","importMode":"create"}]`,
+			status: 400, code: hub.CodeArgumentInvalid, shape: 'A', check: func(t *testing.T, f *fakeHub, _ response) {
+				if f.lastImport != nil {
+					t.Error("an oversized bulk operation reached the hub")
+				}
+			}},
+		{name: "bulk empty", method: "POST", path: "/devices", body: `[]`, status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
+		{name: "bulk not an array", method: "POST", path: "/devices", body: `{"id":"x"}`, status: 400, code: hub.CodeFormatError, shape: 'A'},
 		{name: "create device invalid JSON", method: "PUT", path: "/devices/x", body: `{"deviceId":`,
 			status: 400, code: hub.CodeFormatError, shape: 'A'},
 		{name: "create device wrong field type", method: "PUT", path: "/devices/x", body: `{"deviceId":7}`,
@@ -228,6 +299,21 @@ func TestServerRoutes(t *testing.T) {
 			body: `{"tags":{"a":1}}`, status: 412, code: hub.CodePreconditionFailed, shape: 'A'},
 		{name: "patch twin invalid JSON", method: "PATCH", path: "/twins/dev1", body: `{"tags":[}`,
 			status: 400, code: hub.CodeFormatError, shape: 'A'},
+		{name: "replace twin", method: "PUT", path: "/twins/dev1", header: map[string]string{"If-Match": `"AAAAAAAAAAE="`},
+			body: `{"tags":{"b":2},"properties":{"desired":{"fw":"2.0"}}}`, status: 200,
+			setup: func(f *fakeHub) { f.twins["dev1"].Tags["a"] = 1.0 },
+			check: func(t *testing.T, f *fakeHub, r response) {
+				var tw hub.Twin
+				decode(t, r, &tw)
+				if f.lastEtag != "AAAAAAAAAAE=" || tw.Tags["a"] != nil || tw.Tags["b"] != 2.0 || tw.Properties.Desired["fw"] != "2.0" || tw.Version != 2 {
+					t.Errorf("etag %q, twin %+v", f.lastEtag, tw)
+				}
+			}},
+		{name: "replace twin etag from body", method: "PUT", path: "/twins/dev1", body: `{"etag":"stale","tags":{}}`,
+			status: 412, code: hub.CodePreconditionFailed, shape: 'A'},
+		{name: "replace twin id mismatch", method: "PUT", path: "/twins/dev1", body: `{"deviceId":"dev2"}`,
+			status: 400, code: hub.CodeArgumentInvalid, shape: 'A'},
+		{name: "replace unknown twin", method: "PUT", path: "/twins/zzz", body: `{}`, status: 404, code: hub.CodeDeviceNotFound, shape: 'A'},
 		{name: "patch unknown twin", method: "PATCH", path: "/twins/zzz", body: `{}`, status: 404, code: hub.CodeDeviceNotFound, shape: 'A'},
 
 		{name: "invoke method", method: "POST", path: "/twins/dev1/methods",
