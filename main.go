@@ -165,6 +165,8 @@ func exitCode(err error) int {
 		return exitFailed
 	case errors.Is(err, context.Canceled):
 		return exitFailed
+	case errors.As(err, &herr) && (herr.Code == hub.CodeArgumentInvalid || herr.Code == hub.CodeFormatError || herr.Code == hub.CodeGenericBadRequest):
+		return exitInvalid // the hub refused what we sent: bad input
 	case errors.As(err, &herr) && !hub.IsInfrastructure(err):
 		return exitFailed
 	}
@@ -467,6 +469,9 @@ func printJSON(w io.Writer, v any) error {
 // withTarget runs fn against the command's hub.
 func withTarget(fn func(c *cli.Context, h hub.Client) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
+		if o := c.String("output"); o != "" && o != "text" && o != "json" {
+			return usagef("--output %q: use text or json", o)
+		}
 		t, err := openTarget(c)
 		if err != nil {
 			return err
@@ -493,7 +498,7 @@ func jsonArg(c *cli.Context, flag string, dst any) error {
 }
 
 func twinCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
 	return &cli.Command{
 		Name:  "twin",
 		Usage: "show or patch a device twin",
@@ -548,7 +553,7 @@ func methodCmd() *cli.Command {
 		Usage: "invoke a direct method",
 		Subcommands: []*cli.Command{{
 			Name: "invoke", ArgsUsage: "ID METHOD",
-			Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+			Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 				&cli.StringFlag{Name: "payload", Value: "null", Usage: "JSON payload"},
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "response timeout (5s to 300s)"},
 				&cli.DurationFlag{Name: "connect-timeout", Usage: "how long to wait for an offline device (0 to 300s)"}},
@@ -575,7 +580,7 @@ func methodCmd() *cli.Command {
 }
 
 func jobsCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
 	return &cli.Command{
 		Name:  "jobs",
 		Usage: "list, show or cancel hub jobs",
@@ -638,17 +643,27 @@ func printQuery(c *cli.Context, h hub.Client, q string) error {
 		}
 		items = append(items, page.Items...)
 		if page.Continuation == "" {
-			return printJSON(c.App.Writer, items)
+			break
 		}
 		opts.Continuation = page.Continuation
 	}
+	if c.String("output") == "json" {
+		return printJSON(c.App.Writer, items)
+	}
+	// Text: one row per line, so that grep, wc and head work on it.
+	for _, it := range items {
+		if _, err := fmt.Fprintf(c.App.Writer, "%s\n", it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func queryCmd() *cli.Command {
 	return &cli.Command{
 		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
 		ArgsUsage: "QUERY",
-		Flags:     []cli.Flag{hubFlag, caFlag, dataFlag},
+		Flags:     []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag},
 		Action: withTarget(func(c *cli.Context, h hub.Client) error {
 			q, err := oneArg(c, "query")
 			if err != nil {
@@ -660,7 +675,7 @@ func queryCmd() *cli.Command {
 }
 
 func devicesCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag}
+	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
 	return &cli.Command{
 		Name:  "devices",
 		Usage: "create, list, show, enable, disable or delete device identities",

@@ -114,6 +114,30 @@ func TestTutorialEmbedded(t *testing.T) {
 		t.Fatalf("twin show exit %d: %s", code, stderr)
 	}
 	checkTwin(t, stdout)
+
+	code, stdout, stderr = runCLI(t, t.Context(), "query", "--data", data, "-o", "json",
+		"SELECT tags.building AS building, COUNT() AS n FROM devices GROUP BY tags.building")
+	var groups []map[string]any
+	if err := json.Unmarshal([]byte(stdout), &groups); code != 0 || err != nil {
+		t.Fatalf("query exit %d: %v\n%s%s", code, err, stdout, stderr)
+	}
+	counts := map[any]any{}
+	for _, g := range groups {
+		counts[g["building"]] = g["n"]
+	}
+	if counts["43"] != 151.0 || counts["44"] != 150.0 {
+		t.Errorf("devices per building: %v", groups)
+	}
+	code, stdout, _ = runCLI(t, t.Context(), "query", "--data", data, "SELECT deviceId FROM devices WHERE tags.floor = 3")
+	if code != 0 || strings.TrimSpace(stdout) != `{"deviceId":"myDeviceId"}` {
+		t.Errorf("text query output %q (exit %d)", stdout, code)
+	}
+	if code, _, stderr = runCLI(t, t.Context(), "query", "--data", data, "SELECT * FROM devices WHERE"); code != 2 || !strings.Contains(stderr, "ArgumentInvalid") {
+		t.Errorf("query syntax error: exit %d, want 2\n%s", code, stderr)
+	}
+	if code, _, _ = runCLI(t, t.Context(), "twin", "show", "--data", data, "nobody"); code != 1 {
+		t.Errorf("twin show of a missing device: exit %d, want 1", code)
+	}
 }
 
 func TestReportOnStdout(t *testing.T) {
