@@ -142,7 +142,9 @@ func (b *Bus) onMethodResponse(topic string, payload []byte) {
 		return
 	}
 	var r reply
-	if p, err := mqttproto.ParseMethodPayload(payload); err != nil {
+	if len(payload) > hub.MaxMethodPayload {
+		r.err = hub.Errorf(hub.CodeMessageTooLarge, "device '%s' answered with %d bytes; a method response may have at most %d", id, len(payload), hub.MaxMethodPayload)
+	} else if p, err := mqttproto.ParseMethodPayload(payload); err != nil {
 		r.err = hub.Errorf(hub.CodeBadDeviceResponse, "device '%s' answered method with invalid JSON: %v", id, err)
 	} else {
 		r.resp = &hub.MethodResponse{Status: m.Status, Payload: p}
