@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
@@ -29,6 +30,9 @@ type Engine struct {
 	Window int
 	// Logger defaults to slog.Default() with system=engine.
 	Logger *slog.Logger
+	// Metrics receives measurements; nil means none. The engine does not
+	// depend on a metrics library: the hub adapts this to Prometheus.
+	Metrics Metrics
 
 	store store.Store
 	bus   hub.DeviceBus
@@ -41,6 +45,34 @@ type Engine struct {
 
 	mu   sync.Mutex
 	runs map[string]*run // jobs not yet terminal
+}
+
+// Metrics is what the engine measures.
+type Metrics interface {
+	// MethodCall records one direct-method round trip (in a job or not):
+	// the outcome is "answered" or the error code, d the time from the
+	// request to the answer or failure.
+	MethodCall(outcome string, d time.Duration)
+	// DeviceOperation records a device's final status in a job.
+	DeviceOperation(jobType hub.JobType, status hub.DeviceJobStatus)
+}
+
+// JobCounts returns how many jobs the hub holds in each status.
+func (e *Engine) JobCounts(ctx context.Context) (map[hub.JobStatus]int, error) {
+	jobs, err := e.store.ListJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[hub.JobStatus]int{}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, j := range jobs {
+		if r := e.runs[j.JobID]; r != nil {
+			j = r.job
+		}
+		counts[j.Status]++
+	}
+	return counts, nil
 }
 
 // New returns an engine; call Open before use.

@@ -360,6 +360,9 @@ func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
 
 // record counts a device's final status (it was in state from before).
 func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
+	if e.Metrics != nil {
+		e.Metrics.DeviceOperation(dj.JobType, dj.Status)
+	}
 	e.update(r, func(j *hub.Job) {
 		s := j.DeviceJobStatistics
 		if from == hub.DeviceJobRunning {

@@ -75,7 +75,18 @@ func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest) (*
 	}
 	rctx, cancel := e.clock.WithTimeout(ctx, time.Duration(r.ResponseTimeoutInSeconds)*time.Second)
 	defer cancel()
+	start := e.clock.Now()
 	resp, err := e.bus.InvokeMethod(rctx, id, r.MethodName, r.Payload)
+	if e.Metrics != nil {
+		outcome := "answered"
+		if err != nil {
+			outcome = hub.ErrorCode(err)
+			if rctx.Err() != nil && ctx.Err() == nil {
+				outcome = hub.CodeGatewayTimeout
+			}
+		}
+		e.Metrics.MethodCall(outcome, e.clock.Since(start))
+	}
 	switch {
 	case err == nil:
 		return resp, nil

@@ -60,6 +60,7 @@ type Hub struct {
 	broker   *broker.Broker
 	bus      *mqttbus.Bus
 	engine   *engine.Engine
+	metrics  *rest.Metrics
 	http     *http.Server
 	httpAddr string
 	caFile   string
@@ -130,6 +131,8 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.bus.Logger = cfg.Logger.With("system", "mqttbus")
 	h.engine = engine.New(st, h.bus, cfg.Clock)
 	h.engine.Logger = cfg.Logger.With("system", "engine")
+	h.metrics = &rest.Metrics{}
+	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())
 	h.bus.SetEvents(h.engine)
 	ev.bus = h.bus
 
@@ -162,13 +165,12 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		return fmt.Errorf("listen HTTPS on %s: %w", h.cfg.HTTPAddr, err)
 	}
 	h.httpAddr = ln.Addr().String()
-	metrics := &rest.Metrics{}
-	h.registerMetrics(metrics.Registerer())
+	h.registerMetrics(h.metrics.Registerer())
 	srv := &rest.Server{
 		Hub:       h.engine,
 		Authorize: rest.SASAuthorizer(map[string]string{OwnerPolicy: h.owner}, h.hostAliases(), h.cfg.Clock.Now),
 		Logger:    h.cfg.Logger.With("system", "rest"),
-		Metrics:   metrics,
+		Metrics:   h.metrics,
 		Endpoints: &rest.Endpoints{MQTT: h.advertisedMQTT()},
 	}
 	h.http = &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
@@ -208,6 +210,7 @@ func (h *Hub) registerMetrics(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(f(h.broker.Stats())) })
 	}
+	reg.MustRegister(jobsCollector{h.engine})
 	reg.MustRegister(
 		gauge("iotjobs_broker_clients", "Device MQTT connections open now.", func(s broker.Stats) int64 { return s.Clients }),
 		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
