@@ -54,6 +54,11 @@ func main() {
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
+// failedError says a command's subject failed (exit 1).
+type failedError struct{ msg string }
+
+func (e failedError) Error() string { return e.msg }
+
 // usageError marks errors in how a command was called (exit 2).
 type usageError struct{ error }
 
@@ -153,6 +158,7 @@ func exitCode(err error) int {
 		diags  diag.Diagnostics
 		usage  usageError
 		failed *runner.StepFailedError
+		subj   failedError
 		unsup  *runner.UnsupportedError
 		herr   *hub.Error
 	)
@@ -161,7 +167,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
 		return exitInvalid
-	case errors.As(err, &failed):
+	case errors.As(err, &failed), errors.As(err, &subj):
 		return exitFailed
 	case errors.Is(err, context.Canceled):
 		return exitFailed
@@ -611,6 +617,32 @@ func jobsCmd() *cli.Command {
 				}
 				return printJSON(c.App.Writer, j)
 			})},
+			{Name: "watch", ArgsUsage: "JOBID", Usage: "print a job's progress until it ends; exit 1 unless it completed with no failed device",
+				Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+					id, err := oneArg(c, "job id")
+					if err != nil {
+						return err
+					}
+					var j *hub.Job
+					for j == nil || !j.Status.Terminal() {
+						if j, err = h.WatchJob(c.Context, id, j); err != nil {
+							return err
+						}
+						st := j.DeviceJobStatistics
+						if st == nil {
+							st = &hub.DeviceJobStatistics{}
+						}
+						fmt.Fprintf(c.App.ErrWriter, "%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
+							id, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
+					}
+					if err := printJSON(c.App.Writer, j); err != nil {
+						return err
+					}
+					if j.Status != hub.JobCompleted || (j.DeviceJobStatistics != nil && j.DeviceJobStatistics.FailedCount > 0) {
+						return failedError{fmt.Sprintf("job %s ended %s with %d failed device(s)", id, j.Status, j.DeviceJobStatistics.FailedCount)}
+					}
+					return nil
+				})},
 			{Name: "cancel", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
 				id, err := oneArg(c, "job id")
 				if err != nil {
