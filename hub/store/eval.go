@@ -85,6 +85,11 @@ func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string
 func DeviceJobKey(jobID, deviceID string) string { return jobID + "\x00" + deviceID }
 
 func eval(ctx context.Context, next func(context.Context, string) ([]map[string]any, []string, error), q *query.Query, after string, limit int) (*Page, error) {
+	if limit <= 0 {
+		// A page holds at least one row; callers that pass 0 mean "no
+		// preference", not "nothing".
+		limit = 1
+	}
 	all := *q
 	all.Top = -1
 	grouped := q.Grouped()

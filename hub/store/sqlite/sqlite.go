@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/iotjobs/iotjobs/hub"
-	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/hub/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -23,7 +22,8 @@ CREATE TABLE IF NOT EXISTS devices (
 	tags     TEXT NOT NULL,
 	desired  TEXT NOT NULL,
 	reported TEXT NOT NULL,
-	version  INTEGER NOT NULL
+	version  INTEGER NOT NULL,
+	twin     BLOB -- JSONB of the query document, see queryDoc
 );
 CREATE TABLE IF NOT EXISTS jobs (
 	id      TEXT PRIMARY KEY,
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS device_jobs (
 	job_id    TEXT NOT NULL,
 	device_id TEXT NOT NULL,
 	doc       TEXT NOT NULL,
+	qdoc      BLOB, -- JSONB of the query document, see queryDoc
 	PRIMARY KEY (job_id, device_id)
 );
 `
@@ -59,7 +60,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
+	}
+	return s, nil
 }
 
 // Close closes the database.
@@ -68,6 +74,7 @@ func (s *Store) Close() error { return s.db.Close() }
 type deviceRow struct {
 	identity, tags, desired, reported string
 	version                           int64
+	twin                              string // the query document, see queryDoc
 }
 
 func encodeDevice(d *store.Device) (deviceRow, error) {
@@ -86,7 +93,32 @@ func encodeDevice(d *store.Device) (deviceRow, error) {
 	r.desired = enc(orEmpty(d.Desired))
 	r.reported = enc(orEmpty(d.Reported))
 	r.version = d.Version
+	if err != nil {
+		return r, err
+	}
+	r.twin, err = queryDoc(d.Twin())
 	return r, err
+}
+
+// queryDoc is the JSON of the document queries evaluate for v: what
+// store.Doc gives (numbers float64, as encoding/json decodes them),
+// encoded again. Its numbers are Go's shortest float64 forms, which
+// SQLite reads back exactly; and its encoding is the byte-for-byte row of
+// SELECT * that store.EvalDevices and EvalDeviceJobs give. The store keeps
+// it as JSONB, SQLite's parsed binary form, so that the many json_extract
+// and json_type calls of a compiled query do not parse text per call; the
+// JSONB keeps number and string texts as they were, so json() gives the
+// same text back.
+func queryDoc(v any) (string, error) {
+	doc, err := store.Doc(v)
+	if err != nil {
+		return "", fmt.Errorf("encode query document: %w", err)
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return "", fmt.Errorf("encode query document: %w", err)
+	}
+	return string(b), nil
 }
 
 func orEmpty(m map[string]any) map[string]any {
@@ -116,8 +148,8 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
 		return err
 	}
 	_, err = s.db.ExecContext(ctx,
-		`INSERT INTO devices (id, identity, tags, desired, reported, version) VALUES (?, ?, ?, ?, ?, ?)`,
-		d.DeviceID, r.identity, r.tags, r.desired, r.reported, r.version)
+		`INSERT INTO devices (id, identity, tags, desired, reported, version, twin) VALUES (?, ?, ?, ?, ?, ?, jsonb(?))`,
+		d.DeviceID, r.identity, r.tags, r.desired, r.reported, r.version, r.twin)
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -170,8 +202,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx,
-		`UPDATE devices SET identity = ?, tags = ?, desired = ?, reported = ?, version = ? WHERE id = ?`,
-		r.identity, r.tags, r.desired, r.reported, r.version, id); err != nil {
+		`UPDATE devices SET identity = ?, tags = ?, desired = ?, reported = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
+		r.identity, r.tags, r.desired, r.reported, r.version, r.twin, id); err != nil {
 		return nil, err
 	}
 	return d, tx.Commit()
@@ -295,8 +327,8 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error {
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO device_jobs (job_id, device_id, doc) VALUES (?, ?, ?)
-		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc`)
+		`INSERT INTO device_jobs (job_id, device_id, doc, qdoc) VALUES (?, ?, ?, jsonb(?))
+		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`)
 	if err != nil {
 		return err
 	}
@@ -306,7 +338,11 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error {
 		if err != nil {
 			return err
 		}
-		if _, err := stmt.ExecContext(ctx, dj.JobID, dj.DeviceID, string(doc)); err != nil {
+		qdoc, err := queryDoc(dj)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, dj.JobID, dj.DeviceID, string(doc), qdoc); err != nil {
 			return err
 		}
 	}
@@ -337,14 +373,4 @@ func (s *Store) ScanDeviceJobs(ctx context.Context, jobID string, after [2]strin
 		out = append(out, dj)
 	}
 	return out, rows.Err()
-}
-
-// QueryDevices implements store.Store.
-func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	return store.EvalDevices(ctx, s, q, after, limit)
-}
-
-// QueryDeviceJobs implements store.Store.
-func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	return store.EvalDeviceJobs(ctx, s, q, after, limit)
 }

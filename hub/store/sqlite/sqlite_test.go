@@ -194,3 +194,11 @@ func TestOddPath(t *testing.T) {
 		t.Fatalf("database not at %s: %v", path, err)
 	}
 }
+
+func TestQueries(t *testing.T) {
+	storetest.RunQueries(t, func(t *testing.T) store.Store {
+		s := open(t, filepath.Join(t.TempDir(), "hub.db"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
