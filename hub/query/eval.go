@@ -395,36 +395,73 @@ func Eval(q *Query, docs []map[string]any) ([]map[string]any, error) {
 		}
 		return out, nil
 	}
+	return evalGroups(q, docs, nil)
+}
+
+// EvalCounts is Eval for a grouped query whose only aggregate is COUNT(),
+// over documents grouped already: docs[i] stands for counts[i] documents
+// that Match q.Where and agree on every GROUP BY path, docs[i] being the
+// first of them in input order, and docs are in the order of their
+// first documents. It lets a store count in its own engine and still give
+// Eval's rows: the groups that Eval would merge (values a store may tell
+// apart, such as -0 and 0) are merged, in order of first appearance.
+func EvalCounts(q *Query, docs []map[string]any, counts []int) ([]map[string]any, error) {
+	if q == nil || !q.Grouped() || len(docs) != len(counts) {
+		return nil, errors.New("eval counts: want a grouped query and one count per document")
+	}
+	for _, pr := range q.Select {
+		if pr.Agg != "" && pr.Agg != AggCount {
+			return nil, fmt.Errorf("eval counts: %s() needs the documents themselves", pr.Agg)
+		}
+	}
+	all := *q
+	all.Where = nil
+	return evalGroups(&all, docs, counts)
+}
+
+// evalGroups folds the grouped query q over docs, docs[i] standing for
+// counts[i] documents (for one each when counts is nil).
+func evalGroups(q *Query, docs []map[string]any, counts []int) ([]map[string]any, error) {
 	if q.Select == nil {
 		return nil, fmt.Errorf("eval query: GROUP BY needs a SELECT list")
 	}
-	type group struct{ docs []map[string]any }
+	type group struct {
+		docs []map[string]any
+		n    int
+	}
 	var order []*group
 	groups := map[string]*group{}
 	if len(q.GroupBy) == 0 {
 		order = append(order, &group{})
 	}
-	for _, d := range docs {
+	for i, d := range docs {
 		if !Match(q.Where, d) {
 			continue
 		}
+		n := 1
+		if counts != nil {
+			n = counts[i]
+		}
+		var g *group
 		if len(q.GroupBy) == 0 {
-			order[0].docs = append(order[0].docs, d)
-			continue
-		}
-		var k strings.Builder
-		for _, p := range q.GroupBy {
-			k.WriteString(groupKey(resolve(d, p.Segments)))
-			k.WriteByte(0)
-		}
-		g := groups[k.String()]
-		if g == nil {
-			g = &group{}
-			groups[k.String()] = g
-			order = append(order, g)
+			g = order[0]
+		} else {
+			var k strings.Builder
+			for _, p := range q.GroupBy {
+				k.WriteString(groupKey(resolve(d, p.Segments)))
+				k.WriteByte(0)
+			}
+			g = groups[k.String()]
+			if g == nil {
+				g = &group{}
+				groups[k.String()] = g
+				order = append(order, g)
+			}
 		}
 		g.docs = append(g.docs, d)
+		g.n += n
 	}
+	out := []map[string]any{}
 	keys := q.Keys()
 	for _, g := range order {
 		if q.Top >= 0 && len(out) >= q.Top {
@@ -433,13 +470,16 @@ func Eval(q *Query, docs []map[string]any) ([]map[string]any, error) {
 		row := make(map[string]any, len(keys))
 		for i, pr := range q.Select {
 			var v any
-			if pr.Agg == "" {
+			switch {
+			case pr.Agg == AggCount:
+				v = float64(g.n)
+			case pr.Agg != "":
+				v = aggregate(pr, g.docs)
+			default:
 				v = undef
 				if len(g.docs) > 0 {
 					v = resolve(g.docs[0], pr.Path.Segments)
 				}
-			} else {
-				v = aggregate(pr, g.docs)
 			}
 			if v != undef {
 				row[keys[i]] = v

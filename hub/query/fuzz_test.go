@@ -23,6 +23,9 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range matchCases {
 		f.Add("SELECT deviceId, COUNT() AS n FROM devices WHERE " + tc.cond + " GROUP BY deviceId")
 	}
+	for _, q := range corpus(f) {
+		f.Add(q)
+	}
 	docs := fleet(f)
 	f.Fuzz(func(t *testing.T, src string) {
 		q, err := Parse(src)

@@ -236,7 +236,7 @@ func (c *compiler) compile(e query.Expr) (sqlExpr, error) {
 	case query.Binary:
 		switch e.Op {
 		case "AND", "OR":
-			return c.logic(e)
+			return c.logic(e, c.boolean)
 		}
 		l, err := c.compile(e.L)
 		if err != nil {
@@ -292,7 +292,7 @@ func (c *compiler) constant(e query.Const) (sqlExpr, error) {
 // and OR are associative in Kleene logic and Eval has no short-circuit
 // effects, and a balanced tree keeps long "deviceId = 'a' OR ..." chains
 // far below SQLite's expression depth limit.
-func (c *compiler) logic(e query.Binary) (sqlExpr, error) {
+func (c *compiler) logic(e query.Binary, leaf func(query.Expr) (sqlExpr, error)) (sqlExpr, error) {
 	var ops []query.Expr
 	var flatten func(x query.Expr)
 	flatten = func(x query.Expr) {
@@ -306,12 +306,11 @@ func (c *compiler) logic(e query.Binary) (sqlExpr, error) {
 	flatten(e)
 	parts := make([]sqlExpr, len(ops))
 	for i, x := range ops {
-		p, err := c.compile(x)
+		p, err := leaf(x)
 		if err != nil {
 			return p, err
 		}
-		v, d := asBool(p)
-		parts[i] = boolExpr(v, d)
+		parts[i] = p
 	}
 	for len(parts) > 1 {
 		next := parts[:0:0]
@@ -326,6 +325,117 @@ func (c *compiler) logic(e query.Binary) (sqlExpr, error) {
 		parts = next
 	}
 	return parts[0], nil
+}
+
+// boolean compiles e as a kBool expression.
+func (c *compiler) boolean(e query.Expr) (sqlExpr, error) {
+	x, err := c.compile(e)
+	if err != nil {
+		return x, err
+	}
+	return boolExpr(asBool(x)), nil
+}
+
+// truth compiles e where only whether it is true matters: the WHERE
+// condition, and the operands of AND and OR chains there. A row whose
+// condition is false and one whose condition is unknown are both left
+// out, and whether a Kleene AND or OR is true depends only on which
+// operands are true; so there a comparison of a path with a constant may
+// be false where Eval makes it unknown. That allows the cheap form: one
+// json_extract compared with the constant, and the type check after it,
+// which SQLite's AND evaluates only for the rows that pass the
+// comparison, so most rows cost one JSON lookup instead of two.
+func (c *compiler) truth(e query.Expr) (sqlExpr, error) {
+	switch e := e.(type) {
+	case query.Binary:
+		switch e.Op {
+		case "AND", "OR":
+			return c.logic(e, c.truth)
+		case "=", "<", ">", "<=", ">=":
+			if x, ok := c.truthCompare(e); ok {
+				return x, nil
+			}
+		}
+	case query.In:
+		if x, ok := c.truthIn(e); ok {
+			return x, nil
+		}
+	}
+	return c.boolean(e)
+}
+
+// flipped is the comparison with its operands swapped.
+var flipped = map[string]string{"=": "=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+// truthCompare is truth's form of PATH op CONSTANT (either way round) for
+// a string or number constant; ok is false for anything else.
+func (c *compiler) truthCompare(e query.Binary) (sqlExpr, bool) {
+	op := e.Op
+	p, okP := e.L.(query.Path)
+	k, okK := e.R.(query.Const)
+	if !okP || !okK {
+		p, okP = e.R.(query.Path)
+		k, okK = e.L.(query.Const)
+		op = flipped[op]
+	}
+	if !okP || !okK || k.Undefined {
+		return sqlExpr{}, false
+	}
+	x := c.path(p.Segments)
+	if x.k != kDyn {
+		return sqlExpr{}, false
+	}
+	// json_extract gives JSON strings as TEXT, numbers as INTEGER or REAL,
+	// true and false as 1 and 0, objects and arrays as their JSON TEXT, and
+	// SQLite never finds TEXT equal to a number. Any other match the cheap
+	// comparison lets through, the type check removes.
+	var check string
+	val := x.v
+	switch v := k.Value.(type) {
+	case string:
+		if op != "=" || strings.HasPrefix(v, "{") || strings.HasPrefix(v, "[") {
+			check = x.t + " = 'text'"
+		}
+	case float64:
+		if math.IsNaN(v) {
+			return sqlExpr{}, false
+		}
+		check = x.t + " IN " + numTypes
+		// As Eval compares float64s: an integer text such as the
+		// 4611686018427388000 of a float64 is not the float64 itself.
+		val = "CAST(" + x.v + " AS REAL)"
+	default:
+		return sqlExpr{}, false
+	}
+	v := "(" + val + " " + sqlOps[op] + " " + c.param(k.Value)
+	if check != "" {
+		v += " AND " + check
+	}
+	return boolExpr(v+")", x.depth+2), true
+}
+
+// truthIn is truth's form of PATH IN [strings] (not NIN), none of them the text of
+// a JSON object or array; ok is false for anything else.
+func (c *compiler) truthIn(e query.In) (sqlExpr, bool) {
+	p, ok := e.X.(query.Path)
+	if !ok || e.Negate || len(e.List) == 0 {
+		return sqlExpr{}, false
+	}
+	for _, k := range e.List {
+		s, ok := k.Value.(string)
+		if k.Undefined || !ok || strings.HasPrefix(s, "{") || strings.HasPrefix(s, "[") {
+			return sqlExpr{}, false
+		}
+	}
+	x := c.path(p.Segments)
+	if x.k != kDyn {
+		return sqlExpr{}, false
+	}
+	items := make([]string, len(e.List))
+	for i, k := range e.List {
+		items[i] = c.param(k.Value)
+	}
+	return boolExpr("("+x.v+" IN ("+strings.Join(items, ", ")+"))", x.depth+1), true
 }
 
 // finite turns the infinities of an arithmetic result into NULL (SQLite
@@ -611,6 +721,7 @@ type plan struct {
 	sql     string
 	args    []any
 	grouped bool
+	counted bool       // grouped and counted by fnGroups: one row, one column
 	star    bool       // SELECT *: the last column is the document
 	paths   [][]string // the projected (or, grouped, fetched) paths, canonical, one column each
 	keys    []string   // output keys of the projected paths (not grouped)
@@ -649,14 +760,21 @@ func compileQuery(t *target, q *query.Query, after []string, limit int) (*plan, 
 			p.paths = append(p.paths, canon)
 			cols = append(cols, t.doc+" -> "+c.pathParam(jp))
 		}
+		p.counted = countOnly(q) && len(t.keys) == 1
+	}
+	if p.counted {
+		// One pass counts the groups (see fnGroups). The fetched paths are
+		// the GROUP BY paths (projections must be among them), less those
+		// inside another, whose values the enclosing value determines.
+		cols = []string{fnGroups + "(" + strings.Join(append([]string{t.keys[0]}, cols[1:]...), ", ") + ")"}
 	}
 	where := ""
 	if _, all := q.Where.(query.All); q.Where != nil && !all {
-		w, err := c.compile(q.Where)
+		w, err := c.truth(q.Where)
 		if err != nil {
 			return nil, err
 		}
-		v, d := asBool(w)
+		v, d := w.v, w.depth
 		if d > maxSQLDepth {
 			return nil, fmt.Errorf("%w: condition nested %d levels deep", errUnsupported, d)
 		}
@@ -671,13 +789,25 @@ func compileQuery(t *target, q *query.Query, after []string, limit int) (*plan, 
 		keyCond = "(" + t.keys[0] + " > " + a0 + " OR (" + t.keys[0] + " = " + a0 + " AND " + t.keys[1] + " > " + a1 + "))"
 	}
 	var b strings.Builder
-	b.WriteString("SELECT " + strings.Join(cols, ", ") + " FROM " + t.table + " WHERE " + keyCond + where +
-		" ORDER BY " + strings.Join(t.keys, ", "))
+	b.WriteString("SELECT " + strings.Join(cols, ", ") + " FROM " + t.table + " WHERE " + keyCond + where)
+	if !p.counted {
+		b.WriteString(" ORDER BY " + strings.Join(t.keys, ", "))
+	}
 	if !p.grouped {
 		b.WriteString(" LIMIT " + c.param(int64(limit)+1))
 	}
 	p.sql, p.args = b.String(), c.args
 	return p, nil
+}
+
+// countOnly reports whether COUNT() is q's only aggregate.
+func countOnly(q *query.Query) bool {
+	for _, pr := range q.Select {
+		if pr.Agg != "" && pr.Agg != query.AggCount {
+			return false
+		}
+	}
+	return true
 }
 
 // fetchPaths lists the paths a grouped query reads (GROUP BY paths,

@@ -208,7 +208,7 @@ func TestDocumentKeysCanonical(t *testing.T) {
 }
 
 // TestMigrate opens a database in the schema before the query document
-// columns, with rows, and checks that Open adds and fills them.
+// columns, with rows, and checks that Open moves them into the documents.
 func TestMigrate(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
@@ -262,4 +262,23 @@ INSERT INTO device_jobs VALUES ('j1', 'd1', '{"deviceId":"d1","jobId":"j1","jobT
 	if missing != 0 {
 		t.Errorf("%d rows without a query document after Open", missing)
 	}
+	// The sections moved into the document intact; their columns are gone.
+	d, err := s.GetDevice(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Tags["floor"] != 3.0 || d.Reported["t"] != 21.5 || d.Reported["$version"] != 2.0 || d.Desired["$version"] != 1.0 || d.Version != 4 {
+		t.Errorf("d1 after migration: tags %v desired %v reported %v version %d", d.Tags, d.Desired, d.Reported, d.Version)
+	}
+	for _, c := range []string{"tags", "desired", "reported"} {
+		if has, err := s.hasColumn(ctx, "devices", c); err != nil || has {
+			t.Errorf("devices.%s still there after migration (%v)", c, err)
+		}
+	}
+	// A second Open finds nothing to migrate.
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	s2.Close()
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,25 +13,32 @@ import (
 	"github.com/iotjobs/iotjobs/hub/store"
 )
 
-// migrate brings a database written by an older version up to date: the
-// query document columns (devices.twin, device_jobs.qdoc) are added if
-// missing and filled in for every row that lacks one.
+// migrate brings a database written by an older version up to date:
+//   - devices kept tags, desired and reported in columns of their own;
+//     they now live in the query document (devices.twin) only, so the
+//     document is filled in from them and the columns are dropped;
+//   - device_jobs.qdoc is added if missing and filled in where it lacks.
 func (s *Store) migrate(ctx context.Context) error {
-	for _, m := range []struct{ table, column string }{{"devices", "twin"}, {"device_jobs", "qdoc"}} {
-		var n int
-		if err := s.db.QueryRowContext(ctx,
-			`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, m.table, m.column).Scan(&n); err != nil {
-			return fmt.Errorf("inspect %s: %w", m.table, err)
+	oldDevices, err := s.hasColumn(ctx, "devices", "tags")
+	if err != nil {
+		return err
+	}
+	if oldDevices {
+		if err := s.addColumn(ctx, "devices", "twin"); err != nil {
+			return err
 		}
-		if n == 0 {
-			// Table and column names are constants of this file.
-			if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+m.table+` ADD COLUMN `+m.column+` BLOB`); err != nil {
-				return fmt.Errorf("add %s.%s: %w", m.table, m.column, err)
+		if err := s.backfillDevices(ctx); err != nil {
+			return fmt.Errorf("backfill devices.twin: %w", err)
+		}
+		for _, c := range []string{"tags", "desired", "reported"} {
+			// Column names are constants of this file.
+			if _, err := s.db.ExecContext(ctx, `ALTER TABLE devices DROP COLUMN `+c); err != nil {
+				return fmt.Errorf("drop devices.%s: %w", c, err)
 			}
 		}
 	}
-	if err := s.backfillDevices(ctx); err != nil {
-		return fmt.Errorf("backfill devices.twin: %w", err)
+	if err := s.addColumn(ctx, "device_jobs", "qdoc"); err != nil {
+		return err
 	}
 	if err := s.backfillDeviceJobs(ctx); err != nil {
 		return fmt.Errorf("backfill device_jobs.qdoc: %w", err)
@@ -38,8 +46,32 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+func (s *Store) hasColumn(ctx context.Context, table, column string) (bool, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n); err != nil {
+		return false, fmt.Errorf("inspect %s: %w", table, err)
+	}
+	return n > 0, nil
+}
+
+// addColumn adds a BLOB column unless the table has it.
+func (s *Store) addColumn(ctx context.Context, table, column string) error {
+	has, err := s.hasColumn(ctx, table, column)
+	if err != nil || has {
+		return err
+	}
+	// Table and column names are constants of this file.
+	if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column+` BLOB`); err != nil {
+		return fmt.Errorf("add %s.%s: %w", table, column, err)
+	}
+	return nil
+}
+
 const backfillBatch = 500
 
+// backfillDevices fills in the query document of the devices of the old
+// layout from their tags, desired and reported columns.
 func (s *Store) backfillDevices(ctx context.Context) error {
 	for {
 		rows, err := s.db.QueryContext(ctx,
@@ -49,23 +81,26 @@ func (s *Store) backfillDevices(ctx context.Context) error {
 		}
 		var ids, twins []string
 		for rows.Next() {
-			var id string
+			var id, identity, tags, desired, reported string
+			d := &store.Device{}
+			err := rows.Scan(&id, &identity, &tags, &desired, &reported, &d.Version)
+			for _, p := range []struct {
+				src string
+				dst any
+			}{{identity, &d.Device}, {tags, &d.Tags}, {desired, &d.Desired}, {reported, &d.Reported}} {
+				if err == nil {
+					err = json.Unmarshal([]byte(p.src), p.dst)
+				}
+			}
 			var r deviceRow
-			if err := rows.Scan(&id, &r.identity, &r.tags, &r.desired, &r.reported, &r.version); err != nil {
-				rows.Close()
-				return err
+			if err == nil {
+				r, err = encodeDevice(d)
 			}
-			d, err := decodeDevice(r)
 			if err != nil {
 				rows.Close()
-				return err
+				return fmt.Errorf("device %q: %w", id, err)
 			}
-			twin, err := queryDoc(d.Twin())
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			ids, twins = append(ids, id), append(twins, twin)
+			ids, twins = append(ids, id), append(twins, r.twin)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -214,6 +249,9 @@ func (s *Store) ExplainQuery(q *query.Query) (string, bool) {
 // order and MIN/MAX rules are the definition, and SQLite's sum() is
 // compensated and its group order unspecified).
 func (s *Store) run(ctx context.Context, t *target, q *query.Query, p *plan, limit int, key func([]string) string) (*store.Page, error) {
+	if p.counted {
+		return s.runCounted(ctx, q, p)
+	}
 	rows, err := s.db.QueryContext(ctx, p.sql, p.args...)
 	if err != nil {
 		return nil, err
@@ -266,16 +304,9 @@ func (s *Store) run(ctx context.Context, t *target, q *query.Query, p *plan, lim
 			}
 			page.Items = append(page.Items, b)
 		default:
-			d := map[string]any{}
-			for i, v := range vals {
-				if v == nil {
-					continue
-				}
-				var x any
-				if err := json.Unmarshal([]byte(*v), &x); err != nil {
-					return nil, fmt.Errorf("decode %s: %w", strings.Join(p.paths[i], "."), err)
-				}
-				setPath(d, p.paths[i], x)
+			d, err := fetchedDoc(p, vals)
+			if err != nil {
+				return nil, err
 			}
 			docs = append(docs, d)
 		}
@@ -293,7 +324,28 @@ func (s *Store) run(ctx context.Context, t *target, q *query.Query, p *plan, lim
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range out {
+	return marshalRows(out)
+}
+
+// fetchedDoc is the document of the fetched paths of one row.
+func fetchedDoc(p *plan, vals []*string) (map[string]any, error) {
+	d := map[string]any{}
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		var x any
+		if err := json.Unmarshal([]byte(*v), &x); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", strings.Join(p.paths[i], "."), err)
+		}
+		setPath(d, p.paths[i], x)
+	}
+	return d, nil
+}
+
+func marshalRows(rows []map[string]any) (*store.Page, error) {
+	page := &store.Page{Items: make([]json.RawMessage, 0, len(rows))}
+	for _, r := range rows {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return nil, err
@@ -301,4 +353,34 @@ func (s *Store) run(ctx context.Context, t *target, q *query.Query, p *plan, lim
 		page.Items = append(page.Items, b)
 	}
 	return page, nil
+}
+
+// runCounted executes a plan whose groups SQLite counted (fnGroups).
+func (s *Store) runCounted(ctx context.Context, q *query.Query, p *plan) (*store.Page, error) {
+	var res sql.NullString
+	if err := s.db.QueryRowContext(ctx, p.sql, p.args...).Scan(&res); err != nil {
+		return nil, err
+	}
+	var groups []countedGroup
+	if res.Valid {
+		if err := json.Unmarshal([]byte(res.String), &groups); err != nil {
+			return nil, fmt.Errorf("decode groups: %w", err)
+		}
+	}
+	docs := make([]map[string]any, len(groups))
+	counts := make([]int, len(groups))
+	for i, g := range groups {
+		d, err := fetchedDoc(p, g.Vals)
+		if err != nil {
+			return nil, err
+		}
+		docs[i], counts[i] = d, g.N
+	}
+	all := *q
+	all.Top = -1
+	out, err := query.EvalCounts(&all, docs, counts)
+	if err != nil {
+		return nil, err
+	}
+	return marshalRows(out)
 }

@@ -19,11 +19,8 @@ const schema = `
 CREATE TABLE IF NOT EXISTS devices (
 	id       TEXT PRIMARY KEY,
 	identity TEXT NOT NULL,
-	tags     TEXT NOT NULL,
-	desired  TEXT NOT NULL,
-	reported TEXT NOT NULL,
 	version  INTEGER NOT NULL,
-	twin     BLOB -- JSONB of the query document, see queryDoc
+	twin     BLOB NOT NULL -- JSONB of the query document, see queryDoc
 );
 CREATE TABLE IF NOT EXISTS jobs (
 	id      TEXT PRIMARY KEY,
@@ -48,7 +45,7 @@ type Store struct {
 func Open(ctx context.Context, path string) (*Store, error) {
 	// The path goes into a URI: escape what a URI would read as syntax.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	dsn := "file:" + esc + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	dsn := "file:" + esc + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=mmap_size(17179869184)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-131072)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
@@ -71,10 +68,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// deviceRow is a device as stored: its identity, its twin version and the
+// query document, which also holds the twin's sections (tags, desired and
+// reported with their $version and $metadata) so that they are kept once.
 type deviceRow struct {
-	identity, tags, desired, reported string
-	version                           int64
-	twin                              string // the query document, see queryDoc
+	identity string
+	version  int64
+	twin     string // the query document as JSON text, see queryDoc
 }
 
 func encodeDevice(d *store.Device) (deviceRow, error) {
@@ -89,14 +89,15 @@ func encodeDevice(d *store.Device) (deviceRow, error) {
 		return string(b)
 	}
 	r.identity = enc(d.Device)
-	r.tags = enc(orEmpty(d.Tags))
-	r.desired = enc(orEmpty(d.Desired))
-	r.reported = enc(orEmpty(d.Reported))
 	r.version = d.Version
 	if err != nil {
 		return r, err
 	}
-	r.twin, err = queryDoc(d.Twin())
+	t := d.Twin()
+	t.Tags = orEmpty(t.Tags)
+	t.Properties.Desired = orEmpty(t.Properties.Desired)
+	t.Properties.Reported = orEmpty(t.Properties.Reported)
+	r.twin, err = queryDoc(t)
 	return r, err
 }
 
@@ -130,14 +131,20 @@ func orEmpty(m map[string]any) map[string]any {
 
 func decodeDevice(r deviceRow) (*store.Device, error) {
 	d := &store.Device{Version: r.version}
-	for _, p := range []struct {
-		src string
-		dst any
-	}{{r.identity, &d.Device}, {r.tags, &d.Tags}, {r.desired, &d.Desired}, {r.reported, &d.Reported}} {
-		if err := json.Unmarshal([]byte(p.src), p.dst); err != nil {
-			return nil, fmt.Errorf("decode stored device: %w", err)
-		}
+	var t struct {
+		Tags       map[string]any `json:"tags"`
+		Properties struct {
+			Desired  map[string]any `json:"desired"`
+			Reported map[string]any `json:"reported"`
+		} `json:"properties"`
 	}
+	if err := json.Unmarshal([]byte(r.identity), &d.Device); err != nil {
+		return nil, fmt.Errorf("decode stored device: %w", err)
+	}
+	if err := json.Unmarshal([]byte(r.twin), &t); err != nil {
+		return nil, fmt.Errorf("decode stored twin of %q: %w", d.DeviceID, err)
+	}
+	d.Tags, d.Desired, d.Reported = orEmpty(t.Tags), orEmpty(t.Properties.Desired), orEmpty(t.Properties.Reported)
 	return d, nil
 }
 
@@ -148,12 +155,43 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
 		return err
 	}
 	_, err = s.db.ExecContext(ctx,
-		`INSERT INTO devices (id, identity, tags, desired, reported, version, twin) VALUES (?, ?, ?, ?, ?, ?, jsonb(?))`,
-		d.DeviceID, r.identity, r.tags, r.desired, r.reported, r.version, r.twin)
+		`INSERT INTO devices (id, identity, version, twin) VALUES (?, ?, ?, jsonb(?))`,
+		d.DeviceID, r.identity, r.version, r.twin)
 	if isUnique(err) {
 		return store.ErrConflict
 	}
 	return err
+}
+
+// CreateDevices inserts many devices in one transaction: all or none.
+// It is the bulk path for loading large fleets (one commit instead of one
+// per device). Errors: ErrConflict, naming the first duplicate id.
+func (s *Store) CreateDevices(ctx context.Context, ds []*store.Device) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx,
+		`INSERT INTO devices (id, identity, version, twin) VALUES (?, ?, ?, jsonb(?))`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, d := range ds {
+		r, err := encodeDevice(d)
+		if err != nil {
+			return fmt.Errorf("device %q: %w", d.DeviceID, err)
+		}
+		_, err = stmt.ExecContext(ctx, d.DeviceID, r.identity, r.version, r.twin)
+		if isUnique(err) {
+			return fmt.Errorf("device %q: %w", d.DeviceID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("device %q: %w", d.DeviceID, err)
+		}
+	}
+	return tx.Commit()
 }
 
 func isUnique(err error) bool {
@@ -167,8 +205,8 @@ type queryer interface {
 func getDevice(ctx context.Context, q queryer, id string) (*store.Device, error) {
 	var r deviceRow
 	err := q.QueryRowContext(ctx,
-		`SELECT identity, tags, desired, reported, version FROM devices WHERE id = ?`, id).
-		Scan(&r.identity, &r.tags, &r.desired, &r.reported, &r.version)
+		`SELECT identity, version, json(twin) FROM devices WHERE id = ?`, id).
+		Scan(&r.identity, &r.version, &r.twin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -202,8 +240,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx,
-		`UPDATE devices SET identity = ?, tags = ?, desired = ?, reported = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
-		r.identity, r.tags, r.desired, r.reported, r.version, r.twin, id); err != nil {
+		`UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
+		r.identity, r.version, r.twin, id); err != nil {
 		return nil, err
 	}
 	return d, tx.Commit()
@@ -224,7 +262,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 // ScanDevices implements store.Store.
 func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*store.Device, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT identity, tags, desired, reported, version FROM devices WHERE id > ? ORDER BY id LIMIT ?`,
+		`SELECT identity, version, json(twin) FROM devices WHERE id > ? ORDER BY id LIMIT ?`,
 		afterID, limit)
 	if err != nil {
 		return nil, err
@@ -233,7 +271,7 @@ func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*
 	var out []*store.Device
 	for rows.Next() {
 		var r deviceRow
-		if err := rows.Scan(&r.identity, &r.tags, &r.desired, &r.reported, &r.version); err != nil {
+		if err := rows.Scan(&r.identity, &r.version, &r.twin); err != nil {
 			return nil, err
 		}
 		d, err := decodeDevice(r)

@@ -394,7 +394,7 @@ var (
 	fleetStrings = []string{"", "a", "A", "abc", "ABC", "Berlin", "berlin", "US", "EU", "eu", "Grüße", "GRÜSSE", "ß", "İstanbul",
 		"ǅemal", "O'Brien", `say "hi"`, `back\slash`, "a<b>&c", "tab\there", "nul\x00byte", "☃ snow", "日本語", "😀 emoji",
 		"1", "3", "3.0", "true", "null", "1.2.3", "1.10.0", "x-y_z", " spaced "}
-	fleetNumbers = []float64{0, 1, -1, 2, 3, 7, 10, 42, -42, 0.5, -0.5, 0.1, 0.2, 0.30000000000000004, 1.5, 3.14159, 100, 255,
+	fleetNumbers = []float64{0, math.Copysign(0, -1), 1, -1, 2, 3, 7, 10, 42, -42, 0.5, -0.5, 0.1, 0.2, 0.30000000000000004, 1.5, 3.14159, 100, 255,
 		1e6, 1e21, 1e300, -1e300, 5e-324, 9007199254740993, 9007199254740992, 123456789.125, -0.0001, 1e-7}
 	fleetPaths = []string{
 		"deviceId", "status", "connectionState", "statusReason", "version", "etag", "lastActivityTime", "authenticationType",
