@@ -35,8 +35,12 @@ type Store interface {
 	// GetDevice returns a device. Errors: ErrNotFound.
 	GetDevice(ctx context.Context, id string) (*Device, error)
 	// UpdateDevice reads a device, lets fn change it and writes it back
-	// atomically. Errors: ErrNotFound, or fn's error.
-	UpdateDevice(ctx context.Context, id string, fn func(*Device) error) (*Device, error)
+	// atomically, together with recs (device-job records, inserted or
+	// replaced): all of it is stored or none. A job's twin update and the
+	// record that says it was applied are one write, so a crash can never
+	// leave a patch applied but not recorded. Errors: ErrNotFound, or fn's
+	// error.
+	UpdateDevice(ctx context.Context, id string, fn func(*Device) error, recs ...*hub.DeviceJob) (*Device, error)
 	// DeleteDevice removes a device. Errors: ErrNotFound.
 	DeleteDevice(ctx context.Context, id string) error
 	// ScanDevices returns up to limit devices with ids greater than
@@ -51,9 +55,10 @@ type Store interface {
 	PutJob(ctx context.Context, j *hub.Job) error
 	// ListJobs returns every job, newest first.
 	ListJobs(ctx context.Context) ([]*hub.Job, error)
-	// PutDeviceJobs inserts or replaces per-device job records in one
-	// transaction.
-	PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error
+	// PutDeviceJobs inserts or replaces per-device job records and
+	// replaces the given jobs, in one transaction: all or nothing.
+	// Errors: ErrNotFound when one of jobs is not stored.
+	PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ...*hub.Job) error
 	// ScanDeviceJobs returns up to limit device-job records of one job
 	// (all jobs when jobID is ""), after the given (jobID, deviceID) key,
 	// in key order.

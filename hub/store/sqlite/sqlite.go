@@ -222,7 +222,7 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 }
 
 // UpdateDevice implements store.Store.
-func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error) (*store.Device, error) {
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, recs ...*hub.DeviceJob) (*store.Device, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -242,6 +242,9 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if _, err := tx.ExecContext(ctx,
 		`UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
 		r.identity, r.version, r.twin, id); err != nil {
+		return nil, err
+	}
+	if err := putDeviceJobs(ctx, tx, recs); err != nil {
 		return nil, err
 	}
 	return d, tx.Commit()
@@ -321,16 +324,24 @@ func (s *Store) GetJob(ctx context.Context, id string) (*hub.Job, error) {
 
 // PutJob implements store.Store.
 func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
+	return putJob(ctx, s.db, j)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func putJob(ctx context.Context, x execer, j *hub.Job) error {
 	doc, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET created = ?, doc = ? WHERE id = ?`, createdKey(j), string(doc), j.JobID)
+	res, err := x.ExecContext(ctx, `UPDATE jobs SET created = ?, doc = ? WHERE id = ?`, createdKey(j), string(doc), j.JobID)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return store.ErrNotFound
+		return fmt.Errorf("job %q: %w", j.JobID, store.ErrNotFound)
 	}
 	return nil
 }
@@ -358,12 +369,27 @@ func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 }
 
 // PutDeviceJobs implements store.Store.
-func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error {
+func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ...*hub.Job) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if err := putDeviceJobs(ctx, tx, djs); err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if err := putJob(ctx, tx, j); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func putDeviceJobs(ctx context.Context, tx *sql.Tx, djs []*hub.DeviceJob) error {
+	if len(djs) == 0 {
+		return nil
+	}
 	stmt, err := tx.PrepareContext(ctx,
 		`INSERT INTO device_jobs (job_id, device_id, doc, qdoc) VALUES (?, ?, ?, jsonb(?))
 		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`)
@@ -384,7 +410,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // ScanDeviceJobs implements store.Store.

@@ -40,6 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PutDeviceJobsUpsert", testPutDeviceJobsUpsert},
 		{"PutDeviceJobsBatch", testPutDeviceJobsBatch},
 		{"ScanDeviceJobs", testScanDeviceJobs},
+		{"UpdateDeviceWithRecords", testUpdateDeviceWithRecords},
+		{"PutDeviceJobsWithJob", testPutDeviceJobsWithJob},
 		{"CancelledContext", testCancelledContext},
 		{"CancelWhileWaiting", testCancelWhileWaiting},
 	}
@@ -1018,4 +1020,72 @@ func testCancelWhileWaiting(t *testing.T, s store.Store) {
 		t.Fatalf("first UpdateDevice: %v", firstErr)
 	}
 	mustEqual(t, "tags", get(t, s, "d").Tags, map[string]any{"first": true})
+}
+
+// testUpdateDeviceWithRecords: the records passed to UpdateDevice are
+// stored with the device change, and not at all when fn aborts it.
+func testUpdateDeviceWithRecords(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	create(t, s, fullDevice("d1"))
+	rec := &hub.DeviceJob{DeviceID: "d1", JobID: "j", JobType: hub.JobUpdateTwin, Status: hub.DeviceJobCompleted,
+		CreatedDateTimeUtc: atp(0), StartTimeUtc: atp(1), EndTimeUtc: atp(2), LastUpdatedDateTimeUtc: atp(2), Outcome: &hub.DeviceJobOutcome{}}
+	if _, err := s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+		d.Tags["site"] = "aborted"
+		return errAbort
+	}, rec); !errors.Is(err, errAbort) {
+		t.Fatalf("aborted UpdateDevice: err = %v, want fn's error", err)
+	}
+	if got := scanAll(t, s, "j"); len(got) != 0 {
+		t.Fatalf("an aborted UpdateDevice stored its records: %+v", got)
+	}
+	if _, err := s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+		d.Tags["site"] = "written"
+		d.Version++
+		return nil
+	}, rec); err != nil {
+		t.Fatalf("UpdateDevice with a record: %v", err)
+	}
+	mustEqual(t, "records stored with the device", scanAll(t, s, "j"), []*hub.DeviceJob{rec})
+	if d := get(t, s, "d1"); d.Tags["site"] != "written" {
+		t.Errorf("device not updated: tags %v", d.Tags)
+	}
+	// Unknown devices store nothing either.
+	other := *rec
+	other.DeviceID = "missing"
+	if _, err := s.UpdateDevice(ctx, "missing", func(*store.Device) error { return nil }, &other); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateDevice of a missing device: err = %v, want ErrNotFound", err)
+	}
+	mustEqual(t, "records after a missing device", scanAll(t, s, "j"), []*hub.DeviceJob{rec})
+}
+
+// testPutDeviceJobsWithJob: records and job snapshots are one write; a
+// job that is not stored fails the whole of it.
+func testPutDeviceJobsWithJob(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.CreateJob(ctx, methodJob("j")); err != nil {
+		t.Fatalf("CreateJob: %v", err)
+	}
+	recs := []*hub.DeviceJob{
+		{DeviceID: "d1", JobID: "j", JobType: hub.JobDeviceMethod, Status: hub.DeviceJobPending, CreatedDateTimeUtc: atp(0)},
+		{DeviceID: "d2", JobID: "j", JobType: hub.JobDeviceMethod, Status: hub.DeviceJobPending, CreatedDateTimeUtc: atp(0)},
+	}
+	next := methodJob("j")
+	next.Status = hub.JobRunning
+	next.DeviceJobStatistics = &hub.DeviceJobStatistics{DeviceCount: 2, PendingCount: 2}
+	if err := s.PutDeviceJobs(ctx, recs, next); err != nil {
+		t.Fatalf("PutDeviceJobs with a job: %v", err)
+	}
+	mustEqual(t, "records", scanAll(t, s, "j"), recs)
+	got, err := s.GetJob(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "job stored with its records", got, next)
+
+	ghost := methodJob("ghost")
+	late := &hub.DeviceJob{DeviceID: "d3", JobID: "j", JobType: hub.JobDeviceMethod, Status: hub.DeviceJobPending, CreatedDateTimeUtc: atp(0)}
+	if err := s.PutDeviceJobs(ctx, []*hub.DeviceJob{late}, ghost); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("PutDeviceJobs with a job never created: err = %v, want ErrNotFound", err)
+	}
+	mustEqual(t, "records after a failed write", scanAll(t, s, "j"), recs)
 }
