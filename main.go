@@ -20,6 +20,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/hubd"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
@@ -415,12 +416,15 @@ func hubCmd() *cli.Command {
 				&cli.StringFlag{Name: "hostname", Usage: "host name clients use (default localhost)"},
 				&cli.StringFlag{Name: "tls-cert", Usage: "server certificate PEM (default: generated)"},
 				&cli.StringFlag{Name: "tls-key", Usage: "server key PEM"},
+				&cli.IntFlag{Name: "max-active-jobs", Value: engine.DefaultMaxActiveJobs, Usage: "jobs queued, scheduled or running at once; one more is refused with 429 (negative: no limit)"},
+				&cli.Float64Flag{Name: "ops-per-second", Usage: "device operations (method calls, twin updates) jobs start per second, shared by all jobs (0: no limit)"},
 			},
 			Action: func(c *cli.Context) error {
 				h, err := hubd.Open(c.Context, hubd.Config{
 					DataDir: c.String("data"), StoreURL: c.String("store"),
 					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), HostName: c.String("hostname"),
 					TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Logger: slog.Default(),
+					MaxActiveJobs: c.Int("max-active-jobs"), OpsPerSecond: c.Float64("ops-per-second"),
 				})
 				if err != nil {
 					return err

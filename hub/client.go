@@ -84,7 +84,7 @@ func SameJobState(a, b *Job) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.Status != b.Status {
+	if a.Status != b.Status || (a.EndTime == nil) != (b.EndTime == nil) {
 		return false
 	}
 	if a.DeviceJobStatistics == nil || b.DeviceJobStatistics == nil {

@@ -23,6 +23,9 @@ var (
 // start to be lost (PERFORMANCE.md).
 const DefaultWindow = 1000
 
+// DefaultMaxActiveJobs is Azure's limit for S3 hubs (Free and S1 allow 1, S2 5).
+const DefaultMaxActiveJobs = 10
+
 // Engine is the hub's service side over a Store, a DeviceBus and a Clock.
 // Set the optional fields before Open.
 type Engine struct {
@@ -33,10 +36,22 @@ type Engine struct {
 	// Metrics receives measurements; nil means none. The engine does not
 	// depend on a metrics library: the hub adapts this to Prometheus.
 	Metrics Metrics
+	// MaxActiveJobs bounds the jobs queued, scheduled or running at once;
+	// creating one more is refused with 429
+	// ThrottlingMaxActiveJobCountExceeded. 0 means DefaultMaxActiveJobs,
+	// negative no limit.
+	MaxActiveJobs int
+	// OpsPerSecond bounds the device operations (method calls, twin
+	// updates) that jobs start per second, across all jobs of the hub,
+	// which share it in turn. 0 means no limit.
+	OpsPerSecond float64
 
 	store store.Store
 	bus   hub.DeviceBus
 	clock clock.Clock
+
+	pace     *pacer
+	createMu sync.Mutex // serialises CreateJob's limit check and create
 
 	ctx    context.Context // the engine's own, for job goroutines
 	cancel context.CancelFunc
@@ -86,6 +101,10 @@ func (e *Engine) Open(ctx context.Context) error {
 	if e.Window <= 0 {
 		e.Window = DefaultWindow
 	}
+	if e.MaxActiveJobs == 0 {
+		e.MaxActiveJobs = DefaultMaxActiveJobs
+	}
+	e.pace = newPacer(e.clock, e.OpsPerSecond)
 	if e.Logger == nil {
 		e.Logger = slog.Default().With("system", "engine")
 	}
@@ -145,6 +164,7 @@ func (e *Engine) Close() error {
 	}
 	close(e.writes)
 	e.wg.Wait()
+	e.cancel = nil // closed: a second Close does nothing
 	return nil
 }
 

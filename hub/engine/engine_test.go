@@ -26,6 +26,7 @@ type testBus struct {
 	calls   chan string // device ids of method calls, as they arrive
 	kicked  []string
 	answers map[string]int
+	release bool // "hang" answers at once
 }
 
 type push struct {
@@ -50,7 +51,10 @@ func (b *testBus) InvokeMethod(ctx context.Context, id, method string, payload j
 		return nil, hub.ErrDeviceNotOnline
 	}
 	b.calls <- id
-	if method == "hang" {
+	b.mu.Lock()
+	release := b.release
+	b.mu.Unlock()
+	if method == "hang" && !release {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -92,12 +96,23 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 // newEngine opens an engine on a fresh SQLite file.
 func newEngine(t *testing.T, bus hub.DeviceBus, clk clock.Clock) *engine.Engine {
 	t.Helper()
+	return openEngine(t, filepath.Join(t.TempDir(), "hub.db"), bus, clk, nil)
+}
+
+// openEngine opens an engine on the SQLite file at path, set up by
+// configure (may be nil) before Open; Close of the engine closes the
+// store.
+func openEngine(t *testing.T, path string, bus hub.DeviceBus, clk clock.Clock, configure func(*engine.Engine)) *engine.Engine {
+	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"))
+	st, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := engine.New(st, bus, clk)
+	if configure != nil {
+		configure(e)
+	}
 	if err := e.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -330,6 +345,21 @@ func waitJob(t *testing.T, e *engine.Engine, id string) *hub.Job {
 	return j
 }
 
+// waitEnd waits until the job has its endTime: every device is done.
+func waitEnd(t *testing.T, e *engine.Engine, id string) *hub.Job {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	j, err := e.WatchJob(ctx, id, nil)
+	for err == nil && j.EndTime == nil {
+		j, err = e.WatchJob(ctx, id, j)
+	}
+	if err != nil {
+		t.Fatalf("watch job %s: %v", id, err)
+	}
+	return j
+}
+
 func deviceJobs(t *testing.T, e *engine.Engine, jobID string) map[string]hub.DeviceJob {
 	t.Helper()
 	out := map[string]hub.DeviceJob{}
@@ -478,7 +508,8 @@ func TestScheduledJobCancelAndExpiry(t *testing.T) {
 	}
 	<-bus.calls // the call on a
 
-	// Cancel a job whose devices never answer: every device ends canceled.
+	// Cancel a job whose devices never answer: the answer is "cancelled"
+	// at once; the calls in flight go on until they time out.
 	if _, err := e.CreateJob(ctx, &hub.Job{JobID: "cancel-me", Type: hub.JobDeviceMethod, QueryCondition: "*",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "hang", ResponseTimeoutInSeconds: 300}}); err != nil {
 		t.Fatal(err)
@@ -486,16 +517,17 @@ func TestScheduledJobCancelAndExpiry(t *testing.T) {
 	<-bus.calls
 	<-bus.calls
 	c, err := e.CancelJob(ctx, "cancel-me")
-	if err != nil || c.Status != hub.JobCancelled {
-		t.Fatalf("cancel: %+v %v", c, err)
+	if err != nil || c.Status != hub.JobCancelled || c.EndTime != nil || c.DeviceJobStatistics.RunningCount != 2 {
+		t.Fatalf("cancel: %+v %+v %v", c, c.DeviceJobStatistics, err)
 	}
-	j = waitJob(t, e, "cancel-me")
-	if j.Status != hub.JobCancelled || j.DeviceJobStatistics.RunningCount != 0 || j.DeviceJobStatistics.PendingCount != 0 {
+	clk.Advance(300 * time.Second)
+	j = waitEnd(t, e, "cancel-me")
+	if j.Status != hub.JobCancelled || j.DeviceJobStatistics.RunningCount != 0 || j.DeviceJobStatistics.FailedCount != 2 {
 		t.Fatalf("cancelled job: %+v %+v", j, j.DeviceJobStatistics)
 	}
 	for id, dj := range deviceJobs(t, e, "cancel-me") {
-		if dj.Status != hub.DeviceJobCanceled {
-			t.Errorf("device %s: %s, want canceled (%+v)", id, dj.Status, dj.Error)
+		if dj.Status != hub.DeviceJobFailed || dj.Error == nil || dj.Error.Code != hub.CodeGatewayTimeout {
+			t.Errorf("device %s: %s, want failed by the response timeout (%+v)", id, dj.Status, dj.Error)
 		}
 	}
 

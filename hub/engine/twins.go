@@ -21,6 +21,12 @@ func (e *Engine) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
 // UpdateTwin implements hub.Client. The desired part of the patch is pushed
 // to the device, with the new desired $version, once it is stored.
 func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string) (*hub.Twin, error) {
+	return e.updateTwin(ctx, id, patch, et, nil)
+}
+
+// updateTwin is UpdateTwin storing rec, when not nil, in the same write as
+// the twin (a twin job's device record).
+func (e *Engine) updateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob) (*hub.Twin, error) {
 	if patch == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin patch is missing")
 	}
@@ -70,7 +76,7 @@ func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch
 			d.Version++
 		}
 		return nil
-	})
+	}, recs(rec)...)
 	if err != nil {
 		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
 	}
@@ -252,4 +258,11 @@ func intOf(v any) int64 {
 		return i
 	}
 	return 0
+}
+
+func recs(rec *hub.DeviceJob) []*hub.DeviceJob {
+	if rec == nil {
+		return nil
+	}
+	return []*hub.DeviceJob{rec}
 }

@@ -48,6 +48,12 @@ type Config struct {
 	HostName string
 	// TLSCert and TLSKey replace the generated certificate when both set.
 	TLSCert, TLSKey string
+	// MaxActiveJobs bounds the jobs queued, scheduled or running at once
+	// (0: engine.DefaultMaxActiveJobs, negative: no limit).
+	MaxActiveJobs int
+	// OpsPerSecond bounds the device operations jobs start per second,
+	// shared by all jobs (0: no limit).
+	OpsPerSecond float64
 	// Clock defaults to the real clock.
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -131,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.bus.Logger = cfg.Logger.With("system", "mqttbus")
 	h.engine = engine.New(st, h.bus, cfg.Clock)
 	h.engine.Logger = cfg.Logger.With("system", "engine")
+	h.engine.MaxActiveJobs, h.engine.OpsPerSecond = cfg.MaxActiveJobs, cfg.OpsPerSecond
 	h.metrics = &rest.Metrics{}
 	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())
 	h.bus.SetEvents(h.engine)

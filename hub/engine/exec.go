@@ -1,0 +1,622 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/query"
+)
+
+// This file runs jobs, durably. What is stored when:
+//
+//   - the device set and the job's "running" status: one write, before any
+//     device is touched;
+//   - each device's "running" record: before its operation starts (in
+//     groups: a window's worth of devices costs one write);
+//   - a twin update and its device's "completed" record: one write;
+//   - a method's result: after the device answered.
+//
+// A hub killed at any moment resumes each unfinished job from its device
+// records (resume): devices still "pending" run; a twin device still
+// "running" was not patched (the patch and its record are one write) and
+// runs again, so no patch is applied twice; a method device still
+// "running" may or may not have been called. Methods run at most once: the
+// hub does not call it again and records it failed with
+// CodeMethodOutcomeUnknown, which says exactly that.
+
+// CodeMethodOutcomeUnknown is the device error of a method call that was
+// in flight when the hub stopped.
+const CodeMethodOutcomeUnknown = "DeviceMethodOutcomeUnknown"
+
+// dispatchChunk bounds the devices marked "running" in one write.
+const dispatchChunk = 256
+
+// run is a job that has not finished: its current snapshot, how to stop
+// it, and a channel closed on every change so watchers wake without
+// polling.
+type run struct {
+	job     *hub.Job // guarded by Engine.mu; replaced, never mutated in place
+	cancel  context.CancelCauseFunc
+	changed chan struct{}
+	stopped chan struct{} // closed when no device will start any more
+	done    chan struct{} // closed when the job's goroutine returned
+}
+
+// start registers a job and runs it in its own goroutine. recs are the
+// stored device records when resumed is true.
+func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resumed bool) {
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	r := &run{job: j, cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
+	if j.Status == hub.JobCancelled {
+		cancel(errCancelled) // cancelled before the hub stopped
+	}
+	e.mu.Lock()
+	e.runs[j.JobID] = r
+	e.mu.Unlock()
+	go func() {
+		var once sync.Once
+		stop := func() { once.Do(func() { close(r.stopped) }) }
+		defer close(r.done)
+		defer stop()
+		defer cancel(nil)
+		e.execute(ctx, r, cond, recs, resumed, stop)
+	}()
+}
+
+// execute runs a job to its end: it waits for the start time, fixes the
+// device set (or takes the stored one when resuming), starts the devices
+// through the window at the hub's rate, and records one final status per
+// device. ctx ends on cancel (cause errCancelled) and when the engine
+// closes; stop is called once no device will start any more.
+func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*hub.DeviceJob, resumed bool, stop func()) {
+	e.mu.Lock()
+	j := cloneJob(r.job) // the operation itself never changes
+	e.mu.Unlock()
+	if !resumed {
+		if wait := j.StartTime.Sub(e.clock.Now()); wait > 0 && ctx.Err() == nil {
+			// Armed before "scheduled" is published, so whoever sees that
+			// status and moves a virtual clock on cannot outrun the timer.
+			t := e.clock.NewTimer(wait)
+			e.update(r, func(j *hub.Job) { j.Status = hub.JobScheduled })
+			e.persist(r)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if ctx.Err() != nil {
+			e.finish(ctx, r, nil)
+			return
+		}
+	}
+	// Device operations run until the job's deadline; a cancel does not
+	// stop those in flight (only the engine closing does).
+	deadline := j.StartTime.Add(time.Duration(j.MaxExecutionTimeInSeconds) * time.Second)
+	opctx, cancelOps := e.clock.WithDeadline(e.ctx, deadline)
+	defer cancelOps()
+
+	var changed []*hub.DeviceJob // records to store with the running status
+	if resumed {
+		changed = e.recoverRecords(j, recs)
+	} else {
+		ids, err := e.resolve(opctx, cond)
+		if err != nil {
+			if e.ctx.Err() != nil {
+				return // the engine is closing: the job resumes on the next Open
+			}
+			e.update(r, func(j *hub.Job) {
+				j.Status, j.FailureReason = hub.JobFailed, "resolving the query condition: "+hub.ErrorMessage(err)
+			})
+			e.finish(ctx, r, nil)
+			return
+		}
+		now := &hub.Time{Time: e.clock.Now().UTC()}
+		recs = make([]*hub.DeviceJob, len(ids))
+		for i, id := range ids {
+			recs[i] = &hub.DeviceJob{DeviceID: id, JobID: j.JobID, JobType: j.Type, Status: hub.DeviceJobPending,
+				CreatedDateTimeUtc: now, LastUpdatedDateTimeUtc: now}
+		}
+		changed = recs
+	}
+	e.update(r, func(j *hub.Job) {
+		if j.Status != hub.JobCancelled {
+			j.Status = hub.JobRunning
+		}
+		j.DeviceJobStatistics = statsOf(recs)
+	})
+	if err := e.commit(changed, r); err != nil {
+		if e.ctx.Err() != nil {
+			return
+		}
+		e.update(r, func(j *hub.Job) {
+			j.Status, j.FailureReason = hub.JobFailed, "storing the job's devices: "+err.Error()
+		})
+		e.finish(ctx, r, nil)
+		return
+	}
+
+	var pending []*hub.DeviceJob
+	for _, dj := range recs {
+		if dj.Status == hub.DeviceJobPending {
+			pending = append(pending, dj)
+		}
+	}
+	started, inflight, collected := e.dispatch(ctx, opctx, r, j, pending)
+	rest := pending[started:]
+	if e.ctx.Err() != nil {
+		inflight.Wait() // the engine is closing: the job resumes on the next Open
+		<-collected
+		return
+	}
+	cancelled := errors.Is(context.Cause(ctx), errCancelled)
+	if cancelled {
+		// Devices never started end now, before the cancel is answered.
+		e.end(r, rest, true)
+		rest = nil
+	}
+	stop()
+	inflight.Wait()
+	<-collected
+	if e.ctx.Err() != nil {
+		return
+	}
+	e.end(r, rest, cancelled) // the deadline passed before they started
+	e.finish(ctx, r, opctx)
+}
+
+// dispatch starts the pending devices in order, each in a slot of the
+// window and at the hub's rate, until all have started, ctx ends (cancel,
+// engine closing) or opctx does (deadline). It returns how many started,
+// a group to wait for those in flight, and a channel closed when their
+// results are recorded.
+func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pending []*hub.DeviceJob) (int, *sync.WaitGroup, <-chan struct{}) {
+	sem := make(chan struct{}, e.Window)
+	results := make(chan *hub.DeviceJob, e.Window)
+	collected := make(chan struct{})
+	var inflight sync.WaitGroup
+	go func() {
+		defer close(collected)
+		for dj := range results {
+			if e.ctx.Err() == nil {
+				e.record(r, dj, hub.DeviceJobRunning)
+			}
+		}
+	}()
+	started := 0
+	for started < len(pending) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		case <-opctx.Done():
+		}
+		if ctx.Err() != nil || opctx.Err() != nil {
+			break
+		}
+		if err := e.pace.wait(ctx, opctx); err != nil {
+			<-sem
+			break
+		}
+		chunk := pending[started : started+1]
+	more:
+		for len(chunk) < dispatchChunk && started+len(chunk) < len(pending) {
+			select {
+			case sem <- struct{}{}:
+			default:
+				break more
+			}
+			if !e.pace.try() {
+				<-sem
+				break
+			}
+			chunk = pending[started : started+len(chunk)+1]
+		}
+		now := &hub.Time{Time: e.clock.Now().UTC()}
+		for _, dj := range chunk {
+			dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobRunning, now, now
+		}
+		e.update(r, func(j *hub.Job) {
+			j.DeviceJobStatistics.PendingCount -= len(chunk)
+			j.DeviceJobStatistics.RunningCount += len(chunk)
+		})
+		// Stored before any of them starts: a device "running" after a
+		// crash may have been reached, one "pending" was not.
+		if err := e.commit(chunk, r); err != nil {
+			e.Logger.Error("store running devices; the job stops starting devices", "job", j.JobID, "err", err)
+			for _, dj := range chunk {
+				dj.Status, dj.StartTimeUtc = hub.DeviceJobPending, nil
+				<-sem
+			}
+			e.update(r, func(j *hub.Job) {
+				j.DeviceJobStatistics.PendingCount += len(chunk)
+				j.DeviceJobStatistics.RunningCount -= len(chunk)
+			})
+			break
+		}
+		started += len(chunk)
+		for _, dj := range chunk {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				results <- e.runDevice(opctx, j, dj)
+				<-sem
+			}()
+		}
+	}
+	go func() {
+		inflight.Wait()
+		close(results)
+	}()
+	return started, &inflight, collected
+}
+
+// recoverRecords prepares stored records for a resumed job: a method
+// device left "running" ends failed with CodeMethodOutcomeUnknown (methods
+// run at most once), a twin device left "running" was not patched and is
+// pending again. It returns the records it changed.
+func (e *Engine) recoverRecords(j *hub.Job, recs []*hub.DeviceJob) []*hub.DeviceJob {
+	now := &hub.Time{Time: e.clock.Now().UTC()}
+	var changed []*hub.DeviceJob
+	for _, dj := range recs {
+		if dj.Status != hub.DeviceJobRunning && dj.Status != hub.DeviceJobScheduled {
+			continue
+		}
+		if j.Type == hub.JobDeviceMethod && dj.Status == hub.DeviceJobRunning {
+			dj.Status = hub.DeviceJobFailed
+			dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = now, now
+			dj.Outcome = &hub.DeviceJobOutcome{}
+			dj.Error = &hub.DeviceJobError{Code: CodeMethodOutcomeUnknown,
+				Description: "The hub stopped while this method call was in flight: the device may or may not have run it. Methods run at most once, so it was not called again."}
+		} else {
+			dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobPending, nil, now
+		}
+		changed = append(changed, dj)
+	}
+	return changed
+}
+
+// statsOf counts records by status.
+func statsOf(recs []*hub.DeviceJob) *hub.DeviceJobStatistics {
+	s := &hub.DeviceJobStatistics{DeviceCount: len(recs)}
+	for _, dj := range recs {
+		switch dj.Status {
+		case hub.DeviceJobPending, hub.DeviceJobScheduled:
+			s.PendingCount++
+		case hub.DeviceJobRunning:
+			s.RunningCount++
+		case hub.DeviceJobCompleted:
+			s.SucceededCount++
+		default:
+			s.FailedCount++
+		}
+	}
+	return s
+}
+
+// end gives devices that never started their final status (canceled, or
+// failed because the deadline passed) and stores them before returning.
+func (e *Engine) end(r *run, djs []*hub.DeviceJob, cancelled bool) {
+	if len(djs) == 0 {
+		return
+	}
+	for _, dj := range djs {
+		e.stopDevice(dj, cancelled)
+		e.count(r, dj, hub.DeviceJobPending)
+	}
+	if err := e.commit(djs, r); err != nil && e.ctx.Err() == nil {
+		e.Logger.Error("store final device statuses", "job", r.job.JobID, "err", err)
+	}
+}
+
+// stopDevice gives a device job that could not run its final status.
+func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
+	now := &hub.Time{Time: e.clock.Now().UTC()}
+	dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = now, now
+	if cancelled {
+		dj.Status = hub.DeviceJobCanceled
+		return
+	}
+	dj.Status = hub.DeviceJobFailed
+	dj.Error = &hub.DeviceJobError{Code: "JobMaxExecutionTimeExceeded",
+		Description: "The job's maxExecutionTimeInSeconds passed before this device was done."}
+}
+
+// record counts a device's final status and queues it for the store.
+func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
+	e.count(r, dj, from)
+	e.write(&write{djs: []*hub.DeviceJob{dj}, job: r})
+}
+
+// count moves a device from status from to its final status in the job's
+// statistics.
+func (e *Engine) count(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
+	if e.Metrics != nil {
+		e.Metrics.DeviceOperation(dj.JobType, dj.Status)
+	}
+	e.update(r, func(j *hub.Job) {
+		s := j.DeviceJobStatistics
+		if from == hub.DeviceJobRunning {
+			s.RunningCount--
+		} else {
+			s.PendingCount--
+		}
+		switch dj.Status {
+		case hub.DeviceJobCompleted:
+			s.SucceededCount++
+		case hub.DeviceJobFailed, hub.DeviceJobCanceled:
+			s.FailedCount++
+		}
+	})
+}
+
+// runDevice performs the job's operation on one device. ctx ends at the
+// job's deadline.
+func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob) *hub.DeviceJob {
+	dj = cloneRecord(dj)
+	var err error
+	switch j.Type {
+	case hub.JobDeviceMethod:
+		var resp *hub.MethodResponse
+		resp, err = e.jobInvoke(ctx, dj.DeviceID, j.CloudToDeviceMethod)
+		if err == nil {
+			dj.Outcome = &hub.DeviceJobOutcome{DeviceMethodResponse: resp}
+		}
+	case hub.JobUpdateTwin:
+		// The record that says "done" is written with the twin.
+		done := cloneRecord(dj)
+		end := &hub.Time{Time: e.clock.Now().UTC()}
+		done.Status, done.EndTimeUtc, done.LastUpdatedDateTimeUtc = hub.DeviceJobCompleted, end, end
+		done.Outcome = &hub.DeviceJobOutcome{}
+		if _, err = e.updateTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
+			return done
+		}
+	}
+	end := &hub.Time{Time: e.clock.Now().UTC()}
+	dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = end, end
+	switch {
+	case err == nil:
+		dj.Status = hub.DeviceJobCompleted
+	case ctx.Err() != nil:
+		// The deadline passed while this device was in progress.
+		e.stopDevice(dj, false)
+		dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = end, end
+	default:
+		dj.Status = hub.DeviceJobFailed
+		dj.Error = &hub.DeviceJobError{Code: hub.ErrorCode(err), Description: hub.ErrorMessage(err)}
+		if j.Type == hub.JobDeviceMethod {
+			dj.Outcome = &hub.DeviceJobOutcome{}
+		}
+	}
+	return dj
+}
+
+func cloneRecord(dj *hub.DeviceJob) *hub.DeviceJob {
+	c := *dj
+	return &c
+}
+
+func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest) (*hub.MethodResponse, error) {
+	d, err := e.store.GetDevice(ctx, id)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	if d.Status == hub.StatusDisabled {
+		return nil, notOnline(0)
+	}
+	return e.invoke(ctx, id, m)
+}
+
+// resolve returns the ids of the devices matching a job's condition, as
+// the store answers SELECT deviceId FROM devices WHERE condition.
+func (e *Engine) resolve(ctx context.Context, cond query.Expr) ([]string, error) {
+	q := &query.Query{Top: -1, From: query.Devices, Where: cond,
+		Select: []query.Projection{{Path: query.Path{Segments: []string{"deviceId"}}}}}
+	var ids []string
+	after := ""
+	for {
+		page, err := e.store.QueryDevices(ctx, q, after, scanBatch)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range page.Items {
+			var row struct {
+				DeviceID string `json:"deviceId"`
+			}
+			if err := json.Unmarshal(item, &row); err != nil {
+				return nil, err
+			}
+			ids = append(ids, row.DeviceID)
+		}
+		if page.After == "" {
+			return ids, nil
+		}
+		after = page.After
+	}
+}
+
+// finish decides the job's final status, makes sure every result is
+// stored, and only then publishes the terminal status and endTime, so a
+// client that sees them can read every device's result.
+func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
+	e.mu.Lock()
+	j := cloneJob(r.job)
+	e.mu.Unlock()
+	switch {
+	case j.Status == hub.JobCancelled || errors.Is(context.Cause(ctx), errCancelled):
+		j.Status = hub.JobCancelled
+	case e.ctx.Err() != nil:
+		return // the engine is closing: the job resumes on the next Open
+	case j.Status == hub.JobFailed:
+	case opctx != nil && opctx.Err() != nil && j.DeviceJobStatistics.FailedCount > 0:
+		j.Status = hub.JobFailed
+		j.FailureReason = "maxExecutionTimeInSeconds elapsed before every device was done"
+	default:
+		j.Status = hub.JobCompleted
+	}
+	j.EndTime = &hub.Time{Time: e.clock.Now().UTC()}
+	done := make(chan error, 1)
+	e.write(&write{final: j, done: done})
+	if err := <-done; err != nil {
+		e.Logger.Error("store final job state", "job", j.JobID, "err", err)
+	}
+	e.mu.Lock()
+	r.job = j
+	close(r.changed)
+	r.changed = make(chan struct{})
+	delete(e.runs, j.JobID)
+	e.mu.Unlock()
+}
+
+// update applies fn to a run's job snapshot and wakes its watchers.
+func (e *Engine) update(r *run, fn func(*hub.Job)) *hub.Job {
+	e.mu.Lock()
+	j := cloneJob(r.job)
+	fn(j)
+	r.job = j
+	close(r.changed)
+	r.changed = make(chan struct{})
+	e.mu.Unlock()
+	return j
+}
+
+// persist queues the run's current snapshot for the store.
+func (e *Engine) persist(r *run) { e.write(&write{job: r}) }
+
+// commit stores records and the run's current snapshot, after everything
+// queued before, and waits until they are stored.
+func (e *Engine) commit(djs []*hub.DeviceJob, r *run) error {
+	done := make(chan error, 1)
+	e.write(&write{djs: djs, job: r, done: done})
+	return <-done
+}
+
+// resume restarts the jobs a previous run left unfinished, from their
+// stored device records (see the top of this file).
+func (e *Engine) resume(ctx context.Context) error {
+	jobs, err := e.store.ListJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.Status.Terminal() && j.EndTime != nil {
+			continue
+		}
+		cond, err := query.ParseCondition(j.QueryCondition)
+		if err != nil {
+			j.Status, j.FailureReason = hub.JobFailed, "invalid queryCondition: "+err.Error()
+			j.EndTime = &hub.Time{Time: e.clock.Now().UTC()}
+			if err := e.store.PutJob(ctx, j); err != nil {
+				return err
+			}
+			continue
+		}
+		var recs []*hub.DeviceJob
+		after := [2]string{}
+		for {
+			batch, err := e.store.ScanDeviceJobs(ctx, j.JobID, after, scanBatch)
+			if err != nil {
+				return fmt.Errorf("resume job %s: %w", j.JobID, err)
+			}
+			recs = append(recs, batch...)
+			if len(batch) < scanBatch {
+				break
+			}
+			last := batch[len(batch)-1]
+			after = [2]string{last.JobID, last.DeviceID}
+		}
+		// The device set and "running" are stored together: a job that
+		// never reached "running" has no records and starts afresh.
+		resumed := j.Status == hub.JobRunning || j.Status.Terminal() || len(recs) > 0
+		if !resumed {
+			j.Status = hub.JobQueued
+		}
+		if j.DeviceJobStatistics == nil {
+			j.DeviceJobStatistics = &hub.DeviceJobStatistics{}
+		}
+		e.start(j, cond, recs, resumed)
+	}
+	return nil
+}
+
+// write is one unit for the store writer: device-job records, the current
+// snapshot of a run, or a final job state, with an optional channel to
+// report when it and everything queued before it are stored.
+type write struct {
+	djs   []*hub.DeviceJob
+	job   *run
+	final *hub.Job
+	done  chan error
+}
+
+func (e *Engine) write(w *write) {
+	// Snapshot the device records now: the executor keeps using them.
+	djs := make([]*hub.DeviceJob, len(w.djs))
+	for i, dj := range w.djs {
+		djs[i] = cloneRecord(dj)
+	}
+	w.djs = djs
+	e.writes <- w
+}
+
+// writer stores results in groups: whatever has queued up while the
+// previous transaction ran goes into the next one, so a burst of results
+// costs a few transactions instead of one each. Each group is one
+// transaction: records and job snapshots together.
+func (e *Engine) writer() {
+	defer e.wg.Done()
+	ctx := context.Background()
+	for w := range e.writes {
+		batch := []*write{w}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case w, ok := <-e.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, w)
+			default:
+				break drain
+			}
+		}
+		var djs []*hub.DeviceJob
+		jobs := map[string]*hub.Job{}
+		var order []string
+		for _, w := range batch {
+			djs = append(djs, w.djs...)
+			var j *hub.Job
+			if w.job != nil {
+				e.mu.Lock()
+				j = cloneJob(w.job.job)
+				e.mu.Unlock()
+			}
+			if w.final != nil {
+				j = w.final
+			}
+			if j != nil {
+				if _, ok := jobs[j.JobID]; !ok {
+					order = append(order, j.JobID)
+				}
+				jobs[j.JobID] = j
+			}
+		}
+		list := make([]*hub.Job, 0, len(order))
+		for _, id := range order {
+			list = append(list, jobs[id])
+		}
+		err := e.store.PutDeviceJobs(ctx, djs, list...)
+		if err != nil {
+			e.Logger.Error("store job results", "err", err)
+		}
+		for _, w := range batch {
+			if w.done != nil {
+				w.done <- err
+			}
+		}
+	}
+}
