@@ -222,4 +222,3 @@ func (e *Engine) QueryJobs(ctx context.Context, q hub.JobQuery) ([]*hub.Job, str
 	}
 	return out, "", nil
 }
-
