@@ -18,6 +18,16 @@ import (
 )
 
 // runCLI runs the CLI in-process and returns its exit code and output.
+// TestMain runs main() instead of the tests when a test starts this binary
+// as the CLI (see execMainEnv).
+func TestMain(m *testing.M) {
+	if os.Getenv(execMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
 func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr syncBuffer

@@ -15,7 +15,9 @@ type DeviceBus interface {
 	// ends first.
 	InvokeMethod(ctx context.Context, deviceID, method string, payload json.RawMessage) (*MethodResponse, error)
 	// WaitOnline returns nil once the device is connected and subscribed
-	// to method requests, or ctx.Err() when ctx ends first.
+	// to method requests, or ctx.Err() when ctx ends first. A device online
+	// already gives nil even when ctx has ended, so an ended ctx asks
+	// "online now?" without waiting.
 	WaitOnline(ctx context.Context, deviceID string) error
 	// PushDesired delivers a desired-properties patch (with "$version") to
 	// a device if it is connected and subscribed; otherwise it does

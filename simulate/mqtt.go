@@ -38,7 +38,10 @@ type Options struct {
 	Clock clock.Clock
 	// Dialers is how many devices connect at once (default 64).
 	Dialers int
-	Logger  *slog.Logger
+	// OnMethod, when set, is told of every method request a device
+	// receives, before it answers (tests count them).
+	OnMethod func(deviceID, method string)
+	Logger   *slog.Logger
 }
 
 // Register makes sure every device of the fleet exists on the hub with the
@@ -194,6 +197,9 @@ func (d *simDevice) connect(ctx context.Context) error {
 		SetKeepAlive(180 * time.Second).
 		SetOrderMatters(false).
 		SetAutoReconnect(true).
+		// Back on line within seconds of a hub restart, as a fleet would
+		// be, not after paho's ten-minute backoff ceiling.
+		SetMaxReconnectInterval(2 * time.Second).
 		SetConnectRetry(false).
 		SetConnectTimeout(30 * time.Second).
 		SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
@@ -273,6 +279,9 @@ func (d *simDevice) onMessage(c paho.Client, msg paho.Message) {
 }
 
 func (d *simDevice) onMethod(c paho.Client, m mqttproto.Message) {
+	if d.opts.OnMethod != nil {
+		d.opts.OnMethod(d.spec.ID, m.Method)
+	}
 	d.mu.Lock()
 	ans := d.spec.Answer(m.Method, d.rng)
 	d.mu.Unlock()

@@ -16,8 +16,9 @@ import (
 //
 //   - the device set and the job's "running" status: one write, before any
 //     device is touched;
-//   - each device's "running" record: before its operation starts (in
-//     groups: a window's worth of devices costs one write);
+//   - each device's "running" record: just before the device is touched
+//     (a method request sent once the device is online, a twin written);
+//     the marks of concurrent devices share a write;
 //   - a twin update and its device's "completed" record: one write;
 //   - a method's result: after the device answered.
 //
@@ -32,9 +33,6 @@ import (
 // CodeMethodOutcomeUnknown is the device error of a method call that was
 // in flight when the hub stopped.
 const CodeMethodOutcomeUnknown = "DeviceMethodOutcomeUnknown"
-
-// dispatchChunk bounds the devices marked "running" in one write.
-const dispatchChunk = 256
 
 // run is a job that has not finished: its current snapshot, how to stop
 // it, and a channel closed on every change so watchers wake without
@@ -177,14 +175,14 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 // results are recorded.
 func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pending []*hub.DeviceJob) (int, *sync.WaitGroup, <-chan struct{}) {
 	sem := make(chan struct{}, e.Window)
-	results := make(chan *hub.DeviceJob, e.Window)
+	results := make(chan result, e.Window)
 	collected := make(chan struct{})
 	var inflight sync.WaitGroup
 	go func() {
 		defer close(collected)
-		for dj := range results {
+		for res := range results {
 			if e.ctx.Err() == nil {
-				e.record(r, dj, hub.DeviceJobRunning)
+				e.record(r, res.dj, res.from)
 			}
 		}
 	}()
@@ -202,51 +200,14 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 			<-sem
 			break
 		}
-		chunk := pending[started : started+1]
-	more:
-		for len(chunk) < dispatchChunk && started+len(chunk) < len(pending) {
-			select {
-			case sem <- struct{}{}:
-			default:
-				break more
-			}
-			if !e.pace.try() {
-				<-sem
-				break
-			}
-			chunk = pending[started : started+len(chunk)+1]
-		}
-		now := &hub.Time{Time: e.clock.Now().UTC()}
-		for _, dj := range chunk {
-			dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobRunning, now, now
-		}
-		e.update(r, func(j *hub.Job) {
-			j.DeviceJobStatistics.PendingCount -= len(chunk)
-			j.DeviceJobStatistics.RunningCount += len(chunk)
-		})
-		// Stored before any of them starts: a device "running" after a
-		// crash may have been reached, one "pending" was not.
-		if err := e.commit(chunk, r); err != nil {
-			e.Logger.Error("store running devices; the job stops starting devices", "job", j.JobID, "err", err)
-			for _, dj := range chunk {
-				dj.Status, dj.StartTimeUtc = hub.DeviceJobPending, nil
-				<-sem
-			}
-			e.update(r, func(j *hub.Job) {
-				j.DeviceJobStatistics.PendingCount += len(chunk)
-				j.DeviceJobStatistics.RunningCount -= len(chunk)
-			})
-			break
-		}
-		started += len(chunk)
-		for _, dj := range chunk {
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				results <- e.runDevice(opctx, j, dj)
-				<-sem
-			}()
-		}
+		dj := pending[started]
+		started++
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			results <- e.runDevice(opctx, r, j, dj)
+			<-sem
+		}()
 	}
 	go func() {
 		inflight.Wait()
@@ -354,26 +315,52 @@ func (e *Engine) count(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 	})
 }
 
+// result is a device's final record and the status it had before it
+// (pending when the operation never started).
+type result struct {
+	dj   *hub.DeviceJob
+	from hub.DeviceJobStatus
+}
+
 // runDevice performs the job's operation on one device. ctx ends at the
-// job's deadline.
-func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob) *hub.DeviceJob {
+// job's deadline. Just before the device is touched (a method request
+// sent, a twin written), its record is stored "running" (markRunning).
+func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.DeviceJob) result {
 	dj = cloneRecord(dj)
+	from := hub.DeviceJobPending
+	mark := func() error {
+		now := &hub.Time{Time: e.clock.Now().UTC()}
+		dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobRunning, now, now
+		from = hub.DeviceJobRunning
+		e.update(r, func(j *hub.Job) {
+			j.DeviceJobStatistics.PendingCount--
+			j.DeviceJobStatistics.RunningCount++
+		})
+		// Concurrent devices' marks share a transaction (see writer).
+		if err := e.commit([]*hub.DeviceJob{dj}, r); err != nil {
+			return hub.Errorf(hub.CodeServerError, "store that the device is running: %v", err)
+		}
+		return nil
+	}
 	var err error
 	switch j.Type {
 	case hub.JobDeviceMethod:
 		var resp *hub.MethodResponse
-		resp, err = e.jobInvoke(ctx, dj.DeviceID, j.CloudToDeviceMethod)
+		resp, err = e.jobInvoke(ctx, dj.DeviceID, j.CloudToDeviceMethod, mark)
 		if err == nil {
 			dj.Outcome = &hub.DeviceJobOutcome{DeviceMethodResponse: resp}
 		}
 	case hub.JobUpdateTwin:
+		if err = mark(); err != nil {
+			break
+		}
 		// The record that says "done" is written with the twin.
 		done := cloneRecord(dj)
 		end := &hub.Time{Time: e.clock.Now().UTC()}
 		done.Status, done.EndTimeUtc, done.LastUpdatedDateTimeUtc = hub.DeviceJobCompleted, end, end
 		done.Outcome = &hub.DeviceJobOutcome{}
 		if _, err = e.updateTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
-			return done
+			return result{done, from}
 		}
 	}
 	end := &hub.Time{Time: e.clock.Now().UTC()}
@@ -392,7 +379,7 @@ func (e *Engine) runDevice(ctx context.Context, j *hub.Job, dj *hub.DeviceJob) *
 			dj.Outcome = &hub.DeviceJobOutcome{}
 		}
 	}
-	return dj
+	return result{dj, from}
 }
 
 func cloneRecord(dj *hub.DeviceJob) *hub.DeviceJob {
@@ -400,7 +387,7 @@ func cloneRecord(dj *hub.DeviceJob) *hub.DeviceJob {
 	return &c
 }
 
-func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest) (*hub.MethodResponse, error) {
+func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest, sending func() error) (*hub.MethodResponse, error) {
 	d, err := e.store.GetDevice(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
@@ -408,7 +395,7 @@ func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest)
 	if d.Status == hub.StatusDisabled {
 		return nil, notOnline(0)
 	}
-	return e.invoke(ctx, id, m)
+	return e.invoke(ctx, id, m, sending)
 }
 
 // resolve returns the ids of the devices matching a job's condition, as

@@ -54,16 +54,19 @@ func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodReq
 	if d.Status == hub.StatusDisabled {
 		return nil, notOnline(0)
 	}
-	return e.invoke(ctx, id, r)
+	return e.invoke(ctx, id, r, nil)
 }
 
 // invoke calls a validated method on a device: it waits up to the connect
 // timeout for the device to be online, then up to the response timeout
-// for its answer, both on the engine's clock.
-func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest) (*hub.MethodResponse, error) {
+// for its answer, both on the engine's clock. sending, when not nil, runs
+// just before the request goes out, once the device is online; its error
+// stops the call (a job stores "running" there, so a record still
+// "pending" after a crash means the device was never asked).
+func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, sending func() error) (*hub.MethodResponse, error) {
 	connect := time.Duration(r.ConnectTimeoutInSeconds) * time.Second
-	if connect > 0 {
-		cctx, cancel := e.clock.WithTimeout(ctx, connect)
+	if connect > 0 || sending != nil {
+		cctx, cancel := e.clock.WithTimeout(ctx, connect) // 0: "online now?"
 		err := e.bus.WaitOnline(cctx, id)
 		cancel()
 		if err != nil {
@@ -71,6 +74,11 @@ func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest) (*
 				return nil, ctx.Err()
 			}
 			return nil, notOnline(connect)
+		}
+	}
+	if sending != nil {
+		if err := sending(); err != nil {
+			return nil, err
 		}
 	}
 	rctx, cancel := e.clock.WithTimeout(ctx, time.Duration(r.ResponseTimeoutInSeconds)*time.Second)

@@ -56,18 +56,3 @@ func (p *pacer) wait(a, b context.Context) error {
 		return b.Err()
 	}
 }
-
-// try takes a token if one is free now.
-func (p *pacer) try() bool {
-	if p.every == 0 {
-		return true
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.clock.Now()
-	if p.next.After(now) {
-		return false
-	}
-	p.next = now.Add(p.every)
-	return true
-}
