@@ -58,6 +58,14 @@ func TestResumeMethodJob(t *testing.T) {
 			t.Errorf("device %s called again after the restart", id)
 		}
 	}
+	// The README's query for them finds exactly those.
+	res, err := e2.Query(ctx, "SELECT * FROM devices.jobs WHERE devices.jobs.error.code = 'DeviceMethodOutcomeUnknown'", hub.QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Items) != len(first) {
+		t.Errorf("query for unknown outcomes: %d rows, want %d", len(res.Items), len(first))
+	}
 	for id, dj := range deviceJobs(t, e2, "m") {
 		switch {
 		case first[id] && (dj.Status != hub.DeviceJobFailed || dj.Error == nil || dj.Error.Code != engine.CodeMethodOutcomeUnknown):

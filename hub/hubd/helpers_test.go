@@ -17,7 +17,8 @@ import (
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
-// fleetYAML is the test fleet: a device answering lockDoor with a payload,
+// fleetYAML is the test fleet: a device answering lockDoor with a payload
+// (and pause after 1.5 s, slow after 20 s),
 // one whose lockDoor always fails with 500, one that never connects, and
 // one echoing desired patches into its reported properties. Three of them
 // carry tags.x = 'y'.
@@ -28,6 +29,8 @@ groups:
     tags: {x: "y", role: lock}
     methods:
       lockDoor: {status: 200, payload: {locked: true}}
+      pause: {status: 200, latency: 1500ms}
+      slow: {status: 200, latency: 20s}
   - ids: [lock-fail]
     tags: {x: "y", role: lock}
     methods:
@@ -187,7 +190,9 @@ func must(t *testing.T, what string, err error) {
 	}
 }
 
-// waitJob watches a job until it reaches a terminal status.
+// waitJob watches a job until it has ended: a terminal status and its
+// endTime (a cancelled job has its status at once, its endTime once its
+// calls in flight are done).
 func waitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Job {
 	t.Helper()
 	var last *hub.Job
@@ -196,7 +201,7 @@ func waitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Jo
 		if err != nil {
 			t.Fatalf("watch job %s (last status %v): %v", id, statusOf(last), err)
 		}
-		if j.Status.Terminal() {
+		if j.Status.Terminal() && j.EndTime != nil {
 			return j
 		}
 		last = j

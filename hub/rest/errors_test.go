@@ -136,6 +136,7 @@ func TestStateToken(t *testing.T) {
 		{"failed count", &hub.Job{Status: hub.JobRunning, DeviceJobStatistics: stats(3, 1, 1, 1, 1)}, false},
 		{"pending count", &hub.Job{Status: hub.JobRunning, DeviceJobStatistics: stats(3, 0, 1, 1, 0)}, false},
 		{"no statistics", &hub.Job{Status: hub.JobRunning}, false},
+		{"ended", &hub.Job{Status: hub.JobRunning, EndTime: hub.NewTime(time.Now()), DeviceJobStatistics: stats(3, 0, 1, 1, 1)}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

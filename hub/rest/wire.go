@@ -135,6 +135,9 @@ func stateToken(j *hub.Job) string {
 		return ""
 	}
 	s := string(j.Status)
+	if j.EndTime != nil {
+		s += "|ended" // a cancelled job ends after its calls in flight
+	}
 	if st := j.DeviceJobStatistics; st != nil {
 		s += fmt.Sprintf("|%d,%d,%d,%d,%d", st.DeviceCount, st.FailedCount, st.SucceededCount, st.RunningCount, st.PendingCount)
 	}
