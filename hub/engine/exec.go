@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/query"
+	"github.com/iotjobs/iotjobs/hub/store"
 )
 
 // This file runs jobs, durably. What is stored when:
@@ -38,9 +39,10 @@ const CodeMethodOutcomeUnknown = "DeviceMethodOutcomeUnknown"
 // it, and a channel closed on every change so watchers wake without
 // polling.
 type run struct {
-	job     *hub.Job // guarded by Engine.mu; replaced, never mutated in place
+	job     *hub.Job // guarded by Engine.mu; readers take copies
 	cancel  context.CancelCauseFunc
-	changed chan struct{}
+	changed chan struct{} // closed on a change once someone waits on it
+	watched bool          // someone took changed since it was made
 	stopped chan struct{} // closed when no device will start any more
 	done    chan struct{} // closed when the job's goroutine returned
 }
@@ -49,7 +51,7 @@ type run struct {
 // stored device records when resumed is true.
 func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resumed bool) {
 	ctx, cancel := context.WithCancelCause(e.ctx)
-	r := &run{job: j, cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
+	r := &run{job: cloneJob(j), cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
 	if j.Status == hub.JobCancelled {
 		cancel(errCancelled) // cancelled before the hub stopped
 	}
@@ -387,15 +389,19 @@ func cloneRecord(dj *hub.DeviceJob) *hub.DeviceJob {
 	return &c
 }
 
+// jobInvoke calls a job's method on a device. The registry is read only
+// when the device is not online, to tell a device deleted since the job
+// started (DeviceNotFound) from one offline or disabled (DeviceNotOnline:
+// the broker refuses disabled devices): a read per device would cost the
+// store as much as the job's own writes.
 func (e *Engine) jobInvoke(ctx context.Context, id string, m *hub.MethodRequest, sending func() error) (*hub.MethodResponse, error) {
-	d, err := e.store.GetDevice(ctx, id)
-	if err != nil {
-		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	resp, err := e.invoke(ctx, id, m, sending)
+	if hub.ErrorCode(err) == hub.CodeDeviceNotOnline {
+		if _, gerr := e.store.GetDevice(ctx, id); errors.Is(gerr, store.ErrNotFound) {
+			return nil, storeErr(gerr, hub.CodeDeviceNotFound, "device", id)
+		}
 	}
-	if d.Status == hub.StatusDisabled {
-		return nil, notOnline(0)
-	}
-	return e.invoke(ctx, id, m, sending)
+	return resp, err
 }
 
 // resolve returns the ids of the devices matching a job's condition, as
@@ -453,22 +459,29 @@ func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
 	}
 	e.mu.Lock()
 	r.job = j
-	close(r.changed)
-	r.changed = make(chan struct{})
+	e.notify(r)
 	delete(e.runs, j.JobID)
 	e.mu.Unlock()
 }
 
-// update applies fn to a run's job snapshot and wakes its watchers.
-func (e *Engine) update(r *run, fn func(*hub.Job)) *hub.Job {
+// update applies fn to a run's job and wakes its watchers. It changes the
+// job in place (a job gets two updates per device) under Engine.mu, under
+// which every reader copies it.
+func (e *Engine) update(r *run, fn func(*hub.Job)) {
 	e.mu.Lock()
-	j := cloneJob(r.job)
-	fn(j)
-	r.job = j
-	close(r.changed)
-	r.changed = make(chan struct{})
+	fn(r.job)
+	e.notify(r)
 	e.mu.Unlock()
-	return j
+}
+
+// notify wakes whoever waits on r.changed; a new channel is made only
+// when someone took the old one. Engine.mu is held.
+func (e *Engine) notify(r *run) {
+	if r.watched {
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.watched = false
+	}
 }
 
 // persist queues the run's current snapshot for the store.

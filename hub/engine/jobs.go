@@ -137,6 +137,7 @@ func (e *Engine) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.J
 		var changed chan struct{}
 		if r != nil {
 			cur, changed = cloneJob(r.job), r.changed
+			r.watched = true
 		}
 		e.mu.Unlock()
 		if r == nil {

@@ -66,7 +66,10 @@ func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodReq
 func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, sending func() error) (*hub.MethodResponse, error) {
 	connect := time.Duration(r.ConnectTimeoutInSeconds) * time.Second
 	if connect > 0 || sending != nil {
-		cctx, cancel := e.clock.WithTimeout(ctx, connect) // 0: "online now?"
+		cctx, cancel := ended, func() {} // "online now?"
+		if connect > 0 {
+			cctx, cancel = e.clock.WithTimeout(ctx, connect)
+		}
 		err := e.bus.WaitOnline(cctx, id)
 		cancel()
 		if err != nil {
@@ -107,6 +110,14 @@ func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, se
 	}
 	return nil, err
 }
+
+// ended is a context that has ended: WaitOnline with it asks whether a
+// device is online now, without waiting.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 func notOnline(connect time.Duration) error {
 	s := int(connect.Seconds())

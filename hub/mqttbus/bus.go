@@ -203,6 +203,9 @@ func errReply(err error) (int, []byte) {
 
 // WaitOnline implements hub.DeviceBus.
 func (b *Bus) WaitOnline(ctx context.Context, deviceID string) error {
+	if b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+		return nil // the common case, without registering a waiter
+	}
 	for {
 		ch := make(chan struct{})
 		b.mu.Lock()

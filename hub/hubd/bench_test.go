@@ -1,0 +1,288 @@
+package hubd
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/simulate"
+)
+
+// The jobs benchmark: a method job over 10,000 simulated devices, one
+// MQTT connection each, against the embedded broker, timed from job
+// creation to its end, next to the raw fan-out measured in the same run:
+// the same request published straight into the same broker to each device,
+// with the same window of 1,000 in flight, and its reply awaited; no
+// registry, no store, no jobs engine.
+//
+//	go test -run '^$' -bench BenchmarkMethodJob -benchtime 3x -timeout 30m ./hub/hubd
+//
+// IOTJOBS_BENCH_DEVICES sets another fleet size. A process may hold 20,000
+// open files here, so the devices run in a process of their own: this test
+// binary again, started with simulatorEnv set.
+
+// simulatorEnv names the file that tells a child process to be the
+// benchmark's device fleet (see runSimulator).
+const simulatorEnv = "IOTJOBS_BENCH_SIMULATOR"
+
+// simSpec is what the fleet process needs: where the broker is, the CA,
+// and every device's id and key.
+type simSpec struct {
+	Addr, HostName, CAFile string
+	Keys                   map[string]string
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(simulatorEnv); spec != "" {
+		os.Exit(runSimulator(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// runSimulator connects the fleet of the spec file, prints "ready" and
+// keeps it connected until stdin closes.
+func runSimulator(specFile string) int {
+	b, err := os.ReadFile(specFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var spec simSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	pool, err := LoadCA(spec.CAFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var devs []*simulate.Device
+	for id := range spec.Keys {
+		devs = append(devs, &simulate.Device{ID: id, Tags: map[string]any{}, Reported: map[string]any{},
+			Methods: map[string]*simulate.Method{"bench": {Status: 200}}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sim, err := simulate.Connect(ctx, devs, spec.Keys, simulate.Options{Addr: spec.Addr, HostName: spec.HostName, RootCAs: pool,
+		Dialers: 128, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("ready %d\n", sim.Len())
+	io.Copy(io.Discard, os.Stdin)
+	sim.Close()
+	return 0
+}
+
+func benchDevices(b *testing.B) int {
+	if s := os.Getenv("IOTJOBS_BENCH_DEVICES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("IOTJOBS_BENCH_DEVICES=%q: want a number of devices", s)
+		}
+		return n
+	}
+	return 10_000
+}
+
+// memStats returns the live heap after a collection, and the resident
+// set size, in bytes.
+func memStats() (heap, rss uint64) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	heap = m.HeapAlloc
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseUint(f[1], 10, 64)
+				rss = kb * 1024
+			}
+		}
+	}
+	return heap, rss
+}
+
+func BenchmarkMethodJob(b *testing.B) {
+	n := benchDevices(b)
+	ctx := context.Background()
+	dir := b.TempDir()
+	h, err := Open(ctx, Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	c := h.Client()
+
+	// Registry memory: what n registered devices add to the hub.
+	heap0, rss0 := memStats()
+	keys := make(map[string]string, n)
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("bench-%05d", i)
+		k := make([]byte, 32)
+		rand.Read(k)
+		keys[id] = base64.StdEncoding.EncodeToString(k)
+		ids = append(ids, id)
+	}
+	for i := 0; i < n; i += hub.MaxImportDevices {
+		var batch []*hub.ImportDevice
+		for _, id := range ids[i:min(i+hub.MaxImportDevices, n)] {
+			batch = append(batch, &hub.ImportDevice{ID: id, ImportMode: "create", Authentication: &hub.Authentication{Type: "sas",
+				SymmetricKey: hub.SymmetricKey{PrimaryKey: keys[id], SecondaryKey: keys[id]}}})
+		}
+		if res, err := c.ImportDevices(ctx, batch); err != nil || !res.IsSuccessful {
+			b.Fatalf("import: %v %+v", err, res)
+		}
+	}
+	heap1, rss1 := memStats()
+	tw, err := c.GetTwin(ctx, ids[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	twinJSON, _ := json.Marshal(tw)
+
+	// The fleet, in a process of its own.
+	spec, _ := json.Marshal(simSpec{Addr: h.MQTTAddr(), HostName: h.HostName(), CAFile: h.CAFile(), Keys: keys})
+	specFile := filepath.Join(dir, "fleet.json")
+	if err := os.WriteFile(specFile, spec, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), simulatorEnv+"="+specFile)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != fmt.Sprintf("ready %d\n", n) {
+		b.Fatalf("fleet process: %q %v", line, err)
+	}
+	_, rss2 := memStats()
+	b.Logf("%d devices connected in %s", n, time.Since(start).Round(time.Millisecond))
+
+	// The raw fan-out's replies come back on the topic the hub's bus
+	// listens on too; the bus ignores $rids it did not send, and so does
+	// this counter.
+	var replies atomic.Int64
+	window := make(chan struct{}, 1000)
+	done := make(chan struct{})
+	if err := h.broker.Subscribe("devices/+/$iothub/methods/res/#", func(topic string, _ []byte) {
+		if !strings.Contains(topic, "rid=raw-") {
+			return
+		}
+		<-window
+		if replies.Add(1) == int64(n) {
+			done <- struct{}{}
+		}
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var rawTotal, busTotal, jobTotal time.Duration
+	iter := 0
+	for b.Loop() {
+		iter++
+		replies.Store(0)
+		t0 := time.Now()
+		for i, id := range ids {
+			window <- struct{}{}
+			topic := mqttproto.Scoped(id, mqttproto.MethodRequestTopic("bench", fmt.Sprintf("raw-%d-%d", iter, i)))
+			if err := h.broker.Publish(topic, []byte("null")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("raw fan-out: %d of %d replies after 2 minutes", replies.Load(), n)
+		}
+		raw := time.Since(t0)
+
+		// The hub's device bus alone: the same calls through mqttbus
+		// ($rid correlation, timeouts), no engine, no store.
+		runtime.GC()
+		t0 = time.Now()
+		sem := make(chan struct{}, 1000)
+		errs := make(chan error, n)
+		for _, id := range ids {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				cctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				_, err := h.bus.InvokeMethod(cctx, id, "bench", []byte("null"))
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatalf("bus call: %v", err)
+			}
+		}
+		bus := time.Since(t0)
+		busTotal += bus
+
+		jobID := fmt.Sprintf("bench-%d", iter)
+		runtime.GC() // the raw fan-out's garbage is not the job's
+		t0 = time.Now()
+		var err error
+		// Labelled, so that a CPU profile can tell the job's goroutines
+		// (-tagfocus phase=job).
+		pprof.Do(ctx, pprof.Labels("phase", "job"), func(ctx context.Context) {
+			_, err = c.CreateJob(ctx, &hub.Job{JobID: jobID, Type: hub.JobDeviceMethod, QueryCondition: "*",
+				CloudToDeviceMethod: &hub.MethodRequest{MethodName: "bench", ResponseTimeoutInSeconds: 60}})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		j, err := c.WatchJob(ctx, jobID, nil)
+		for err == nil && j.EndTime == nil {
+			j, err = c.WatchJob(ctx, jobID, j)
+		}
+		job := time.Since(t0)
+		if err != nil || j.Status != hub.JobCompleted || j.DeviceJobStatistics.SucceededCount != n {
+			b.Fatalf("job %s: %v %+v", jobID, err, j)
+		}
+		b.Logf("run %d: raw fan-out %s, bus %s, job %s (%.2f×)", iter, raw.Round(time.Millisecond), bus.Round(time.Millisecond), job.Round(time.Millisecond), job.Seconds()/raw.Seconds())
+		rawTotal += raw
+		jobTotal += job
+	}
+	b.ReportMetric(rawTotal.Seconds()/float64(iter), "raw-s/op")
+	b.ReportMetric(busTotal.Seconds()/float64(iter), "bus-s/op")
+	b.ReportMetric(jobTotal.Seconds()/float64(iter), "job-s/op")
+	b.ReportMetric(jobTotal.Seconds()/rawTotal.Seconds(), "job/raw")
+	b.ReportMetric(float64(int64(heap1)-int64(heap0))/float64(n), "heap-B/registered")
+	b.ReportMetric(float64(int64(rss1)-int64(rss0))/float64(n), "rss-B/registered")
+	b.ReportMetric(float64(int64(rss2)-int64(rss1))/float64(n), "rss-B/connected")
+	b.ReportMetric(float64(len(twinJSON)), "twin-B")
+	stats := h.broker.Stats()
+	if stats.InflightDropped+stats.MessagesDropped > 0 {
+		b.Errorf("the broker dropped messages: %+v", stats)
+	}
+}

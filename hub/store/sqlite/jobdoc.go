@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// deviceJobDoc is queryDoc(dj) written directly: the record's fields in
+// the sorted key order json.Marshal gives the map of store.Doc, numbers
+// as float64, the payload decoded and encoded again. A job writes two
+// records per device, and the JSON round trips of queryDoc were most of
+// the cost of storing them. TestDeviceJobDoc holds the two to the same
+// bytes.
+func deviceJobDoc(dj *hub.DeviceJob) (string, error) {
+	b := make([]byte, 0, 256)
+	first := true
+	field := func(name string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	str := func(s string) {
+		// As the round trip: invalid bytes become U+FFFD, written as is
+		// the second time.
+		q, _ := json.Marshal(validUTF8(s))
+		b = append(b, q...)
+	}
+	tm := func(name string, t *hub.Time) {
+		if t != nil {
+			field(name)
+			q, _ := t.MarshalJSON()
+			b = append(b, q...)
+		}
+	}
+	b = append(b, '{')
+	tm("createdDateTimeUtc", dj.CreatedDateTimeUtc)
+	field("deviceId")
+	str(dj.DeviceID)
+	tm("endTimeUtc", dj.EndTimeUtc)
+	if e := dj.Error; e != nil {
+		field("error")
+		b = append(b, `{"code":`...)
+		str(e.Code)
+		b = append(b, `,"description":`...)
+		str(e.Description)
+		b = append(b, '}')
+	}
+	field("jobId")
+	str(dj.JobID)
+	field("jobType")
+	str(string(dj.JobType))
+	tm("lastUpdatedDateTimeUtc", dj.LastUpdatedDateTimeUtc)
+	if o := dj.Outcome; o != nil {
+		field("outcome")
+		b = append(b, `{"deviceMethodResponse":`...)
+		if r := o.DeviceMethodResponse; r == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, `{"payload":`...)
+			p, err := normalJSON(r.Payload)
+			if err != nil {
+				return "", fmt.Errorf("encode query document: payload: %w", err)
+			}
+			b = append(b, p...)
+			b = append(b, `,"status":`...)
+			s, _ := json.Marshal(float64(r.Status))
+			b = append(b, s...)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	tm("startTimeUtc", dj.StartTimeUtc)
+	field("status")
+	str(string(dj.Status))
+	b = append(b, '}')
+	return string(b), nil
+}
+
+// normalJSON is raw decoded and encoded again, as store.Doc does to nested
+// values; the common null is taken as it is.
+func normalJSON(raw json.RawMessage) ([]byte, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return []byte("null"), nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// validUTF8 replaces each invalid byte of s with U+FFFD, as encoding/json
+// does.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
