@@ -117,4 +117,3 @@ groups:
 		t.Errorf("REST bodies differ from %s (-update rewrites it after review):\n%s", path, got.Bytes())
 	}
 }
-
