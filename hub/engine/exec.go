@@ -176,7 +176,6 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 // a group to wait for those in flight, and a channel closed when their
 // results are recorded.
 func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pending []*hub.DeviceJob) (int, *sync.WaitGroup, <-chan struct{}) {
-	sem := make(chan struct{}, e.Window)
 	results := make(chan result, e.Window)
 	collected := make(chan struct{})
 	var inflight sync.WaitGroup
@@ -188,29 +187,35 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 			}
 		}
 	}()
-	started := 0
-	for started < len(pending) {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		case <-opctx.Done():
-		}
-		if ctx.Err() != nil || opctx.Err() != nil {
-			break
-		}
-		if err := e.pace.wait(ctx, opctx); err != nil {
-			<-sem
-			break
-		}
-		dj := pending[started]
-		started++
+	// A window of workers, not a goroutine per device: each worker's stack
+	// grows once to the depth of a call into the broker, not once per
+	// device.
+	work := make(chan *hub.DeviceJob)
+	for range min(e.Window, len(pending)) {
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			results <- e.runDevice(opctx, r, j, dj)
-			<-sem
+			for dj := range work {
+				results <- e.runDevice(opctx, r, j, dj)
+			}
 		}()
 	}
+	started := 0
+feed:
+	for started < len(pending) {
+		if err := e.pace.wait(ctx, opctx); err != nil {
+			break
+		}
+		select {
+		case work <- pending[started]:
+			started++
+		case <-ctx.Done():
+			break feed
+		case <-opctx.Done():
+			break feed
+		}
+	}
+	close(work)
 	go func() {
 		inflight.Wait()
 		close(results)
