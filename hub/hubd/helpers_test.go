@@ -157,6 +157,19 @@ func connectFleet(ctx context.Context, t *testing.T, h *hubd.Hub, pool *x509.Cer
 	return sim
 }
 
+// connectOffline connects the fleet's lock-offline device after all.
+func connectOffline(ctx context.Context, t *testing.T, e *env) {
+	t.Helper()
+	var dev simulate.Device
+	for _, d := range e.devs {
+		if d.ID == "lock-offline" {
+			dev = *d
+		}
+	}
+	dev.Offline = false
+	connectFleet(ctx, t, e.h, e.pool, []*simulate.Device{&dev}, e.keys)
+}
+
 func simOptions(h *hubd.Hub, pool *x509.CertPool) simulate.Options {
 	return simulate.Options{Addr: h.MQTTAddr(), HostName: h.HostName(), RootCAs: pool, Logger: quiet}
 }

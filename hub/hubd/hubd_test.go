@@ -875,14 +875,7 @@ func testMethodConnectTimeout(t *testing.T, e *env) {
 		done <- result{resp, err}
 	}()
 	// The "offline" device comes online while the call waits for it.
-	var dev simulate.Device
-	for _, d := range e.devs {
-		if d.ID == "lock-offline" {
-			dev = *d
-		}
-	}
-	dev.Offline = false
-	connectFleet(ctx, t, e.h, e.pool, []*simulate.Device{&dev}, e.keys)
+	connectOffline(ctx, t, e)
 	select {
 	case r := <-done:
 		if r.err != nil {

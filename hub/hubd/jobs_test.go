@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
-	"github.com/iotjobs/iotjobs/simulate"
 )
 
 // The job lifecycle of azure-contract.md §1.1, driven through hub.Client:
@@ -103,14 +102,7 @@ func testJobConnectTimeout(t *testing.T, e *env) {
 	if s := running.DeviceJobStatistics; s == nil || s.DeviceCount != 1 {
 		t.Fatalf("running job statistics %+v", s)
 	}
-	var dev simulate.Device
-	for _, d := range e.devs {
-		if d.ID == "lock-offline" {
-			dev = *d
-		}
-	}
-	dev.Offline = false
-	connectFleet(ctx, t, e.h, e.pool, []*simulate.Device{&dev}, e.keys)
+	connectOffline(ctx, t, e)
 	j := waitJob(ctx, t, c, "wait-for-it")
 	rows := checkStatistics(ctx, t, c, j)
 	if dj := rows["lock-offline"]; j.Status != hub.JobCompleted || dj == nil || dj.Status != hub.DeviceJobCompleted ||

@@ -119,15 +119,22 @@ func eval(ctx context.Context, next func(context.Context, string) ([]map[string]
 	if err != nil {
 		return nil, err
 	}
-	page.Items = make([]json.RawMessage, 0, len(rows))
+	page.Items, err = EncodeRows(rows)
+	return page, err
+}
+
+// EncodeRows encodes query rows as a page holds them, with encoding/json:
+// every store's rows are these bytes.
+func EncodeRows(rows []map[string]any) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(rows))
 	for _, r := range rows {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return nil, err
 		}
-		page.Items = append(page.Items, b)
+		out = append(out, b)
 	}
-	return page, nil
+	return out, nil
 }
 
 // Doc turns a value into the JSON document queries evaluate (numbers

@@ -344,15 +344,11 @@ func fetchedDoc(p *plan, vals []*string) (map[string]any, error) {
 }
 
 func marshalRows(rows []map[string]any) (*store.Page, error) {
-	page := &store.Page{Items: make([]json.RawMessage, 0, len(rows))}
-	for _, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, err
-		}
-		page.Items = append(page.Items, b)
+	items, err := store.EncodeRows(rows)
+	if err != nil {
+		return nil, err
 	}
-	return page, nil
+	return &store.Page{Items: items}, nil
 }
 
 // runCounted executes a plan whose groups SQLite counted (fnGroups).

@@ -244,15 +244,11 @@ func localEval(q *query.Query, docs []map[string]any, encoded func(i int) json.R
 	if err != nil {
 		return nil, err
 	}
-	page := &store.Page{Items: make([]json.RawMessage, 0, len(rows))}
-	for _, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, err
-		}
-		page.Items = append(page.Items, b)
+	items, err := store.EncodeRows(rows)
+	if err != nil {
+		return nil, err
 	}
-	return page, nil
+	return &store.Page{Items: items}, nil
 }
 
 // diffPages compares two pages: the same After and the same rows, byte
