@@ -290,6 +290,7 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
+			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
 			&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation (apply never asks yet)"},
 			&cli.BoolFlag{Name: "skip-dry-run", Usage: "skip the dry-run (the dry-run is not implemented yet, so it is always skipped)"},
 		},
@@ -330,6 +331,11 @@ func applyCmd() *cli.Command {
 }
 
 func writeReport(c *cli.Context, rep *runner.Report) error {
+	if path := c.String("junit"); path != "" {
+		if err := writeFile(path, rep.WriteJUnit); err != nil {
+			return fmt.Errorf("write JUnit report: %w", err)
+		}
+	}
 	path := c.String("report")
 	if path == "" {
 		return rep.WriteJSON(c.App.Writer)
@@ -343,6 +349,19 @@ func writeReport(c *cli.Context, rep *runner.Report) error {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "report written to %s (status %s)\n", path, rep.Status)
+	return f.Close()
+}
+
+// writeFile writes a file with write, reporting a failed close too.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
 	return f.Close()
 }
 

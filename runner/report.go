@@ -54,15 +54,20 @@ type StepReport struct {
 	QueryCondition string   `json:"queryCondition"`
 	// Status is the hub job's final status (completed, failed,
 	// cancelled), or "failed" when the job completed but the step missed
-	// its success criteria, or "skipped" when a step it runs after did
-	// not succeed.
+	// its success criteria, "aborted" when its abort thresholds stopped
+	// it, or "skipped" when a step it runs after did not succeed (or the
+	// plan was aborted).
 	Status              string                  `json:"status"`
 	Reason              string                  `json:"reason,omitempty"`
 	StartTime           *time.Time              `json:"startTime,omitempty"`
 	EndTime             *time.Time              `json:"endTime,omitempty"`
 	DeviceJobStatistics hub.DeviceJobStatistics `json:"deviceJobStatistics"`
 	Success             *SuccessReport          `json:"success,omitempty"`
-	Devices             []DeviceResult          `json:"devices"`
+	// Batches are the rollout batches (steps with a rollout or abort
+	// thresholds), Abort how the step measured against its thresholds.
+	Batches []BatchReport  `json:"batches,omitempty"`
+	Abort   *AbortReport   `json:"abort,omitempty"`
+	Devices []DeviceResult `json:"devices"`
 }
 
 // SuccessReport is how a step measured against its success criteria.

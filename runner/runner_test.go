@@ -43,8 +43,14 @@ groups:
 // newHub is an engine on SQLite with the fleet above as in-process devices.
 func newHub(t *testing.T, clk clock.Clock) hub.Client {
 	t.Helper()
+	return newFleetHub(t, clk, fleetYAML)
+}
+
+// newFleetHub is newHub with another fleet.
+func newFleetHub(t *testing.T, clk clock.Clock, fleet string) hub.Client {
+	t.Helper()
 	ctx := context.Background()
-	fl, diags := simulate.Parse("fleet.yaml", []byte(fleetYAML))
+	fl, diags := simulate.Parse("fleet.yaml", []byte(fleet))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
@@ -203,20 +209,6 @@ func TestApply(t *testing.T) {
 				tc.check(t, rep)
 			}
 		})
-	}
-}
-
-func TestApplyRefusesUnsupported(t *testing.T) {
-	p := parse(t, header+`  - name: wave
-    query: "*"
-    method: {name: lockDoor}
-    rollout: {batches: ["10%", "100%"]}
-`)
-	r := &runner.Runner{Hub: newHub(t, clock.Real()), Clock: clock.Real()}
-	_, err := r.Apply(t.Context(), p)
-	var u *runner.UnsupportedError
-	if !errors.As(err, &u) || u.Step != "wave" {
-		t.Fatalf("err %v, want UnsupportedError for step wave", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package clock
 
 import (
 	"container/heap"
+	"context"
 	"sync"
 	"time"
 )
@@ -18,12 +19,13 @@ type Virtual struct {
 	now    time.Time
 	seq    uint64
 	timers timerHeap
+	armed  chan struct{} // closed and replaced whenever a timer is armed
 }
 
 var _ Clock = (*Virtual)(nil)
 
 // NewVirtual returns a Virtual clock reading start.
-func NewVirtual(start time.Time) *Virtual { return &Virtual{now: start} }
+func NewVirtual(start time.Time) *Virtual { return &Virtual{now: start, armed: make(chan struct{})} }
 
 // Now returns the clock's current time.
 func (v *Virtual) Now() time.Time {
@@ -68,6 +70,28 @@ func (v *Virtual) Peek() (t time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return v.timers[0].when, true
+}
+
+// WaitTimer waits until a timer due at exactly t is pending, or ctx ends.
+// A test driving code that sleeps on the clock waits for the sleep it
+// expects before it moves the clock, without polling.
+func (v *Virtual) WaitTimer(ctx context.Context, t time.Time) error {
+	for {
+		v.mu.Lock()
+		for _, tm := range v.timers {
+			if tm.when.Equal(t) {
+				v.mu.Unlock()
+				return nil
+			}
+		}
+		armed := v.armed
+		v.mu.Unlock()
+		select {
+		case <-armed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // AdvanceTo moves the clock to t, firing in time order every timer due at
@@ -147,6 +171,10 @@ func (t *vtimer) Reset(d time.Duration) bool {
 		run = t.fireLocked(v.now)
 	} else {
 		heap.Push(&v.timers, t)
+		if v.armed != nil {
+			close(v.armed)
+		}
+		v.armed = make(chan struct{})
 	}
 	v.mu.Unlock()
 	if run != nil {

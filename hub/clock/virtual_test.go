@@ -359,3 +359,30 @@ func TestVirtualWithDeadlineParent(t *testing.T) {
 		t.Fatalf("context of a done parent: Err = %v", ctx2.Err())
 	}
 }
+
+func TestVirtualWaitTimer(t *testing.T) {
+	v := NewVirtual(t0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other := v.NewTimer(time.Hour) // pending, but not the one waited for
+	defer other.Stop()
+	armed := make(chan *Timer, 1)
+	go func() {
+		tm := v.NewTimer(10 * time.Minute)
+		armed <- &tm
+	}()
+	if err := v.WaitTimer(ctx, t0.Add(10*time.Minute)); err != nil {
+		t.Fatalf("WaitTimer: %v", err)
+	}
+	tm := <-armed
+	v.AdvanceTo(t0.Add(10 * time.Minute))
+	if got := <-(*tm).C(); !got.Equal(t0.Add(10 * time.Minute)) {
+		t.Fatalf("timer fired at %v", got)
+	}
+	// A timer that is never armed: WaitTimer ends with the context.
+	short, stop := context.WithCancel(context.Background())
+	stop()
+	if err := v.WaitTimer(short, t0.Add(time.Minute)); err == nil {
+		t.Fatal("WaitTimer for a timer never armed returned nil")
+	}
+}

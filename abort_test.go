@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotjobs/iotjobs/runner"
+)
+
+// TestAbortEndToEnd: on the embedded hub, with a fleet in which 10% of the
+// devices answer the method with 500, a step with abort at 5% after 50
+// devices stops, the next step does not run, the report and the JUnit
+// file say why, and apply exits 1.
+func TestAbortEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	fleet := filepath.Join(dir, "fleet.yaml")
+	planFile := filepath.Join(dir, "plan.yaml")
+	writeTestFile(t, fleet, `version: 1
+groups:
+  - ids: "dev-{n:03}"
+    count: 90
+    tags: {ring: broad}
+    methods:
+      reboot: {status: 200}
+  - ids: "dev-{n:02}-x"
+    count: 10
+    tags: {ring: broad}
+    methods:
+      reboot: {status: 500}
+`)
+	writeTestFile(t, planFile, `version: 1
+name: reboot-fleet
+steps:
+  - name: reboot
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    abort: {failureRate: 5%, minExecuted: 50}
+  - name: mark-rebooted
+    query: "tags.ring = 'broad'"
+    twin: {desired: {rebooted: true}}
+`)
+	rep, junit := filepath.Join(dir, "report.json"), filepath.Join(dir, "junit.xml")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	code, _, stderr := runCLI(t, ctx, "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet,
+		"--report", rep, "--junit", junit, planFile)
+	if code != 1 {
+		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
+	}
+	r := readReport(t, rep)
+	s := step(t, r, "reboot")
+	if s.Status != runner.StepAborted || s.Abort == nil || !s.Abort.Tripped || len(s.Devices) != 50 {
+		t.Fatalf("reboot step: %s %q abort %+v, %d devices", s.Status, s.Reason, s.Abort, len(s.Devices))
+	}
+	if next := step(t, r, "mark-rebooted"); next.Status != runner.StepSkipped || len(next.JobIDs) != 0 {
+		t.Errorf("mark-rebooted: %s %q", next.Status, next.Reason)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`type="aborted"`, "over the abort threshold", `<skipped message="the plan was aborted at step reboot">`, `name="dev-01-x"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JUnit lacks %q:\n%s", want, b)
+		}
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,338 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/plan"
+)
+
+// A step with a rollout or abort thresholds is run by the runner itself
+// rather than by one hub job, so that it works on any hub that speaks the
+// contract (Azure IoT Hub has neither): the runner fixes the step's
+// devices with one query, then runs them in batches, each batch as hub
+// jobs over an explicit device list (deviceId IN [...]), one job at a time,
+// and judges the abort thresholds after every job.
+
+const (
+	// maxConditionLen bounds the queryCondition of one job; the hub's query
+	// language takes at most 8,192 characters.
+	maxConditionLen = 7000
+)
+
+// controlled reports whether a step is run in batches by the runner.
+func controlled(s *plan.Step) bool { return s.Rollout != nil || s.Abort != nil }
+
+// Step statuses of controlled steps.
+const (
+	StepAborted = "aborted"
+)
+
+// BatchReport is one rollout batch of a step.
+type BatchReport struct {
+	// Target is the cumulative number of devices the batch brings the step
+	// to; Devices how many it ran itself.
+	Target    int        `json:"target"`
+	Devices   int        `json:"devices"`
+	JobIDs    []string   `json:"jobIds"`
+	StartTime *time.Time `json:"startTime,omitempty"`
+	EndTime   *time.Time `json:"endTime,omitempty"`
+}
+
+// AbortReport is how a step measured against its abort thresholds.
+type AbortReport struct {
+	FailureRate float64 `json:"failureRate"` // the threshold
+	MinExecuted int     `json:"minExecuted"`
+	Executed    int     `json:"executed"`
+	Failed      int     `json:"failed"`
+	Tripped     bool    `json:"tripped"`
+}
+
+// devicesOf returns the ids of the devices a step's query selects now.
+func (r *Runner) devicesOf(ctx context.Context, query string) ([]string, error) {
+	q := "SELECT deviceId FROM devices"
+	if strings.TrimSpace(query) != "*" {
+		q += " WHERE " + query
+	}
+	var ids []string
+	opts := hub.QueryOptions{PageSize: 1000}
+	for {
+		page, err := r.Hub.Query(ctx, q, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range page.Items {
+			var row struct {
+				DeviceID string `json:"deviceId"`
+			}
+			if err := json.Unmarshal(item, &row); err != nil {
+				return nil, fmt.Errorf("decode query row: %w", err)
+			}
+			ids = append(ids, row.DeviceID)
+		}
+		if page.Continuation == "" {
+			return ids, nil
+		}
+		opts.Continuation = page.Continuation
+	}
+}
+
+// batchTargets turns a rollout's batches into cumulative device counts
+// over n devices: percentages round up (1% of 20 devices is 1), counts are
+// capped at n, and a batch that adds nobody is dropped. Without a rollout
+// there is one batch of everything.
+func batchTargets(ro *plan.Rollout, n int) []int {
+	if ro == nil || len(ro.Batches) == 0 {
+		return []int{n}
+	}
+	var out []int
+	prev := 0
+	for _, b := range ro.Batches {
+		t := b.Count
+		if b.Percent > 0 {
+			t = int(math.Ceil(b.Percent / 100 * float64(n)))
+		}
+		t = min(t, n)
+		if t > prev {
+			out = append(out, t)
+			prev = t
+		}
+	}
+	return out
+}
+
+// take returns the first devices of ids for one job: at most size (0: no
+// bound) and few enough that the job's condition fits the query language.
+func take(ids []string, size int) []string {
+	length := 0
+	for i, id := range ids {
+		length += len(quote(id)) + 4 // 'id', plus ", "
+		if i > 0 && (length > maxConditionLen || (size > 0 && i >= size)) {
+			return ids[:i]
+		}
+	}
+	return ids
+}
+
+// jobSize is how many devices the next job of a step takes, executed
+// having run so far out of n: with abort thresholds, first just enough to
+// reach minExecuted, where they start to apply, then about 5% of the
+// step's devices (at least 10), so that an abort stops the step soon;
+// with maxPerMinute, at most that many (one such job a minute).
+func jobSize(s *plan.Step, executed, n int) int {
+	size := 0
+	if a := s.Abort; a != nil {
+		size = max(10, (n+19)/20)
+		if executed < a.MinExecuted {
+			size = a.MinExecuted - executed
+		}
+	}
+	if s.Rollout != nil && s.Rollout.MaxPerMinute > 0 {
+		size = minPositive(size, s.Rollout.MaxPerMinute)
+	}
+	return size
+}
+
+// inCondition is the job condition selecting exactly ids.
+func inCondition(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = "'" + quote(id) + "'"
+	}
+	return "deviceId IN [" + strings.Join(q, ", ") + "]"
+}
+
+// runControlled runs a step with a rollout or abort thresholds. It fills
+// sr; aborted is true when the abort thresholds stopped it.
+func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, planStart time.Time, sr *StepReport) (aborted bool, err error) {
+	start, err := startTime(s, planStart, r.Clock.Now())
+	if err != nil {
+		return false, err
+	}
+	if err := r.sleepUntil(ctx, start); err != nil {
+		return false, r.interrupted(sr, "", err)
+	}
+	ids, err := r.devicesOf(ctx, s.Query)
+	if err != nil {
+		return false, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
+	}
+	if s.Abort != nil {
+		sr.Abort = &AbortReport{FailureRate: s.Abort.FailureRate, MinExecuted: s.Abort.MinExecuted}
+	}
+	sr.Batches = []BatchReport{}
+	stats := &sr.DeviceJobStatistics
+	done := 0
+	for bi, target := range batchTargets(s.Rollout, len(ids)) {
+		if bi > 0 && s.Rollout.Pause > 0 {
+			if err := r.sleepUntil(ctx, r.Clock.Now().Add(s.Rollout.Pause)); err != nil {
+				return false, r.interrupted(sr, "", err)
+			}
+		}
+		br := BatchReport{Target: target, Devices: target - done, JobIDs: []string{}}
+		for next := done; next < target; {
+			group := take(ids[next:target], jobSize(s, len(sr.Devices), len(ids)))
+			next += len(group)
+			// maxPerMinute: a job of at most that many devices starts no
+			// sooner than a minute after the previous one.
+			jobStart := r.Clock.Now()
+			job, err := r.runJob(ctx, p, s, inCondition(group), jobStart, sr)
+			if job != nil {
+				br.JobIDs = append(br.JobIDs, job.JobID)
+				if br.StartTime == nil && job.StartTime != nil {
+					t := job.StartTime.Time
+					br.StartTime = &t
+				}
+				if job.EndTime != nil {
+					t := job.EndTime.Time
+					br.EndTime = &t
+				}
+			}
+			if err != nil {
+				sr.Batches = append(sr.Batches, br)
+				return false, err
+			}
+			if job.Status != hub.JobCompleted {
+				sr.Batches = append(sr.Batches, br)
+				sr.Status = string(job.Status)
+				sr.Reason = fmt.Sprintf("job %s ended %s: %s", job.JobID, job.Status, job.FailureReason)
+				return false, nil
+			}
+			if s.Abort != nil && r.tripped(s.Abort, sr) {
+				sr.Batches = append(sr.Batches, br)
+				sr.Status = StepAborted
+				sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%), over the abort threshold of %.1f%% (checked from %d devices on); %d devices were not started",
+					sr.Abort.Failed, sr.Abort.Executed, 100*float64(sr.Abort.Failed)/float64(sr.Abort.Executed),
+					100*s.Abort.FailureRate, s.Abort.MinExecuted, len(ids)-sr.Abort.Executed)
+				return true, nil
+			}
+			if s.Rollout != nil && s.Rollout.MaxPerMinute > 0 {
+				if err := r.sleepUntil(ctx, jobStart.Add(time.Minute)); err != nil {
+					sr.Batches = append(sr.Batches, br)
+					return false, r.interrupted(sr, "", err)
+				}
+			}
+		}
+		sr.Batches = append(sr.Batches, br)
+		done = target
+	}
+	stats.DeviceCount = len(sr.Devices)
+	sr.Status = string(hub.JobCompleted)
+	if done < len(ids) {
+		sr.Reason = fmt.Sprintf("the rollout's last batch ends at %d of the %d matched devices", done, len(ids))
+	}
+	judge(s, sr)
+	return false, nil
+}
+
+func minPositive(a, b int) int {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// tripped counts the step's results so far against its abort thresholds.
+func (r *Runner) tripped(a *plan.Abort, sr *StepReport) bool {
+	ar := sr.Abort
+	ar.Executed, ar.Failed = len(sr.Devices), 0
+	for _, d := range sr.Devices {
+		if !d.Succeeded {
+			ar.Failed++
+		}
+	}
+	ar.Tripped = ar.Executed >= a.MinExecuted && ar.Executed > 0 &&
+		float64(ar.Failed)/float64(ar.Executed) > a.FailureRate
+	return ar.Tripped
+}
+
+// runJob creates one hub job of a step over condition, follows it to its
+// end and adds its devices and statistics to sr.
+func (r *Runner) runJob(ctx context.Context, p *plan.Plan, s *plan.Step, condition string, start time.Time, sr *StepReport) (*hub.Job, error) {
+	j := r.jobFor(p, s, start)
+	j.QueryCondition = condition
+	job, err := r.Hub.CreateJob(ctx, j)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: create job: %w", s.Name, err)
+	}
+	sr.JobIDs = append(sr.JobIDs, job.JobID)
+	if r.Observer != nil {
+		r.Observer.StepStarted(s, job.JobID)
+	}
+	job, err = r.follow(ctx, s, job, sr)
+	if err != nil {
+		return job, err
+	}
+	if sr.StartTime == nil && job.StartTime != nil {
+		t := job.StartTime.Time
+		sr.StartTime = &t
+	}
+	if job.EndTime != nil {
+		t := job.EndTime.Time
+		sr.EndTime = &t
+	}
+	if st := job.DeviceJobStatistics; st != nil {
+		sr.DeviceJobStatistics.SucceededCount += st.SucceededCount
+		sr.DeviceJobStatistics.FailedCount += st.FailedCount
+	}
+	devs, err := r.deviceResults(ctx, job.JobID)
+	if err != nil {
+		return job, fmt.Errorf("step %s: read device results of job %s: %w", s.Name, job.JobID, err)
+	}
+	sr.Devices = append(sr.Devices, devs...)
+	return job, nil
+}
+
+// follow watches a job until it has ended. When ctx ends first, the job is
+// cancelled and sr says so.
+func (r *Runner) follow(ctx context.Context, s *plan.Step, job *hub.Job, sr *StepReport) (*hub.Job, error) {
+	for !job.Status.Terminal() || (job.EndTime == nil && job.Status == hub.JobCancelled) {
+		next, err := r.Hub.WatchJob(ctx, job.JobID, job)
+		if err != nil {
+			if ctx.Err() != nil {
+				return job, r.interrupted(sr, job.JobID, ctx.Err())
+			}
+			return job, fmt.Errorf("step %s: follow job %s: %w", s.Name, job.JobID, err)
+		}
+		job = next
+		if r.Observer != nil {
+			r.Observer.JobChanged(s, job)
+		}
+	}
+	return job, nil
+}
+
+// interrupted records an interrupted step, cancelling its running hub job
+// if there is one, and returns err.
+func (r *Runner) interrupted(sr *StepReport, jobID string, err error) error {
+	sr.Status = string(hub.JobCancelled)
+	sr.Reason = "interrupted"
+	if jobID != "" {
+		r.cancel(jobID)
+		sr.Reason = "interrupted; the hub job was cancelled"
+	}
+	return err
+}
+
+// sleepUntil waits on the runner's clock until t, or until ctx ends.
+func (r *Runner) sleepUntil(ctx context.Context, t time.Time) error {
+	d := t.Sub(r.Clock.Now())
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := r.Clock.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,147 @@
+package runner_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/runner"
+)
+
+// rolloutFleet: 90 devices that answer reboot with 200 and 10 that answer
+// 500, spread among them in id order (dev-01-x sorts between dev-009 and
+// dev-010).
+const rolloutFleet = `
+version: 1
+groups:
+  - ids: "dev-{n:03}"
+    count: 90
+    tags: {ring: broad}
+    methods:
+      reboot: {status: 200}
+  - ids: "dev-{n:02}-x"
+    count: 10
+    tags: {ring: broad}
+    methods:
+      reboot: {status: 500}
+`
+
+// TestAbortStopsThePlan: with 10% of the devices failing, abort at 5%
+// after 50 devices stops the step after its first job and skips the step
+// after it; the report says why.
+func TestAbortStopsThePlan(t *testing.T) {
+	h := newFleetHub(t, clock.Real(), rolloutFleet)
+	p := parse(t, header+`  - name: reboot
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    abort: {failureRate: 5%, minExecuted: 50}
+  - name: after-reboot
+    query: "tags.ring = 'broad'"
+    twin: {desired: {rebooted: true}}
+`)
+	r := &runner.Runner{Hub: h, Clock: clock.Real()}
+	rep, err := r.Apply(t.Context(), p)
+	var failed *runner.StepFailedError
+	if !errors.As(err, &failed) || rep.Status != runner.StatusFailed {
+		t.Fatalf("Apply: %v, report %s; want the plan failed", err, rep.Status)
+	}
+	s := rep.Steps[0]
+	if s.Status != runner.StepAborted || s.Abort == nil || !s.Abort.Tripped || !strings.Contains(s.Reason, "abort") {
+		t.Fatalf("step: status %s reason %q abort %+v", s.Status, s.Reason, s.Abort)
+	}
+	// The first job holds the first 50 devices (minExecuted): 4 of them
+	// fail, 8% > 5%, so nothing after it runs.
+	if s.Abort.Executed != 50 || s.Abort.Failed != 4 || len(s.Devices) != 50 || len(s.JobIDs) != 1 {
+		t.Errorf("executed %d failed %d devices %d jobs %d; want 50, 4, 50, 1", s.Abort.Executed, s.Abort.Failed, len(s.Devices), len(s.JobIDs))
+	}
+	if next := rep.Steps[1]; next.Status != runner.StepSkipped || !strings.Contains(next.Reason, "aborted at step reboot") || len(next.JobIDs) != 0 {
+		t.Errorf("later step: %s %q jobs %v", next.Status, next.Reason, next.JobIDs)
+	}
+}
+
+// TestAbortNotTripped: under the threshold the step runs every device in
+// jobs of about 5% after the first minExecuted.
+func TestAbortNotTripped(t *testing.T) {
+	h := newFleetHub(t, clock.Real(), rolloutFleet)
+	p := parse(t, header+`  - name: reboot
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    abort: {failureRate: 20%, minExecuted: 50}
+    success: {minSuccessRate: 85%}
+`)
+	rep, err := (&runner.Runner{Hub: h, Clock: clock.Real()}).Apply(t.Context(), p)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	s := rep.Steps[0]
+	// 50, then 10 per job: 6 jobs.
+	if s.Status != string(hub.JobCompleted) || s.Abort.Tripped || len(s.Devices) != 100 || len(s.JobIDs) != 6 ||
+		s.DeviceJobStatistics.DeviceCount != 100 || s.Success == nil || !s.Success.Met {
+		t.Fatalf("step %s %q: %d devices in %d jobs, abort %+v, success %+v", s.Status, s.Reason, len(s.Devices), len(s.JobIDs), s.Abort, s.Success)
+	}
+}
+
+// TestRolloutBatches: cumulative batches of 10%, 50% and 100% run as
+// their own jobs, the pause between them on the runner's clock.
+func TestRolloutBatches(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := newFleetHub(t, clk, rolloutFleet)
+	p := parse(t, header+`  - name: wave
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    rollout: {batches: ["10%", "50%", "100%"], pause: 10m}
+    success: {minSuccessRate: 0%}
+`)
+	r := &runner.Runner{Hub: h, Clock: clk}
+	done := make(chan *runner.Report, 1)
+	go func() {
+		rep, _ := r.Apply(t.Context(), p)
+		done <- rep
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// The jobs run at the clock's current time, which stands still until
+	// the pause: each pause is a timer 10 minutes after the batch before.
+	for i, at := range []time.Time{t0.Add(10 * time.Minute), t0.Add(20 * time.Minute)} {
+		if err := clk.WaitTimer(ctx, at); err != nil {
+			t.Fatalf("pause %d never began: %v", i+1, err)
+		}
+		clk.AdvanceTo(at)
+	}
+	var rep *runner.Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("the rollout did not finish")
+	}
+	s := rep.Steps[0]
+	if rep.Status != runner.StatusSucceeded || len(s.Batches) != 3 || len(s.Devices) != 100 {
+		t.Fatalf("report %s, step %s %q, %d batches, %d devices", rep.Status, s.Status, s.Reason, len(s.Batches), len(s.Devices))
+	}
+	var sizes, targets []int
+	var starts []time.Time
+	for _, b := range s.Batches {
+		sizes, targets = append(sizes, b.Devices), append(targets, b.Target)
+		starts = append(starts, *b.StartTime)
+	}
+	if !slices.Equal(targets, []int{10, 50, 100}) || !slices.Equal(sizes, []int{10, 40, 50}) {
+		t.Errorf("batches: targets %v sizes %v, want 10, 50, 100 and 10, 40, 50", targets, sizes)
+	}
+	if !starts[0].Equal(t0) || !starts[1].Equal(t0.Add(10*time.Minute)) || !starts[2].Equal(t0.Add(20*time.Minute)) {
+		t.Errorf("batch starts %v, want 10 minutes apart from %v", starts, t0)
+	}
+	// Every device ran exactly once, in id order batch after batch.
+	seen := map[string]bool{}
+	for _, d := range s.Devices {
+		if seen[d.DeviceID] {
+			t.Errorf("device %s ran twice", d.DeviceID)
+		}
+		seen[d.DeviceID] = true
+	}
+}
