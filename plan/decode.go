@@ -119,12 +119,14 @@ var (
 	planFields     = []string{"version", "name", "description", "defaults", "steps", "vars"}
 	defaultsFields = []string{"maxExecutionTime", "responseTimeout", "connectTimeout"}
 	stepFields     = []string{"name", "description", "query", "after", "method", "twin", "start", "cron",
-		"maxExecutionTime", "rollout", "abort", "success"}
+		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed"}
 	methodFields  = []string{"name", "payload", "responseTimeout", "connectTimeout"}
 	twinFields    = []string{"etag", "desired", "tags"}
 	rolloutFields = []string{"batches", "pause", "maxPerMinute"}
 	abortFields   = []string{"failureRate", "minExecuted"}
 	successFields = []string{"minSuccessRate"}
+	retryFields   = []string{"attempts", "backoff", "on"}
+	verifyFields  = []string{"query", "timeout"}
 )
 
 func (d *decoder) decodePlan(root *diag.Node) {
@@ -260,8 +262,48 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 			}
 		}
 	}
+	if v := d.keep(obj.Get("retry")); v != nil {
+		if o, ok := d.object(v, retryFields...); ok {
+			s.Retry = &Retry{Range: v.Range(), Attempts: 1}
+			if a := d.keep(o.Get("attempts")); a != nil {
+				s.Retry.Attempts, _ = a.Int()
+			}
+			if b := d.keep(o.Get("backoff")); b != nil {
+				s.Retry.Backoff, _ = b.Duration()
+			}
+			if on := d.keep(o.Get("on")); on != nil {
+				s.Retry.On = []string{}
+				if items, ok := on.Items(); ok {
+					for _, it := range items {
+						if c, ok := d.keep(it).Text(); ok {
+							s.Retry.On = append(s.Retry.On, c)
+						}
+					}
+				}
+			} else {
+				s.Retry.On = []string{FailedClass, TimedOutClass, OfflineClass}
+			}
+		}
+	}
+	if v := d.keep(obj.Get("verify")); v != nil {
+		if o, ok := d.object(v, verifyFields...); ok {
+			s.Verify = &Verify{Range: v.Range(), Timeout: defaultVerifyTimeout}
+			if q := d.keep(o.Require("query", `give the condition each device must come to satisfy, e.g. query: "properties.reported.firmware = '2.4.1'"`)); q != nil {
+				s.Verify.Query, _ = q.Text()
+			}
+			if t := d.keep(o.Get("timeout")); t != nil {
+				s.Verify.Timeout, _ = t.Duration()
+			}
+		}
+	}
+	if v := d.keep(obj.Get("onlyPassed")); v != nil {
+		s.OnlyPassed, _ = v.Bool()
+	}
 	return s
 }
+
+// defaultVerifyTimeout is how long verify waits when the plan does not say.
+const defaultVerifyTimeout = 10 * time.Minute
 
 func (d *decoder) decodeMethod(n *diag.Node) *Method {
 	o, ok := d.object(n, methodFields...)

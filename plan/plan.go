@@ -77,7 +77,13 @@ type Step struct {
 	Rollout          *Rollout
 	Abort            *Abort
 	Success          *Success
-	Range            diag.Range
+	// Retry runs the devices that failed again; Verify is a condition
+	// each device's twin must come to satisfy; OnlyPassed limits the step
+	// to the devices that passed every step it is after.
+	Retry      *Retry
+	Verify     *Verify
+	OnlyPassed bool
+	Range      diag.Range
 
 	// path is the step's place in the file ("steps[2]"), for diagnostics.
 	path                string
@@ -163,6 +169,32 @@ type Success struct {
 	// MinSuccessRate is the fraction (0..1) of devices that must succeed.
 	MinSuccessRate float64
 	Range          diag.Range
+}
+
+// Failure classes a retry may take on.
+const (
+	FailedClass   = "failed"   // the device failed otherwise (e.g. a method answered non-2xx)
+	TimedOutClass = "timedOut" // the device did not answer in time
+	OfflineClass  = "offline"  // the device was not connected
+)
+
+// Retry runs a step's failed devices again, as new jobs over them.
+type Retry struct {
+	// Attempts is how many times more a device may be tried (at least 1).
+	Attempts int
+	// Backoff is the wait before each retry.
+	Backoff time.Duration
+	// On lists the failure classes retried (default: all three).
+	On    []string
+	Range diag.Range
+}
+
+// Verify is a post-condition: every device the step succeeded on must
+// satisfy Query (a twin query condition) within Timeout, or it fails.
+type Verify struct {
+	Query   string
+	Timeout time.Duration
+	Range   diag.Range
 }
 
 // Step returns the step with the given name, or nil.

@@ -358,3 +358,28 @@ func TestValidateCodeBuiltPlan(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestParseRetryVerify(t *testing.T) {
+	t.Parallel()
+	p, ds := Load("testdata/valid/retry-verify.yaml", testOptions()...)
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	fw, rb := p.Steps[0], p.Steps[1]
+	if r := fw.Retry; r == nil || r.Attempts != 2 || r.Backoff != time.Minute || len(r.On) != 1 || r.On[0] != OfflineClass {
+		t.Errorf("firmware retry %+v", fw.Retry)
+	}
+	if v := fw.Verify; v == nil || v.Query != "properties.reported.firmware = '2.4.1'" || v.Timeout != 15*time.Minute {
+		t.Errorf("firmware verify %+v", fw.Verify)
+	}
+	if fw.OnlyPassed || !rb.OnlyPassed {
+		t.Errorf("onlyPassed: firmware %v reboot %v", fw.OnlyPassed, rb.OnlyPassed)
+	}
+	// Defaults: every failure class, no backoff; verify waits 10 minutes.
+	if r := rb.Retry; r == nil || r.Attempts != 3 || r.Backoff != 0 || len(r.On) != 3 {
+		t.Errorf("reboot retry %+v", rb.Retry)
+	}
+	if v := rb.Verify; v == nil || v.Timeout != 10*time.Minute {
+		t.Errorf("reboot verify %+v", rb.Verify)
+	}
+}

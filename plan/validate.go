@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -288,6 +289,61 @@ func (v *validator) step(i int, s *Step) {
 	}
 	if su := s.Success; su != nil {
 		v.checkFraction(path+".success.minSuccessRate", su.Range, su.MinSuccessRate)
+	}
+	if rt := s.Retry; rt != nil {
+		v.retry(path+".retry", rt)
+	}
+	if vf := s.Verify; vf != nil {
+		if vf.Query == "" {
+			if v.present(path + ".verify.query") {
+				v.errorf(path+".verify.query", vf.Range, "verify query is empty").
+					Hint(`give the condition each device must come to satisfy, e.g. "properties.reported.firmware = '2.4.1'"`)
+			}
+		} else {
+			v.checkQuery(path+".verify.query", vf.Range, vf.Query)
+		}
+		if vf.Timeout <= 0 && !v.reported[path+".verify.timeout"] {
+			v.errorf(path+".verify.timeout", vf.Range, "verify timeout must be positive").
+				Hint("give how long devices have to converge, e.g. timeout: 15m")
+		}
+	}
+	if s.OnlyPassed && len(s.After) == 0 {
+		v.errorf(path+".onlyPassed", r, "onlyPassed needs a step to be after").
+			Hint("add after: [a step name]; onlyPassed runs this step on the devices that passed it")
+	}
+}
+
+// retryClasses are the failure classes retry.on accepts.
+var retryClasses = []string{FailedClass, TimedOutClass, OfflineClass}
+
+func (v *validator) retry(path string, rt *Retry) {
+	if rt.Attempts < 1 || rt.Attempts > 10 {
+		if !v.reported[path+".attempts"] {
+			v.errorf(path+".attempts", rt.Range, "attempts %d is out of range", rt.Attempts).
+				Hint("retry a failed device 1 to 10 more times")
+		}
+	}
+	if rt.Backoff < 0 {
+		v.errorf(path+".backoff", rt.Range, "backoff %v is negative", rt.Backoff).Hint("wait e.g. backoff: 1m before each retry")
+	}
+	if rt.On != nil && len(rt.On) == 0 && v.present(path+".on") {
+		v.errorf(path+".on", rt.Range, "retry.on is empty").Hint("list the failures to retry: failed, timedOut, offline; or remove on for all three")
+	}
+	seen := map[string]bool{}
+	for i, c := range rt.On {
+		p := fmt.Sprintf("%s.on[%d]", path, i)
+		switch {
+		case !slices.Contains(retryClasses, c):
+			e := v.errorf(p, rt.Range, "unknown failure class %q", c)
+			if m := diag.Suggest(c, retryClasses); m != "" {
+				e.Hint("did you mean %q? retry.on takes failed, timedOut and offline", m)
+			} else {
+				e.Hint("retry.on takes failed, timedOut and offline")
+			}
+		case seen[c]:
+			v.errorf(p, rt.Range, "failure class %q is listed twice", c).Hint("list each class once")
+		}
+		seen[c] = true
 	}
 }
 

@@ -67,6 +67,7 @@ type StepReport struct {
 	// thresholds), Abort how the step measured against its thresholds.
 	Batches []BatchReport  `json:"batches,omitempty"`
 	Abort   *AbortReport   `json:"abort,omitempty"`
+	Retries []RetryReport  `json:"retries,omitempty"`
 	Devices []DeviceResult `json:"devices"`
 }
 
@@ -86,6 +87,9 @@ type DeviceResult struct {
 	Succeeded bool                  `json:"succeeded"`
 	Outcome   *hub.DeviceJobOutcome `json:"outcome,omitempty"`
 	Error     *hub.DeviceJobError   `json:"error,omitempty"`
+	// Verified says whether the device came to satisfy the step's verify
+	// condition (absent without verify, or when the device failed before).
+	Verified *bool `json:"verified,omitempty"`
 }
 
 // WriteJSON writes the report as indented JSON.

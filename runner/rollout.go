@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,8 +26,11 @@ const (
 	maxConditionLen = 7000
 )
 
-// controlled reports whether a step is run in batches by the runner.
-func controlled(s *plan.Step) bool { return s.Rollout != nil || s.Abort != nil }
+// controlled reports whether a step is run by the runner over explicit
+// device lists rather than as one hub job over its query.
+func controlled(s *plan.Step) bool {
+	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed
+}
 
 // Step statuses of controlled steps.
 const (
@@ -149,7 +153,9 @@ func inCondition(ids []string) string {
 
 // runControlled runs a step with a rollout or abort thresholds. It fills
 // sr; aborted is true when the abort thresholds stopped it.
-func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, planStart time.Time, sr *StepReport) (aborted bool, err error) {
+//
+// only, when not nil, limits the step to those devices (onlyPassed).
+func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, planStart time.Time, only map[string]bool, sr *StepReport) (aborted bool, err error) {
 	start, err := startTime(s, planStart, r.Clock.Now())
 	if err != nil {
 		return false, err
@@ -160,6 +166,15 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	ids, err := r.devicesOf(ctx, s.Query)
 	if err != nil {
 		return false, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
+	}
+	if only != nil {
+		kept := ids[:0:0]
+		for _, id := range ids {
+			if only[id] {
+				kept = append(kept, id)
+			}
+		}
+		ids = kept
 	}
 	if s.Abort != nil {
 		sr.Abort = &AbortReport{FailureRate: s.Abort.FailureRate, MinExecuted: s.Abort.MinExecuted}
@@ -220,13 +235,153 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		sr.Batches = append(sr.Batches, br)
 		done = target
 	}
+	if s.Retry != nil {
+		if err := r.retry(ctx, p, s, sr); err != nil {
+			return false, err
+		}
+	}
+	if s.Verify != nil {
+		if err := r.verify(ctx, s, sr); err != nil {
+			return false, err
+		}
+	}
 	stats.DeviceCount = len(sr.Devices)
+	stats.SucceededCount, stats.FailedCount = 0, 0
+	for _, d := range sr.Devices {
+		if d.Status == string(hub.DeviceJobCompleted) {
+			stats.SucceededCount++
+		} else {
+			stats.FailedCount++
+		}
+	}
 	sr.Status = string(hub.JobCompleted)
 	if done < len(ids) {
 		sr.Reason = fmt.Sprintf("the rollout's last batch ends at %d of the %d matched devices", done, len(ids))
 	}
 	judge(s, sr)
 	return false, nil
+}
+
+// RetryReport is one retry round of a step.
+type RetryReport struct {
+	Attempt int      `json:"attempt"`
+	Devices int      `json:"devices"`
+	JobIDs  []string `json:"jobIds"`
+}
+
+// failureClass sorts a device that did not succeed into a retry class.
+func failureClass(d DeviceResult) string {
+	if d.Error != nil {
+		switch d.Error.Code {
+		case hub.CodeDeviceNotOnline:
+			return plan.OfflineClass
+		case hub.CodeGatewayTimeout, "JobMaxExecutionTimeExceeded":
+			return plan.TimedOutClass
+		}
+	}
+	return plan.FailedClass
+}
+
+// retry runs the step's failed devices of the retried classes again, as
+// new jobs over them, up to the attempts allowed, waiting the backoff
+// before each round; a device's latest result replaces its earlier one.
+func (r *Runner) retry(ctx context.Context, p *plan.Plan, s *plan.Step, sr *StepReport) error {
+	rt := s.Retry
+	for attempt := 1; attempt <= rt.Attempts; attempt++ {
+		at := map[string]int{}
+		var ids []string
+		for i, d := range sr.Devices {
+			if !d.Succeeded && slices.Contains(rt.On, failureClass(d)) {
+				at[d.DeviceID] = i
+				ids = append(ids, d.DeviceID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := r.sleepUntil(ctx, r.Clock.Now().Add(rt.Backoff)); err != nil {
+			return r.interrupted(sr, "", err)
+		}
+		round := RetryReport{Attempt: attempt, Devices: len(ids), JobIDs: []string{}}
+		for len(ids) > 0 {
+			group := take(ids, 0)
+			ids = ids[len(group):]
+			res := &StepReport{}
+			_, err := r.runJob(ctx, p, s, inCondition(group), r.Clock.Now(), res)
+			sr.JobIDs = append(sr.JobIDs, res.JobIDs...)
+			round.JobIDs = append(round.JobIDs, res.JobIDs...)
+			if err != nil {
+				sr.Retries = append(sr.Retries, round)
+				return err
+			}
+			for _, d := range res.Devices {
+				if i, ok := at[d.DeviceID]; ok {
+					sr.Devices[i] = d
+				}
+			}
+			if res.EndTime != nil {
+				sr.EndTime = res.EndTime
+			}
+		}
+		sr.Retries = append(sr.Retries, round)
+	}
+	return nil
+}
+
+// verify waits, up to the step's verify timeout, for every device the
+// step succeeded on to satisfy the verify condition, asking the hub every
+// twentieth of the timeout (1 to 30 s); devices that never do fail.
+func (r *Runner) verify(ctx context.Context, s *plan.Step, sr *StepReport) error {
+	v := s.Verify
+	deadline := r.Clock.Now().Add(v.Timeout)
+	interval := min(max(v.Timeout/20, time.Second), 30*time.Second)
+	waiting := map[string]int{}
+	for i, d := range sr.Devices {
+		if d.Succeeded {
+			waiting[d.DeviceID] = i
+		}
+	}
+	for {
+		var ids []string
+		for _, d := range sr.Devices {
+			if _, ok := waiting[d.DeviceID]; ok {
+				ids = append(ids, d.DeviceID)
+			}
+		}
+		for len(ids) > 0 {
+			group := take(ids, 0)
+			ids = ids[len(group):]
+			ok, err := r.devicesOf(ctx, "("+v.Query+") AND "+inCondition(group))
+			if err != nil {
+				return fmt.Errorf("step %s: verify: %w", s.Name, err)
+			}
+			for _, id := range ok {
+				if i, found := waiting[id]; found {
+					t := true
+					sr.Devices[i].Verified = &t
+					delete(waiting, id)
+				}
+			}
+		}
+		if len(waiting) == 0 || !r.Clock.Now().Before(deadline) {
+			break
+		}
+		next := r.Clock.Now().Add(interval)
+		if next.After(deadline) {
+			next = deadline
+		}
+		if err := r.sleepUntil(ctx, next); err != nil {
+			return r.interrupted(sr, "", err)
+		}
+	}
+	for _, i := range waiting {
+		f := false
+		d := &sr.Devices[i]
+		d.Verified, d.Succeeded = &f, false
+		d.Error = &hub.DeviceJobError{Code: "VerifyTimeout",
+			Description: fmt.Sprintf("the twin did not satisfy %q within %s", v.Query, v.Timeout)}
+	}
+	return nil
 }
 
 func minPositive(a, b int) int {

@@ -57,6 +57,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	}
 	planStart := rep.StartedAt
 	ok := map[string]bool{}
+	passed := map[string]map[string]bool{} // step → devices that passed it
 	var failed []string
 	var runErr error
 	abortedAt := ""
@@ -78,8 +79,12 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 		}
 		var err error
 		if controlled(s) {
+			var only map[string]bool
+			if s.OnlyPassed {
+				only = passedAll(s.After, passed)
+			}
 			var aborted bool
-			aborted, err = r.runControlled(ctx, p, s, planStart, sr)
+			aborted, err = r.runControlled(ctx, p, s, planStart, only, sr)
 			if aborted {
 				abortedAt = s.Name
 			}
@@ -102,6 +107,12 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 		default:
 			failed = append(failed, s.Name)
 		}
+		passed[s.Name] = map[string]bool{}
+		for _, d := range sr.Devices {
+			if d.Succeeded {
+				passed[s.Name][d.DeviceID] = true
+			}
+		}
 	}
 	rep.FinishedAt = r.Clock.Now().UTC()
 	switch {
@@ -119,6 +130,26 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	}
 	rep.Status = StatusSucceeded
 	return rep, nil
+}
+
+// passedAll is the set of devices that passed every one of steps.
+func passedAll(steps []string, passed map[string]map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for i, name := range steps {
+		for id := range passed[name] {
+			if i == 0 {
+				out[id] = true
+			}
+		}
+		if i > 0 {
+			for id := range out {
+				if !passed[name][id] {
+					delete(out, id)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // blockers returns the steps s runs after that did not succeed.

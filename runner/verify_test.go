@@ -1,0 +1,142 @@
+package runner_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/runner"
+)
+
+// convergeFleet: 8 devices echo a desired patch into their reported
+// properties 30 s later; 2 never do.
+const convergeFleet = `
+version: 1
+groups:
+  - ids: "ok-{n}"
+    count: 8
+    tags: {ring: r}
+    desired: {report: true, delay: 30s}
+    methods:
+      reboot: {status: 200}
+  - ids: "stuck-{n}"
+    count: 2
+    tags: {ring: r}
+    methods:
+      reboot: {status: 200}
+`
+
+// TestVerifyThenOnlyPassed: verify waits on the clock for the reported
+// firmware, fails the devices that never report it, and the next step
+// with onlyPassed runs on exactly the devices that passed.
+func TestVerifyThenOnlyPassed(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := newFleetHub(t, clk, convergeFleet)
+	p := parse(t, header+`  - name: firmware
+    query: "tags.ring = 'r'"
+    twin: {desired: {firmware: "2.4.1"}}
+    verify: {query: "properties.reported.firmware = '2.4.1'", timeout: 5m}
+    success: {minSuccessRate: 50%}
+  - name: reboot
+    query: "tags.ring = 'r'"
+    method: {name: reboot}
+    onlyPassed: true
+`)
+	r := &runner.Runner{Hub: h, Clock: clk}
+	done := make(chan *runner.Report, 1)
+	go func() {
+		rep, _ := r.Apply(t.Context(), p)
+		done <- rep
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// verify asks every 15 s (a twentieth of 5 minutes) until the timeout.
+	for at := t0.Add(15 * time.Second); !at.After(t0.Add(5 * time.Minute)); at = at.Add(15 * time.Second) {
+		if err := clk.WaitTimer(ctx, at); err != nil {
+			t.Fatalf("no verify poll at %v: %v", at.Sub(t0), err)
+		}
+		clk.AdvanceTo(at)
+	}
+	var rep *runner.Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("the plan did not finish")
+	}
+	fw, rb := rep.Steps[0], rep.Steps[1]
+	verified := map[string]bool{}
+	for _, d := range fw.Devices {
+		switch {
+		case d.Verified == nil:
+			t.Errorf("%s: no verify result", d.DeviceID)
+		case *d.Verified && d.Succeeded:
+			verified[d.DeviceID] = true
+		case !*d.Verified && (d.Succeeded || d.Error == nil || d.Error.Code != "VerifyTimeout"):
+			t.Errorf("%s: not verified but %+v", d.DeviceID, d)
+		}
+	}
+	if len(verified) != 8 || verified["stuck-1"] || verified["stuck-2"] {
+		t.Errorf("verified %v, want the 8 ok devices", verified)
+	}
+	if fw.Status != string(hub.JobCompleted) || fw.Success == nil || fw.Success.SuccessRate != 0.8 {
+		t.Errorf("firmware step %s %q success %+v", fw.Status, fw.Reason, fw.Success)
+	}
+	if rb.Status != string(hub.JobCompleted) || len(rb.Devices) != 8 {
+		t.Fatalf("reboot step %s %q on %d devices, want the 8 that passed", rb.Status, rb.Reason, len(rb.Devices))
+	}
+	for _, d := range rb.Devices {
+		if !verified[d.DeviceID] {
+			t.Errorf("reboot ran on %s, which did not pass", d.DeviceID)
+		}
+	}
+	if rep.Status != runner.StatusSucceeded {
+		t.Errorf("report %s", rep.Status)
+	}
+}
+
+// TestRetry: devices whose method fails half the time are retried until
+// they succeed or the attempts run out; each round retries exactly the
+// devices still failing, and a device's latest result is the one kept.
+func TestRetry(t *testing.T) {
+	h := newFleetHub(t, clock.Real(), `
+version: 1
+seed: 3
+groups:
+  - ids: "f-{n:02}"
+    count: 20
+    tags: {ring: r}
+    methods:
+      flaky: {status: 200, failureRate: 50%, failureStatus: 500}
+`)
+	p := parse(t, header+`  - name: flaky
+    query: "tags.ring = 'r'"
+    method: {name: flaky}
+    retry: {attempts: 8, on: [failed]}
+`)
+	rep, err := (&runner.Runner{Hub: h, Clock: clock.Real()}).Apply(t.Context(), p)
+	s := rep.Steps[0]
+	if len(s.Retries) == 0 {
+		t.Fatalf("no retries (%v): %+v", err, s)
+	}
+	failing := 0
+	for _, d := range s.Devices {
+		if !d.Succeeded {
+			failing++
+		}
+	}
+	for i, rr := range s.Retries {
+		if i > 0 && rr.Devices > s.Retries[i-1].Devices {
+			t.Errorf("retry %d has more devices (%d) than the one before (%d)", rr.Attempt, rr.Devices, s.Retries[i-1].Devices)
+		}
+	}
+	if len(s.Devices) != 20 || (failing == 0) != (err == nil) {
+		t.Errorf("%d devices, %d failing after %d rounds, err %v", len(s.Devices), failing, len(s.Retries), err)
+	}
+	if failing > 0 && len(s.Retries) != 8 {
+		t.Errorf("devices still failing after %d of 8 rounds", len(s.Retries))
+	}
+	t.Logf("first round retried %d devices; %d rounds; %d still failing", s.Retries[0].Devices, len(s.Retries), failing)
+}
