@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/store/sqlite"
+	"github.com/iotjobs/iotjobs/plan"
+	"github.com/iotjobs/iotjobs/runner"
+	"github.com/iotjobs/iotjobs/simulate"
+)
+
+// virtualHub is an engine on SQLite with a fleet file's devices as
+// in-process devices, all on the clock clk: tags and initial reported
+// properties as the file gives them.
+func virtualHub(t *testing.T, clk clock.Clock, fleetFile string) *engine.Engine {
+	t.Helper()
+	ctx := context.Background()
+	fl, ds := simulate.Load(fleetFile)
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := simulate.NewBus(fl.Devices(), clk)
+	e := engine.New(st, bus, clk)
+	bus.SetEvents(e)
+	if err := e.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.Close()
+		st.Close()
+	})
+	for _, d := range fl.Devices() {
+		if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Reported) > 0 {
+			b, _ := json.Marshal(d.Reported)
+			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return e
+}
+
+// TestFirmwareRolloutExample runs examples/firmware-rollout.yaml on its
+// fleet in virtual time: batches of the declared sizes five minutes apart,
+// verify waiting for each device to report the firmware (the three stuck
+// devices never do), and the reboot on exactly the 60 devices that got it.
+func TestFirmwareRolloutExample(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
+	p, ds := plan.Load("examples/firmware-rollout.yaml")
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	done := make(chan *runner.Report, 1)
+	go func() {
+		rep, _ := (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
+		done <- rep
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// Two pauses, then verify's polls every 30 s for 15 minutes (the stuck
+	// devices keep it waiting to the end).
+	times := []time.Duration{5 * time.Minute, 10 * time.Minute}
+	for d := 10*time.Minute + 30*time.Second; d <= 25*time.Minute; d += 30 * time.Second {
+		times = append(times, d)
+	}
+	for _, d := range times {
+		if err := clk.WaitTimer(ctx, t0.Add(d)); err != nil {
+			t.Fatalf("nothing waits for %v: %v", d, err)
+		}
+		clk.AdvanceTo(t0.Add(d))
+	}
+	var rep *runner.Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("the plan did not finish")
+	}
+	fw, rb := rep.Steps[0], rep.Steps[1]
+	var targets []int
+	var starts []time.Duration
+	for _, b := range fw.Batches {
+		targets = append(targets, b.Target)
+		starts = append(starts, b.StartTime.Sub(t0))
+	}
+	if len(targets) != 3 || targets[0] != 7 || targets[1] != 32 || targets[2] != 63 {
+		t.Errorf("batch targets %v, want 7, 32, 63 (10%%, 50%%, 100%% of 63)", targets)
+	}
+	if len(starts) != 3 || starts[0] != 0 || starts[1] != 5*time.Minute || starts[2] != 10*time.Minute {
+		t.Errorf("batch starts %v, want 0, 5m, 10m", starts)
+	}
+	passed := map[string]bool{}
+	for _, d := range fw.Devices {
+		if d.Succeeded {
+			passed[d.DeviceID] = true
+		}
+	}
+	if len(passed) != 60 || passed["door-stuck-1"] || fw.Status != string(hub.JobCompleted) || fw.Abort.Tripped {
+		t.Errorf("set-firmware: %s %q, %d passed, abort %+v", fw.Status, fw.Reason, len(passed), fw.Abort)
+	}
+	if len(rb.Devices) != 60 || rb.Status != string(hub.JobCompleted) {
+		t.Fatalf("reboot: %s %q on %d devices, want the 60 that passed", rb.Status, rb.Reason, len(rb.Devices))
+	}
+	for _, d := range rb.Devices {
+		if !passed[d.DeviceID] || !d.Succeeded {
+			t.Errorf("reboot on %s: passed set-firmware %v, result %+v", d.DeviceID, passed[d.DeviceID], d)
+		}
+	}
+	if rep.Status != runner.StatusSucceeded {
+		t.Errorf("report status %s", rep.Status)
+	}
+}
