@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -63,7 +65,26 @@ func readReport(t *testing.T, path string) *runner.Report {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("report %s: %v\n%s", path, err, b)
 	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reportSchema(t).Validate(doc); err != nil {
+		t.Errorf("report %s does not match runner/report.schema.json: %v", path, err)
+	}
 	return &r
+}
+
+// reportSchema is the committed JSON Schema of reports.
+func reportSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	s, err := c.Compile("runner/report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func step(t *testing.T, r *runner.Report, name string) *runner.StepReport {

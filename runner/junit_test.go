@@ -26,10 +26,10 @@ func TestJUnitGolden(t *testing.T) {
 		ReportVersion: runner.ReportVersion, Plan: runner.PlanRef{Name: "firmware", File: "firmware.yaml"},
 		Hub: "embedded", Status: runner.StatusFailed, StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
 		Steps: []*runner.StepReport{
-			{Name: "canary", Type: "scheduleDeviceMethod", Status: "completed", StartTime: at(0), EndTime: at(30),
+			{Name: "canary", Type: "scheduleDeviceMethod", JobIDs: []string{"firmware-canary-1"}, Status: "completed", StartTime: at(0), EndTime: at(30),
 				DeviceJobStatistics: hub.DeviceJobStatistics{DeviceCount: 2, SucceededCount: 2},
 				Devices:             []runner.DeviceResult{{DeviceID: "d1", Status: "completed", Succeeded: true, Outcome: ok}, {DeviceID: "d2", Status: "completed", Succeeded: true, Outcome: ok}}},
-			{Name: "fleet", Type: "scheduleDeviceMethod", Status: runner.StepAborted, Reason: "2 of 3 devices failed (66.7%), over the abort threshold of 5.0% (checked from 3 devices on); 7 devices were not started",
+			{Name: "fleet", Type: "scheduleDeviceMethod", JobIDs: []string{"firmware-fleet-1"}, Status: runner.StepAborted, Reason: "2 of 3 devices failed (66.7%), over the abort threshold of 5.0% (checked from 3 devices on); 7 devices were not started",
 				StartTime: at(31), EndTime: at(90), DeviceJobStatistics: hub.DeviceJobStatistics{DeviceCount: 3, SucceededCount: 2, FailedCount: 1},
 				Abort: &runner.AbortReport{FailureRate: 0.05, MinExecuted: 3, Executed: 3, Failed: 2, Tripped: true},
 				Devices: []runner.DeviceResult{
@@ -37,9 +37,10 @@ func TestJUnitGolden(t *testing.T) {
 					{DeviceID: "d4 <&>", Status: "completed", Outcome: &hub.DeviceJobOutcome{DeviceMethodResponse: &hub.MethodResponse{Status: 500}}},
 					{DeviceID: "d5", Status: "failed", Error: &hub.DeviceJobError{Code: "DeviceNotOnline", Description: "Timed out waiting for device to connect."}},
 				}},
-			{Name: "verify", Type: "scheduleUpdateTwin", Status: runner.StepSkipped, Reason: "the plan was aborted at step fleet", Devices: []runner.DeviceResult{}},
+			{Name: "verify", Type: "scheduleUpdateTwin", JobIDs: []string{}, Status: runner.StepSkipped, Reason: "the plan was aborted at step fleet", Devices: []runner.DeviceResult{}},
 		},
 	}
+	checkSchema(t, rep)
 	var got bytes.Buffer
 	if err := rep.WriteJUnit(&got); err != nil {
 		t.Fatal(err)

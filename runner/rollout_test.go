@@ -46,6 +46,7 @@ func TestAbortStopsThePlan(t *testing.T) {
 `)
 	r := &runner.Runner{Hub: h, Clock: clock.Real()}
 	rep, err := r.Apply(t.Context(), p)
+	checkSchema(t, rep)
 	var failed *runner.StepFailedError
 	if !errors.As(err, &failed) || rep.Status != runner.StatusFailed {
 		t.Fatalf("Apply: %v, report %s; want the plan failed", err, rep.Status)
@@ -78,6 +79,7 @@ func TestAbortNotTripped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	checkSchema(t, rep)
 	s := rep.Steps[0]
 	// 50, then 10 per job: 6 jobs.
 	if s.Status != string(hub.JobCompleted) || s.Abort.Tripped || len(s.Devices) != 100 || len(s.JobIDs) != 6 ||
@@ -120,6 +122,7 @@ func TestRolloutBatches(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the rollout did not finish")
 	}
+	checkSchema(t, rep)
 	s := rep.Steps[0]
 	if rep.Status != runner.StatusSucceeded || len(s.Batches) != 3 || len(s.Devices) != 100 {
 		t.Fatalf("report %s, step %s %q, %d batches, %d devices", rep.Status, s.Status, s.Reason, len(s.Batches), len(s.Devices))

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 
@@ -22,7 +23,8 @@ type Runner struct {
 	Hub hub.Client
 	// Clock is the time source. Required.
 	Clock clock.Clock
-	// HubName goes into the report ("embedded", or the hub's host name).
+	// HubName goes into the report ("embedded", or the hub's host name;
+	// "unnamed" when empty).
 	HubName string
 	// Observer is told about progress; nil means none.
 	Observer Observer
@@ -51,7 +53,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	rep := &Report{
 		ReportVersion: ReportVersion,
 		Plan:          PlanRef{Name: p.Name, File: p.File, SHA256: p.SHA256},
-		Hub:           r.HubName,
+		Hub:           cmp.Or(r.HubName, "unnamed"),
 		StartedAt:     r.Clock.Now().UTC(),
 		Steps:         []*StepReport{},
 	}

@@ -195,6 +195,7 @@ func TestApply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &runner.Runner{Hub: newHub(t, clock.Real()), Clock: clock.Real(), HubName: "test"}
 			rep, err := r.Apply(t.Context(), parse(t, header+tc.steps))
+			checkSchema(t, rep)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err %v, want error %v", err, tc.wantErr)
 			}
@@ -240,6 +241,7 @@ func TestApplyFutureStartOnVirtualClock(t *testing.T) {
 	}
 	clk.AdvanceTo(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	rep := <-done
+	checkSchema(t, rep)
 	s := rep.Steps[0]
 	if rep.Status != runner.StatusSucceeded || s.StartTime == nil || !s.StartTime.Equal(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) {
 		t.Fatalf("report %s, step %+v", rep.Status, s)

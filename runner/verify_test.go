@@ -66,6 +66,7 @@ func TestVerifyThenOnlyPassed(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the plan did not finish")
 	}
+	checkSchema(t, rep)
 	fw, rb := rep.Steps[0], rep.Steps[1]
 	verified := map[string]bool{}
 	for _, d := range fw.Devices {
@@ -117,6 +118,7 @@ groups:
     retry: {attempts: 8, on: [failed]}
 `)
 	rep, err := (&runner.Runner{Hub: h, Clock: clock.Real()}).Apply(t.Context(), p)
+	checkSchema(t, rep)
 	s := rep.Steps[0]
 	if len(s.Retries) == 0 {
 		t.Fatalf("no retries (%v): %+v", err, s)
