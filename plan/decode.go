@@ -126,6 +126,7 @@ var (
 	abortFields   = []string{"failureRate", "minExecuted"}
 	successFields = []string{"minSuccessRate"}
 	retryFields   = []string{"attempts", "backoff", "on"}
+	cronFields    = []string{"schedule", "timezone", "concurrency", "startingDeadline"}
 	verifyFields  = []string{"query", "timeout"}
 )
 
@@ -234,8 +235,27 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 	if v := d.keep(obj.Get("start")); v != nil {
 		s.Start, _ = parseStart(v)
 	}
+	s.CronPolicy.Concurrency = ForbidOverlap
 	if v := d.keep(obj.Get("cron")); v != nil {
-		s.Cron, _ = v.Text()
+		if v.IsMapping() {
+			s.cronLong = true
+			if o, ok := d.object(v, cronFields...); ok {
+				if sc := d.keep(o.Require("schedule", `give the cron expression, e.g. schedule: "0 2 * * *"`)); sc != nil {
+					s.Cron, _ = sc.Text()
+				}
+				if tz := d.keep(o.Get("timezone")); tz != nil {
+					s.CronPolicy.Timezone, _ = tz.Text()
+				}
+				if c := d.keep(o.Get("concurrency")); c != nil {
+					s.CronPolicy.Concurrency, _ = c.Text()
+				}
+				if sd := d.keep(o.Get("startingDeadline")); sd != nil {
+					s.CronPolicy.StartingDeadline, _ = sd.Duration()
+				}
+			}
+		} else {
+			s.Cron, _ = v.Text()
+		}
 	}
 	if v := d.keep(obj.Get("maxExecutionTime")); v != nil {
 		s.MaxExecutionTime, s.maxExecutionTimeSet = v.Duration()

@@ -71,8 +71,9 @@ type Step struct {
 	// Cron is set. A step with neither starts now.
 	Start Start
 	// Cron is a standard 5-field cron expression; each occurrence runs the
-	// step once.
+	// step once. CronPolicy holds the long form's other fields.
 	Cron             string
+	CronPolicy       CronPolicy
 	MaxExecutionTime time.Duration
 	Rollout          *Rollout
 	Abort            *Abort
@@ -87,6 +88,7 @@ type Step struct {
 
 	// path is the step's place in the file ("steps[2]"), for diagnostics.
 	path                string
+	cronLong            bool
 	afterSet            bool
 	maxExecutionTimeSet bool
 }
@@ -169,6 +171,36 @@ type Success struct {
 	// MinSuccessRate is the fraction (0..1) of devices that must succeed.
 	MinSuccessRate float64
 	Range          diag.Range
+}
+
+// Overlap policies of a cron step (as Kubernetes CronJob's).
+const (
+	ForbidOverlap  = "forbid"  // an occurrence due while the last still runs is skipped
+	ReplaceOverlap = "replace" // it cancels the one still running
+	AllowOverlap   = "allow"   // both run
+)
+
+// CronPolicy is how a cron step's occurrences are placed and overlap.
+type CronPolicy struct {
+	// Timezone is the IANA zone the schedule is read in ("" is UTC).
+	Timezone string
+	// Concurrency is ForbidOverlap (the default), ReplaceOverlap or
+	// AllowOverlap.
+	Concurrency string
+	// StartingDeadline: an occurrence that cannot start within this long
+	// of its time is missed (0: no deadline).
+	StartingDeadline time.Duration
+}
+
+// Location is the zone the schedule is read in.
+func (c CronPolicy) Location() *time.Location {
+	if c.Timezone == "" {
+		return time.UTC
+	}
+	if loc, err := time.LoadLocation(c.Timezone); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 // Failure classes a retry may take on.

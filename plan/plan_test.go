@@ -383,3 +383,19 @@ func TestParseRetryVerify(t *testing.T) {
 		t.Errorf("reboot verify %+v", rb.Verify)
 	}
 }
+
+func TestParseCronLong(t *testing.T) {
+	t.Parallel()
+	p, ds := Load("testdata/valid/cron-long.yaml", testOptions()...)
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	sync, ping := p.Steps[0], p.Steps[1]
+	want := CronPolicy{Timezone: "Europe/Berlin", Concurrency: ReplaceOverlap, StartingDeadline: 10 * time.Minute}
+	if sync.Cron != "0 2 * * *" || sync.CronPolicy != want || sync.CronPolicy.Location().String() != "Europe/Berlin" {
+		t.Errorf("long form: %q %+v", sync.Cron, sync.CronPolicy)
+	}
+	if ping.Cron != "*/30 * * * *" || ping.CronPolicy != (CronPolicy{Concurrency: ForbidOverlap}) || ping.CronPolicy.Location() != time.UTC {
+		t.Errorf("short form: %q %+v", ping.Cron, ping.CronPolicy)
+	}
+}

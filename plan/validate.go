@@ -266,13 +266,37 @@ func (v *validator) step(i int, s *Step) {
 		v.keyErrorf(later, r, "start and cron cannot both be set").
 			Hint("use start for a one-off run, or cron for a repeating one")
 	}
+	cronPath := path + ".cron"
+	if s.cronLong {
+		cronPath += ".schedule"
+	}
 	if s.Cron != "" {
 		if err := checkCron(s.Cron); err != nil {
-			v.errorf(path+".cron", r, "invalid cron expression %q: %v", s.Cron, err).
+			v.errorf(cronPath, r, "invalid cron expression %q: %v", s.Cron, err).
 				Hint(`use 5 fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *" for 02:00 every day`)
 		}
-	} else if v.present(path+".cron") && v.d != nil {
-		v.errorf(path+".cron", r, "cron expression is empty").Hint(`e.g. "0 2 * * *"; remove cron to run once`)
+	} else if v.present(cronPath) && v.d != nil {
+		v.errorf(cronPath, r, "cron expression is empty").Hint(`e.g. "0 2 * * *"; remove cron to run once`)
+	}
+	if cp := s.CronPolicy; s.cronLong {
+		if cp.Timezone != "" {
+			if _, err := time.LoadLocation(cp.Timezone); err != nil || strings.EqualFold(cp.Timezone, "local") {
+				v.errorf(path+".cron.timezone", r, "unknown time zone %q", cp.Timezone).
+					Hint(`use an IANA zone name such as "Europe/Berlin" or "UTC"`)
+			}
+		}
+		if !slices.Contains([]string{ForbidOverlap, ReplaceOverlap, AllowOverlap}, cp.Concurrency) && !v.reported[path+".cron.concurrency"] {
+			e := v.errorf(path+".cron.concurrency", r, "unknown concurrency policy %q", cp.Concurrency)
+			if m := diag.Suggest(cp.Concurrency, []string{ForbidOverlap, ReplaceOverlap, AllowOverlap}); m != "" {
+				e.Hint("did you mean %q? concurrency is forbid, replace or allow", m)
+			} else {
+				e.Hint("concurrency is forbid (skip an occurrence while the last runs), replace (cancel the last) or allow (run both)")
+			}
+		}
+		if cp.StartingDeadline < 0 {
+			v.errorf(path+".cron.startingDeadline", r, "startingDeadline %v is negative", cp.StartingDeadline).
+				Hint("give how late an occurrence may still start, e.g. 10m")
+		}
 	}
 	if v.d == nil || s.maxExecutionTimeSet {
 		v.checkMaxExecutionTime(path+".maxExecutionTime", r, s.MaxExecutionTime)
