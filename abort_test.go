@@ -76,3 +76,20 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestOccurrencePath(t *testing.T) {
+	at := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		base string
+		o    *runner.OccurrenceReport
+		want string
+	}{
+		{"out/report.json", nil, "out/report.json"},
+		{"out/report.json", &runner.OccurrenceReport{Step: "nightly", ScheduledAt: at}, "out/report-nightly-20261125T020000Z.json"},
+		{"report", &runner.OccurrenceReport{Step: "s", ScheduledAt: at.In(time.FixedZone("X", 3600))}, "report-s-20261125T020000Z"},
+	} {
+		if got := occurrencePath(tc.base, tc.o); got != tc.want {
+			t.Errorf("occurrencePath(%q, %+v) = %q, want %q", tc.base, tc.o, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -291,6 +292,7 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
+			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
 			&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation (apply never asks yet)"},
 			&cli.BoolFlag{Name: "skip-dry-run", Usage: "skip the dry-run (the dry-run is not implemented yet, so it is always skipped)"},
 		},
@@ -319,6 +321,9 @@ func applyCmd() *cli.Command {
 			}
 			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name,
 				Observer: &runner.TextObserver{W: c.App.ErrWriter}}
+			if c.Bool("watch") {
+				return watch(c, r, p)
+			}
 			rep, runErr := r.Apply(c.Context, p)
 			if rep != nil {
 				if err := writeReport(c, rep); err != nil {
@@ -328,6 +333,57 @@ func applyCmd() *cli.Command {
 			return runErr
 		},
 	}
+}
+
+// watch runs apply --watch until interrupted: each report goes to its
+// own file next to --report (or as a JSON line to stdout) as soon as its
+// occurrence ends.
+func watch(c *cli.Context, r *runner.Runner, p *plan.Plan) error {
+	var writeErr error
+	err := r.Watch(c.Context, p, func(rep *runner.Report) {
+		if writeErr != nil {
+			return
+		}
+		if c.String("report") == "" && c.String("junit") == "" {
+			b, err := json.Marshal(rep)
+			if err == nil {
+				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
+			}
+			writeErr = err
+			return
+		}
+		for _, out := range []struct {
+			flag  string
+			write func(io.Writer) error
+		}{{"report", rep.WriteJSON}, {"junit", rep.WriteJUnit}} {
+			if base := c.String(out.flag); base != "" {
+				path := occurrencePath(base, rep.Occurrence)
+				if err := writeFile(path, out.write); err != nil {
+					writeErr = fmt.Errorf("write %s: %w", path, err)
+					return
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%s written to %s (status %s)\n", out.flag, path, rep.Status)
+			}
+		}
+	})
+	if writeErr != nil {
+		return writeErr
+	}
+	if c.Context.Err() != nil {
+		return nil // stopped by the operator: the way a watch ends
+	}
+	return err
+}
+
+// occurrencePath is the file of one occurrence's report: base with the
+// step and the scheduled time (UTC) before its extension; base itself for
+// the run of the steps without cron.
+func occurrencePath(base string, o *runner.OccurrenceReport) string {
+	if o == nil {
+		return base
+	}
+	ext := filepath.Ext(base)
+	return strings.TrimSuffix(base, ext) + "-" + o.Step + "-" + o.ScheduledAt.UTC().Format("20060102T150405Z") + ext
 }
 
 func writeReport(c *cli.Context, rep *runner.Report) error {

@@ -28,15 +28,18 @@ const (
 
 // Report is the outcome of running a plan (README "Report format").
 type Report struct {
-	ReportVersion int           `json:"reportVersion"`
-	Plan          PlanRef       `json:"plan"`
-	Hub           string        `json:"hub"`
-	DryRun        bool          `json:"dryRun"`
-	Status        string        `json:"status"`
-	Error         string        `json:"error,omitempty"`
-	StartedAt     time.Time     `json:"startedAt"`
-	FinishedAt    time.Time     `json:"finishedAt"`
-	Steps         []*StepReport `json:"steps"`
+	ReportVersion int       `json:"reportVersion"`
+	Plan          PlanRef   `json:"plan"`
+	Hub           string    `json:"hub"`
+	DryRun        bool      `json:"dryRun"`
+	Status        string    `json:"status"`
+	Error         string    `json:"error,omitempty"`
+	StartedAt     time.Time `json:"startedAt"`
+	FinishedAt    time.Time `json:"finishedAt"`
+	// Occurrence is set on the reports of apply --watch: which occurrence
+	// of which cron step the run was.
+	Occurrence *OccurrenceReport `json:"occurrence,omitempty"`
+	Steps      []*StepReport     `json:"steps"`
 }
 
 // PlanRef names the plan that ran, exactly (its SHA-256).

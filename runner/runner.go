@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 
@@ -53,7 +52,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	rep := &Report{
 		ReportVersion: ReportVersion,
 		Plan:          PlanRef{Name: p.Name, File: p.File, SHA256: p.SHA256},
-		Hub:           cmp.Or(r.HubName, "unnamed"),
+		Hub:           hubName(r.HubName),
 		StartedAt:     r.Clock.Now().UTC(),
 		Steps:         []*StepReport{},
 	}
@@ -132,6 +131,14 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	}
 	rep.Status = StatusSucceeded
 	return rep, nil
+}
+
+// hubName is the report's hub: the name given, or "unnamed".
+func hubName(name string) string {
+	if name == "" {
+		return "unnamed"
+	}
+	return name
 }
 
 // passedAll is the set of devices that passed every one of steps.

@@ -120,6 +120,19 @@ func (v *Virtual) AdvanceTo(t time.Time) {
 	}
 }
 
+// JumpTo sets the clock to t at once and then fires every timer due by t,
+// each seeing Now() = t: time passed while nothing ran, as after a
+// suspended machine or a stopped process. AdvanceTo, by contrast, lets
+// each timer fire at its own time.
+func (v *Virtual) JumpTo(t time.Time) {
+	v.mu.Lock()
+	if t.After(v.now) {
+		v.now = t
+	}
+	v.mu.Unlock()
+	v.AdvanceTo(t)
+}
+
 // Advance moves the clock forward by d; see AdvanceTo.
 func (v *Virtual) Advance(d time.Duration) { v.AdvanceTo(v.Now().Add(d)) }
 

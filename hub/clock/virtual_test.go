@@ -386,3 +386,30 @@ func TestVirtualWaitTimer(t *testing.T) {
 		t.Fatal("WaitTimer for a timer never armed returned nil")
 	}
 }
+
+func TestVirtualJumpTo(t *testing.T) {
+	v := NewVirtual(t0)
+	a, b := v.NewTimer(time.Minute), v.NewTimer(time.Hour)
+	later := v.NewTimer(3 * time.Hour)
+	defer later.Stop()
+	v.JumpTo(t0.Add(2 * time.Hour))
+	// Both due timers fire, each seeing the time after the jump.
+	for i, tm := range []Timer{a, b} {
+		select {
+		case at := <-tm.C():
+			if !at.Equal(t0.Add(2 * time.Hour)) {
+				t.Errorf("timer %d fired with %v, want the jump's time", i, at)
+			}
+		default:
+			t.Errorf("timer %d did not fire", i)
+		}
+	}
+	select {
+	case <-later.C():
+		t.Error("a timer due after the jump fired")
+	default:
+	}
+	if !v.Now().Equal(t0.Add(2 * time.Hour)) {
+		t.Errorf("now %v", v.Now())
+	}
+}
