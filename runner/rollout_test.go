@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -148,3 +149,65 @@ func TestRolloutBatches(t *testing.T) {
 		seen[d.DeviceID] = true
 	}
 }
+
+// TestIndependentStepsRunTogether: a step with after: [] does not wait for
+// the one before it; a step after both waits for both.
+func TestIndependentStepsRunTogether(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := newFleetHub(t, clk, rolloutFleet)
+	p := parse(t, header+`  - name: later
+    query: "deviceId = 'dev-001'"
+    method: {name: reboot}
+    start: +1h
+  - name: now
+    after: []
+    query: "deviceId = 'dev-002'"
+    method: {name: reboot}
+  - name: last
+    after: [later, now]
+    query: "deviceId = 'dev-003'"
+    method: {name: reboot}
+`)
+	done := make(chan *runner.Report, 1)
+	finished := make(chan string, 3)
+	go func() {
+		rep, _ := (&runner.Runner{Hub: h, Clock: clk, Observer: finishObserver(finished)}).Apply(t.Context(), p)
+		done <- rep
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// "now" ends while "later" waits for its start time; only then may the
+	// clock move (it would otherwise pass "now"'s deadline).
+	select {
+	case name := <-finished:
+		if name != "now" {
+			t.Fatalf("step %s ended first, want now", name)
+		}
+	case <-ctx.Done():
+		t.Fatal("step now did not end while later waited")
+	}
+	if err := clk.WaitTimer(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatalf("step later never waited for its start: %v", err)
+	}
+	clk.AdvanceTo(t0.Add(time.Hour))
+	var rep *runner.Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("the plan did not finish")
+	}
+	checkSchema(t, rep)
+	later, now, last := rep.Steps[0], rep.Steps[1], rep.Steps[2]
+	if rep.Status != runner.StatusSucceeded || now.EndTime == nil || !now.EndTime.Equal(t0) ||
+		!later.StartTime.Equal(t0.Add(time.Hour)) || last.StartTime.Before(*later.EndTime) {
+		t.Fatalf("report %s: later %v–%v, now %v–%v, last %v", rep.Status, later.StartTime, later.EndTime, now.StartTime, now.EndTime, last.StartTime)
+	}
+}
+
+// finishObserver sends the name of every step that ends.
+type finishObserver chan string
+
+func (finishObserver) StepStarted(*plan.Step, string)      {}
+func (finishObserver) JobChanged(*plan.Step, *hub.Job)     {}
+func (o finishObserver) StepFinished(s *runner.StepReport) { o <- s.Name }

@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"sync"
 
 	"fmt"
 	"strings"
@@ -57,64 +59,97 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 		Steps:         []*StepReport{},
 	}
 	planStart := rep.StartedAt
+	// Each step runs as soon as every step it is after has ended, so
+	// independent steps run at the same time. mu guards what the steps'
+	// goroutines share.
+	var mu sync.Mutex
 	ok := map[string]bool{}
 	passed := map[string]map[string]bool{} // step → devices that passed it
 	var failed []string
 	var runErr error
 	abortedAt := ""
-	for _, s := range p.Order() {
-		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}}
-		rep.Steps = append(rep.Steps, sr)
-		if blocked := blockers(s, ok); len(blocked) > 0 || runErr != nil || ctx.Err() != nil || abortedAt != "" {
-			sr.Status = StepSkipped
-			switch {
-			case runErr != nil || ctx.Err() != nil:
-				sr.Reason = "the run stopped before this step"
-			case abortedAt != "":
-				sr.Reason = "the plan was aborted at step " + abortedAt
-			default:
-				sr.Reason = "runs after " + strings.Join(blocked, ", ") + ", which did not succeed"
+	order := p.Order()
+	ended := make(map[string]chan struct{}, len(order))
+	for _, s := range order {
+		ended[s.Name] = make(chan struct{})
+		rep.Steps = append(rep.Steps, &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}})
+	}
+	var wg sync.WaitGroup
+	for i, s := range order {
+		sr := rep.Steps[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ended[s.Name])
+			for _, a := range s.After {
+				if ch, found := ended[a]; found {
+					<-ch
+				}
 			}
-			failed = append(failed, s.Name)
-			continue
-		}
-		var err error
-		if controlled(s) {
+			mu.Lock()
+			blocked := blockers(s, ok)
+			skip := len(blocked) > 0 || runErr != nil || ctx.Err() != nil || abortedAt != ""
+			if skip {
+				sr.Status = StepSkipped
+				switch {
+				case runErr != nil || ctx.Err() != nil:
+					sr.Reason = "the run stopped before this step"
+				case abortedAt != "":
+					sr.Reason = "the plan was aborted at step " + abortedAt
+				default:
+					sr.Reason = "runs after " + strings.Join(blocked, ", ") + ", which did not succeed"
+				}
+				failed = append(failed, s.Name)
+			}
 			var only map[string]bool
 			if s.OnlyPassed {
 				only = passedAll(s.After, passed)
 			}
-			var aborted bool
-			aborted, err = r.runControlled(ctx, p, s, planStart, only, sr)
-			if aborted {
+			mu.Unlock()
+			if skip {
+				return
+			}
+			var err error
+			aborted := false
+			if controlled(s) {
+				aborted, err = r.runControlled(ctx, p, s, planStart, only, sr)
+			} else {
+				err = r.runStep(ctx, p, s, planStart, sr)
+			}
+			if r.Observer != nil {
+				r.Observer.StepFinished(sr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if aborted && abortedAt == "" {
 				abortedAt = s.Name
 			}
-		} else {
-			err = r.runStep(ctx, p, s, planStart, sr)
-		}
-		if r.Observer != nil {
-			r.Observer.StepFinished(sr)
-		}
-		switch {
-		case err != nil:
-			runErr = err
-			if sr.Status == "" {
-				sr.Status = StatusError
-				sr.Reason = err.Error()
+			switch {
+			case err != nil:
+				if runErr == nil {
+					runErr = err
+				}
+				if sr.Status == "" {
+					sr.Status = StatusError
+					sr.Reason = err.Error()
+				}
+				failed = append(failed, s.Name)
+			case sr.Status == string(hub.JobCompleted):
+				ok[s.Name] = true
+			default:
+				failed = append(failed, s.Name)
 			}
-			failed = append(failed, s.Name)
-		case sr.Status == string(hub.JobCompleted):
-			ok[s.Name] = true
-		default:
-			failed = append(failed, s.Name)
-		}
-		passed[s.Name] = map[string]bool{}
-		for _, d := range sr.Devices {
-			if d.Succeeded {
-				passed[s.Name][d.DeviceID] = true
+			passed[s.Name] = map[string]bool{}
+			for _, d := range sr.Devices {
+				if d.Succeeded {
+					passed[s.Name][d.DeviceID] = true
+				}
 			}
-		}
+		}()
 	}
+	wg.Wait()
+	// Failed steps in plan order, whatever order they ended in.
+	slices.SortFunc(failed, func(a, b string) int { return slices.Index(stepNames(order), a) - slices.Index(stepNames(order), b) })
 	rep.FinishedAt = r.Clock.Now().UTC()
 	switch {
 	case ctx.Err() != nil:
@@ -131,6 +166,14 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	}
 	rep.Status = StatusSucceeded
 	return rep, nil
+}
+
+func stepNames(steps []*plan.Step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.Name
+	}
+	return out
 }
 
 // hubName is the report's hub: the name given, or "unnamed".
