@@ -122,8 +122,10 @@ var (
 		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed"}
 	methodFields  = []string{"name", "payload", "responseTimeout", "connectTimeout"}
 	twinFields    = []string{"etag", "desired", "tags"}
-	rolloutFields = []string{"batches", "pause", "maxPerMinute"}
-	abortFields   = []string{"failureRate", "minExecuted"}
+	rolloutFields = []string{"batches", "pause", "maxPerMinute", "exponential"}
+	expFields     = []string{"baseRatePerMinute", "incrementFactor", "rateIncreaseCriteria"}
+	criteriaField = []string{"numberOfNotifiedDevices", "numberOfSucceededDevices"}
+	abortFields   = []string{"failureRate", "failures", "minExecuted", "on"}
 	successFields = []string{"minSuccessRate"}
 	retryFields   = []string{"attempts", "backoff", "on"}
 	cronFields    = []string{"schedule", "timezone", "concurrency", "startingDeadline"}
@@ -265,13 +267,18 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 	}
 	if v := d.keep(obj.Get("abort")); v != nil {
 		if o, ok := d.object(v, abortFields...); ok {
-			s.Abort = &Abort{Range: v.Range()}
+			s.Abort = &Abort{Range: v.Range(), On: []string{FailedClass, TimedOutClass, OfflineClass}}
 			if f := d.keep(o.Get("failureRate")); f != nil {
 				s.Abort.FailureRate, _ = f.Fraction()
+				s.Abort.HasRate = true
+			}
+			if f := d.keep(o.Get("failures")); f != nil {
+				s.Abort.Failures, _ = f.Int()
 			}
 			if m := d.keep(o.Get("minExecuted")); m != nil {
 				s.Abort.MinExecuted, _ = m.Int()
 			}
+			s.Abort.On = d.classes(o.Get("on"), s.Abort.On)
 		}
 	}
 	if v := d.keep(obj.Get("success")); v != nil {
@@ -291,18 +298,7 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 			if b := d.keep(o.Get("backoff")); b != nil {
 				s.Retry.Backoff, _ = b.Duration()
 			}
-			if on := d.keep(o.Get("on")); on != nil {
-				s.Retry.On = []string{}
-				if items, ok := on.Items(); ok {
-					for _, it := range items {
-						if c, ok := d.keep(it).Text(); ok {
-							s.Retry.On = append(s.Retry.On, c)
-						}
-					}
-				}
-			} else {
-				s.Retry.On = []string{FailedClass, TimedOutClass, OfflineClass}
-			}
+			s.Retry.On = d.classes(o.Get("on"), []string{FailedClass, TimedOutClass, OfflineClass})
 		}
 	}
 	if v := d.keep(obj.Get("verify")); v != nil {
@@ -408,7 +404,45 @@ func (d *decoder) decodeRollout(n *diag.Node) *Rollout {
 	if v := d.keep(o.Get("maxPerMinute")); v != nil {
 		r.MaxPerMinute, _ = v.Int()
 	}
+	if v := d.keep(o.Get("exponential")); v != nil {
+		if eo, ok := d.object(v, expFields...); ok {
+			e := &Exponential{Range: v.Range()}
+			if b := d.keep(eo.Require("baseRatePerMinute", "give the starting rate, e.g. baseRatePerMinute: 10")); b != nil {
+				e.BaseRatePerMinute, _ = b.Int()
+			}
+			if f := d.keep(eo.Require("incrementFactor", "give the factor the rate grows by, e.g. incrementFactor: 2")); f != nil {
+				e.IncrementFactor, _ = f.Float()
+			}
+			if c := d.keep(eo.Require("rateIncreaseCriteria", "say when the rate grows, e.g. rateIncreaseCriteria: {numberOfSucceededDevices: 50}")); c != nil {
+				if co, ok := d.object(c, criteriaField...); ok {
+					if x := d.keep(co.Get("numberOfNotifiedDevices")); x != nil {
+						e.NotifiedDevices, _ = x.Int()
+					}
+					if x := d.keep(co.Get("numberOfSucceededDevices")); x != nil {
+						e.SucceededDevices, _ = x.Int()
+					}
+				}
+			}
+			r.Exponential = e
+		}
+	}
 	return r
+}
+
+// classes reads a list of failure classes; absent gives def.
+func (d *decoder) classes(n *diag.Node, def []string) []string {
+	if d.keep(n) == nil {
+		return def
+	}
+	out := []string{}
+	if items, ok := n.Items(); ok {
+		for _, it := range items {
+			if c, ok := d.keep(it).Text(); ok {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // parseBatch reads "N%" or a device count.

@@ -147,7 +147,21 @@ type Rollout struct {
 	Batches      []Batch
 	Pause        time.Duration
 	MaxPerMinute int
-	Range        diag.Range
+	// Exponential starts devices at a rate that grows (AWS IoT Jobs'
+	// exponential rollout); nil for none.
+	Exponential *Exponential
+	Range       diag.Range
+}
+
+// Exponential is a start rate that grows by IncrementFactor each time
+// NotifiedDevices devices have been started, or SucceededDevices have
+// succeeded, since the last increase (whichever criteria are set).
+type Exponential struct {
+	BaseRatePerMinute int
+	IncrementFactor   float64
+	NotifiedDevices   int
+	SucceededDevices  int
+	Range             diag.Range
 }
 
 // Batch is one rollout batch: a percentage (0 < Percent ≤ 100) of the
@@ -160,10 +174,17 @@ type Batch struct {
 // Abort stops a step when too many devices fail.
 type Abort struct {
 	// FailureRate is the fraction (0..1) of failed devices above which the
-	// step is aborted, once at least MinExecuted devices have finished.
+	// step is aborted, once at least MinExecuted devices have finished;
+	// Failures, instead, a number of failed devices that aborts it. One of
+	// the two is set (HasRate says which).
 	FailureRate float64
+	Failures    int
+	HasRate     bool
 	MinExecuted int
-	Range       diag.Range
+	// On lists the failure classes that count (FailedClass, TimedOutClass,
+	// OfflineClass); all of them by default.
+	On    []string
+	Range diag.Range
 }
 
 // Success is what a step must reach to count as succeeded.

@@ -305,11 +305,27 @@ func (v *validator) step(i int, s *Step) {
 		v.rollout(path+".rollout", ro)
 	}
 	if a := s.Abort; a != nil {
-		v.checkFraction(path+".abort.failureRate", a.Range, a.FailureRate)
+		hasFailures := v.d == nil && a.Failures != 0 || v.node(path+".abort.failures") != nil
+		switch {
+		case a.HasRate && hasFailures:
+			v.keyErrorf(path+".abort.failures", a.Range, "abort has both failureRate and failures").
+				Hint("abort on a share of the devices run (failureRate: 5%%) or on a number of them (failures: 10), not both")
+		case !a.HasRate && !hasFailures && !v.reported[path+".abort"]:
+			v.errorf(path+".abort", a.Range, "abort has no threshold").
+				Hint("add failureRate: 5%% (a share of the devices run) or failures: 10 (a number of them)")
+		}
+		if a.HasRate {
+			v.checkFraction(path+".abort.failureRate", a.Range, a.FailureRate)
+		}
+		if hasFailures && a.Failures < 1 && !v.reported[path+".abort.failures"] {
+			v.errorf(path+".abort.failures", a.Range, "failures must be at least 1").
+				Hint("give how many failed devices stop the step, e.g. failures: 10")
+		}
 		if a.MinExecuted < 0 {
 			v.errorf(path+".abort.minExecuted", a.Range, "minExecuted %d is negative", a.MinExecuted).
 				Hint("give the number of finished devices needed before the failure rate counts, e.g. 50")
 		}
+		v.classes(path+".abort.on", a.Range, a.On, true)
 	}
 	if su := s.Success; su != nil {
 		v.checkFraction(path+".success.minSuccessRate", su.Range, su.MinSuccessRate)
@@ -350,22 +366,33 @@ func (v *validator) retry(path string, rt *Retry) {
 	if rt.Backoff < 0 {
 		v.errorf(path+".backoff", rt.Range, "backoff %v is negative", rt.Backoff).Hint("wait e.g. backoff: 1m before each retry")
 	}
-	if rt.On != nil && len(rt.On) == 0 && v.present(path+".on") {
-		v.errorf(path+".on", rt.Range, "retry.on is empty").Hint("list the failures to retry: failed, timedOut, offline; or remove on for all three")
+	v.classes(path+".on", rt.Range, rt.On, false)
+}
+
+// classes checks a list of failure classes (abort's may say "all").
+func (v *validator) classes(path string, fallback diag.Range, on []string, all bool) {
+	if on != nil && len(on) == 0 && v.present(path) {
+		v.errorf(path, fallback, "the list of failure classes is empty").Hint("list failed, timedOut, offline; or remove it for all three")
+	}
+	valid := retryClasses
+	if all {
+		valid = append(slices.Clone(retryClasses), "all")
 	}
 	seen := map[string]bool{}
-	for i, c := range rt.On {
-		p := fmt.Sprintf("%s.on[%d]", path, i)
+	for i, c := range on {
+		p := fmt.Sprintf("%s[%d]", path, i)
 		switch {
-		case !slices.Contains(retryClasses, c):
-			e := v.errorf(p, rt.Range, "unknown failure class %q", c)
-			if m := diag.Suggest(c, retryClasses); m != "" {
-				e.Hint("did you mean %q? retry.on takes failed, timedOut and offline", m)
+		case !slices.Contains(valid, c):
+			e := v.errorf(p, fallback, "unknown failure class %q", c)
+			if m := diag.Suggest(c, valid); m != "" {
+				e.Hint("did you mean %q? the classes are %s", m, strings.Join(valid, ", "))
 			} else {
-				e.Hint("retry.on takes failed, timedOut and offline")
+				e.Hint("the classes are %s", strings.Join(valid, ", "))
 			}
 		case seen[c]:
-			v.errorf(p, rt.Range, "failure class %q is listed twice", c).Hint("list each class once")
+			v.errorf(p, fallback, "failure class %q is listed twice", c).Hint("list each class once")
+		case c == "all" && len(on) > 1:
+			v.errorf(p, fallback, "\"all\" is listed with other classes").Hint("all already counts every class; remove the others")
 		}
 		seen[c] = true
 	}
@@ -418,6 +445,32 @@ func (v *validator) rollout(path string, ro *Rollout) {
 	}
 	if ro.Pause < 0 {
 		v.errorf(path+".pause", ro.Range, "pause is negative")
+	}
+	if e := ro.Exponential; e != nil {
+		ep := path + ".exponential"
+		if ro.MaxPerMinute != 0 {
+			v.keyErrorf(ep, ro.Range, "rollout has both maxPerMinute and exponential").
+				Hint("exponential sets a growing rate of its own; remove maxPerMinute")
+		}
+		if e.BaseRatePerMinute < 1 && !v.reported[ep+".baseRatePerMinute"] && (v.d == nil || v.node(ep+".baseRatePerMinute") != nil) {
+			v.errorf(ep+".baseRatePerMinute", e.Range, "baseRatePerMinute must be at least 1").Hint("the number of devices started in the first minute, e.g. 10")
+		}
+		if (e.IncrementFactor <= 1 || e.IncrementFactor > 5) && !v.reported[ep+".incrementFactor"] && (v.d == nil || v.node(ep+".incrementFactor") != nil) {
+			v.errorf(ep+".incrementFactor", e.Range, "incrementFactor %v is out of range", e.IncrementFactor).Hint("the rate grows by a factor above 1 and at most 5, e.g. 2")
+		}
+		cp := ep + ".rateIncreaseCriteria"
+		if (v.d == nil || v.node(cp) != nil) && e.NotifiedDevices < 1 && e.SucceededDevices < 1 && !v.reported[cp] {
+			v.errorf(cp, e.Range, "rateIncreaseCriteria needs a positive count").
+				Hint("grow the rate after numberOfNotifiedDevices or numberOfSucceededDevices devices, e.g. numberOfSucceededDevices: 50")
+		}
+		for _, f := range []struct {
+			name string
+			n    int
+		}{{"numberOfNotifiedDevices", e.NotifiedDevices}, {"numberOfSucceededDevices", e.SucceededDevices}} {
+			if f.n < 0 {
+				v.errorf(cp+"."+f.name, e.Range, "%s %d is negative", f.name, f.n).Hint("give a number of devices, at least 1")
+			}
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ func TestJUnitGolden(t *testing.T) {
 				Devices:             []runner.DeviceResult{{DeviceID: "d1", Status: "completed", Succeeded: true, Outcome: ok}, {DeviceID: "d2", Status: "completed", Succeeded: true, Outcome: ok}}},
 			{Name: "fleet", Type: "scheduleDeviceMethod", JobIDs: []string{"firmware-fleet-1"}, Status: runner.StepAborted, Reason: "2 of 3 devices failed (66.7%), over the abort threshold of 5.0% (checked from 3 devices on); 7 devices were not started",
 				StartTime: at(31), EndTime: at(90), DeviceJobStatistics: hub.DeviceJobStatistics{DeviceCount: 3, SucceededCount: 2, FailedCount: 1},
-				Abort: &runner.AbortReport{FailureRate: 0.05, MinExecuted: 3, Executed: 3, Failed: 2, Tripped: true},
+				Abort: &runner.AbortReport{FailureRate: 0.05, On: []string{"failed", "timedOut", "offline"}, MinExecuted: 3, Executed: 3, Failed: 2, Tripped: true},
 				Devices: []runner.DeviceResult{
 					{DeviceID: "d3", Status: "completed", Succeeded: true, Outcome: ok},
 					{DeviceID: "d4 <&>", Status: "completed", Outcome: &hub.DeviceJobOutcome{DeviceMethodResponse: &hub.MethodResponse{Status: 500}}},

@@ -50,11 +50,13 @@ type BatchReport struct {
 
 // AbortReport is how a step measured against its abort thresholds.
 type AbortReport struct {
-	FailureRate float64 `json:"failureRate"` // the threshold
-	MinExecuted int     `json:"minExecuted"`
-	Executed    int     `json:"executed"`
-	Failed      int     `json:"failed"`
-	Tripped     bool    `json:"tripped"`
+	FailureRate float64  `json:"failureRate"`        // the threshold, as a share
+	Failures    int      `json:"failures,omitempty"` // the threshold, as a number
+	On          []string `json:"on"`                 // the failure classes counted
+	MinExecuted int      `json:"minExecuted"`
+	Executed    int      `json:"executed"`
+	Failed      int      `json:"failed"`
+	Tripped     bool     `json:"tripped"`
 }
 
 // devicesOf returns the ids of the devices a step's query selects now.
@@ -176,9 +178,10 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		ids = kept
 	}
-	if s.Abort != nil {
-		sr.Abort = &AbortReport{FailureRate: s.Abort.FailureRate, MinExecuted: s.Abort.MinExecuted}
+	if a := s.Abort; a != nil {
+		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On}
 	}
+	rate := newRate(s.Rollout)
 	sr.Batches = []BatchReport{}
 	stats := &sr.DeviceJobStatistics
 	done := 0
@@ -190,7 +193,7 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		br := BatchReport{Target: target, Devices: target - done, JobIDs: []string{}}
 		for next := done; next < target; {
-			group := take(ids[next:target], jobSize(s, len(sr.Devices), len(ids)))
+			group := take(ids[next:target], minPositive(jobSize(s, len(sr.Devices), len(ids)), rate.size()))
 			next += len(group)
 			// maxPerMinute: a job of at most that many devices starts no
 			// sooner than a minute after the previous one.
@@ -220,12 +223,17 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 			if s.Abort != nil && r.tripped(s.Abort, sr) {
 				sr.Batches = append(sr.Batches, br)
 				sr.Status = StepAborted
-				sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%), over the abort threshold of %.1f%% (checked from %d devices on); %d devices were not started",
+				threshold := fmt.Sprintf("%d failed devices", s.Abort.Failures)
+				if s.Abort.HasRate {
+					threshold = fmt.Sprintf("%.1f%%", 100*s.Abort.FailureRate)
+				}
+				sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%), over the abort threshold of %s (checked from %d devices on); %d devices were not started",
 					sr.Abort.Failed, sr.Abort.Executed, 100*float64(sr.Abort.Failed)/float64(sr.Abort.Executed),
-					100*s.Abort.FailureRate, s.Abort.MinExecuted, len(ids)-sr.Abort.Executed)
+					threshold, s.Abort.MinExecuted, len(ids)-sr.Abort.Executed)
 				return true, nil
 			}
-			if s.Rollout != nil && s.Rollout.MaxPerMinute > 0 {
+			rate.started(len(group), len(sr.Devices), succeeded(sr.Devices))
+			if (s.Rollout != nil && s.Rollout.MaxPerMinute > 0) || rate != nil {
 				if err := r.sleepUntil(ctx, jobStart.Add(time.Minute)); err != nil {
 					sr.Batches = append(sr.Batches, br)
 					return false, r.interrupted(sr, "", err)
@@ -260,6 +268,55 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	}
 	judge(s, sr)
 	return false, nil
+}
+
+// exponentialRate is the start rate of an exponential rollout: the most
+// devices started in a minute, grown by the factor each time the criteria
+// are met since the last increase.
+type exponentialRate struct {
+	e                   *plan.Exponential
+	perMinute           int
+	notified, succeeded int // at the last increase
+}
+
+// newRate is a rollout's exponential rate, or nil.
+func newRate(ro *plan.Rollout) *exponentialRate {
+	if ro == nil || ro.Exponential == nil {
+		return nil
+	}
+	return &exponentialRate{e: ro.Exponential, perMinute: ro.Exponential.BaseRatePerMinute}
+}
+
+// size is how many devices the next minute starts (0: no bound).
+func (x *exponentialRate) size() int {
+	if x == nil {
+		return 0
+	}
+	return x.perMinute
+}
+
+// started notes that n devices were started, notified in all so far and
+// succeeded of them, and grows the rate when the criteria are met.
+func (x *exponentialRate) started(n, notified, succeeded int) {
+	if x == nil {
+		return
+	}
+	e := x.e
+	if (e.NotifiedDevices > 0 && notified-x.notified >= e.NotifiedDevices) ||
+		(e.SucceededDevices > 0 && succeeded-x.succeeded >= e.SucceededDevices) {
+		x.perMinute = int(math.Ceil(float64(x.perMinute) * e.IncrementFactor))
+		x.notified, x.succeeded = notified, succeeded
+	}
+}
+
+func succeeded(ds []DeviceResult) int {
+	n := 0
+	for _, d := range ds {
+		if d.Succeeded {
+			n++
+		}
+	}
+	return n
 }
 
 // RetryReport is one retry round of a step.
@@ -394,17 +451,23 @@ func minPositive(a, b int) int {
 	return min(a, b)
 }
 
-// tripped counts the step's results so far against its abort thresholds.
+// tripped counts the step's results so far against its abort thresholds:
+// the devices that did not succeed in one of the counted classes.
 func (r *Runner) tripped(a *plan.Abort, sr *StepReport) bool {
 	ar := sr.Abort
 	ar.Executed, ar.Failed = len(sr.Devices), 0
+	all := slices.Contains(a.On, "all")
 	for _, d := range sr.Devices {
-		if !d.Succeeded {
+		if !d.Succeeded && (all || slices.Contains(a.On, failureClass(d))) {
 			ar.Failed++
 		}
 	}
-	ar.Tripped = ar.Executed >= a.MinExecuted && ar.Executed > 0 &&
-		float64(ar.Failed)/float64(ar.Executed) > a.FailureRate
+	enough := ar.Executed >= a.MinExecuted && ar.Executed > 0
+	if a.HasRate {
+		ar.Tripped = enough && float64(ar.Failed)/float64(ar.Executed) > a.FailureRate
+	} else {
+		ar.Tripped = enough && ar.Failed >= a.Failures
+	}
 	return ar.Tripped
 }
 

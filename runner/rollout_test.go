@@ -211,3 +211,85 @@ type finishObserver chan string
 func (finishObserver) StepStarted(*plan.Step, string)      {}
 func (finishObserver) JobChanged(*plan.Step, *hub.Job)     {}
 func (o finishObserver) StepFinished(s *runner.StepReport) { o <- s.Name }
+
+// TestAbortClassesAndCount: only the counted failure classes trip an
+// abort; failures: N trips at the Nth.
+func TestAbortClassesAndCount(t *testing.T) {
+	run := func(abort string) *runner.StepReport {
+		t.Helper()
+		h := newFleetHub(t, clock.Real(), rolloutFleet)
+		p := parse(t, header+`  - name: reboot
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    abort: `+abort+`
+    success: {minSuccessRate: 0%}
+`)
+		rep, _ := (&runner.Runner{Hub: h, Clock: clock.Real()}).Apply(t.Context(), p)
+		checkSchema(t, rep)
+		return rep.Steps[0]
+	}
+	// The fleet's failures answer 500: class failed, not offline.
+	if s := run("{failures: 3, on: [offline], minExecuted: 1}"); s.Abort.Tripped || len(s.Devices) != 100 || s.Abort.Failed != 0 {
+		t.Errorf("offline only: tripped %v after %d devices, %d counted", s.Abort.Tripped, len(s.Devices), s.Abort.Failed)
+	}
+	s := run("{failures: 3, on: [failed], minExecuted: 1}")
+	if !s.Abort.Tripped || s.Abort.Failed != 3 || len(s.Devices) >= 100 || s.Status != runner.StepAborted {
+		t.Errorf("failures 3: %s tripped %v, %d failed of %d", s.Status, s.Abort.Tripped, s.Abort.Failed, len(s.Devices))
+	}
+}
+
+// TestExponentialRollout: the start rate doubles every 10 devices started,
+// one job a minute on the clock: 10, 20, 40, then the last 30.
+func TestExponentialRollout(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := newFleetHub(t, clk, rolloutFleet)
+	p := parse(t, header+`  - name: wave
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    rollout:
+      exponential: {baseRatePerMinute: 10, incrementFactor: 2, rateIncreaseCriteria: {numberOfNotifiedDevices: 10}}
+    success: {minSuccessRate: 0%}
+`)
+	done := make(chan *runner.Report, 1)
+	go func() {
+		rep, _ := (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
+		done <- rep
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for m := 1; m <= 4; m++ {
+		at := t0.Add(time.Duration(m) * time.Minute)
+		if err := clk.WaitTimer(ctx, at); err != nil {
+			t.Fatalf("minute %d: %v", m, err)
+		}
+		clk.AdvanceTo(at)
+	}
+	var rep *runner.Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("the rollout did not finish")
+	}
+	checkSchema(t, rep)
+	s := rep.Steps[0]
+	if len(s.JobIDs) != 4 || len(s.Devices) != 100 {
+		t.Fatalf("%d jobs, %d devices; want 4 jobs over 100", len(s.JobIDs), len(s.Devices))
+	}
+	// The devices of each job, in order: 10, 20, 40, 30.
+	sizes := map[string]int{}
+	for _, id := range s.JobIDs {
+		res, err := h.Query(ctx, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+id+"'", hub.QueryOptions{PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[id] = len(res.Items)
+	}
+	var got []int
+	for _, id := range s.JobIDs {
+		got = append(got, sizes[id])
+	}
+	if !slices.Equal(got, []int{10, 20, 40, 30}) {
+		t.Errorf("job sizes %v, want 10, 20, 40, 30", got)
+	}
+}
