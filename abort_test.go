@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,37 @@ func TestOccurrencePath(t *testing.T) {
 		if got := occurrencePath(tc.base, tc.o); got != tc.want {
 			t.Errorf("occurrencePath(%q, %+v) = %q, want %q", tc.base, tc.o, got, tc.want)
 		}
+	}
+}
+
+// TestApplyJSONEvents: apply --output json streams progress as JSON lines
+// on stdout, the report last.
+func TestApplyJSONEvents(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	code, stdout, stderr := runCLI(t, ctx, "apply", "--data", data, "--fleet", "examples/fleet.yaml", "-o", "json", "examples/lock-door.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	kinds := map[string]int{}
+	var last runner.Event
+	for i, line := range lines {
+		var e runner.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %d is not a JSON event: %v\n%s", i+1, err, line)
+		}
+		if e.Time.IsZero() {
+			t.Errorf("line %d has no time: %s", i+1, line)
+		}
+		kinds[e.Kind]++
+		last = e
+	}
+	if kinds["stepStarted"] != 2 || kinds["stepFinished"] != 2 || kinds["jobChanged"] == 0 || kinds["report"] != 1 {
+		t.Errorf("events %v, want 2 stepStarted, 2 stepFinished, some jobChanged, 1 report", kinds)
+	}
+	if last.Kind != "report" || last.Report == nil || last.Report.Status != runner.StatusSucceeded {
+		t.Errorf("last event %+v, want the succeeded report", last)
 	}
 }

@@ -292,6 +292,7 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
+			jsonFlag,
 			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
 			&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation (apply never asks yet)"},
 			&cli.BoolFlag{Name: "skip-dry-run", Usage: "skip the dry-run (the dry-run is not implemented yet, so it is always skipped)"},
@@ -319,13 +320,34 @@ func applyCmd() *cli.Command {
 				}
 				defer sim.Close()
 			}
-			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name,
-				Observer: &runner.TextObserver{W: c.App.ErrWriter}}
+			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name}
+			r.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: r.Clock, TTY: isTerminal(c.App.ErrWriter)}
+			var events *runner.JSONObserver
+			switch c.String("output") {
+			case "text":
+			case "json":
+				// Progress as JSON lines on stdout; the report is the last.
+				events = &runner.JSONObserver{W: c.App.Writer, Clock: r.Clock}
+				r.Observer = events
+			default:
+				return usagef("apply: --output %q: use text or json", c.String("output"))
+			}
 			if c.Bool("watch") {
 				return watch(c, r, p)
 			}
 			rep, runErr := r.Apply(c.Context, p)
 			if rep != nil {
+				if events != nil && c.String("report") == "" {
+					if err := events.Report(rep); err != nil {
+						return errors.Join(runErr, fmt.Errorf("write events: %w", err))
+					}
+					if path := c.String("junit"); path != "" {
+						if err := writeFile(path, rep.WriteJUnit); err != nil {
+							return errors.Join(runErr, fmt.Errorf("write JUnit report: %w", err))
+						}
+					}
+					return runErr
+				}
 				if err := writeReport(c, rep); err != nil {
 					return errors.Join(runErr, err)
 				}
@@ -345,6 +367,10 @@ func watch(c *cli.Context, r *runner.Runner, p *plan.Plan) error {
 			return
 		}
 		if c.String("report") == "" && c.String("junit") == "" {
+			if ev, ok := r.Observer.(*runner.JSONObserver); ok {
+				writeErr = ev.Report(rep)
+				return
+			}
 			b, err := json.Marshal(rep)
 			if err == nil {
 				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
@@ -373,6 +399,16 @@ func watch(c *cli.Context, r *runner.Runner, p *plan.Plan) error {
 		return nil // stopped by the operator: the way a watch ends
 	}
 	return err
+}
+
+// isTerminal reports whether w is a terminal (for progress drawn in place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // occurrencePath is the file of one occurrence's report: base with the

@@ -6,10 +6,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -70,5 +73,28 @@ func TestJUnitGolden(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), want) {
 		t.Errorf("JUnit differs from %s:\n%s", path, got.Bytes())
+	}
+}
+
+// TestTextObserverTTY: on a terminal, progress is one status line redrawn
+// in place, and event lines are printed above it.
+func TestTextObserverTTY(t *testing.T) {
+	clk := clock.NewVirtual(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	var out bytes.Buffer
+	o := &runner.TextObserver{W: &out, TTY: true, Clock: clk}
+	s := &plan.Step{Name: "wave", Query: "*", Method: &plan.Method{Name: "reboot"}}
+	o.StepStarted(s, "job-1")
+	clk.Advance(10 * time.Second)
+	o.JobChanged(s, &hub.Job{JobID: "job-1", Status: hub.JobRunning,
+		DeviceJobStatistics: &hub.DeviceJobStatistics{DeviceCount: 100, SucceededCount: 45, FailedCount: 5, RunningCount: 10, PendingCount: 40}})
+	got := out.String()
+	for _, want := range []string{"wave: job job-1 created", "\\r\\033[Kwave [#####.....] 50/100 ✓45 ✗5 5/s ETA 10s"} {
+		if !strings.Contains(got, strings.NewReplacer(`\r`, "\r", `\033`, "\033").Replace(want)) {
+			t.Errorf("output lacks %q:\n%q", want, got)
+		}
+	}
+	o.StepFinished(&runner.StepReport{Name: "wave", Status: "completed"})
+	if tail := out.String()[len(got):]; !strings.HasPrefix(tail, "\r\033[Kwave: completed\n") {
+		t.Errorf("finished line does not replace the status line: %q", tail)
 	}
 }

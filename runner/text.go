@@ -3,23 +3,53 @@ package runner
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/plan"
 )
 
-// TextObserver prints one line per progress event, for logs and terminals.
+// TextObserver prints progress for people: a line per event in logs, and
+// on a terminal (TTY) a status line redrawn in place with every running
+// step's progress (devices done of total, succeeded, failed, rate, ETA).
+// With a Clock, plain progress lines come at most once a second per step
+// (a status change always prints).
 type TextObserver struct {
-	W  io.Writer
-	mu sync.Mutex
+	W     io.Writer
+	TTY   bool
+	Clock clock.Clock
+
+	mu      sync.Mutex
+	running map[string]*stepProgress
+	order   []string // running steps, in start order
+	status  bool     // a status line is on screen
+}
+
+// stepProgress is what the status line shows of one running step.
+type stepProgress struct {
+	started   time.Time
+	stats     hub.DeviceJobStatistics
+	jobStatus hub.JobStatus
+	printed   time.Time // the last plain progress line
 }
 
 var _ Observer = (*TextObserver)(nil)
 
 // StepStarted implements Observer.
 func (o *TextObserver) StepStarted(s *plan.Step, jobID string) {
-	o.printf("%s: job %s created (%s on %s)\n", s.Name, jobID, jobType(s), s.Query)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running == nil {
+		o.running = map[string]*stepProgress{}
+	}
+	if _, ok := o.running[s.Name]; !ok {
+		o.running[s.Name] = &stepProgress{started: o.now()}
+		o.order = append(o.order, s.Name)
+	}
+	o.line("%s: job %s created (%s on %s)\n", s.Name, jobID, jobType(s), s.Query)
 }
 
 // JobChanged implements Observer.
@@ -28,32 +58,97 @@ func (o *TextObserver) JobChanged(s *plan.Step, j *hub.Job) {
 	if st == nil {
 		st = &hub.DeviceJobStatistics{}
 	}
-	o.printf("%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.running[s.Name]
+	if p == nil {
+		p = &stepProgress{started: o.now()}
+	}
+	changed := p.jobStatus != j.Status
+	p.stats, p.jobStatus = *st, j.Status
+	if o.TTY {
+		o.redraw()
+		return
+	}
+	now := o.now()
+	if !changed && o.Clock != nil && now.Sub(p.printed) < time.Second {
+		return
+	}
+	p.printed = now
+	o.line("%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
 		s.Name, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
 }
 
 // StepFinished implements Observer.
 func (o *TextObserver) StepFinished(sr *StepReport) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.running, sr.Name)
+	for i, n := range o.order {
+		if n == sr.Name {
+			o.order = append(o.order[:i], o.order[i+1:]...)
+			break
+		}
+	}
 	line := fmt.Sprintf("%s: %s", sr.Name, sr.Status)
 	if sr.Reason != "" {
 		line += " — " + sr.Reason
 	}
-	o.printf("%s\n", line)
+	o.line("%s\n", line)
 	for _, d := range sr.Devices {
 		if !d.Succeeded {
-			msg := d.Status
-			if d.Error != nil {
-				msg += ": " + d.Error.Code + " " + d.Error.Description
-			} else if d.Outcome != nil && d.Outcome.DeviceMethodResponse != nil {
-				msg += fmt.Sprintf(": device answered %d", d.Outcome.DeviceMethodResponse.Status)
-			}
-			o.printf("  %s %s\n", d.DeviceID, msg)
+			o.line("  %s %s\n", d.DeviceID, deviceFailure(d))
 		}
 	}
 }
 
-func (o *TextObserver) printf(format string, args ...any) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+func (o *TextObserver) now() time.Time {
+	if o.Clock == nil {
+		return time.Time{}
+	}
+	return o.Clock.Now()
+}
+
+// line prints a line of its own, above the status line on a terminal.
+func (o *TextObserver) line(format string, args ...any) {
+	if o.status {
+		fmt.Fprint(o.W, "\r\033[K")
+		o.status = false
+	}
 	fmt.Fprintf(o.W, format, args...)
+	if o.TTY {
+		o.redraw()
+	}
+}
+
+// redraw rewrites the status line: per running step, devices done of
+// total, succeeded and failed, rate and time left.
+func (o *TextObserver) redraw() {
+	var parts []string
+	now := o.now()
+	for _, name := range o.order {
+		p := o.running[name]
+		st := p.stats
+		done := st.SucceededCount + st.FailedCount
+		part := fmt.Sprintf("%s %s %d/%d ✓%d ✗%d", name, bar(done, st.DeviceCount), done, st.DeviceCount, st.SucceededCount, st.FailedCount)
+		if el := now.Sub(p.started); o.Clock != nil && el > 0 && done > 0 {
+			rate := float64(done) / el.Seconds()
+			part += fmt.Sprintf(" %.0f/s", rate)
+			if left := st.DeviceCount - done; left > 0 {
+				part += " ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
+			}
+		}
+		parts = append(parts, part)
+	}
+	fmt.Fprint(o.W, "\r\033[K"+strings.Join(parts, " | "))
+	o.status = len(parts) > 0
+}
+
+// bar is a 10-character progress bar.
+func bar(done, total int) string {
+	n := 0
+	if total > 0 {
+		n = min(10, done*10/total)
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", 10-n) + "]"
 }
