@@ -119,7 +119,7 @@ var (
 	planFields     = []string{"version", "name", "description", "defaults", "steps", "vars"}
 	defaultsFields = []string{"maxExecutionTime", "responseTimeout", "connectTimeout"}
 	stepFields     = []string{"name", "description", "query", "after", "method", "twin", "start", "cron",
-		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed"}
+		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed", "window"}
 	methodFields  = []string{"name", "payload", "responseTimeout", "connectTimeout"}
 	twinFields    = []string{"etag", "desired", "tags"}
 	rolloutFields = []string{"batches", "pause", "maxPerMinute", "exponential"}
@@ -129,6 +129,7 @@ var (
 	successFields = []string{"minSuccessRate"}
 	retryFields   = []string{"attempts", "backoff", "on"}
 	cronFields    = []string{"schedule", "timezone", "concurrency", "startingDeadline"}
+	windowFields  = []string{"cron", "duration", "timezone", "fromTag"}
 	verifyFields  = []string{"query", "timeout"}
 )
 
@@ -314,6 +315,24 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 	}
 	if v := d.keep(obj.Get("onlyPassed")); v != nil {
 		s.OnlyPassed, _ = v.Bool()
+	}
+	if v := d.keep(obj.Get("window")); v != nil {
+		if o, ok := d.object(v, windowFields...); ok {
+			w := &Window{Range: v.Range()}
+			if c := d.keep(o.Get("cron")); c != nil {
+				w.Cron, _ = c.Text()
+			}
+			if du := d.keep(o.Get("duration")); du != nil {
+				w.Duration, _ = du.Duration()
+			}
+			if tz := d.keep(o.Get("timezone")); tz != nil {
+				w.Timezone, _ = tz.Text()
+			}
+			if ft := d.keep(o.Get("fromTag")); ft != nil {
+				w.FromTag, _ = ft.Text()
+			}
+			s.Window = w
+		}
 	}
 	return s
 }

@@ -84,7 +84,10 @@ type Step struct {
 	Retry      *Retry
 	Verify     *Verify
 	OnlyPassed bool
-	Range      diag.Range
+	// Window limits when the step may start devices: a maintenance window
+	// for the whole step, or one per device read from a twin tag.
+	Window *Window
+	Range  diag.Range
 
 	// path is the step's place in the file ("steps[2]"), for diagnostics.
 	path                string
@@ -222,6 +225,18 @@ func (c CronPolicy) Location() *time.Location {
 		return loc
 	}
 	return time.UTC
+}
+
+// Window is a maintenance window: it opens at every occurrence of Cron
+// (read in Timezone) and stays open for Duration. With FromTag, each
+// device has its own, held in the twin at that path (e.g.
+// "tags.maintenance") as {cron, duration, timezone}.
+type Window struct {
+	Cron     string
+	Duration time.Duration
+	Timezone string
+	FromTag  string
+	Range    diag.Range
 }
 
 // Failure classes a retry may take on.

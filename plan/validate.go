@@ -347,9 +347,48 @@ func (v *validator) step(i int, s *Step) {
 				Hint("give how long devices have to converge, e.g. timeout: 15m")
 		}
 	}
+	if w := s.Window; w != nil {
+		v.window(path+".window", w)
+	}
 	if s.OnlyPassed && len(s.After) == 0 {
 		v.errorf(path+".onlyPassed", r, "onlyPassed needs a step to be after").
 			Hint("add after: [a step name]; onlyPassed runs this step on the devices that passed it")
+	}
+}
+
+// tagPath is the path of a twin tag, e.g. tags.maintenance.window.
+var tagPath = regexp.MustCompile(`^tags(\.[A-Za-z0-9_$-]+)+$`)
+
+func (v *validator) window(path string, w *Window) {
+	switch {
+	case w.FromTag != "":
+		if w.Cron != "" || w.Duration != 0 || w.Timezone != "" {
+			v.errorf(path+".fromTag", w.Range, "a window from a tag takes no cron, duration or timezone of its own").
+				Hint("each device's tag holds {cron, duration, timezone}; remove the others, or remove fromTag for one window for all")
+		}
+		if !tagPath.MatchString(w.FromTag) {
+			v.errorf(path+".fromTag", w.Range, "fromTag %q is not a tag path", w.FromTag).
+				Hint("name the twin tag holding each device's window, e.g. tags.maintenance")
+		}
+		return
+	case w.Cron == "":
+		if !v.reported[path+".cron"] {
+			v.errorf(path, w.Range, "window needs cron and duration, or fromTag").
+				Hint(`e.g. window: {cron: "0 2 * * *", duration: 2h}, or window: {fromTag: tags.maintenance}`)
+		}
+		return
+	}
+	if err := checkCron(w.Cron); err != nil {
+		v.errorf(path+".cron", w.Range, "invalid cron expression %q: %v", w.Cron, err).
+			Hint(`the window opens at each occurrence, e.g. "0 2 * * *" for 02:00 every day`)
+	}
+	if w.Duration <= 0 && !v.reported[path+".duration"] {
+		v.errorf(path+".duration", w.Range, "window duration must be positive").Hint("say how long the window stays open, e.g. duration: 2h")
+	}
+	if w.Timezone != "" {
+		if _, err := time.LoadLocation(w.Timezone); err != nil || strings.EqualFold(w.Timezone, "local") {
+			v.errorf(path+".timezone", w.Range, "unknown time zone %q", w.Timezone).Hint(`use an IANA zone name such as "Europe/Berlin" or "UTC"`)
+		}
 	}
 }
 

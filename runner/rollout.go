@@ -29,7 +29,7 @@ const (
 // controlled reports whether a step is run by the runner over explicit
 // device lists rather than as one hub job over its query.
 func controlled(s *plan.Step) bool {
-	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed
+	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil
 }
 
 // Step statuses of controlled steps.
@@ -178,6 +178,32 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		ids = kept
 	}
+	// Maintenance windows: the step's own, or one per device from a tag
+	// (devices grouped by window, in the order their windows open; a
+	// device whose tag holds no window fails at once).
+	win, err := stepWindow(s)
+	if err != nil {
+		return false, fmt.Errorf("step %s: window: %w", s.Name, err)
+	}
+	var windows map[string]*window
+	if s.Window != nil && s.Window.FromTag != "" {
+		var bad map[string]string
+		windows, bad, err = r.deviceWindows(ctx, s.Window.FromTag, ids)
+		if err != nil {
+			return false, fmt.Errorf("step %s: read device windows: %w", s.Name, err)
+		}
+		kept := ids[:0:0]
+		for _, id := range ids {
+			if reason, isBad := bad[id]; isBad {
+				sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: string(hub.DeviceJobFailed),
+					Error: &hub.DeviceJobError{Code: "NoMaintenanceWindow", Description: reason}})
+				continue
+			}
+			kept = append(kept, id)
+		}
+		ids = kept
+		orderByWindow(ids, windows, r.Clock.Now())
+	}
 	if a := s.Abort; a != nil {
 		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On}
 	}
@@ -193,8 +219,16 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		br := BatchReport{Target: target, Devices: target - done, JobIDs: []string{}}
 		for next := done; next < target; {
-			group := take(ids[next:target], minPositive(jobSize(s, len(sr.Devices), len(ids)), rate.size()))
+			group := sameWindow(take(ids[next:target], minPositive(jobSize(s, len(sr.Devices), len(ids)), rate.size())), windows)
 			next += len(group)
+			w := win
+			if windows != nil {
+				w = windows[group[0]]
+			}
+			if err := r.waitWindow(ctx, w); err != nil {
+				sr.Batches = append(sr.Batches, br)
+				return false, r.interrupted(sr, "", err)
+			}
 			// maxPerMinute: a job of at most that many devices starts no
 			// sooner than a minute after the previous one.
 			jobStart := r.Clock.Now()
