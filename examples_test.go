@@ -128,3 +128,58 @@ func TestFirmwareRolloutExample(t *testing.T) {
 		t.Errorf("report status %s", rep.Status)
 	}
 }
+
+// TestNightlySyncExample plays one night of examples/nightly-sync.yaml
+// under --watch in virtual time: the 00:30 occurrence runs each sensor in
+// its own maintenance window (01:00 UTC, and 03:00 Berlin = 02:00 UTC).
+func TestNightlySyncExample(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := virtualHub(t, clk, "examples/nightly-fleet.yaml")
+	p, ds := plan.Load("examples/nightly-sync.yaml")
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	reports := make(chan *runner.Report, 4)
+	ended := make(chan struct{}, 4)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go (&runner.Runner{Hub: h, Clock: clk, Observer: endObserver(ended)}).Watch(ctx, p, func(r *runner.Report) { reports <- r })
+	deadline, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i, at := range []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour} {
+		if i == 2 { // the 01:00 window's job ends before the clock moves on
+			select {
+			case <-ended:
+			case <-deadline.Done():
+				t.Fatal("the first window's job did not end")
+			}
+		}
+		if err := clk.WaitTimer(deadline, t0.Add(at)); err != nil {
+			t.Fatalf("nothing waits for %v: %v", at, err)
+		}
+		clk.AdvanceTo(t0.Add(at))
+	}
+	var rep *runner.Report
+	select {
+	case rep = <-reports:
+	case <-deadline.Done():
+		t.Fatal("no report for the night")
+	}
+	s := rep.Steps[0]
+	if rep.Status != runner.StatusSucceeded || rep.Occurrence == nil || !rep.Occurrence.ScheduledAt.Equal(t0.Add(30*time.Minute)) ||
+		len(s.Devices) != 40 || len(s.JobIDs) != 2 {
+		t.Fatalf("report %s for %+v: step %s %q, %d devices in %d jobs", rep.Status, rep.Occurrence, s.Status, s.Reason, len(s.Devices), len(s.JobIDs))
+	}
+}
+
+// endObserver signals every hub job that ends.
+type endObserver chan struct{}
+
+func (endObserver) StepStarted(*plan.Step, string) {}
+func (o endObserver) JobChanged(_ *plan.Step, j *hub.Job) {
+	if j.EndTime != nil {
+		o <- struct{}{}
+	}
+}
+func (endObserver) StepFinished(*runner.StepReport) {}
