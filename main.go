@@ -336,6 +336,9 @@ func applyCmd() *cli.Command {
 				return watch(c, r, p)
 			}
 			rep, runErr := r.Apply(c.Context, p)
+			if rep != nil && events == nil {
+				rep.WriteSummary(c.App.ErrWriter)
+			}
 			if rep != nil {
 				if events != nil && c.String("report") == "" {
 					if err := events.Report(rep); err != nil {

@@ -98,3 +98,20 @@ func TestTextObserverTTY(t *testing.T) {
 		t.Errorf("finished line does not replace the status line: %q", tail)
 	}
 }
+
+func TestWriteSummary(t *testing.T) {
+	rep := &runner.Report{Plan: runner.PlanRef{Name: "fw"}, Status: runner.StatusFailed, Steps: []*runner.StepReport{
+		{Name: "set", Status: "completed", Devices: []runner.DeviceResult{{DeviceID: "a", Succeeded: true}, {DeviceID: "b", Succeeded: true}}},
+		{Name: "reboot", Status: runner.StepAborted, Reason: "3 of 5 devices failed", Devices: []runner.DeviceResult{{DeviceID: "a", Succeeded: true}, {DeviceID: "b"}}},
+	}}
+	var b bytes.Buffer
+	if err := rep.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "plan fw: failed\n" +
+		"  set                  completed 2 of 2 devices succeeded\n" +
+		"  reboot               aborted   1 of 2 devices succeeded — 3 of 5 devices failed\n"
+	if b.String() != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

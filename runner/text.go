@@ -152,3 +152,29 @@ func bar(done, total int) string {
 	}
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", 10-n) + "]"
 }
+
+// WriteSummary writes the human summary of a run: its status, then one
+// line per step with its status, devices and why it did not succeed.
+func (r *Report) WriteSummary(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "plan %s: %s", r.Plan.Name, r.Status)
+	if r.Error != "" {
+		fmt.Fprintf(&b, " — %s", r.Error)
+	}
+	b.WriteString("\n")
+	for _, s := range r.Steps {
+		ok := 0
+		for _, d := range s.Devices {
+			if d.Succeeded {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, "  %-20s %-9s %d of %d devices succeeded", s.Name, s.Status, ok, len(s.Devices))
+		if s.Reason != "" {
+			fmt.Fprintf(&b, " — %s", s.Reason)
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
