@@ -102,11 +102,7 @@ func TestRolloutBatches(t *testing.T) {
     success: {minSuccessRate: 0%}
 `)
 	r := &runner.Runner{Hub: h, Clock: clk}
-	done := make(chan *runner.Report, 1)
-	go func() {
-		rep, _ := r.Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, r, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The jobs run at the clock's current time, which stands still until
@@ -117,13 +113,7 @@ func TestRolloutBatches(t *testing.T) {
 		}
 		clk.AdvanceTo(at)
 	}
-	var rep *runner.Report
-	select {
-	case rep = <-done:
-	case <-ctx.Done():
-		t.Fatal("the rollout did not finish")
-	}
-	checkSchema(t, rep)
+	rep := awaitReport(t, ctx, done)
 	s := rep.Steps[0]
 	if rep.Status != runner.StatusSucceeded || len(s.Batches) != 3 || len(s.Devices) != 100 {
 		t.Fatalf("report %s, step %s %q, %d batches, %d devices", rep.Status, s.Status, s.Reason, len(s.Batches), len(s.Devices))
@@ -169,12 +159,8 @@ func TestIndependentStepsRunTogether(t *testing.T) {
     query: "deviceId = 'dev-003'"
     method: {name: reboot}
 `)
-	done := make(chan *runner.Report, 1)
 	finished := make(chan string, 3)
-	go func() {
-		rep, _ := (&runner.Runner{Hub: h, Clock: clk, Observer: finishObserver(finished)}).Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, &runner.Runner{Hub: h, Clock: clk, Observer: finishObserver(finished)}, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// "now" ends while "later" waits for its start time; only then may the
@@ -191,13 +177,7 @@ func TestIndependentStepsRunTogether(t *testing.T) {
 		t.Fatalf("step later never waited for its start: %v", err)
 	}
 	clk.AdvanceTo(t0.Add(time.Hour))
-	var rep *runner.Report
-	select {
-	case rep = <-done:
-	case <-ctx.Done():
-		t.Fatal("the plan did not finish")
-	}
-	checkSchema(t, rep)
+	rep := awaitReport(t, ctx, done)
 	later, now, last := rep.Steps[0], rep.Steps[1], rep.Steps[2]
 	if rep.Status != runner.StatusSucceeded || now.EndTime == nil || !now.EndTime.Equal(t0) ||
 		!later.StartTime.Equal(t0.Add(time.Hour)) || last.StartTime.Before(*later.EndTime) {
@@ -251,11 +231,7 @@ func TestExponentialRollout(t *testing.T) {
       exponential: {baseRatePerMinute: 10, incrementFactor: 2, rateIncreaseCriteria: {numberOfNotifiedDevices: 10}}
     success: {minSuccessRate: 0%}
 `)
-	done := make(chan *runner.Report, 1)
-	go func() {
-		rep, _ := (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, &runner.Runner{Hub: h, Clock: clk}, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for m := 1; m <= 4; m++ {
@@ -265,13 +241,7 @@ func TestExponentialRollout(t *testing.T) {
 		}
 		clk.AdvanceTo(at)
 	}
-	var rep *runner.Report
-	select {
-	case rep = <-done:
-	case <-ctx.Done():
-		t.Fatal("the rollout did not finish")
-	}
-	checkSchema(t, rep)
+	rep := awaitReport(t, ctx, done)
 	s := rep.Steps[0]
 	if len(s.JobIDs) != 4 || len(s.Devices) != 100 {
 		t.Fatalf("%d jobs, %d devices; want 4 jobs over 100", len(s.JobIDs), len(s.Devices))

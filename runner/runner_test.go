@@ -222,11 +222,7 @@ func TestApplyFutureStartOnVirtualClock(t *testing.T) {
     start: +2h
 `)
 	r := &runner.Runner{Hub: h, Clock: clk}
-	done := make(chan *runner.Report, 1)
-	go func() {
-		rep, _ := r.Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, r, p)
 	// The job waits for its start time; move the clock there once the
 	// engine has armed its timer.
 	deadline := time.Now().Add(10 * time.Second)
@@ -240,8 +236,7 @@ func TestApplyFutureStartOnVirtualClock(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling a condition with a deadline
 	}
 	clk.AdvanceTo(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
-	rep := <-done
-	checkSchema(t, rep)
+	rep := awaitReport(t, t.Context(), done)
 	s := rep.Steps[0]
 	if rep.Status != runner.StatusSucceeded || s.StartTime == nil || !s.StartTime.Equal(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) {
 		t.Fatalf("report %s, step %+v", rep.Status, s)
@@ -287,3 +282,28 @@ type startObserver struct{ started chan string }
 func (o *startObserver) StepStarted(_ *plan.Step, id string) { o.started <- id }
 func (o *startObserver) JobChanged(*plan.Step, *hub.Job)     {}
 func (o *startObserver) StepFinished(*runner.StepReport)     {}
+
+// applying runs r.Apply(p) in the background; the channel gets its report.
+func applying(t *testing.T, r *runner.Runner, p *plan.Plan) <-chan *runner.Report {
+	t.Helper()
+	done := make(chan *runner.Report, 1)
+	go func() {
+		rep, _ := r.Apply(t.Context(), p)
+		done <- rep
+	}()
+	return done
+}
+
+// awaitReport waits for a report from applying until ctx ends, and checks
+// it against the report schema.
+func awaitReport(t *testing.T, ctx context.Context, done <-chan *runner.Report) *runner.Report {
+	t.Helper()
+	select {
+	case rep := <-done:
+		checkSchema(t, rep)
+		return rep
+	case <-ctx.Done():
+		t.Fatal("the plan did not finish")
+		return nil
+	}
+}

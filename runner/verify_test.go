@@ -46,11 +46,7 @@ func TestVerifyThenOnlyPassed(t *testing.T) {
     onlyPassed: true
 `)
 	r := &runner.Runner{Hub: h, Clock: clk}
-	done := make(chan *runner.Report, 1)
-	go func() {
-		rep, _ := r.Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, r, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// verify asks every 15 s (a twentieth of 5 minutes) until the timeout.
@@ -60,13 +56,7 @@ func TestVerifyThenOnlyPassed(t *testing.T) {
 		}
 		clk.AdvanceTo(at)
 	}
-	var rep *runner.Report
-	select {
-	case rep = <-done:
-	case <-ctx.Done():
-		t.Fatal("the plan did not finish")
-	}
-	checkSchema(t, rep)
+	rep := awaitReport(t, ctx, done)
 	fw, rb := rep.Steps[0], rep.Steps[1]
 	verified := map[string]bool{}
 	for _, d := range fw.Devices {

@@ -40,11 +40,7 @@ func TestStepWindow(t *testing.T) {
     method: {name: reboot}
     window: {cron: "0 22 * * *", duration: 2h}
 `)
-	done := make(chan *runner.Report, 1)
-	go func() {
-		rep, _ := (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, &runner.Runner{Hub: h, Clock: clk}, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	opens := t0.Add(12 * time.Hour)
@@ -52,8 +48,7 @@ func TestStepWindow(t *testing.T) {
 		t.Fatalf("the step did not wait for its window: %v", err)
 	}
 	clk.AdvanceTo(opens)
-	rep := <-done
-	checkSchema(t, rep)
+	rep := awaitReport(t, t.Context(), done)
 	s := rep.Steps[0]
 	if rep.Status != runner.StatusSucceeded || s.StartTime == nil || !s.StartTime.Equal(opens) || len(s.Devices) != 6 {
 		t.Fatalf("report %s, step %s %q starting %v with %d devices; want all 6 at %v", rep.Status, s.Status, s.Reason, s.StartTime, len(s.Devices), opens)
@@ -72,12 +67,8 @@ func TestDeviceWindows(t *testing.T) {
     window: {fromTag: tags.maintenance}
     success: {minSuccessRate: 80%}
 `)
-	done := make(chan *runner.Report, 1)
 	ended := make(chan string, 4)
-	go func() {
-		rep, _ := (&runner.Runner{Hub: h, Clock: clk, Observer: jobEndObserver(ended)}).Apply(t.Context(), p)
-		done <- rep
-	}()
+	done := applying(t, &runner.Runner{Hub: h, Clock: clk, Observer: jobEndObserver(ended)}, p)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// 01:00 UTC for early-*, 03:00 in Berlin (02:00 UTC in November) for
@@ -96,8 +87,7 @@ func TestDeviceWindows(t *testing.T) {
 		}
 		clk.AdvanceTo(at)
 	}
-	rep := <-done
-	checkSchema(t, rep)
+	rep := awaitReport(t, t.Context(), done)
 	s := rep.Steps[0]
 	if len(s.JobIDs) != 2 || len(s.Devices) != 6 {
 		t.Fatalf("%d jobs, %d devices; want 2 jobs (one per window), 6 devices; %s %q %+v", len(s.JobIDs), len(s.Devices), s.Status, s.Reason, s.Devices)
