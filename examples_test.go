@@ -2,58 +2,26 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
-	"github.com/iotjobs/iotjobs/hub/store/sqlite"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
-	"github.com/iotjobs/iotjobs/simulate"
 )
 
-// virtualHub is an engine on SQLite with a fleet file's devices as
-// in-process devices, all on the clock clk: tags and initial reported
-// properties as the file gives them.
+// virtualHub is an in-memory hub with a fleet file's devices as
+// in-process devices, all on the clock clk (what plan --fleet uses).
 func virtualHub(t *testing.T, clk clock.Clock, fleetFile string) *engine.Engine {
 	t.Helper()
-	ctx := context.Background()
-	fl, ds := simulate.Load(fleetFile)
-	if ds.HasErrors() {
-		t.Fatal(ds)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hub.db"))
+	e, closeHub, err := fleetHub(context.Background(), io.Discard, fleetFile, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := simulate.NewBus(fl.Devices(), clk)
-	e := engine.New(st, bus, clk)
-	bus.SetEvents(e)
-	if err := e.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		e.Close()
-		st.Close()
-	})
-	for _, d := range fl.Devices() {
-		if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
-			t.Fatal(err)
-		}
-		if len(d.Reported) > 0 {
-			b, _ := json.Marshal(d.Reported)
-			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	t.Cleanup(closeHub)
 	return e
 }
 

@@ -68,9 +68,11 @@ type StepReport struct {
 	Success             *SuccessReport          `json:"success,omitempty"`
 	// Batches are the rollout batches (steps with a rollout or abort
 	// thresholds), Abort how the step measured against its thresholds.
-	Batches []BatchReport  `json:"batches,omitempty"`
-	Abort   *AbortReport   `json:"abort,omitempty"`
-	Retries []RetryReport  `json:"retries,omitempty"`
+	Batches []BatchReport `json:"batches,omitempty"`
+	Abort   *AbortReport  `json:"abort,omitempty"`
+	Retries []RetryReport `json:"retries,omitempty"`
+	// Preview is the dry-run's view of the step (iotjobs plan).
+	Preview *StepPreview   `json:"preview,omitempty"`
 	Devices []DeviceResult `json:"devices"`
 }
 

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/store/memstore"
+	"github.com/iotjobs/iotjobs/plan/diag"
+	"github.com/iotjobs/iotjobs/runner"
+	"github.com/iotjobs/iotjobs/simulate"
+)
+
+func planCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "plan",
+		Usage:     "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
+		ArgsUsage: "PLAN",
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
+			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
+			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("plan: name exactly one plan file")
+			}
+			p, err := loadPlan(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			var client hub.Client
+			name := "embedded"
+			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
+				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real())
+				if err != nil {
+					return err
+				}
+				defer closeHub()
+				client, name = e, "fleet "+f
+			} else {
+				t, err := openTarget(c)
+				if err != nil {
+					return err
+				}
+				defer t.Close()
+				client, name = t.client, t.name
+			}
+			r := &runner.Runner{Hub: client, Clock: clock.Real(), HubName: name}
+			rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
+			if rep == nil {
+				return runErr
+			}
+			if path := c.String("report"); path != "" {
+				if err := writeFile(path, rep.WriteJSON); err != nil {
+					return errors.Join(runErr, fmt.Errorf("write report: %w", err))
+				}
+			}
+			switch c.String("output") {
+			case "json":
+				if err := rep.WriteJSON(c.App.Writer); err != nil {
+					return errors.Join(runErr, err)
+				}
+			case "text":
+				writePreview(c.App.Writer, rep)
+			default:
+				return usagef("plan: --output %q: use text or json", c.String("output"))
+			}
+			return runErr
+		},
+	}
+}
+
+// fleetHub is an in-memory hub holding a fleet file's devices (with their
+// tags and reported properties) as in-process simulated devices.
+func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Clock) (*engine.Engine, func(), error) {
+	fl, diags := simulate.Load(path)
+	if len(diags) > 0 {
+		src, _ := os.ReadFile(path)
+		diag.WriteText(stderr, diags, map[string][]byte{path: src})
+	}
+	if diags.HasErrors() {
+		return nil, nil, diags
+	}
+	bus := simulate.NewBus(fl.Devices(), clk)
+	e := engine.New(memstore.New(), bus, clk)
+	bus.SetEvents(e)
+	if err := e.Open(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, d := range fl.Devices() {
+		if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
+			e.Close()
+			return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
+		}
+		if len(d.Tags) > 0 {
+			if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
+				e.Close()
+				return nil, nil, fmt.Errorf("fleet %s: device %s: tags: %w", path, d.ID, err)
+			}
+		}
+		if len(d.Reported) > 0 {
+			b, _ := json.Marshal(d.Reported)
+			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
+				e.Close()
+				return nil, nil, fmt.Errorf("fleet %s: device %s: reported properties: %w", path, d.ID, err)
+			}
+		}
+	}
+	return e, func() { e.Close() }, nil
+}
+
+// writePreview prints a dry-run report for people.
+func writePreview(w io.Writer, rep *runner.Report) {
+	fmt.Fprintf(w, "plan %s (dry run against %s): %s\n", rep.Plan.Name, rep.Hub, rep.Status)
+	for _, s := range rep.Steps {
+		pv := s.Preview
+		if pv == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\nstep %s (%s): %d devices match %s", s.Name, s.Type, pv.Matched, s.QueryCondition)
+		if len(pv.Sample) > 0 {
+			more := ""
+			if pv.Matched > len(pv.Sample) {
+				more = ", …"
+			}
+			fmt.Fprintf(w, " (%s%s)", strings.Join(pv.Sample, ", "), more)
+		}
+		fmt.Fprintln(w)
+		for _, d := range pv.TwinDiff {
+			to, _ := json.Marshal(d.To)
+			var from []string
+			for _, f := range d.From {
+				v, _ := json.Marshal(f.Value)
+				if f.Value == "undefined" {
+					v = []byte("undefined")
+				}
+				from = append(from, fmt.Sprintf("%d from %s", f.Count, v))
+			}
+			fmt.Fprintf(w, "  %s → %s: %d change", d.Path, to, d.Change)
+			if len(from) > 0 {
+				fmt.Fprintf(w, " (%s)", strings.Join(from, ", "))
+			}
+			fmt.Fprintf(w, ", %d comply\n", d.Comply)
+		}
+		if s.Type == string(hub.JobUpdateTwin) {
+			fmt.Fprintf(w, "  %d twins comply with the whole patch already\n", pv.Noop)
+		}
+		switch {
+		case len(pv.After) > 0:
+			fmt.Fprintf(w, "  starts after %s\n", strings.Join(pv.After, ", "))
+		default:
+			fmt.Fprintf(w, "  starts %s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"))
+		}
+		if pv.OnlyPassed {
+			fmt.Fprintf(w, "  only on the devices that pass %s (the matched count is an upper bound)\n", strings.Join(pv.After, ", "))
+		}
+		for i, b := range pv.Timeline.Batches {
+			fmt.Fprintf(w, "  batch %d: %d devices, %s\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
+		}
+		if n := len(pv.Timeline.Occurrences); n > 0 {
+			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
+		}
+		if pf := pv.Preflight; pf != nil {
+			verdict := "ok"
+			if !pf.OK {
+				verdict = "FAILS"
+			}
+			fmt.Fprintf(w, "  pre-flight %s: %s\n", verdict, pf.Message)
+		}
+	}
+}
