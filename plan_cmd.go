@@ -14,6 +14,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/store"
 	"github.com/iotjobs/iotjobs/hub/store/memstore"
 	"github.com/iotjobs/iotjobs/plan/diag"
 	"github.com/iotjobs/iotjobs/runner"
@@ -81,7 +82,9 @@ func planCmd() *cli.Command {
 }
 
 // fleetHub is an in-memory hub holding a fleet file's devices (with their
-// tags and reported properties) as in-process simulated devices.
+// tags and reported properties) as in-process simulated devices. They are
+// loaded into the store directly, as a registry import would leave them,
+// so that a fleet of 100,000 devices loads in a second.
 func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Clock) (*engine.Engine, func(), error) {
 	fl, diags := simulate.Load(path)
 	if len(diags) > 0 {
@@ -91,30 +94,32 @@ func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Cloc
 	if diags.HasErrors() {
 		return nil, nil, diags
 	}
+	st := memstore.New()
+	now := clk.Now().UTC()
+	for _, d := range fl.Devices() {
+		reported := map[string]any{}
+		if len(d.Reported) > 0 {
+			if _, err := hub.MergeSection(reported, d.Reported, now, 1, false); err != nil {
+				return nil, nil, fmt.Errorf("fleet %s: device %s: reported properties: %w", path, d.ID, err)
+			}
+			reported["$version"] = 1.0
+		} else {
+			reported["$version"] = 0.0
+		}
+		sd := &store.Device{
+			Device: hub.Device{DeviceID: d.ID, Status: hub.StatusEnabled, ETag: "MA==", ConnectionState: hub.Disconnected,
+				Authentication: hub.Authentication{Type: "sas"}},
+			Tags: d.Tags, Desired: map[string]any{"$version": 1.0}, Reported: reported, Version: 1,
+		}
+		if err := st.CreateDevice(ctx, sd); err != nil {
+			return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
+		}
+	}
 	bus := simulate.NewBus(fl.Devices(), clk)
-	e := engine.New(memstore.New(), bus, clk)
+	e := engine.New(st, bus, clk)
 	bus.SetEvents(e)
 	if err := e.Open(ctx); err != nil {
 		return nil, nil, err
-	}
-	for _, d := range fl.Devices() {
-		if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
-			e.Close()
-			return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
-		}
-		if len(d.Tags) > 0 {
-			if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
-				e.Close()
-				return nil, nil, fmt.Errorf("fleet %s: device %s: tags: %w", path, d.ID, err)
-			}
-		}
-		if len(d.Reported) > 0 {
-			b, _ := json.Marshal(d.Reported)
-			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
-				e.Close()
-				return nil, nil, fmt.Errorf("fleet %s: device %s: reported properties: %w", path, d.ID, err)
-			}
-		}
 	}
 	return e, func() { e.Close() }, nil
 }

@@ -49,3 +49,22 @@ func TestPlanCommand(t *testing.T) {
 		t.Errorf("report %s, reboot %s %q", jr.Status, rb.Status, rb.Reason)
 	}
 }
+
+// TestPreflight100k: a method step over 100,000 devices cannot finish in
+// its hour at 10 operations a second; plan says so with the numbers and
+// exits 1.
+func TestPreflight100k(t *testing.T) {
+	dir := t.TempDir()
+	fleet, planFile := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml")
+	writeTestFile(t, fleet, "version: 1\ngroups:\n  - ids: \"d-{n:06}\"\n    count: 100000\n    tags: {site: big}\n    methods:\n      ping: {status: 200}\n")
+	writeTestFile(t, planFile, "version: 1\nname: big\nsteps:\n  - name: ping-all\n    query: \"tags.site = 'big'\"\n    method: {name: ping}\n    maxExecutionTime: 1h\n")
+	code, stdout, stderr := runCLI(t, t.Context(), "plan", "--fleet", fleet, "--rate", "10", planFile)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"100000 devices match", "pre-flight FAILS: 100000 devices at 10 operations/s take 2h46m40s, longer than the maxExecutionTime of 1h0m0s"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}

@@ -140,16 +140,24 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 
 func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, now time.Time, o PreviewOptions) (*StepPreview, error) {
 	pv := &StepPreview{Sample: []string{}, After: s.After, OnlyPassed: s.OnlyPassed}
-	twins, err := r.matchedTwins(ctx, s.Query)
-	if err != nil {
-		return nil, fmt.Errorf("step %s: read its devices: %w", s.Name, err)
-	}
-	pv.Matched = len(twins)
-	for _, t := range twins[:min(len(twins), o.Samples)] {
-		pv.Sample = append(pv.Sample, t.DeviceID)
-	}
 	if s.Twin != nil {
+		// The diff needs every matched twin.
+		twins, err := r.matchedTwins(ctx, s.Query)
+		if err != nil {
+			return nil, fmt.Errorf("step %s: read its devices: %w", s.Name, err)
+		}
+		pv.Matched = len(twins)
+		for _, t := range twins[:min(len(twins), o.Samples)] {
+			pv.Sample = append(pv.Sample, t.DeviceID)
+		}
 		pv.TwinDiff, pv.Noop = twinDiff(s.Twin, twins)
+	} else {
+		// A method step needs only how many match, and a few of them.
+		n, sample, err := r.countAndSample(ctx, s.Query, o.Samples)
+		if err != nil {
+			return nil, fmt.Errorf("step %s: count its devices: %w", s.Name, err)
+		}
+		pv.Matched, pv.Sample = n, sample
 	}
 	start, err := startTime(s, now, now)
 	if err != nil {
@@ -208,7 +216,7 @@ func preflight(s *plan.Step, matched int, rate float64) *Preflight {
 	if pf.OK {
 		pf.Message = fmt.Sprintf("%d devices at %g operations/s take %s, within the %s of %s", largest, rate, round(needed), what, available)
 	} else {
-		pf.Message = fmt.Sprintf("pre-flight: %d devices at %g operations/s take %s, longer than the %s of %s; raise it, split the step into batches, or raise the hub's rate",
+		pf.Message = fmt.Sprintf("%d devices at %g operations/s take %s, longer than the %s of %s; raise it, split the step into batches, or raise the hub's rate",
 			largest, rate, round(needed), what, available)
 	}
 	return pf
@@ -219,6 +227,40 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// countAndSample counts the devices a query matches and returns the first
+// few ids (by id).
+func (r *Runner) countAndSample(ctx context.Context, query string, n int) (int, []string, error) {
+	where := ""
+	if strings.TrimSpace(query) != "*" {
+		where = " WHERE " + query
+	}
+	page, err := r.Hub.Query(ctx, "SELECT COUNT() AS n FROM devices"+where, hub.QueryOptions{})
+	if err != nil {
+		return 0, nil, err
+	}
+	var count struct {
+		N int `json:"n"`
+	}
+	if len(page.Items) != 1 || json.Unmarshal(page.Items[0], &count) != nil {
+		return 0, nil, fmt.Errorf("the hub answered a COUNT() query with %d rows", len(page.Items))
+	}
+	sample := []string{}
+	page, err = r.Hub.Query(ctx, fmt.Sprintf("SELECT TOP %d deviceId FROM devices%s", n, where), hub.QueryOptions{PageSize: n})
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, item := range page.Items {
+		var row struct {
+			DeviceID string `json:"deviceId"`
+		}
+		if err := json.Unmarshal(item, &row); err != nil {
+			return 0, nil, fmt.Errorf("decode query row: %w", err)
+		}
+		sample = append(sample, row.DeviceID)
+	}
+	return count.N, sample, nil
 }
 
 // matchedTwins reads the twins a query matches now, in id order.
