@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
+	"io"
+	"net/http"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/iotjobs/iotjobs/hub/hubd"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -67,4 +74,78 @@ func TestPreflight100k(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
 	}
+}
+
+// TestPlanOverRESTWritesNothing: plan against hub serve sends only reads;
+// the hub's own request counters (/metrics) say so: no request on any
+// route that writes, no method call, no job.
+func TestPlanOverRESTWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "hub")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	hubOut, hubDone := background(t, ctx, "hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+	https := waitLine(t, hubOut, regexp.MustCompile(`REST API\s+https://(\S+)`))[1]
+	cs := waitLine(t, hubOut, regexp.MustCompile(`^(HostName=.*)$`))[1]
+	go func() {
+		for range hubOut {
+		}
+	}()
+	ca := filepath.Join(data, "tls", "ca.pem")
+	simCtx, stopSim := context.WithCancel(ctx)
+	simOut, simDone := background(t, simCtx, "simulate", "--hub", cs, "--ca", ca, "--fleet", "examples/firmware-fleet.yaml")
+	waitLine(t, simOut, regexp.MustCompile(`63 connected`))
+	go func() {
+		for range simOut {
+		}
+	}()
+	before := restRequests(t, https, ca)
+	code, stdout, stderr := runCLI(t, ctx, "plan", "--hub", cs, "--ca", ca, "--rate", "10", "examples/firmware-rollout.yaml")
+	if code != 0 || !strings.Contains(stdout, "63 devices match") {
+		t.Fatalf("plan exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	after := restRequests(t, https, ca)
+	reads := 0
+	for route, n := range after {
+		if n == before[route] {
+			continue
+		}
+		if route != "POST /devices/query" && !strings.HasPrefix(route, "GET ") {
+			t.Errorf("plan sent %d requests to %s", n-before[route], route)
+		}
+		reads += n - before[route]
+	}
+	if reads == 0 {
+		t.Error("plan sent no request at all")
+	}
+	stopSim()
+	<-simDone
+	cancel()
+	<-hubDone
+}
+
+// restRequests reads the hub's REST request counters by route.
+func restRequests(t *testing.T, addr, caFile string) map[string]int {
+	t.Helper()
+	pool, err := hubd.LoadCA(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]int{}
+	re := regexp.MustCompile(`(?m)^iotjobs_rest_requests_total\{code="\d+",route="([^"]*)"\} (\d+)`)
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		n, _ := strconv.Atoi(m[2])
+		out[m[1]] += n
+	}
+	if len(out) == 0 {
+		t.Fatalf("no iotjobs_rest_requests_total in /metrics:\n%.2000s", b)
+	}
+	return out
 }
