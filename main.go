@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -160,6 +161,7 @@ func exitCode(err error) int {
 		diags  diag.Diagnostics
 		usage  usageError
 		failed *runner.StepFailedError
+		drift  *runner.DriftError
 		subj   failedError
 		unsup  *runner.UnsupportedError
 		herr   *hub.Error
@@ -169,7 +171,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
 		return exitInvalid
-	case errors.As(err, &failed), errors.As(err, &subj):
+	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift):
 		return exitFailed
 	case errors.Is(err, context.Canceled):
 		return exitFailed
@@ -237,6 +239,38 @@ func openTarget(c *cli.Context) (*target, error) {
 
 // loadPlan parses and validates a plan, rendering diagnostics to stderr.
 func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
+	p, _, err := loadAnyPlan(c, path)
+	return p, err
+}
+
+// loadAnyPlan loads a plan file, or a saved plan (iotjobs plan --out),
+// which it returns too: its plan is parsed from the source it saved.
+func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, error) {
+	if b, err := os.ReadFile(path); err == nil && bytes.Contains(b[:min(len(b), 200)], []byte(`"savedPlanVersion"`)) {
+		var sp runner.SavedPlan
+		if err := json.Unmarshal(b, &sp); err != nil {
+			return nil, nil, usagef("saved plan %s: %v", path, err)
+		}
+		if sp.Version != runner.SavedPlanVersion {
+			return nil, nil, usagef("saved plan %s has version %d; this iotjobs reads version %d", path, sp.Version, runner.SavedPlanVersion)
+		}
+		p, diags := plan.Parse(sp.File, []byte(sp.Source))
+		if len(diags) > 0 {
+			diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{sp.File: []byte(sp.Source)})
+		}
+		if diags.HasErrors() {
+			return nil, nil, diags
+		}
+		if err := sp.Fix(p); err != nil {
+			return nil, nil, usagef("saved plan %s: %v", path, err)
+		}
+		return p, &sp, nil
+	}
+	p, err := loadPlanFile(c, path)
+	return p, nil, err
+}
+
+func loadPlanFile(c *cli.Context, path string) (*plan.Plan, error) {
 	p, diags := plan.Load(path)
 	if len(diags) > 0 {
 		src, _ := os.ReadFile(path)
@@ -301,7 +335,7 @@ func applyCmd() *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("apply: name exactly one plan file")
 			}
-			p, err := loadPlan(c, c.Args().First())
+			p, saved, err := loadAnyPlan(c, c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -313,6 +347,12 @@ func applyCmd() *cli.Command {
 				return err
 			}
 			defer t.Close()
+			if saved != nil {
+				// A saved plan acts on the devices it saw, as they were.
+				if err := (&runner.Runner{Hub: t.client, Clock: clock.Real()}).CheckDrift(c.Context, saved); err != nil {
+					return err
+				}
+			}
 			if f := c.String("fleet"); f != "" {
 				sim, err := attachFleet(c, t, f)
 				if err != nil {

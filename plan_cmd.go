@@ -30,12 +30,13 @@ func planCmd() *cli.Command {
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
+			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("plan: name exactly one plan file")
 			}
-			p, err := loadPlan(c, c.Args().First())
+			p, saved, err := loadAnyPlan(c, c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -60,6 +61,26 @@ func planCmd() *cli.Command {
 			rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
 			if rep == nil {
 				return runErr
+			}
+			if path := c.String("out"); path != "" {
+				var src []byte
+				if saved != nil {
+					src = []byte(saved.Source)
+				} else if src, err = os.ReadFile(c.Args().First()); err != nil {
+					return err
+				}
+				sp, err := r.Save(c.Context, p, src)
+				if err != nil {
+					return errors.Join(runErr, err)
+				}
+				if err := writeFile(path, func(w io.Writer) error {
+					enc := json.NewEncoder(w)
+					enc.SetIndent("", "  ")
+					return enc.Encode(sp)
+				}); err != nil {
+					return errors.Join(runErr, fmt.Errorf("write saved plan: %w", err))
+				}
+				fmt.Fprintf(c.App.ErrWriter, "saved plan written to %s; iotjobs apply %s acts on exactly these devices\n", path, path)
 			}
 			if path := c.String("report"); path != "" {
 				if err := writeFile(path, rep.WriteJSON); err != nil {

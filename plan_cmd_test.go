@@ -149,3 +149,57 @@ func restRequests(t *testing.T, addr, caFile string) map[string]int {
 	}
 	return out
 }
+
+// TestSavedPlan: plan --out saves the matched devices; apply of the saved
+// plan acts on exactly them (not on a device that matches since), and a
+// saved plan whose device changed in between is refused, naming it.
+func TestSavedPlan(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, t.Context(), append(args, "--data", data)...)
+	}
+	for _, id := range []string{"a", "b"} {
+		if code, _, stderr := cli("devices", "create", id); code != 0 {
+			t.Fatal(stderr)
+		}
+		if code, _, stderr := cli("twin", "patch", id, "--tags", `{"x": "y"}`); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	planFile, saved := filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "saved.json")
+	writeTestFile(t, planFile, "version: 1\nname: stamp\nsteps:\n  - name: stamp\n    query: \"tags.x = 'y'\"\n    twin: {desired: {stamped: true}}\n")
+	if code, _, stderr := cli("plan", "--out", saved, planFile); code != 0 {
+		t.Fatalf("plan --out: %s", stderr)
+	}
+	// A device that matches only after the plan was saved is not acted on.
+	if code, _, stderr := cli("devices", "create", "c"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := cli("twin", "patch", "c", "--tags", `{"x": "y"}`); code != 0 {
+		t.Fatal(stderr)
+	}
+	rep := filepath.Join(dir, "report.json")
+	if code, _, stderr := cli("apply", "--report", rep, saved); code != 0 {
+		t.Fatalf("apply saved plan: exit %d\n%s", code, stderr)
+	}
+	var ids []string
+	for _, d := range readReport(t, rep).Steps[0].Devices {
+		ids = append(ids, d.DeviceID)
+	}
+	if strings.Join(ids, ",") != "a,b" {
+		t.Errorf("the saved plan acted on %v, want exactly a and b", ids)
+	}
+	// Save again, change one twin, apply: refused, naming it.
+	if code, _, stderr := cli("plan", "--out", saved, planFile); code != 0 {
+		t.Fatalf("plan --out: %s", stderr)
+	}
+	if code, _, stderr := cli("twin", "patch", "b", "--desired", `{"other": 1}`); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, _, stderr := cli("apply", saved)
+	if code != 1 || !strings.Contains(stderr, "the fleet changed since the plan was saved; 1 devices differ: b (etag") {
+		t.Fatalf("apply of a drifted saved plan: exit %d, want 1 naming b\n%s", code, stderr)
+	}
+}

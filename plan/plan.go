@@ -87,7 +87,10 @@ type Step struct {
 	// Window limits when the step may start devices: a maintenance window
 	// for the whole step, or one per device read from a twin tag.
 	Window *Window
-	Range  diag.Range
+	// Devices, when not nil, is the fixed device set of a saved plan: the
+	// step acts on these devices instead of those its query matches now.
+	Devices []string
+	Range   diag.Range
 
 	// path is the step's place in the file ("steps[2]"), for diagnostics.
 	path                string

@@ -29,7 +29,7 @@ const (
 // controlled reports whether a step is run by the runner over explicit
 // device lists rather than as one hub job over its query.
 func controlled(s *plan.Step) bool {
-	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil
+	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil || s.Devices != nil
 }
 
 // Step statuses of controlled steps.
@@ -165,9 +165,12 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	if err := r.sleepUntil(ctx, start); err != nil {
 		return false, r.interrupted(sr, "", err)
 	}
-	ids, err := r.devicesOf(ctx, s.Query)
-	if err != nil {
-		return false, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
+	ids := s.Devices // a saved plan's
+	if ids == nil {
+		ids, err = r.devicesOf(ctx, s.Query)
+		if err != nil {
+			return false, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
+		}
 	}
 	if only != nil {
 		kept := ids[:0:0]
