@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return usageError{err}
 		},
 		Commands: []*cli.Command{
-			validateCmd(), planCmd(), applyCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
+			validateCmd(), planCmd(), checkCmd(), applyCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
 		},
 	}
 	err := app.RunContext(ctx, interspersed(app, args))

@@ -205,3 +205,86 @@ func writePreview(w io.Writer, rep *runner.Report) {
 		}
 	}
 }
+
+func checkCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "drift: the devices whose twins do not comply with the plan's twin steps (exit 0 compliant, 1 drift)",
+		ArgsUsage: "PLAN",
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+			&cli.StringFlag{Name: "fleet", Usage: "fleet file: check these simulated devices (in memory) instead of a hub's"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("check: name exactly one plan file")
+			}
+			p, _, err := loadAnyPlan(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			var client hub.Client
+			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
+				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real())
+				if err != nil {
+					return err
+				}
+				defer closeHub()
+				client = e
+			} else {
+				t, err := openTarget(c)
+				if err != nil {
+					return err
+				}
+				defer t.Close()
+				client = t.client
+			}
+			res, err := (&runner.Runner{Hub: client, Clock: clock.Real()}).Check(c.Context, p)
+			if err != nil {
+				return err
+			}
+			switch c.String("output") {
+			case "json":
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			case "text":
+				writeCompliance(c.App.Writer, res)
+			default:
+				return usagef("check: --output %q: use text or json", c.String("output"))
+			}
+			if !res.Compliant {
+				n := 0
+				for _, s := range res.Steps {
+					n += len(s.Drifting)
+				}
+				return failedError{fmt.Sprintf("%d devices drift from plan %s", n, p.Name)}
+			}
+			return nil
+		},
+	}
+}
+
+// writeCompliance prints a drift check for people.
+func writeCompliance(w io.Writer, res *runner.Compliance) {
+	verdict := "compliant"
+	if !res.Compliant {
+		verdict = "drift"
+	}
+	fmt.Fprintf(w, "plan %s: %s\n", res.Plan.Name, verdict)
+	for _, s := range res.Steps {
+		fmt.Fprintf(w, "  step %s: %d of %d devices drift\n", s.Name, len(s.Drifting), s.Matched)
+		for i, d := range s.Drifting {
+			if i == 20 {
+				fmt.Fprintf(w, "    … and %d more (-o json lists all)\n", len(s.Drifting)-20)
+				break
+			}
+			why := strings.Join(d.Paths, ", ")
+			if d.FailsVerify {
+				why = strings.TrimPrefix(why+", fails verify", ", ")
+			}
+			fmt.Fprintf(w, "    %s: %s\n", d.DeviceID, why)
+		}
+	}
+}

@@ -203,3 +203,44 @@ func TestSavedPlan(t *testing.T) {
 		t.Fatalf("apply of a drifted saved plan: exit %d, want 1 naming b\n%s", code, stderr)
 	}
 }
+
+// TestCheck: check exits 0 when every twin complies with the plan's twin
+// steps and 1 naming the devices when some drift; -o json lists them.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, t.Context(), append(args, "--data", data)...)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if code, _, stderr := cli("devices", "create", id); code != 0 {
+			t.Fatal(stderr)
+		}
+		if code, _, stderr := cli("twin", "patch", id, "--tags", `{"x": "y"}`, "--desired", `{"fw": "2.4.1"}`); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	planFile := filepath.Join(dir, "plan.yaml")
+	writeTestFile(t, planFile, "version: 1\nname: fw\nsteps:\n  - name: fw\n    query: \"tags.x = 'y'\"\n    twin: {desired: {fw: \"2.4.1\"}, tags: {x: \"y\"}}\n  - name: ping\n    query: \"*\"\n    method: {name: ping}\n")
+	if code, stdout, stderr := cli("check", planFile); code != 0 || !strings.Contains(stdout, "plan fw: compliant") {
+		t.Fatalf("compliant fleet: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := cli("twin", "patch", "b", "--desired", `{"fw": "2.3.0"}`); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, _ := cli("check", planFile)
+	if code != 1 || !strings.Contains(stdout, "step fw: 1 of 3 devices drift") || !strings.Contains(stdout, "b: properties.desired.fw") {
+		t.Fatalf("drift: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = cli("check", "-o", "json", planFile)
+	var res runner.Compliance
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != 1 || res.Compliant || len(res.Steps) != 1 ||
+		len(res.Steps[0].Drifting) != 1 || res.Steps[0].Drifting[0].DeviceID != "b" {
+		t.Fatalf("check -o json: exit %d, %+v (%v)\n%s", code, res, err, stdout)
+	}
+	writeTestFile(t, planFile, "version: 1\nname: fw\nsteps:\n  - name: fw\n    query: \"tags.x = \"\n    twin: {desired: {fw: \"2.4.1\"}}\n")
+	if code, _, _ := cli("check", planFile); code != 2 {
+		t.Errorf("invalid plan: exit %d, want 2", code)
+	}
+}

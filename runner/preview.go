@@ -376,6 +376,21 @@ func twinDiff(patch *plan.Twin, twins []*hub.Twin) ([]PathDiff, int) {
 	return diffs, noop
 }
 
+// divergent lists the paths a twin patch sets that the twin does not hold.
+func divergent(patch *plan.Twin, t *hub.Twin) []string {
+	var doc map[string]any
+	b, _ := json.Marshal(t)
+	json.Unmarshal(b, &doc)
+	var out []string
+	for _, l := range append(leaves([]string{"tags"}, patch.Tags), leaves([]string{"properties", "desired"}, patch.Desired)...) {
+		cur, defined := lookup(doc, l.path)
+		if !complies(cur, defined, l.to) {
+			out = append(out, strings.Join(l.path, "."))
+		}
+	}
+	return out
+}
+
 func lookup(doc map[string]any, path []string) (any, bool) {
 	var cur any = doc
 	for _, k := range path {
