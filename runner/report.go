@@ -71,6 +71,9 @@ type StepReport struct {
 	Batches []BatchReport `json:"batches,omitempty"`
 	Abort   *AbortReport  `json:"abort,omitempty"`
 	Retries []RetryReport `json:"retries,omitempty"`
+	// Noop counts the devices a twin step left alone because their twins
+	// complied already (their status is "noop").
+	Noop int `json:"noop,omitempty"`
 	// Preview is the dry-run's view of the step (iotjobs plan).
 	Preview *StepPreview   `json:"preview,omitempty"`
 	Devices []DeviceResult `json:"devices"`

@@ -29,7 +29,8 @@ const (
 // controlled reports whether a step is run by the runner over explicit
 // device lists rather than as one hub job over its query.
 func controlled(s *plan.Step) bool {
-	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil || s.Devices != nil
+	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil || s.Devices != nil ||
+		s.Twin != nil // to skip the twins that comply already
 }
 
 // Step statuses of controlled steps.
@@ -181,6 +182,13 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		ids = kept
 	}
+	// A twin that holds what the step sets already is not patched: it is
+	// a no-op, and succeeds.
+	if s.Twin != nil {
+		if ids, err = r.skipCompliant(ctx, s, ids, sr); err != nil {
+			return false, err
+		}
+	}
 	// Maintenance windows: the step's own, or one per device from a tag
 	// (devices grouped by window, in the order their windows open; a
 	// device whose tag holds no window fails at once).
@@ -290,14 +298,19 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 			return false, err
 		}
 	}
-	stats.DeviceCount = len(sr.Devices)
-	stats.SucceededCount, stats.FailedCount = 0, 0
+	// The statistics are the hub's view: the devices its jobs had (no-ops
+	// had none).
+	stats.DeviceCount, stats.SucceededCount, stats.FailedCount = 0, 0, 0
 	for _, d := range sr.Devices {
-		if d.Status == string(hub.DeviceJobCompleted) {
+		switch d.Status {
+		case DeviceNoop:
+			continue
+		case string(hub.DeviceJobCompleted):
 			stats.SucceededCount++
-		} else {
+		default:
 			stats.FailedCount++
 		}
+		stats.DeviceCount++
 	}
 	sr.Status = string(hub.JobCompleted)
 	if done < len(ids) {
@@ -354,6 +367,37 @@ func succeeded(ds []DeviceResult) int {
 		}
 	}
 	return n
+}
+
+// DeviceNoop is the status of a device a twin step left alone because its
+// twin complies already.
+const DeviceNoop = "noop"
+
+// skipCompliant records the devices whose twins comply with the step's
+// patch as no-ops and returns the others, in order.
+func (r *Runner) skipCompliant(ctx context.Context, s *plan.Step, ids []string, sr *StepReport) ([]string, error) {
+	twins := map[string]*hub.Twin{}
+	for rest := ids; len(rest) > 0; {
+		group := take(rest, 0)
+		rest = rest[len(group):]
+		ts, err := r.matchedTwins(ctx, inCondition(group))
+		if err != nil {
+			return nil, fmt.Errorf("step %s: read its twins: %w", s.Name, err)
+		}
+		for _, t := range ts {
+			twins[t.DeviceID] = t
+		}
+	}
+	keep := ids[:0:0]
+	for _, id := range ids {
+		if t := twins[id]; t != nil && len(divergent(s.Twin, t)) == 0 {
+			sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: DeviceNoop, Succeeded: true})
+			sr.Noop++
+			continue
+		}
+		keep = append(keep, id)
+	}
+	return keep, nil
 }
 
 // RetryReport is one retry round of a step.

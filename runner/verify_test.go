@@ -132,3 +132,40 @@ groups:
 	}
 	t.Logf("first round retried %d devices; %d rounds; %d still failing", s.Retries[0].Devices, len(s.Retries), failing)
 }
+
+// TestTwinNoop: a twin step skips the twins that already hold what it
+// sets; applied a second time it patches nothing and succeeds.
+func TestTwinNoop(t *testing.T) {
+	h := newFleetHub(t, clock.Real(), rolloutFleet)
+	p := parse(t, header+`  - name: stamp
+    query: "tags.ring = 'broad'"
+    twin: {desired: {stamp: 1}, tags: {stamped: true}}
+`)
+	r := &runner.Runner{Hub: h, Clock: clock.Real()}
+	first, err := r.Apply(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchema(t, first)
+	if s := first.Steps[0]; s.Noop != 0 || s.DeviceJobStatistics.SucceededCount != 100 || len(s.JobIDs) == 0 {
+		t.Fatalf("first run: noop %d, stats %+v, jobs %d", s.Noop, s.DeviceJobStatistics, len(s.JobIDs))
+	}
+	tw, _ := h.GetTwin(t.Context(), "dev-001")
+	second, err := r.Apply(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchema(t, second)
+	s := second.Steps[0]
+	if s.Noop != 100 || len(s.JobIDs) != 0 || s.DeviceJobStatistics.DeviceCount != 0 || s.Success == nil || !s.Success.Met {
+		t.Fatalf("second run: noop %d, jobs %v, stats %+v, success %+v", s.Noop, s.JobIDs, s.DeviceJobStatistics, s.Success)
+	}
+	for _, d := range s.Devices {
+		if d.Status != runner.DeviceNoop || !d.Succeeded {
+			t.Fatalf("device %+v", d)
+		}
+	}
+	if after, _ := h.GetTwin(t.Context(), "dev-001"); after.ETag != tw.ETag || after.Properties.Desired["$version"] != tw.Properties.Desired["$version"] {
+		t.Errorf("the no-op run changed the twin: etag %s → %s", tw.ETag, after.ETag)
+	}
+}
