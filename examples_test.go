@@ -151,3 +151,41 @@ func (o endObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	}
 }
 func (endObserver) StepFinished(*runner.StepReport) {}
+
+// TestFirmwareRolloutDrivenByIdleness is TestFirmwareRolloutExample with
+// the clock driven by RunUntil instead of by hand: the same outcome.
+func TestFirmwareRolloutDrivenByIdleness(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
+	p, ds := plan.Load("examples/firmware-rollout.yaml")
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	done := make(chan struct{})
+	var rep *runner.Report
+	go func() {
+		defer close(done)
+		rep, _ = (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := clk.RunUntil(ctx, done); err != nil {
+		t.Fatalf("RunUntil: %v", err)
+	}
+	fw, rb := rep.Steps[0], rep.Steps[1]
+	var starts []time.Duration
+	for _, b := range fw.Batches {
+		starts = append(starts, b.StartTime.Sub(t0))
+	}
+	passed := 0
+	for _, d := range fw.Devices {
+		if d.Succeeded {
+			passed++
+		}
+	}
+	if rep.Status != runner.StatusSucceeded || len(starts) != 3 || starts[1] != 5*time.Minute || starts[2] != 10*time.Minute ||
+		passed != 60 || len(rb.Devices) != 60 || !rb.EndTime.Equal(t0.Add(25*time.Minute)) {
+		t.Fatalf("report %s: batch starts %v, %d passed, reboot on %d devices ending %v", rep.Status, starts, passed, len(rb.Devices), rb.EndTime)
+	}
+}

@@ -413,3 +413,29 @@ func TestVirtualJumpTo(t *testing.T) {
 		t.Errorf("now %v", v.Now())
 	}
 }
+
+func TestRunUntil(t *testing.T) {
+	v := NewVirtual(t0)
+	done := make(chan struct{})
+	var got []time.Time
+	go func() {
+		defer close(done)
+		// Work at each instant, then sleep on the clock: three hops.
+		for range 3 {
+			tm := v.NewTimer(time.Hour)
+			got = append(got, <-tm.C())
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.RunUntil(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !got[2].Equal(t0.Add(3*time.Hour)) {
+		t.Errorf("woke at %v", got)
+	}
+	// Nothing pending and never done: stuck, not a hang.
+	if err := v.RunUntil(ctx, make(chan struct{})); !errors.Is(err, ErrStuck) {
+		t.Errorf("RunUntil with nothing to do: %v, want ErrStuck", err)
+	}
+}

@@ -1,0 +1,98 @@
+package clock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+)
+
+// ErrStuck is RunUntil's error when nothing is scheduled and the work has
+// not ended: it would wait forever.
+var ErrStuck = errors.New("virtual time is stuck: no timer is pending and the work has not ended")
+
+// RunUntil moves the clock from timer to timer until done is closed: each
+// time every other goroutine of the process is blocked (no work can go on
+// at the current instant), it advances to the next pending timer. This is
+// what lets a dry-run play days of a plan in seconds without ever moving
+// time while something is still happening. It holds only while nothing in
+// the process waits for the outside world to act at the current instant
+// (the dry-run's hub, devices and store are all in memory).
+func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if !quiescent() {
+			runtime.Gosched()
+			continue
+		}
+		// Quiet twice in a row: a goroutine woken between the two looks is
+		// seen as runnable by the second.
+		runtime.Gosched()
+		if !quiescent() {
+			continue
+		}
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		if _, ok := v.AdvanceNext(); !ok {
+			return ErrStuck
+		}
+	}
+}
+
+// blockedStates are the goroutine states that wait for the program: a
+// channel, a lock, a wait group; or for the world outside (I/O, a
+// syscall), or the runtime's idle helpers. Anything else — running,
+// runnable, and the runtime's own waits such as a GC assist (shown as
+// semacquire) in the middle of work — is busy.
+var blockedStates = map[string]bool{
+	"chan receive": true, "chan send": true, "chan receive (nil chan)": true, "chan send (nil chan)": true,
+	"select": true, "select (no cases)": true,
+	"sync.Mutex.Lock": true, "sync.RWMutex.Lock": true, "sync.RWMutex.RLock": true,
+	"sync.WaitGroup.Wait": true, "sync.Cond.Wait": true,
+	"IO wait": true, "syscall": true, "sleep": true,
+	"finalizer wait": true, "force gc (idle)": true, "GC worker (idle)": true,
+	"GC scavenge wait": true, "GC sweep wait": true, "cleanup wait": true, "trace reader (blocked)": true,
+}
+
+// quiescent reports whether every goroutine but the caller is blocked.
+func quiescent() bool {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	first := true
+	for len(buf) > 0 {
+		line, rest, _ := bytes.Cut(buf, []byte("\n"))
+		buf = rest
+		if !bytes.HasPrefix(line, []byte("goroutine ")) {
+			continue
+		}
+		if first { // the caller's own
+			first = false
+			continue
+		}
+		i, j := bytes.IndexByte(line, '['), bytes.IndexByte(line, ']')
+		if i < 0 || j < i {
+			continue
+		}
+		state, _, _ := bytes.Cut(line[i+1:j], []byte(",")) // "select, 2 minutes"
+		if !blockedStates[string(state)] {
+			return false
+		}
+	}
+	return true
+}
