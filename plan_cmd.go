@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/store"
 	"github.com/iotjobs/iotjobs/hub/store/memstore"
+	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/plan/diag"
 	"github.com/iotjobs/iotjobs/runner"
 	"github.com/iotjobs/iotjobs/simulate"
@@ -30,6 +32,7 @@ func planCmd() *cli.Command {
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
+			&cli.BoolFlag{Name: "no-simulate", Usage: "only read the hub (matches, twin diff, timeline, pre-flight); do not play the plan against simulated devices"},
 			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
 		},
 		Action: func(c *cli.Context) error {
@@ -61,6 +64,16 @@ func planCmd() *cli.Command {
 			rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
 			if rep == nil {
 				return runErr
+			}
+			if !c.Bool("no-simulate") {
+				// The plan played in virtual time against a simulation of
+				// the devices: the fleet file's, or the hub's twins with
+				// devices that answer 200 and converge at once.
+				sim, err := simulateRun(c, p, client, name)
+				if err != nil {
+					return err
+				}
+				rep, runErr = mergeDryRun(rep, sim)
 			}
 			if path := c.String("out"); path != "" {
 				var src []byte
@@ -145,6 +158,101 @@ func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Cloc
 	return e, func() { e.Close() }, nil
 }
 
+// simulateRun plays p in virtual time against simulated devices: those of
+// --fleet, or a copy of the twins the plan's steps match on the hub
+// (read with queries only), whose devices answer every method with 200
+// and report desired properties back at once. Nothing touches the hub.
+func simulateRun(c *cli.Context, p *plan.Plan, src hub.Client, name string) (*runner.Report, error) {
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	vclk := clock.NewVirtual(time.Now().UTC())
+	var e *engine.Engine
+	var closeHub func()
+	var err error
+	if f := c.String("fleet"); f != "" && c.String("hub") == "" {
+		e, closeHub, err = fleetHub(ctx, io.Discard, f, vclk)
+	} else {
+		e, closeHub, err = snapshotHub(ctx, src, p, vclk)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dry-run: %w", err)
+	}
+	defer closeHub()
+	done := make(chan struct{})
+	var rep *runner.Report
+	go func() {
+		defer close(done)
+		rep, _ = (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).Apply(ctx, p)
+	}()
+	if err := vclk.RunUntil(ctx, done); err != nil {
+		cancel()
+		<-done
+		return nil, fmt.Errorf("dry-run: %w", err)
+	}
+	return rep, nil
+}
+
+// snapshotHub copies the twins p's steps match on src into an in-memory
+// hub with default simulated devices.
+func snapshotHub(ctx context.Context, src hub.Client, p *plan.Plan, clk clock.Clock) (*engine.Engine, func(), error) {
+	st := memstore.New()
+	var devs []*simulate.Device
+	seen := map[string]bool{}
+	for _, s := range p.Steps {
+		twins, err := runner.ReadTwins(ctx, src, s.Query)
+		if err != nil {
+			return nil, nil, fmt.Errorf("step %s: read its twins: %w", s.Name, err)
+		}
+		for _, t := range twins {
+			if seen[t.DeviceID] {
+				continue
+			}
+			seen[t.DeviceID] = true
+			sd := &store.Device{Device: hub.Device{DeviceID: t.DeviceID, Status: t.Status, ETag: "MA==", ConnectionState: hub.Disconnected,
+				Authentication: hub.Authentication{Type: "sas"}},
+				Tags: t.Tags, Desired: t.Properties.Desired, Reported: t.Properties.Reported, Version: t.Version}
+			if err := st.CreateDevice(ctx, sd); err != nil {
+				return nil, nil, err
+			}
+			devs = append(devs, &simulate.Device{ID: t.DeviceID, Tags: map[string]any{}, Reported: map[string]any{},
+				Methods: map[string]*simulate.Method{"*": {Status: 200}}, Desired: &simulate.Desired{Report: true}})
+		}
+	}
+	bus := simulate.NewBus(devs, clk)
+	e := engine.New(st, bus, clk)
+	bus.SetEvents(e)
+	if err := e.Open(ctx); err != nil {
+		return nil, nil, err
+	}
+	return e, func() { e.Close() }, nil
+}
+
+// mergeDryRun is the dry-run report: the simulated run's, each step with
+// what was read from the hub (its preview), failed where the pre-flight
+// fails.
+func mergeDryRun(preview, sim *runner.Report) (*runner.Report, error) {
+	sim.DryRun = true
+	sim.Hub = preview.Hub
+	var failed []string
+	for i, s := range sim.Steps {
+		if i < len(preview.Steps) && preview.Steps[i].Name == s.Name {
+			s.Preview = preview.Steps[i].Preview
+			if pf := s.Preview.Preflight; pf != nil && !pf.OK {
+				s.Status, s.Reason = runner.StepFailed, pf.Message
+			}
+		}
+		if s.Status != string(hub.JobCompleted) {
+			failed = append(failed, s.Name)
+		}
+	}
+	if len(failed) > 0 {
+		sim.Status = runner.StatusFailed
+		return sim, &runner.StepFailedError{Steps: failed}
+	}
+	sim.Status = runner.StatusSucceeded
+	return sim, nil
+}
+
 // writePreview prints a dry-run report for people.
 func writePreview(w io.Writer, rep *runner.Report) {
 	fmt.Fprintf(w, "plan %s (dry run against %s): %s\n", rep.Plan.Name, rep.Hub, rep.Status)
@@ -195,6 +303,27 @@ func writePreview(w io.Writer, rep *runner.Report) {
 		}
 		if n := len(pv.Timeline.Occurrences); n > 0 {
 			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
+		}
+		if s.Status != "planned" {
+			ok, failed, noop := 0, 0, 0
+			for _, d := range s.Devices {
+				switch {
+				case d.Status == runner.DeviceNoop:
+					noop++
+				case d.Succeeded:
+					ok++
+				default:
+					failed++
+				}
+			}
+			fmt.Fprintf(w, "  simulated: %s — %d succeed, %d fail, %d no-op", s.Status, ok, failed, noop)
+			if s.EndTime != nil {
+				fmt.Fprintf(w, ", ends %s", s.EndTime.Format("2006-01-02 15:04 MST"))
+			}
+			fmt.Fprintln(w)
+			if s.Reason != "" {
+				fmt.Fprintf(w, "    %s\n", s.Reason)
+			}
 		}
 		if pf := pv.Preflight; pf != nil {
 			verdict := "ok"

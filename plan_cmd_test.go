@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -32,6 +34,10 @@ func TestPlanCommand(t *testing.T) {
 		"step reboot (scheduleDeviceMethod): 63 devices match", "starts after set-firmware",
 		"only on the devices that pass set-firmware",
 		"pre-flight ok: 31 devices at 10 operations/s take 3.1s",
+		// Played against the fleet: the three stuck devices never report
+		// the firmware, so verify fails them and reboot skips them.
+		"simulated: completed — 60 succeed, 3 fail, 0 no-op",
+		"simulated: completed — 60 succeed, 0 fail, 0 no-op",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
@@ -65,7 +71,7 @@ func TestPreflight100k(t *testing.T) {
 	fleet, planFile := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml")
 	writeTestFile(t, fleet, "version: 1\ngroups:\n  - ids: \"d-{n:06}\"\n    count: 100000\n    tags: {site: big}\n    methods:\n      ping: {status: 200}\n")
 	writeTestFile(t, planFile, "version: 1\nname: big\nsteps:\n  - name: ping-all\n    query: \"tags.site = 'big'\"\n    method: {name: ping}\n    maxExecutionTime: 1h\n")
-	code, stdout, stderr := runCLI(t, t.Context(), "plan", "--fleet", fleet, "--rate", "10", planFile)
+	code, stdout, stderr := runCLI(t, t.Context(), "plan", "--no-simulate", "--fleet", fleet, "--rate", "10", planFile)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
 	}
@@ -242,5 +248,76 @@ func TestCheck(t *testing.T) {
 	writeTestFile(t, planFile, "version: 1\nname: fw\nsteps:\n  - name: fw\n    query: \"tags.x = \"\n    twin: {desired: {fw: \"2.4.1\"}}\n")
 	if code, _, _ := cli("check", planFile); code != 2 {
 		t.Errorf("invalid plan: exit %d, want 2", code)
+	}
+}
+
+// TestDryRunFidelity: on a fleet with deterministic failures, the
+// dry-run's per-device outcomes and its abort equal those of the live run
+// on the embedded hub (real MQTT, real clock), and neither the dry-run
+// nor its report touches the hub.
+func TestDryRunFidelity(t *testing.T) {
+	dir := t.TempDir()
+	fleet, planFile := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml")
+	writeTestFile(t, fleet, `version: 1
+groups:
+  - ids: "dev-{n:03}"
+    count: 90
+    tags: {ring: broad}
+    desired: {report: true}
+    methods:
+      reboot: {status: 200}
+  - ids: "dev-{n:02}-x"
+    count: 10
+    tags: {ring: broad}
+    methods:
+      reboot: {status: 500}
+`)
+	writeTestFile(t, planFile, `version: 1
+name: fidelity
+steps:
+  - name: stamp
+    query: "tags.ring = 'broad'"
+    twin: {desired: {stamp: 7}}
+    success: {minSuccessRate: 0%}
+  - name: reboot
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}
+    abort: {failureRate: 5%, minExecuted: 50}
+  - name: never
+    query: "*"
+    method: {name: reboot}
+`)
+	dry, live := filepath.Join(dir, "dry.json"), filepath.Join(dir, "live.json")
+	if code, _, stderr := runCLI(t, t.Context(), "plan", "--fleet", fleet, "--report", dry, planFile); code != 1 {
+		t.Fatalf("plan exit %d, want 1 (the abort trips)\n%s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, t.Context(), "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--report", live, planFile); code != 1 {
+		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
+	}
+	d, l := readReport(t, dry), readReport(t, live)
+	if !d.DryRun || l.DryRun {
+		t.Errorf("dryRun: %v and %v", d.DryRun, l.DryRun)
+	}
+	for i := range l.Steps {
+		ds, ls := d.Steps[i], l.Steps[i]
+		if ds.Status != ls.Status {
+			t.Errorf("step %s: dry-run %s, live %s", ls.Name, ds.Status, ls.Status)
+		}
+		outcome := func(s *runner.StepReport) map[string]string {
+			out := map[string]string{}
+			for _, dv := range s.Devices {
+				out[dv.DeviceID] = fmt.Sprintf("%s/%v", dv.Status, dv.Succeeded)
+			}
+			return out
+		}
+		if !reflect.DeepEqual(outcome(ds), outcome(ls)) {
+			t.Errorf("step %s: per-device outcomes differ:\ndry-run %v\nlive    %v", ls.Name, outcome(ds), outcome(ls))
+		}
+	}
+	if s := d.Steps[1]; s.Status != runner.StepAborted || s.Abort == nil || s.Abort.Executed != 50 {
+		t.Errorf("dry-run reboot: %s %+v", s.Status, s.Abort)
+	}
+	if s := d.Steps[2]; s.Status != runner.StepSkipped {
+		t.Errorf("dry-run never: %s", s.Status)
 	}
 }

@@ -265,6 +265,12 @@ func (r *Runner) countAndSample(ctx context.Context, query string, n int) (int, 
 
 // matchedTwins reads the twins a query matches now, in id order.
 func (r *Runner) matchedTwins(ctx context.Context, query string) ([]*hub.Twin, error) {
+	return ReadTwins(ctx, r.Hub, query)
+}
+
+// ReadTwins reads the twins a query condition ("*" for all) matches now,
+// in id order, with queries only.
+func ReadTwins(ctx context.Context, c hub.Client, query string) ([]*hub.Twin, error) {
 	q := "SELECT * FROM devices"
 	if strings.TrimSpace(query) != "*" {
 		q += " WHERE " + query
@@ -272,7 +278,7 @@ func (r *Runner) matchedTwins(ctx context.Context, query string) ([]*hub.Twin, e
 	var out []*hub.Twin
 	opts := hub.QueryOptions{PageSize: 1000}
 	for {
-		page, err := r.Hub.Query(ctx, q, opts)
+		page, err := c.Query(ctx, q, opts)
 		if err != nil {
 			return nil, err
 		}

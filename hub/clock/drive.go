@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"runtime/metrics"
+	"time"
 )
 
 // ErrStuck is RunUntil's error when nothing is scheduled and the work has
@@ -19,6 +21,9 @@ var ErrStuck = errors.New("virtual time is stuck: no timer is pending and the wo
 // the process waits for the outside world to act at the current instant
 // (the dry-run's hub, devices and store are all in memory).
 func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
+	// Looking costs a stop of the world and a walk of every goroutine, so
+	// while work goes on the driver looks less and less often.
+	wait := time.Duration(0)
 	for {
 		select {
 		case <-done:
@@ -28,7 +33,13 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 		default:
 		}
 		if !quiescent() {
-			runtime.Gosched()
+			if wait == 0 {
+				runtime.Gosched()
+				wait = 20 * time.Microsecond
+				continue
+			}
+			time.Sleep(wait)
+			wait = min(2*wait, 2*time.Millisecond)
 			continue
 		}
 		// Quiet twice in a row: a goroutine woken between the two looks is
@@ -45,6 +56,7 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 		if _, ok := v.AdvanceNext(); !ok {
 			return ErrStuck
 		}
+		wait = 0
 	}
 }
 
@@ -63,8 +75,29 @@ var blockedStates = map[string]bool{
 	"GC scavenge wait": true, "GC sweep wait": true, "cleanup wait": true, "trace reader (blocked)": true,
 }
 
+// schedSamples are the scheduler's own counts, a cheap first look: while
+// they show more goroutines running or ready than the caller, something is
+// busy and the expensive look is skipped.
+var schedSamples = []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}, {Name: "/sched/goroutines/running:goroutines"}}
+
+func busyBySched() bool {
+	s := make([]metrics.Sample, len(schedSamples))
+	copy(s, schedSamples)
+	metrics.Read(s)
+	var n uint64
+	for _, x := range s {
+		if x.Value.Kind() == metrics.KindUint64 {
+			n += x.Value.Uint64()
+		}
+	}
+	return n > 1
+}
+
 // quiescent reports whether every goroutine but the caller is blocked.
 func quiescent() bool {
+	if busyBySched() {
+		return false
+	}
 	buf := make([]byte, 1<<16)
 	for {
 		n := runtime.Stack(buf, true)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -355,9 +356,75 @@ func (s *Store) ScanDeviceJobs(ctx context.Context, jobID string, after [2]strin
 	return out, nil
 }
 
-// QueryDevices implements store.Store with the reference evaluator.
+// QueryDevices implements store.Store with the reference evaluator. A
+// query whose condition requires deviceId IN [...] (alone or in an AND)
+// reads only those devices: a dry-run asks such questions of large fleets
+// over and over.
 func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
+	if ids := requiredIDs(q.Where); ids != nil {
+		return store.EvalDevices(ctx, &subset{s, ids}, q, after, limit)
+	}
 	return store.EvalDevices(ctx, s, q, after, limit)
+}
+
+// requiredIDs returns the sorted device ids a condition requires, when it
+// is deviceId IN [strings] or an AND with such a side; nil otherwise.
+func requiredIDs(e query.Expr) []string {
+	switch e := e.(type) {
+	case query.In:
+		p, ok := e.X.(query.Path)
+		if !ok || e.Negate || len(p.Segments) != 1 {
+			return nil
+		}
+		if c, sys := query.SystemField(p.Segments[0]); !sys || c != "deviceId" {
+			return nil
+		}
+		ids := make([]string, 0, len(e.List))
+		for _, k := range e.List {
+			if id, ok := k.Value.(string); ok && !k.Undefined {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		return slices.Compact(ids)
+	case query.Binary:
+		if e.Op != "AND" {
+			return nil
+		}
+		if ids := requiredIDs(e.L); ids != nil {
+			return ids
+		}
+		return requiredIDs(e.R)
+	}
+	return nil
+}
+
+// subset is a store.Scanner over some of the store's devices.
+type subset struct {
+	*Store
+	ids []string // sorted
+}
+
+func (u *subset) ScanDevices(ctx context.Context, afterID string, limit int) ([]*store.Device, error) {
+	i, found := slices.BinarySearch(u.ids, afterID)
+	if found {
+		i++
+	}
+	var out []*store.Device
+	for _, id := range u.ids[i:] {
+		if len(out) >= limit {
+			break
+		}
+		d, err := u.Store.GetDevice(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // QueryDeviceJobs implements store.Store with the reference evaluator.
