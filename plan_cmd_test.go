@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"reflect"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
