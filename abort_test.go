@@ -18,21 +18,7 @@ import (
 // file say why, and apply exits 1.
 func TestAbortEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	fleet := filepath.Join(dir, "fleet.yaml")
-	planFile := filepath.Join(dir, "plan.yaml")
-	writeTestFile(t, fleet, `version: 1
-groups:
-  - ids: "dev-{n:03}"
-    count: 90
-    tags: {ring: broad}
-    methods:
-      reboot: {status: 200}
-  - ids: "dev-{n:02}-x"
-    count: 10
-    tags: {ring: broad}
-    methods:
-      reboot: {status: 500}
-`)
+	fleet, planFile := "testdata/reboot-fleet.yaml", filepath.Join(dir, "plan.yaml")
 	writeTestFile(t, planFile, `version: 1
 name: reboot-fleet
 steps:

@@ -257,21 +257,7 @@ func TestCheck(t *testing.T) {
 // nor its report touches the hub.
 func TestDryRunFidelity(t *testing.T) {
 	dir := t.TempDir()
-	fleet, planFile := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml")
-	writeTestFile(t, fleet, `version: 1
-groups:
-  - ids: "dev-{n:03}"
-    count: 90
-    tags: {ring: broad}
-    desired: {report: true}
-    methods:
-      reboot: {status: 200}
-  - ids: "dev-{n:02}-x"
-    count: 10
-    tags: {ring: broad}
-    methods:
-      reboot: {status: 500}
-`)
+	fleet, planFile := "testdata/reboot-fleet.yaml", filepath.Join(dir, "plan.yaml")
 	writeTestFile(t, planFile, `version: 1
 name: fidelity
 steps:

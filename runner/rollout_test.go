@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,23 +15,15 @@ import (
 	"github.com/iotjobs/iotjobs/runner"
 )
 
-// rolloutFleet: 90 devices that answer reboot with 200 and 10 that answer
-// 500, spread among them in id order (dev-01-x sorts between dev-009 and
-// dev-010).
-const rolloutFleet = `
-version: 1
-groups:
-  - ids: "dev-{n:03}"
-    count: 90
-    tags: {ring: broad}
-    methods:
-      reboot: {status: 200}
-  - ids: "dev-{n:02}-x"
-    count: 10
-    tags: {ring: broad}
-    methods:
-      reboot: {status: 500}
-`
+// rolloutFleet is ../testdata/reboot-fleet.yaml: 90 devices that answer
+// reboot with 200 and 10 that answer 500, spread among them in id order.
+var rolloutFleet = func() string {
+	b, err := os.ReadFile("../testdata/reboot-fleet.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // TestAbortStopsThePlan: with 10% of the devices failing, abort at 5%
 // after 50 devices stops the step after its first job and skips the step
