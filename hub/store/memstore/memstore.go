@@ -427,7 +427,50 @@ func (u *subset) ScanDevices(ctx context.Context, afterID string, limit int) ([]
 	return out, nil
 }
 
-// QueryDeviceJobs implements store.Store with the reference evaluator.
+// QueryDeviceJobs implements store.Store with the reference evaluator; a
+// query that requires devices.jobs.jobId = '…' reads only that job's
+// records (the runner asks for each job's results).
 func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
+	if id, ok := requiredJobID(q.Where); ok {
+		return store.EvalDeviceJobs(ctx, &oneJob{s, id}, q, after, limit)
+	}
 	return store.EvalDeviceJobs(ctx, s, q, after, limit)
+}
+
+// requiredJobID returns the job id a condition requires, when it is
+// jobId = 'x' (either way round) or an AND with such a side.
+func requiredJobID(e query.Expr) (string, bool) {
+	b, ok := e.(query.Binary)
+	if !ok {
+		return "", false
+	}
+	switch b.Op {
+	case "AND":
+		if id, ok := requiredJobID(b.L); ok {
+			return id, true
+		}
+		return requiredJobID(b.R)
+	case "=":
+		p, okP := b.L.(query.Path)
+		k, okK := b.R.(query.Const)
+		if !okP || !okK {
+			p, okP = b.R.(query.Path)
+			k, okK = b.L.(query.Const)
+		}
+		id, isStr := k.Value.(string)
+		if okP && okK && isStr && !k.Undefined && len(p.Segments) == 1 && p.Segments[0] == "jobId" {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// oneJob is a store.Scanner over one job's device records.
+type oneJob struct {
+	*Store
+	jobID string
+}
+
+func (o *oneJob) ScanDeviceJobs(ctx context.Context, _ string, after [2]string, limit int) ([]*hub.DeviceJob, error) {
+	return o.Store.ScanDeviceJobs(ctx, o.jobID, after, limit)
 }

@@ -56,3 +56,47 @@ func TestQueriesByID(t *testing.T) {
 		}
 	}
 }
+
+// TestQueriesByJob: the fast path for one job's records gives what the
+// reference gives over every record.
+func TestQueriesByJob(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	for _, j := range []string{"j1", "j2"} {
+		if err := s.CreateJob(ctx, &hub.Job{JobID: j}); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"a", "b", "c"} {
+			st := hub.DeviceJobCompleted
+			if d == "b" {
+				st = hub.DeviceJobFailed
+			}
+			if err := s.PutDeviceJobs(ctx, []*hub.DeviceJob{{JobID: j, DeviceID: d, Status: st}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, src := range []string{
+		"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j2'",
+		"SELECT * FROM devices.jobs WHERE devices.jobs.status = 'failed' AND 'j1' = devices.jobs.jobId",
+		"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'none'",
+	} {
+		q, err := query.Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, limit := range []int{1, 100} {
+			got, err := s.QueryDeviceJobs(ctx, q, "", limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := store.EvalDeviceJobs(ctx, s, q, "", limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s (limit %d): %s, want %s", src, limit, got.Items, want.Items)
+			}
+		}
+	}
+}
