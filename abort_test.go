@@ -33,7 +33,9 @@ steps:
 	rep, junit := filepath.Join(dir, "report.json"), filepath.Join(dir, "junit.xml")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	code, _, stderr := runCLI(t, ctx, "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet,
+	// --skip-dry-run: the live run itself must stop (the dry-run would
+	// stop apply before it, see TestApplyStopsOnPredictedAbort).
+	code, _, stderr := runCLI(t, ctx, "apply", "--skip-dry-run", "--data", filepath.Join(dir, "data"), "--fleet", fleet,
 		"--report", rep, "--junit", junit, planFile)
 	if code != 1 {
 		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
@@ -110,5 +112,30 @@ func TestApplyJSONEvents(t *testing.T) {
 	}
 	if last.Kind != "report" || last.Report == nil || last.Report.Status != runner.StatusSucceeded {
 		t.Errorf("last event %+v, want the succeeded report", last)
+	}
+}
+
+// TestApplyStopsOnPredictedAbort: apply dry-runs first; when the dry-run
+// predicts an abort, apply stops before touching the hub (no job), exits
+// 1 and writes the dry-run's report; --yes applies anyway.
+func TestApplyStopsOnPredictedAbort(t *testing.T) {
+	dir := t.TempDir()
+	data, planFile, rep := filepath.Join(dir, "data"), filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "report.json")
+	writeTestFile(t, planFile, "version: 1\nname: gate\nsteps:\n  - name: reboot\n    query: \"tags.ring = 'broad'\"\n    method: {name: reboot}\n    abort: {failureRate: 5%, minExecuted: 50}\n")
+	code, _, stderr := runCLI(t, t.Context(), "apply", "--data", data, "--fleet", "testdata/reboot-fleet.yaml", "--report", rep, planFile)
+	if code != 1 || !strings.Contains(stderr, "the dry-run predicts that step reboot aborts; nothing was applied") {
+		t.Fatalf("exit %d, want 1 with the reason\n%s", code, stderr)
+	}
+	r := readReport(t, rep)
+	if !r.DryRun || r.Steps[0].Status != runner.StepAborted {
+		t.Errorf("report: dryRun %v, step %s", r.DryRun, r.Steps[0].Status)
+	}
+	code, stdout, _ := runCLI(t, t.Context(), "jobs", "list", "--data", data)
+	if code != 0 || strings.Contains(stdout, "gate-reboot") {
+		t.Errorf("jobs on the hub after a stopped apply (exit %d):\n%s", code, stdout)
+	}
+	code, _, stderr = runCLI(t, t.Context(), "apply", "--yes", "--data", data, "--fleet", "testdata/reboot-fleet.yaml", "--report", rep, planFile)
+	if r := readReport(t, rep); code != 1 || r.DryRun || r.Steps[0].Status != runner.StepAborted || len(r.Steps[0].JobIDs) == 0 {
+		t.Errorf("--yes: exit %d, dryRun %v, step %s with jobs %v\n%s", code, r.DryRun, r.Steps[0].Status, r.Steps[0].JobIDs, stderr)
 	}
 }

@@ -328,12 +328,16 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
 			jsonFlag,
 			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
-			&cli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation (apply never asks yet)"},
-			&cli.BoolFlag{Name: "skip-dry-run", Usage: "skip the dry-run (the dry-run is not implemented yet, so it is always skipped)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "only dry-run the plan (as iotjobs plan does) and write its report; touch nothing"},
+			&cli.BoolFlag{Name: "skip-dry-run", Usage: "apply without dry-running first"},
+			&cli.BoolFlag{Name: "yes", Usage: "apply even when the dry-run predicts that an abort trips"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("apply: name exactly one plan file")
+			}
+			if o := c.String("output"); o != "text" && o != "json" {
+				return usagef("apply: --output %q: use text or json", o)
 			}
 			p, saved, err := loadAnyPlan(c, c.Args().First())
 			if err != nil {
@@ -353,6 +357,44 @@ func applyCmd() *cli.Command {
 					return err
 				}
 			}
+			var events *runner.JSONObserver
+			if c.String("output") == "json" {
+				events = &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
+			}
+			if !c.Bool("watch") && !c.Bool("skip-dry-run") {
+				// validate → dry-run → execute: the plan plays first against
+				// simulated devices (--fleet's, or the hub's twins read with
+				// queries only); a predicted abort stops it here, before
+				// anything touches the hub.
+				dry, err := simulateRun(c, p, t.client, t.name)
+				if err != nil {
+					return err
+				}
+				dry.DryRun = true
+				tripped := ""
+				for _, s := range dry.Steps {
+					if s.Abort != nil && s.Abort.Tripped {
+						tripped = s.Name
+						break
+					}
+				}
+				if c.Bool("dry-run") || (tripped != "" && !c.Bool("yes")) {
+					if tripped != "" && !c.Bool("dry-run") {
+						fmt.Fprintf(c.App.ErrWriter, "apply: the dry-run predicts that step %s aborts; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", tripped)
+					}
+					var dryErr error
+					if dry.Status != runner.StatusSucceeded {
+						var failed []string
+						for _, s := range dry.Steps {
+							if s.Status != string(hub.JobCompleted) {
+								failed = append(failed, s.Name)
+							}
+						}
+						dryErr = &runner.StepFailedError{Steps: failed}
+					}
+					return finishApply(c, dry, events, dryErr)
+				}
+			}
 			if f := c.String("fleet"); f != "" {
 				sim, err := attachFleet(c, t, f)
 				if err != nil {
@@ -362,42 +404,43 @@ func applyCmd() *cli.Command {
 			}
 			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name}
 			r.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: r.Clock, TTY: isTerminal(c.App.ErrWriter)}
-			var events *runner.JSONObserver
-			switch c.String("output") {
-			case "text":
-			case "json":
+			if events != nil {
 				// Progress as JSON lines on stdout; the report is the last.
-				events = &runner.JSONObserver{W: c.App.Writer, Clock: r.Clock}
 				r.Observer = events
-			default:
-				return usagef("apply: --output %q: use text or json", c.String("output"))
 			}
 			if c.Bool("watch") {
 				return watch(c, r, p)
 			}
 			rep, runErr := r.Apply(c.Context, p)
-			if rep != nil && events == nil {
-				rep.WriteSummary(c.App.ErrWriter)
-			}
-			if rep != nil {
-				if events != nil && c.String("report") == "" {
-					if err := events.Report(rep); err != nil {
-						return errors.Join(runErr, fmt.Errorf("write events: %w", err))
-					}
-					if path := c.String("junit"); path != "" {
-						if err := writeFile(path, rep.WriteJUnit); err != nil {
-							return errors.Join(runErr, fmt.Errorf("write JUnit report: %w", err))
-						}
-					}
-					return runErr
-				}
-				if err := writeReport(c, rep); err != nil {
-					return errors.Join(runErr, err)
-				}
-			}
-			return runErr
+			return finishApply(c, rep, events, runErr)
 		},
 	}
+}
+
+// finishApply writes a run's report (the events' last line, or --report
+// or stdout; --junit) and its summary, and returns runErr.
+func finishApply(c *cli.Context, rep *runner.Report, events *runner.JSONObserver, runErr error) error {
+	if rep == nil {
+		return runErr
+	}
+	if events == nil {
+		rep.WriteSummary(c.App.ErrWriter)
+	}
+	if events != nil && c.String("report") == "" {
+		if err := events.Report(rep); err != nil {
+			return errors.Join(runErr, fmt.Errorf("write events: %w", err))
+		}
+		if path := c.String("junit"); path != "" {
+			if err := writeFile(path, rep.WriteJUnit); err != nil {
+				return errors.Join(runErr, fmt.Errorf("write JUnit report: %w", err))
+			}
+		}
+		return runErr
+	}
+	if err := writeReport(c, rep); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
 }
 
 // watch runs apply --watch until interrupted: each report goes to its

@@ -169,7 +169,7 @@ func simulateRun(c *cli.Context, p *plan.Plan, src hub.Client, name string) (*ru
 	var e *engine.Engine
 	var closeHub func()
 	var err error
-	if f := c.String("fleet"); f != "" && c.String("hub") == "" {
+	if f := c.String("fleet"); f != "" {
 		e, closeHub, err = fleetHub(ctx, io.Discard, f, vclk)
 	} else {
 		e, closeHub, err = snapshotHub(ctx, src, p, vclk)

@@ -277,7 +277,7 @@ steps:
 	if code, _, stderr := runCLI(t, t.Context(), "plan", "--fleet", fleet, "--report", dry, planFile); code != 1 {
 		t.Fatalf("plan exit %d, want 1 (the abort trips)\n%s", code, stderr)
 	}
-	if code, _, stderr := runCLI(t, t.Context(), "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--report", live, planFile); code != 1 {
+	if code, _, stderr := runCLI(t, t.Context(), "apply", "--yes", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--report", live, planFile); code != 1 {
 		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
 	}
 	d, l := readReport(t, dry), readReport(t, live)

@@ -64,13 +64,15 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 // channel, a lock, a wait group; or for the world outside (I/O, a
 // syscall), or the runtime's idle helpers. Anything else — running,
 // runnable, and the runtime's own waits such as a GC assist (shown as
-// semacquire) in the middle of work — is busy.
+// semacquire) in the middle of work, or a system call such as a write to
+// a file, which ends by itself — is busy. The one goroutine that sits in a
+// system call for good, os/signal's, waits for the world.
 var blockedStates = map[string]bool{
 	"chan receive": true, "chan send": true, "chan receive (nil chan)": true, "chan send (nil chan)": true,
 	"select": true, "select (no cases)": true,
 	"sync.Mutex.Lock": true, "sync.RWMutex.Lock": true, "sync.RWMutex.RLock": true,
 	"sync.WaitGroup.Wait": true, "sync.Cond.Wait": true,
-	"IO wait": true, "syscall": true, "sleep": true,
+	"IO wait": true, "sleep": true,
 	"finalizer wait": true, "force gc (idle)": true, "GC worker (idle)": true,
 	"GC scavenge wait": true, "GC sweep wait": true, "cleanup wait": true, "trace reader (blocked)": true,
 }
@@ -123,6 +125,13 @@ func quiescent() bool {
 			continue
 		}
 		state, _, _ := bytes.Cut(line[i+1:j], []byte(",")) // "select, 2 minutes"
+		if string(state) == "syscall" {
+			fn, _, _ := bytes.Cut(buf, []byte("\n")) // the goroutine's top frame
+			if bytes.HasPrefix(fn, []byte("os/signal.signal_recv")) {
+				continue
+			}
+			return false
+		}
 		if !blockedStates[string(state)] {
 			return false
 		}
