@@ -232,35 +232,33 @@ func round(d time.Duration) time.Duration {
 // countAndSample counts the devices a query matches and returns the first
 // few ids (by id).
 func (r *Runner) countAndSample(ctx context.Context, query string, n int) (int, []string, error) {
-	where := ""
-	if strings.TrimSpace(query) != "*" {
-		where = " WHERE " + query
-	}
-	page, err := r.Hub.Query(ctx, "SELECT COUNT() AS n FROM devices"+where, hub.QueryOptions{})
+	count, rows := 0, 0
+	err := eachRow(ctx, r.Hub, deviceQuery("COUNT() AS n", query), func(row *struct {
+		N int `json:"n"`
+	}) error {
+		count, rows = row.N, rows+1
+		return nil
+	})
 	if err != nil {
 		return 0, nil, err
 	}
-	var count struct {
-		N int `json:"n"`
+	if rows != 1 {
+		return 0, nil, fmt.Errorf("the hub answered a COUNT() query with %d rows", rows)
 	}
-	if len(page.Items) != 1 || json.Unmarshal(page.Items[0], &count) != nil {
-		return 0, nil, fmt.Errorf("the hub answered a COUNT() query with %d rows", len(page.Items))
+	// One page of TOP n is all that is read.
+	page, err := r.Hub.Query(ctx, deviceQuery(fmt.Sprintf("TOP %d deviceId", n), query), hub.QueryOptions{PageSize: n})
+	if err != nil {
+		return 0, nil, err
 	}
 	sample := []string{}
-	page, err = r.Hub.Query(ctx, fmt.Sprintf("SELECT TOP %d deviceId FROM devices%s", n, where), hub.QueryOptions{PageSize: n})
-	if err != nil {
-		return 0, nil, err
-	}
 	for _, item := range page.Items {
-		var row struct {
-			DeviceID string `json:"deviceId"`
-		}
+		var row idRow
 		if err := json.Unmarshal(item, &row); err != nil {
 			return 0, nil, fmt.Errorf("decode query row: %w", err)
 		}
 		sample = append(sample, row.DeviceID)
 	}
-	return count.N, sample, nil
+	return count, sample, nil
 }
 
 // matchedTwins reads the twins a query matches now, in id order.
@@ -271,30 +269,13 @@ func (r *Runner) matchedTwins(ctx context.Context, query string) ([]*hub.Twin, e
 // ReadTwins reads the twins a query condition ("*" for all) matches now,
 // in id order, with queries only.
 func ReadTwins(ctx context.Context, c hub.Client, query string) ([]*hub.Twin, error) {
-	q := "SELECT * FROM devices"
-	if strings.TrimSpace(query) != "*" {
-		q += " WHERE " + query
-	}
 	var out []*hub.Twin
-	opts := hub.QueryOptions{PageSize: 1000}
-	for {
-		page, err := c.Query(ctx, q, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range page.Items {
-			t := new(hub.Twin)
-			if err := json.Unmarshal(item, t); err != nil {
-				return nil, fmt.Errorf("decode twin: %w", err)
-			}
-			out = append(out, t)
-		}
-		if page.Continuation == "" {
-			sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
-			return out, nil
-		}
-		opts.Continuation = page.Continuation
-	}
+	err := eachRow(ctx, c, deviceQuery("*", query), func(t *hub.Twin) error {
+		out = append(out, t)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	return out, err
 }
 
 // leaf is one value a twin patch sets.

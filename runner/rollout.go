@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -62,31 +61,12 @@ type AbortReport struct {
 
 // devicesOf returns the ids of the devices a step's query selects now.
 func (r *Runner) devicesOf(ctx context.Context, query string) ([]string, error) {
-	q := "SELECT deviceId FROM devices"
-	if strings.TrimSpace(query) != "*" {
-		q += " WHERE " + query
-	}
 	var ids []string
-	opts := hub.QueryOptions{PageSize: 1000}
-	for {
-		page, err := r.Hub.Query(ctx, q, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range page.Items {
-			var row struct {
-				DeviceID string `json:"deviceId"`
-			}
-			if err := json.Unmarshal(item, &row); err != nil {
-				return nil, fmt.Errorf("decode query row: %w", err)
-			}
-			ids = append(ids, row.DeviceID)
-		}
-		if page.Continuation == "" {
-			return ids, nil
-		}
-		opts.Continuation = page.Continuation
-	}
+	err := eachRow(ctx, r.Hub, deviceQuery("deviceId", query), func(row *idRow) error {
+		ids = append(ids, row.DeviceID)
+		return nil
+	})
+	return ids, err
 }
 
 // batchTargets turns a rollout's batches into cumulative device counts

@@ -350,26 +350,12 @@ func judge(s *plan.Step, sr *StepReport) {
 // deviceResults reads every device's result of a job through the query
 // API, as it works against any hub.
 func (r *Runner) deviceResults(ctx context.Context, jobID string) ([]DeviceResult, error) {
-	q := "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '" + quote(jobID) + "'"
 	out := []DeviceResult{}
-	opts := hub.QueryOptions{PageSize: 1000}
-	for {
-		page, err := r.Hub.Query(ctx, q, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, item := range page.Items {
-			var dj hub.DeviceJob
-			if err := json.Unmarshal(item, &dj); err != nil {
-				return nil, fmt.Errorf("decode device job: %w", err)
-			}
-			out = append(out, result(&dj))
-		}
-		if page.Continuation == "" {
-			return out, nil
-		}
-		opts.Continuation = page.Continuation
-	}
+	err := eachRow(ctx, r.Hub, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+quote(jobID)+"'", func(dj *hub.DeviceJob) error {
+		out = append(out, result(dj))
+		return nil
+	})
+	return out, err
 }
 
 func result(dj *hub.DeviceJob) DeviceResult {

@@ -2,13 +2,11 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/plan"
 )
 
@@ -105,26 +103,15 @@ func (r *Runner) CheckDrift(ctx context.Context, sp *SavedPlan) error {
 	for rest := ids; len(rest) > 0; {
 		group := take(rest, 0)
 		rest = rest[len(group):]
-		opts := hub.QueryOptions{PageSize: 1000}
-		for {
-			page, err := r.Hub.Query(ctx, "SELECT deviceId, etag FROM devices WHERE "+inCondition(group), opts)
-			if err != nil {
-				return fmt.Errorf("read the saved devices' twins: %w", err)
-			}
-			for _, item := range page.Items {
-				var row struct {
-					DeviceID string `json:"deviceId"`
-					ETag     string `json:"etag"`
-				}
-				if err := json.Unmarshal(item, &row); err != nil {
-					return fmt.Errorf("decode query row: %w", err)
-				}
-				now[row.DeviceID] = row.ETag
-			}
-			if page.Continuation == "" {
-				break
-			}
-			opts.Continuation = page.Continuation
+		err := eachRow(ctx, r.Hub, "SELECT deviceId, etag FROM devices WHERE "+inCondition(group), func(row *struct {
+			DeviceID string `json:"deviceId"`
+			ETag     string `json:"etag"`
+		}) error {
+			now[row.DeviceID] = row.ETag
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read the saved devices' twins: %w", err)
 		}
 	}
 	var drift []Drift

@@ -10,6 +10,17 @@ import (
 	"github.com/iotjobs/iotjobs/runner"
 )
 
+// nightFleet is two devices that answer sync.
+const nightFleet = `
+version: 1
+groups:
+  - ids: "n-{n}"
+    count: 2
+    tags: {ring: night}
+    methods:
+      sync: {status: 200}
+`
+
 // TestWatchWeek plays a week of a nightly cron step in virtual time. Each
 // run lasts 25 hours (a rollout pause), so with concurrency forbid every
 // other night's occurrence finds the last one running and is skipped; a
@@ -20,15 +31,7 @@ func TestWatchWeek(t *testing.T) {
 	mon := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) // a Monday
 	day := 24 * time.Hour
 	clk := clock.NewVirtual(mon)
-	h := newFleetHub(t, clk, `
-version: 1
-groups:
-  - ids: "n-{n}"
-    count: 2
-    tags: {ring: night}
-    methods:
-      sync: {status: 200}
-`)
+	h := newFleetHub(t, clk, nightFleet)
 	p := parse(t, header+`  - name: nightly
     query: "tags.ring = 'night'"
     method: {name: sync}
@@ -98,15 +101,7 @@ groups:
 func TestWatchReplace(t *testing.T) {
 	mon := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	clk := clock.NewVirtual(mon)
-	h := newFleetHub(t, clk, `
-version: 1
-groups:
-  - ids: "n-{n}"
-    count: 2
-    tags: {ring: night}
-    methods:
-      sync: {status: 200}
-`)
+	h := newFleetHub(t, clk, nightFleet)
 	p := parse(t, header+`  - name: nightly
     query: "tags.ring = 'night'"
     method: {name: sync}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/plan"
 )
 
@@ -77,40 +76,28 @@ func (r *Runner) deviceWindows(ctx context.Context, tag string, ids []string) (m
 		group := take(rest, 0)
 		rest = rest[len(group):]
 		q := "SELECT deviceId, " + tag + " AS w FROM devices WHERE " + inCondition(group)
-		opts := hub.QueryOptions{PageSize: 1000}
-		for {
-			page, err := r.Hub.Query(ctx, q, opts)
-			if err != nil {
-				return nil, nil, err
+		err := eachRow(ctx, r.Hub, q, func(row *struct {
+			DeviceID string          `json:"deviceId"`
+			W        json.RawMessage `json:"w"`
+		}) error {
+			if len(row.W) == 0 {
+				bad[row.DeviceID] = "the twin has no " + tag
+				return nil
 			}
-			for _, item := range page.Items {
-				var row struct {
-					DeviceID string          `json:"deviceId"`
-					W        json.RawMessage `json:"w"`
-				}
-				if err := json.Unmarshal(item, &row); err != nil {
-					return nil, nil, fmt.Errorf("decode query row: %w", err)
-				}
-				if len(row.W) == 0 {
-					bad[row.DeviceID] = "the twin has no " + tag
-					continue
-				}
-				if w, ok := cache[string(row.W)]; ok {
-					windows[row.DeviceID] = w
-					continue
-				}
-				w, err := parseTagWindow(row.W)
-				if err != nil {
+			w, ok := cache[string(row.W)]
+			if !ok {
+				var err error
+				if w, err = parseTagWindow(row.W); err != nil {
 					bad[row.DeviceID] = fmt.Sprintf("%s does not hold a window: %v", tag, err)
-					continue
+					return nil
 				}
 				cache[string(row.W)] = w
-				windows[row.DeviceID] = w
 			}
-			if page.Continuation == "" {
-				break
-			}
-			opts.Continuation = page.Continuation
+			windows[row.DeviceID] = w
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 	for _, id := range ids {
