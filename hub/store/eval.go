@@ -25,6 +25,33 @@ type Scanner interface {
 
 const evalBatch = 500
 
+// Row is a stored document as a store that keeps them hands it out: the
+// query document (Doc of the stored value) to match, and its JSON (what
+// json.Marshal gives for it), the row of SELECT *. Both are shared: nobody
+// may change them.
+type Row interface {
+	Doc() (map[string]any, error)
+	JSON() (json.RawMessage, error)
+}
+
+// DocScanner is a Scanner that keeps its devices' documents ([Row]) and
+// hands them out without building them again; EvalDevices uses it when a
+// Scanner has it.
+type DocScanner interface {
+	ScanDeviceRows(ctx context.Context, afterID string, limit int) (rows []Row, ids []string, err error)
+}
+
+// JobDocScanner is to device-job records what DocScanner is to devices.
+type JobDocScanner interface {
+	ScanDeviceJobRows(ctx context.Context, jobID string, after [2]string, limit int) (rows []Row, keys []string, err error)
+}
+
+// docRow is a Row of a document built for one query.
+type docRow map[string]any
+
+func (d docRow) Doc() (map[string]any, error)   { return d, nil }
+func (d docRow) JSON() (json.RawMessage, error) { return json.Marshal(map[string]any(d)) }
+
 // EvalDevices is the reference answer to Store.QueryDevices: it scans the
 // devices in id order and evaluates q with query.Match and query.Eval over
 // their twin documents. A store that compiles queries must return exactly
@@ -38,20 +65,26 @@ func EvalDevices(ctx context.Context, s Scanner, q *query.Query, after string, l
 	if q.From != query.Devices {
 		return nil, fmt.Errorf("eval devices query: FROM %s", q.From)
 	}
-	next := func(ctx context.Context, after string) ([]map[string]any, []string, error) {
+	if ds, ok := s.(DocScanner); ok {
+		next := func(ctx context.Context, after string) ([]Row, []string, error) {
+			return ds.ScanDeviceRows(ctx, after, evalBatch)
+		}
+		return eval(ctx, next, q, after, limit)
+	}
+	next := func(ctx context.Context, after string) ([]Row, []string, error) {
 		batch, err := s.ScanDevices(ctx, after, evalBatch)
 		if err != nil {
 			return nil, nil, err
 		}
-		docs, keys := make([]map[string]any, 0, len(batch)), make([]string, 0, len(batch))
+		rows, keys := make([]Row, 0, len(batch)), make([]string, 0, len(batch))
 		for _, d := range batch {
 			doc, err := Doc(d.Twin())
 			if err != nil {
 				return nil, nil, err
 			}
-			docs, keys = append(docs, doc), append(keys, d.DeviceID)
+			rows, keys = append(rows, docRow(doc)), append(keys, d.DeviceID)
 		}
-		return docs, keys, nil
+		return rows, keys, nil
 	}
 	return eval(ctx, next, q, after, limit)
 }
@@ -62,21 +95,28 @@ func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string
 	if q.From != query.DevicesJobs {
 		return nil, fmt.Errorf("eval device jobs query: FROM %s", q.From)
 	}
-	next := func(ctx context.Context, after string) ([]map[string]any, []string, error) {
+	if ds, ok := s.(JobDocScanner); ok {
+		next := func(ctx context.Context, after string) ([]Row, []string, error) {
+			k0, k1, _ := strings.Cut(after, "\x00")
+			return ds.ScanDeviceJobRows(ctx, "", [2]string{k0, k1}, evalBatch)
+		}
+		return eval(ctx, next, q, after, limit)
+	}
+	next := func(ctx context.Context, after string) ([]Row, []string, error) {
 		k0, k1, _ := strings.Cut(after, "\x00")
 		batch, err := s.ScanDeviceJobs(ctx, "", [2]string{k0, k1}, evalBatch)
 		if err != nil {
 			return nil, nil, err
 		}
-		docs, keys := make([]map[string]any, 0, len(batch)), make([]string, 0, len(batch))
+		rows, keys := make([]Row, 0, len(batch)), make([]string, 0, len(batch))
 		for _, dj := range batch {
 			doc, err := Doc(dj)
 			if err != nil {
 				return nil, nil, err
 			}
-			docs, keys = append(docs, doc), append(keys, DeviceJobKey(dj.JobID, dj.DeviceID))
+			rows, keys = append(rows, docRow(doc)), append(keys, DeviceJobKey(dj.JobID, dj.DeviceID))
 		}
-		return docs, keys, nil
+		return rows, keys, nil
 	}
 	return eval(ctx, next, q, after, limit)
 }
@@ -84,7 +124,7 @@ func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string
 // DeviceJobKey is the page key of a device-job record.
 func DeviceJobKey(jobID, deviceID string) string { return jobID + "\x00" + deviceID }
 
-func eval(ctx context.Context, next func(context.Context, string) ([]map[string]any, []string, error), q *query.Query, after string, limit int) (*Page, error) {
+func eval(ctx context.Context, next func(context.Context, string) ([]Row, []string, error), q *query.Query, after string, limit int) (*Page, error) {
 	if limit <= 0 {
 		// A page holds at least one row; callers that pass 0 mean "no
 		// preference", not "nothing".
@@ -92,34 +132,62 @@ func eval(ctx context.Context, next func(context.Context, string) ([]map[string]
 	}
 	all := *q
 	all.Top = -1
+	all.Where = nil // rows holds the matching documents only
 	grouped := q.Grouped()
-	var docs []map[string]any
+	var rows []Row
 	var keys []string
 	for {
 		batch, bkeys, err := next(ctx, after)
 		if err != nil {
 			return nil, err
 		}
-		for i, d := range batch {
+		for i, r := range batch {
 			after = bkeys[i]
-			if query.Match(q.Where, d) {
-				docs, keys = append(docs, d), append(keys, bkeys[i])
+			if q.Where != nil {
+				d, err := r.Doc()
+				if err != nil {
+					return nil, err
+				}
+				if !query.Match(q.Where, d) {
+					continue
+				}
 			}
+			rows, keys = append(rows, r), append(keys, bkeys[i])
 		}
-		if len(batch) < evalBatch || (!grouped && len(docs) > limit) {
+		if len(batch) < evalBatch || (!grouped && len(rows) > limit) {
 			break
 		}
 	}
 	page := &Page{}
-	if !grouped && len(docs) > limit {
-		docs, keys = docs[:limit], keys[:limit]
+	if !grouped && len(rows) > limit {
+		rows, keys = rows[:limit], keys[:limit]
 		page.After = keys[limit-1]
 	}
-	rows, err := query.Eval(&all, docs)
+	if !grouped && q.Select == nil {
+		// SELECT *: each row is its document's JSON.
+		page.Items = make([]json.RawMessage, 0, len(rows))
+		for _, r := range rows {
+			b, err := r.JSON()
+			if err != nil {
+				return nil, err
+			}
+			page.Items = append(page.Items, b)
+		}
+		return page, nil
+	}
+	docs := make([]map[string]any, 0, len(rows))
+	for _, r := range rows {
+		d, err := r.Doc()
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d)
+	}
+	out, err := query.Eval(&all, docs)
 	if err != nil {
 		return nil, err
 	}
-	page.Items, err = EncodeRows(rows)
+	page.Items, err = EncodeRows(out)
 	return page, err
 }
 

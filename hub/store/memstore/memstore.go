@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
@@ -22,16 +23,71 @@ var _ store.Store = (*Store)(nil)
 type Store struct {
 	turn chan struct{} // a token: holding it is holding the store
 
-	devices   map[string][]byte // id → JSON of store.Device
-	deviceIDs []string          // sorted
-	jobs      map[string][]byte // id → JSON of hub.Job
-	djobs     map[[2]string][]byte
-	djobKeys  [][2]string // sorted (jobID, deviceID)
+	devices   map[string]*entry
+	deviceIDs []string               // sorted
+	jobs      map[string]*hub.Job    // copies, never handed out (clone.go)
+	djobs     map[string]*jobRecords // job id → its device records
+	djobIDs   []string               // sorted
+}
+
+// entry is a stored device: a copy of it, and the query document of its
+// twin and that document's JSON, built at the first query after a write
+// and shared by every query until the next (a dry-run asks many questions
+// of the same twins). It is the store.Row of the device.
+type entry struct {
+	dev     *store.Device // never changed, never handed out (see clone.go)
+	docOnce sync.Once
+	doc     map[string]any
+	docErr  error
+	rawOnce sync.Once
+	raw     json.RawMessage
+	rawErr  error
+}
+
+// Doc implements store.Row.
+func (e *entry) Doc() (map[string]any, error) {
+	e.docOnce.Do(func() { e.doc, e.docErr = twinDoc(e.dev) })
+	return e.doc, e.docErr
+}
+
+// JSON implements store.Row.
+func (e *entry) JSON() (json.RawMessage, error) {
+	e.rawOnce.Do(func() {
+		var doc map[string]any
+		if doc, e.rawErr = e.Doc(); e.rawErr == nil {
+			e.raw, e.rawErr = json.Marshal(doc)
+		}
+	})
+	return e.raw, e.rawErr
+}
+
+// twinDoc is store.Doc(d.Twin()) for a stored device, whose sections are
+// JSON values already and never change: only the small part of the twin
+// goes through encoding/json, the sections are shared.
+func twinDoc(d *store.Device) (map[string]any, error) {
+	t := d.Twin()
+	t.Tags, t.Properties = nil, hub.Properties{}
+	doc, err := store.Doc(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.Tags) > 0 {
+		doc["tags"] = d.Tags
+	}
+	props := map[string]any{}
+	if len(d.Desired) > 0 {
+		props["desired"] = d.Desired
+	}
+	if len(d.Reported) > 0 {
+		props["reported"] = d.Reported
+	}
+	doc["properties"] = props
+	return doc, nil
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{turn: make(chan struct{}, 1), devices: map[string][]byte{}, jobs: map[string][]byte{}, djobs: map[[2]string][]byte{}}
+	return &Store{turn: make(chan struct{}, 1), devices: map[string]*entry{}, jobs: map[string]*hub.Job{}, djobs: map[string]*jobRecords{}}
 }
 
 // lock takes the store for one operation, or fails when ctx ends first.
@@ -61,19 +117,6 @@ func encode(v any) ([]byte, error) {
 	return b, nil
 }
 
-func decodeDevice(b []byte) (*store.Device, error) {
-	d := new(store.Device)
-	if err := json.Unmarshal(b, d); err != nil {
-		return nil, fmt.Errorf("decode stored device: %w", err)
-	}
-	for _, m := range []*map[string]any{&d.Tags, &d.Desired, &d.Reported} {
-		if *m == nil {
-			*m = map[string]any{}
-		}
-	}
-	return d, nil
-}
-
 // insertSorted adds k to the sorted keys unless it is there.
 func insertSorted[K any](keys []K, k K, compare func(a, b K) int) []K {
 	i, found := slices.BinarySearchFunc(keys, k, compare)
@@ -83,13 +126,9 @@ func insertSorted[K any](keys []K, k K, compare func(a, b K) int) []K {
 	return slices.Insert(keys, i, k)
 }
 
-func compareKeys(a, b [2]string) int {
-	return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
-}
-
 // CreateDevice implements store.Store.
 func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
-	b, err := encode(d)
+	c, err := cloneDevice(d)
 	if err != nil {
 		return err
 	}
@@ -100,7 +139,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
 	if _, ok := s.devices[d.DeviceID]; ok {
 		return store.ErrConflict
 	}
-	s.devices[d.DeviceID] = b
+	s.devices[d.DeviceID] = &entry{dev: c}
 	s.deviceIDs = insertSorted(s.deviceIDs, d.DeviceID, cmp.Compare[string])
 	return nil
 }
@@ -110,12 +149,12 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	b, ok := s.devices[id]
+	e, ok := s.devices[id]
 	s.unlock()
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return decodeDevice(b)
+	return cloneDevice(e.dev)
 }
 
 // UpdateDevice implements store.Store.
@@ -124,18 +163,18 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	defer s.unlock()
-	b, ok := s.devices[id]
+	e, ok := s.devices[id]
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	d, err := decodeDevice(b)
+	d, err := cloneDevice(e.dev)
 	if err != nil {
 		return nil, err
 	}
 	if err := fn(d); err != nil {
 		return nil, err
 	}
-	nb, err := encode(d)
+	nd, err := cloneDevice(d)
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +182,11 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if err != nil {
 		return nil, err
 	}
-	s.devices[id] = nb
+	s.devices[id] = &entry{dev: nd}
 	s.putRecords(encoded)
-	// The caller gets its own copy, as from a database.
-	return decodeDevice(nb)
+	// d is a copy made for this call and not kept: the caller's own copy,
+	// as from a database.
+	return d, nil
 }
 
 // DeleteDevice implements store.Store.
@@ -174,7 +214,7 @@ func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*
 	if found {
 		i++
 	}
-	var raw [][]byte
+	var raw []*entry
 	for _, id := range s.deviceIDs[i:] {
 		if len(raw) >= limit {
 			break
@@ -183,8 +223,8 @@ func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*
 	}
 	s.unlock()
 	out := make([]*store.Device, 0, len(raw))
-	for _, b := range raw {
-		d, err := decodeDevice(b)
+	for _, e := range raw {
+		d, err := cloneDevice(e.dev)
 		if err != nil {
 			return nil, err
 		}
@@ -193,9 +233,28 @@ func (s *Store) ScanDevices(ctx context.Context, afterID string, limit int) ([]*
 	return out, nil
 }
 
+// ScanDeviceRows implements store.DocScanner.
+func (s *Store) ScanDeviceRows(ctx context.Context, afterID string, limit int) ([]store.Row, []string, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	i, found := slices.BinarySearch(s.deviceIDs, afterID)
+	if found {
+		i++
+	}
+	end := min(i+limit, len(s.deviceIDs))
+	ids := slices.Clone(s.deviceIDs[i:end])
+	rows := make([]store.Row, len(ids))
+	for k, id := range ids {
+		rows[k] = s.devices[id]
+	}
+	s.unlock()
+	return rows, ids, nil
+}
+
 // CreateJob implements store.Store.
 func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
-	b, err := encode(j)
+	b, err := cloneJob(j)
 	if err != nil {
 		return err
 	}
@@ -210,25 +269,17 @@ func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
 	return nil
 }
 
-func decodeJob(b []byte) (*hub.Job, error) {
-	j := new(hub.Job)
-	if err := json.Unmarshal(b, j); err != nil {
-		return nil, fmt.Errorf("decode stored job: %w", err)
-	}
-	return j, nil
-}
-
 // GetJob implements store.Store.
 func (s *Store) GetJob(ctx context.Context, id string) (*hub.Job, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	b, ok := s.jobs[id]
+	j, ok := s.jobs[id]
 	s.unlock()
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return decodeJob(b)
+	return cloneJob(j)
 }
 
 // PutJob implements store.Store.
@@ -241,14 +292,14 @@ func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	raw := make([][]byte, 0, len(s.jobs))
-	for _, b := range s.jobs {
-		raw = append(raw, b)
+	stored := make([]*hub.Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		stored = append(stored, j)
 	}
 	s.unlock()
-	out := make([]*hub.Job, 0, len(raw))
-	for _, b := range raw {
-		j, err := decodeJob(b)
+	out := make([]*hub.Job, 0, len(stored))
+	for _, j := range stored {
+		j, err := cloneJob(j)
 		if err != nil {
 			return nil, err
 		}
@@ -266,42 +317,15 @@ func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 	return out, nil
 }
 
-type record struct {
-	key [2]string
-	b   []byte
-}
-
-func encodeRecords(djs []*hub.DeviceJob) ([]record, error) {
-	out := make([]record, 0, len(djs))
-	for _, dj := range djs {
-		b, err := encode(dj)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, record{[2]string{dj.JobID, dj.DeviceID}, b})
-	}
-	return out, nil
-}
-
-// putRecords stores encoded device-job records; the store is held.
-func (s *Store) putRecords(recs []record) {
-	for _, r := range recs {
-		if _, ok := s.djobs[r.key]; !ok {
-			s.djobKeys = insertSorted(s.djobKeys, r.key, compareKeys)
-		}
-		s.djobs[r.key] = r.b
-	}
-}
-
 // PutDeviceJobs implements store.Store.
 func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ...*hub.Job) error {
 	recs, err := encodeRecords(djs)
 	if err != nil {
 		return err
 	}
-	encodedJobs := make([][]byte, len(jobs))
+	encodedJobs := make([]*hub.Job, len(jobs))
 	for i, j := range jobs {
-		if encodedJobs[i], err = encode(j); err != nil {
+		if encodedJobs[i], err = cloneJob(j); err != nil {
 			return err
 		}
 	}
@@ -321,82 +345,66 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 	return nil
 }
 
-// ScanDeviceJobs implements store.Store.
-func (s *Store) ScanDeviceJobs(ctx context.Context, jobID string, after [2]string, limit int) ([]*hub.DeviceJob, error) {
-	if err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	start := after
-	if jobID != "" && compareKeys(start, [2]string{jobID, ""}) < 0 {
-		start = [2]string{jobID, ""}
-	}
-	i, found := slices.BinarySearchFunc(s.djobKeys, start, compareKeys)
-	if found && (start == after) {
-		i++
-	}
-	var raw [][]byte
-	for _, k := range s.djobKeys[i:] {
-		if len(raw) >= limit || (jobID != "" && k[0] != jobID) {
-			break
-		}
-		if compareKeys(k, after) <= 0 {
-			continue
-		}
-		raw = append(raw, s.djobs[k])
-	}
-	s.unlock()
-	out := make([]*hub.DeviceJob, 0, len(raw))
-	for _, b := range raw {
-		dj := new(hub.DeviceJob)
-		if err := json.Unmarshal(b, dj); err != nil {
-			return nil, fmt.Errorf("decode stored device job: %w", err)
-		}
-		out = append(out, dj)
-	}
-	return out, nil
-}
-
 // QueryDevices implements store.Store with the reference evaluator. A
 // query whose condition requires deviceId IN [...] (alone or in an AND)
 // reads only those devices: a dry-run asks such questions of large fleets
 // over and over.
 func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	if ids := requiredIDs(q.Where); ids != nil {
-		return store.EvalDevices(ctx, &subset{s, ids}, q, after, limit)
+	if ids, rest, ok := requiredIDs(q.Where); ok {
+		// Reading only those devices is what the IN asked: the rest of
+		// the condition decides.
+		sub := *q
+		sub.Where = rest
+		return store.EvalDevices(ctx, &subset{s, ids}, &sub, after, limit)
 	}
 	return store.EvalDevices(ctx, s, q, after, limit)
 }
 
 // requiredIDs returns the sorted device ids a condition requires, when it
-// is deviceId IN [strings] or an AND with such a side; nil otherwise.
-func requiredIDs(e query.Expr) []string {
+// is deviceId IN [strings] or an AND with such a side, and the rest of the
+// condition (nil: nothing else).
+func requiredIDs(e query.Expr) (ids []string, rest query.Expr, ok bool) {
 	switch e := e.(type) {
 	case query.In:
-		p, ok := e.X.(query.Path)
-		if !ok || e.Negate || len(p.Segments) != 1 {
-			return nil
+		p, isPath := e.X.(query.Path)
+		if !isPath || e.Negate || len(p.Segments) != 1 {
+			return nil, nil, false
 		}
 		if c, sys := query.SystemField(p.Segments[0]); !sys || c != "deviceId" {
-			return nil
+			return nil, nil, false
 		}
 		ids := make([]string, 0, len(e.List))
 		for _, k := range e.List {
-			if id, ok := k.Value.(string); ok && !k.Undefined {
+			if id, isStr := k.Value.(string); isStr && !k.Undefined {
 				ids = append(ids, id)
 			}
 		}
 		slices.Sort(ids)
-		return slices.Compact(ids)
+		return slices.Compact(ids), nil, true
 	case query.Binary:
 		if e.Op != "AND" {
-			return nil
+			return nil, nil, false
 		}
-		if ids := requiredIDs(e.L); ids != nil {
-			return ids
+		if ids, rest, ok := requiredIDs(e.L); ok {
+			return ids, and(rest, e.R, e), true
 		}
-		return requiredIDs(e.R)
+		if ids, rest, ok := requiredIDs(e.R); ok {
+			return ids, and(e.L, rest, e), true
+		}
 	}
-	return nil
+	return nil, nil, false
+}
+
+// and is l AND r where nil is true, keeping orig's position.
+func and(l, r query.Expr, orig query.Binary) query.Expr {
+	switch {
+	case l == nil:
+		return r
+	case r == nil:
+		return l
+	}
+	orig.L, orig.R = l, r
+	return orig
 }
 
 // subset is a store.Scanner over some of the store's devices.
@@ -427,29 +435,57 @@ func (u *subset) ScanDevices(ctx context.Context, afterID string, limit int) ([]
 	return out, nil
 }
 
+// ScanDeviceRows implements store.DocScanner.
+func (u *subset) ScanDeviceRows(ctx context.Context, afterID string, limit int) ([]store.Row, []string, error) {
+	i, found := slices.BinarySearch(u.ids, afterID)
+	if found {
+		i++
+	}
+	if err := u.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	var rows []store.Row
+	var ids []string
+	for _, id := range u.ids[i:] {
+		if len(ids) >= limit {
+			break
+		}
+		if e, ok := u.devices[id]; ok {
+			rows, ids = append(rows, e), append(ids, id)
+		}
+	}
+	u.unlock()
+	return rows, ids, nil
+}
+
 // QueryDeviceJobs implements store.Store with the reference evaluator; a
 // query that requires devices.jobs.jobId = '…' reads only that job's
 // records (the runner asks for each job's results).
 func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	if id, ok := requiredJobID(q.Where); ok {
-		return store.EvalDeviceJobs(ctx, &oneJob{s, id}, q, after, limit)
+	if id, rest, ok := requiredJobID(q.Where); ok {
+		sub := *q
+		sub.Where = rest
+		return store.EvalDeviceJobs(ctx, &oneJob{s, id}, &sub, after, limit)
 	}
 	return store.EvalDeviceJobs(ctx, s, q, after, limit)
 }
 
 // requiredJobID returns the job id a condition requires, when it is
-// jobId = 'x' (either way round) or an AND with such a side.
-func requiredJobID(e query.Expr) (string, bool) {
-	b, ok := e.(query.Binary)
-	if !ok {
-		return "", false
+// jobId = 'x' (either way round) or an AND with such a side, and the rest
+// of the condition (nil: nothing else).
+func requiredJobID(e query.Expr) (id string, rest query.Expr, ok bool) {
+	b, isBin := e.(query.Binary)
+	if !isBin {
+		return "", nil, false
 	}
 	switch b.Op {
 	case "AND":
-		if id, ok := requiredJobID(b.L); ok {
-			return id, true
+		if id, rest, ok := requiredJobID(b.L); ok {
+			return id, and(rest, b.R, b), true
 		}
-		return requiredJobID(b.R)
+		if id, rest, ok := requiredJobID(b.R); ok {
+			return id, and(b.L, rest, b), true
+		}
 	case "=":
 		p, okP := b.L.(query.Path)
 		k, okK := b.R.(query.Const)
@@ -459,18 +495,8 @@ func requiredJobID(e query.Expr) (string, bool) {
 		}
 		id, isStr := k.Value.(string)
 		if okP && okK && isStr && !k.Undefined && len(p.Segments) == 1 && p.Segments[0] == "jobId" {
-			return id, true
+			return id, nil, true
 		}
 	}
-	return "", false
-}
-
-// oneJob is a store.Scanner over one job's device records.
-type oneJob struct {
-	*Store
-	jobID string
-}
-
-func (o *oneJob) ScanDeviceJobs(ctx context.Context, _ string, after [2]string, limit int) ([]*hub.DeviceJob, error) {
-	return o.Store.ScanDeviceJobs(ctx, o.jobID, after, limit)
+	return "", nil, false
 }

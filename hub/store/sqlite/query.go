@@ -136,7 +136,7 @@ func (s *Store) backfillDeviceJobs(ctx context.Context) error {
 				rows.Close()
 				return fmt.Errorf("decode stored device job: %w", err)
 			}
-			q, err := deviceJobDoc(dj)
+			q, err := store.DeviceJobDoc(dj)
 			if err != nil {
 				rows.Close()
 				return err

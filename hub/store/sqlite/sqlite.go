@@ -402,7 +402,7 @@ func putDeviceJobs(ctx context.Context, tx *sql.Tx, djs []*hub.DeviceJob) error 
 		if err != nil {
 			return err
 		}
-		qdoc, err := deviceJobDoc(dj)
+		qdoc, err := store.DeviceJobDoc(dj)
 		if err != nil {
 			return err
 		}

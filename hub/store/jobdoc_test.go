@@ -1,4 +1,4 @@
-package sqlite
+package store
 
 import (
 	"encoding/json"
@@ -31,11 +31,16 @@ func TestDeviceJobDoc(t *testing.T) {
 		}
 	}
 	for i, dj := range recs {
-		want, err := queryDoc(dj)
+		doc, err := Doc(dj)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := deviceJobDoc(dj)
+		wantB, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(wantB)
+		got, err := DeviceJobDoc(dj)
 		if err != nil {
 			t.Fatal(err)
 		}

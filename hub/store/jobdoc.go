@@ -1,4 +1,4 @@
-package sqlite
+package store
 
 import (
 	"encoding/json"
@@ -9,13 +9,14 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 )
 
-// deviceJobDoc is queryDoc(dj) written directly: the record's fields in
-// the sorted key order json.Marshal gives the map of store.Doc, numbers
+// DeviceJobDoc is the JSON of Doc(dj) (what json.Marshal gives for it)
+// written directly: the record's fields in the sorted key order
+// json.Marshal gives the map of Doc, numbers
 // as float64, the payload decoded and encoded again. A job writes two
 // records per device, and the JSON round trips of queryDoc were most of
-// the cost of storing them. TestDeviceJobDoc holds the two to the same
+// the cost of storing and querying them. TestDeviceJobDoc holds the two to the same
 // bytes.
-func deviceJobDoc(dj *hub.DeviceJob) (string, error) {
+func DeviceJobDoc(dj *hub.DeviceJob) (string, error) {
 	b := make([]byte, 0, 256)
 	first := true
 	field := func(name string) {
