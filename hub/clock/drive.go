@@ -21,9 +21,18 @@ var ErrStuck = errors.New("virtual time is stuck: no timer is pending and the wo
 // the process waits for the outside world to act at the current instant
 // (the dry-run's hub, devices and store are all in memory).
 func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
-	// Looking costs a stop of the world and a walk of every goroutine, so
-	// while work goes on the driver looks less and less often.
-	wait := time.Duration(0)
+	// The scheduler's counts are the cheap look, taken every time: while
+	// they show a goroutine running or ready besides the caller, something
+	// is busy. Goroutines in system calls are the exception they cannot
+	// judge (a write ends by itself; os/signal's wait never does), so when
+	// more of them than the known standing ones show, the goroutines are
+	// walked. While work goes on the driver looks less and less often.
+	l := &looker{}
+	l.permanent, _ = stackQuiescent()
+	// Most work at an instant is short (a device answers, the engine
+	// records it), so the driver first yields, which costs no sleep's
+	// wake-up latency, and sleeps only when the work goes on.
+	busy, wait := 0, time.Duration(0)
 	for {
 		select {
 		case <-done:
@@ -32,20 +41,20 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 			return ctx.Err()
 		default:
 		}
-		if !quiescent() {
-			if wait == 0 {
+		if !l.quiescent() {
+			busy++
+			if busy < 64 {
 				runtime.Gosched()
-				wait = 20 * time.Microsecond
 				continue
 			}
 			time.Sleep(wait)
-			wait = min(2*wait, 2*time.Millisecond)
+			wait = min(2*wait+20*time.Microsecond, 2*time.Millisecond)
 			continue
 		}
 		// Quiet twice in a row: a goroutine woken between the two looks is
 		// seen as runnable by the second.
 		runtime.Gosched()
-		if !quiescent() {
+		if !l.quiescent() {
 			continue
 		}
 		select {
@@ -56,8 +65,28 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 		if _, ok := v.AdvanceNext(); !ok {
 			return ErrStuck
 		}
-		wait = 0
+		busy, wait = 0, 0
 	}
+}
+
+// looker tells whether every goroutine but the caller is blocked.
+type looker struct {
+	permanent uint64 // goroutines that sit in a system call for good
+}
+
+func (l *looker) quiescent() bool {
+	running, runnable, syscalls := schedCounts()
+	if running+runnable > 1 {
+		return false
+	}
+	if syscalls <= l.permanent {
+		return true
+	}
+	perm, quiet := stackQuiescent()
+	if quiet {
+		l.permanent = perm
+	}
+	return quiet
 }
 
 // blockedStates are the goroutine states that wait for the program: a
@@ -65,8 +94,9 @@ func (v *Virtual) RunUntil(ctx context.Context, done <-chan struct{}) error {
 // syscall), or the runtime's idle helpers. Anything else — running,
 // runnable, and the runtime's own waits such as a GC assist (shown as
 // semacquire) in the middle of work, or a system call such as a write to
-// a file, which ends by itself — is busy. The one goroutine that sits in a
-// system call for good, os/signal's, waits for the world.
+// a file, which ends by itself — is busy. The goroutines that sit in a
+// system call for good (os/signal's, and the CPU profiler's reader) wait
+// for the world.
 var blockedStates = map[string]bool{
 	"chan receive": true, "chan send": true, "chan receive (nil chan)": true, "chan send (nil chan)": true,
 	"select": true, "select (no cases)": true,
@@ -77,29 +107,30 @@ var blockedStates = map[string]bool{
 	"GC scavenge wait": true, "GC sweep wait": true, "cleanup wait": true, "trace reader (blocked)": true,
 }
 
-// schedSamples are the scheduler's own counts, a cheap first look: while
-// they show more goroutines running or ready than the caller, something is
-// busy and the expensive look is skipped.
-var schedSamples = []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}, {Name: "/sched/goroutines/running:goroutines"}}
+// schedSamples are the scheduler's own counts.
+var schedSamples = []metrics.Sample{
+	{Name: "/sched/goroutines/running:goroutines"},
+	{Name: "/sched/goroutines/runnable:goroutines"},
+	{Name: "/sched/goroutines/not-in-go:goroutines"},
+}
 
-func busyBySched() bool {
+func schedCounts() (running, runnable, syscalls uint64) {
 	s := make([]metrics.Sample, len(schedSamples))
 	copy(s, schedSamples)
 	metrics.Read(s)
-	var n uint64
-	for _, x := range s {
+	n := make([]uint64, len(s))
+	for i, x := range s {
 		if x.Value.Kind() == metrics.KindUint64 {
-			n += x.Value.Uint64()
+			n[i] = x.Value.Uint64()
 		}
 	}
-	return n > 1
+	return n[0], n[1], n[2]
 }
 
-// quiescent reports whether every goroutine but the caller is blocked.
-func quiescent() bool {
-	if busyBySched() {
-		return false
-	}
+// stackQuiescent walks every goroutine: quiet is whether all but the
+// caller are blocked, permanent how many of them wait in a system call
+// for good.
+func stackQuiescent() (permanent uint64, quiet bool) {
 	buf := make([]byte, 1<<16)
 	for {
 		n := runtime.Stack(buf, true)
@@ -110,6 +141,7 @@ func quiescent() bool {
 		buf = make([]byte, 2*len(buf))
 	}
 	first := true
+	quiet = true
 	for len(buf) > 0 {
 		line, rest, _ := bytes.Cut(buf, []byte("\n"))
 		buf = rest
@@ -127,14 +159,16 @@ func quiescent() bool {
 		state, _, _ := bytes.Cut(line[i+1:j], []byte(",")) // "select, 2 minutes"
 		if string(state) == "syscall" {
 			fn, _, _ := bytes.Cut(buf, []byte("\n")) // the goroutine's top frame
-			if bytes.HasPrefix(fn, []byte("os/signal.signal_recv")) {
+			if bytes.HasPrefix(fn, []byte("os/signal.signal_recv")) || bytes.HasPrefix(fn, []byte("runtime/pprof.readProfile")) {
+				permanent++
 				continue
 			}
-			return false
+			quiet = false
+			continue
 		}
 		if !blockedStates[string(state)] {
-			return false
+			quiet = false
 		}
 	}
-	return true
+	return permanent, quiet
 }
