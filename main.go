@@ -38,6 +38,7 @@ const (
 	exitFailed  = 1 // the plan ran and a step failed; drift found
 	exitInvalid = 2 // invalid plan or usage
 	exitInfra   = 3 // hub unreachable, authentication refused, infrastructure fault
+	exitChanges = 4 // plan --detailed-exitcode: the plan would make changes
 )
 
 func main() {
@@ -165,10 +166,13 @@ func exitCode(err error) int {
 		subj   failedError
 		unsup  *runner.UnsupportedError
 		herr   *hub.Error
+		change changesError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &change):
+		return exitChanges
 	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
 		return exitInvalid
 	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift):

@@ -33,6 +33,7 @@ func planCmd() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
 			&cli.BoolFlag{Name: "no-simulate", Usage: "only read the hub (matches, twin diff, timeline, pre-flight); do not play the plan against simulated devices"},
+			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when the plan would change nothing, 4 when it would (1 still when a step would fail)"},
 			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
 		},
 		Action: func(c *cli.Context) error {
@@ -110,9 +111,38 @@ func planCmd() *cli.Command {
 			default:
 				return usagef("plan: --output %q: use text or json", c.String("output"))
 			}
+			if runErr == nil && c.Bool("detailed-exitcode") {
+				if n := changes(rep); n > 0 {
+					return changesError{n}
+				}
+			}
 			return runErr
 		},
 	}
+}
+
+// changesError is plan --detailed-exitcode's answer when the plan would
+// make changes (exit 4).
+type changesError struct{ devices int }
+
+func (e changesError) Error() string {
+	return fmt.Sprintf("the plan would act on %d devices (exit 4: changes)", e.devices)
+}
+
+// changes counts what a plan would do, by its dry-run report: the twins
+// its twin steps would patch (not those that comply already) and the
+// devices its method steps would call.
+func changes(rep *runner.Report) int {
+	n := 0
+	for _, s := range rep.Steps {
+		if pv := s.Preview; pv != nil {
+			n += pv.Matched
+			if s.Type == string(hub.JobUpdateTwin) {
+				n -= pv.Noop
+			}
+		}
+	}
+	return n
 }
 
 // fleetHub is an in-memory hub holding a fleet file's devices (with their
@@ -182,7 +212,7 @@ func simulateRun(c *cli.Context, p *plan.Plan, src hub.Client, name string) (*ru
 	var rep *runner.Report
 	go func() {
 		defer close(done)
-		rep, _ = (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).Apply(ctx, p)
+		rep, _ = (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).ApplyUntil(ctx, p, vclk.Now().Add(runner.DefaultHorizon))
 	}()
 	if err := vclk.RunUntil(ctx, done); err != nil {
 		cancel()
@@ -241,7 +271,7 @@ func mergeDryRun(preview, sim *runner.Report) (*runner.Report, error) {
 				s.Status, s.Reason = runner.StepFailed, pf.Message
 			}
 		}
-		if s.Status != string(hub.JobCompleted) {
+		if s.Failed() {
 			failed = append(failed, s.Name)
 		}
 	}
@@ -323,6 +353,23 @@ func writePreview(w io.Writer, rep *runner.Report) {
 			fmt.Fprintln(w)
 			if s.Reason != "" {
 				fmt.Fprintf(w, "    %s\n", s.Reason)
+			}
+		}
+		if n := len(s.Occurrences); n > 0 {
+			fmt.Fprintf(w, "  simulated runs in the next 7 days (%d):\n", n)
+			for i, o := range s.Occurrences {
+				if i == 10 {
+					fmt.Fprintf(w, "    … and %d more (--report lists all)\n", n-10)
+					break
+				}
+				fmt.Fprintf(w, "    %s: %s — %d succeed, %d fail, %d no-op", o.ScheduledAt.Format("2006-01-02 15:04 MST"), o.Status, o.Succeeded, o.Failed, o.Noop)
+				if o.EndTime != nil {
+					fmt.Fprintf(w, ", ends %s", o.EndTime.Format("15:04 MST"))
+				}
+				if o.Reason != "" && o.Status != string(hub.JobCompleted) {
+					fmt.Fprintf(w, " (%s)", o.Reason)
+				}
+				fmt.Fprintln(w)
 			}
 		}
 		if pf := pv.Preflight; pf != nil {

@@ -24,6 +24,9 @@ import (
 // creates no job, patches no twin and calls no method. Simulating the
 // devices' answers comes with the virtual-time dry-run (issue 6).
 
+// DefaultHorizon is how far ahead a dry-run looks for cron occurrences.
+const DefaultHorizon = 7 * 24 * time.Hour
+
 // PreviewOptions tune Preview.
 type PreviewOptions struct {
 	// OpsPerSecond is the hub's device-operation rate, for the pre-flight
@@ -98,7 +101,7 @@ type Preflight struct {
 // "failed" (StepFailedError names the steps).
 func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Report, error) {
 	if o.Horizon <= 0 {
-		o.Horizon = 7 * 24 * time.Hour
+		o.Horizon = DefaultHorizon
 	}
 	if o.Samples <= 0 {
 		o.Samples = 5
@@ -141,8 +144,8 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, now time.Time, o PreviewOptions) (*StepPreview, error) {
 	pv := &StepPreview{Sample: []string{}, After: s.After, OnlyPassed: s.OnlyPassed}
 	if s.Twin != nil {
-		// The diff needs every matched twin.
-		twins, err := r.matchedTwins(ctx, s.Query)
+		// The diff needs what the patch changes of every matched twin.
+		twins, err := r.patchedSections(ctx, s.Query)
 		if err != nil {
 			return nil, fmt.Errorf("step %s: read its devices: %w", s.Name, err)
 		}
@@ -266,6 +269,23 @@ func (r *Runner) matchedTwins(ctx context.Context, query string) ([]*hub.Twin, e
 	return ReadTwins(ctx, r.Hub, query)
 }
 
+// patchedSections reads, for the devices a query condition matches, what
+// a twin patch can change (tags and desired properties): a twin without
+// its reported properties, which are most of it. In id order.
+func (r *Runner) patchedSections(ctx context.Context, query string) ([]*hub.Twin, error) {
+	var out []*hub.Twin
+	err := eachRow(ctx, r.Hub, deviceQuery("deviceId, tags, properties.desired", query), func(row *struct {
+		DeviceID string         `json:"deviceId"`
+		Tags     map[string]any `json:"tags"`
+		Desired  map[string]any `json:"desired"`
+	}) error {
+		out = append(out, &hub.Twin{DeviceID: row.DeviceID, Tags: row.Tags, Properties: hub.Properties{Desired: row.Desired}})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	return out, err
+}
+
 // ReadTwins reads the twins a query condition ("*" for all) matches now,
 // in id order, with queries only.
 func ReadTwins(ctx context.Context, c hub.Client, query string) ([]*hub.Twin, error) {
@@ -365,9 +385,8 @@ func twinDiff(patch *plan.Twin, twins []*hub.Twin) ([]PathDiff, int) {
 
 // divergent lists the paths a twin patch sets that the twin does not hold.
 func divergent(patch *plan.Twin, t *hub.Twin) []string {
-	var doc map[string]any
-	b, _ := json.Marshal(t)
-	json.Unmarshal(b, &doc)
+	// The twin came from JSON: its sections are JSON values as they are.
+	doc := map[string]any{"tags": t.Tags, "properties": map[string]any{"desired": t.Properties.Desired}}
 	var out []string
 	for _, l := range append(leaves([]string{"tags"}, patch.Tags), leaves([]string{"properties", "desired"}, patch.Desired)...) {
 		cur, defined := lookup(doc, l.path)

@@ -75,8 +75,12 @@ type StepReport struct {
 	// complied already (their status is "noop").
 	Noop int `json:"noop,omitempty"`
 	// Preview is the dry-run's view of the step (iotjobs plan).
-	Preview *StepPreview   `json:"preview,omitempty"`
-	Devices []DeviceResult `json:"devices"`
+	Preview *StepPreview `json:"preview,omitempty"`
+	// Occurrences are, in a dry-run, the simulated runs of a cron step (and
+	// of the steps after it) over the horizon; the rest of the step's
+	// report is its first run.
+	Occurrences []OccurrenceOutcome `json:"occurrences,omitempty"`
+	Devices     []DeviceResult      `json:"devices"`
 }
 
 // SuccessReport is how a step measured against its success criteria.
@@ -105,4 +109,32 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// OccurrenceOutcome is one simulated run of a cron step, in short.
+type OccurrenceOutcome struct {
+	ScheduledAt time.Time  `json:"scheduledAt"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	StartTime   *time.Time `json:"startTime,omitempty"`
+	EndTime     *time.Time `json:"endTime,omitempty"`
+	Succeeded   int        `json:"succeeded"`
+	Failed      int        `json:"failed"`
+	Noop        int        `json:"noop"`
+}
+
+// Outcome sums a step report up as one occurrence scheduled at at.
+func (sr *StepReport) Outcome(at time.Time) OccurrenceOutcome {
+	o := OccurrenceOutcome{ScheduledAt: at, Status: sr.Status, Reason: sr.Reason, StartTime: sr.StartTime, EndTime: sr.EndTime}
+	for _, d := range sr.Devices {
+		switch {
+		case d.Status == DeviceNoop:
+			o.Noop++
+		case d.Succeeded:
+			o.Succeeded++
+		default:
+			o.Failed++
+		}
+	}
+	return o
 }

@@ -360,7 +360,7 @@ func (r *Runner) skipCompliant(ctx context.Context, s *plan.Step, ids []string, 
 	for rest := ids; len(rest) > 0; {
 		group := take(rest, 0)
 		rest = rest[len(group):]
-		ts, err := r.matchedTwins(ctx, inCondition(group))
+		ts, err := r.patchedSections(ctx, inCondition(group))
 		if err != nil {
 			return nil, fmt.Errorf("step %s: read its twins: %w", s.Name, err)
 		}

@@ -370,6 +370,6 @@ func result(dj *hub.DeviceJob) DeviceResult {
 }
 
 // quote escapes a string for a single-quoted query literal.
-func quote(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
-}
+func quote(s string) string { return quoter.Replace(s) }
+
+var quoter = strings.NewReplacer(`\`, `\\`, `'`, `\'`)

@@ -35,6 +35,13 @@ const StatusSkipped = "skipped"
 // not start it (the process was stopped, the clock jumped), is missed;
 // skipped and missed occurrences get a report too, with status skipped.
 func (r *Runner) Watch(ctx context.Context, p *plan.Plan, emit func(*Report)) error {
+	return r.WatchUntil(ctx, p, time.Time{}, emit)
+}
+
+// WatchUntil is Watch that starts no occurrence scheduled after until
+// (zero: no end) and then returns, once the occurrences it started have
+// ended: the dry-run plays a plan's week this way.
+func (r *Runner) WatchUntil(ctx context.Context, p *plan.Plan, until time.Time, emit func(*Report)) error {
 	var mu sync.Mutex
 	report := func(rep *Report) {
 		mu.Lock()
@@ -84,6 +91,18 @@ func (r *Runner) Watch(ctx context.Context, p *plan.Plan, emit func(*Report)) er
 			if t := st.next(st.last); next.IsZero() || t.Before(next) {
 				next = t
 			}
+		}
+		if !until.IsZero() && next.After(until) {
+			for _, st := range states {
+				if st.running != nil {
+					select {
+					case <-st.running.done:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			return nil
 		}
 		if err := r.sleepUntil(ctx, next); err != nil {
 			return err
