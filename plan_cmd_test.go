@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub/hubd"
 	"github.com/iotjobs/iotjobs/runner"
@@ -305,5 +306,78 @@ steps:
 	}
 	if s := d.Steps[2]; s.Status != runner.StepSkipped {
 		t.Errorf("dry-run never: %s", s.Status)
+	}
+}
+
+// TestPlanDetailedExitcode: with --detailed-exitcode, plan exits 4 when
+// the plan would patch twins or call methods, 0 when every twin complies
+// already, and 1 still when a step would fail.
+func TestPlanDetailedExitcode(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, steps string
+		want        int
+	}{
+		{"twin changes", `
+  - name: stamp
+    query: "tags.ring = 'broad'"
+    twin: {desired: {stamp: 7}}
+    success: {minSuccessRate: 0%}`, 4},
+		{"method calls", `
+  - name: reboot
+    query: "deviceId = 'dev-001'"
+    method: {name: reboot}`, 4},
+		{"nothing to do", `
+  - name: unset
+    query: "tags.ring = 'broad'"
+    twin: {desired: {neverSet: null}}`, 0},
+		{"a step would fail", `
+  - name: reboot-all
+    query: "tags.ring = 'broad'"
+    method: {name: reboot}`, 1},
+	} {
+		planFile := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+		writeTestFile(t, planFile, "version: 1\nname: exitcode\nsteps:"+tc.steps+"\n")
+		code, _, stderr := runCLI(t, t.Context(), "plan", "--detailed-exitcode", "--fleet", "testdata/reboot-fleet.yaml", planFile)
+		if code != tc.want {
+			t.Errorf("%s: exit %d, want %d\n%s", tc.name, code, tc.want, stderr)
+		}
+		if code, _, _ := runCLI(t, t.Context(), "plan", "--fleet", "testdata/reboot-fleet.yaml", planFile); tc.want != 1 && code != 0 {
+			t.Errorf("%s without --detailed-exitcode: exit %d, want 0", tc.name, code)
+		}
+	}
+}
+
+// TestPlanCronWeek: the dry-run of a cron plan plays every occurrence of
+// the next 7 days (the nightly example: one a night, each sensor inside
+// its own window) and reports each; the step's own fields are the first
+// night's.
+func TestPlanCronWeek(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "dry.json")
+	code, stdout, stderr := runCLI(t, t.Context(), "plan", "--fleet", "examples/nightly-fleet.yaml", "--report", report, "examples/nightly-sync.yaml")
+	if code != 0 {
+		t.Fatalf("plan exit %d\n%s", code, stderr)
+	}
+	rep := readReport(t, report)
+	s := step(t, rep, "sync-clocks")
+	if len(s.Occurrences) != 7 {
+		t.Fatalf("%d occurrences simulated, want 7: %+v", len(s.Occurrences), s.Occurrences)
+	}
+	for i, o := range s.Occurrences {
+		if o.Status != "completed" || o.Succeeded != 40 || o.Failed != 0 {
+			t.Errorf("night %d: %+v", i+1, o)
+		}
+		if i > 0 && o.ScheduledAt.Sub(s.Occurrences[i-1].ScheduledAt) != 24*time.Hour {
+			t.Errorf("night %d scheduled %v, a day after %v expected", i+1, o.ScheduledAt, s.Occurrences[i-1].ScheduledAt)
+		}
+		if o.ScheduledAt.Hour() != 0 || o.ScheduledAt.Minute() != 30 {
+			t.Errorf("night %d scheduled at %v, want 00:30 UTC", i+1, o.ScheduledAt)
+		}
+	}
+	if len(s.Devices) != 40 || !s.Occurrences[0].ScheduledAt.Before(*s.EndTime) {
+		t.Errorf("first night: %d devices, ended %v", len(s.Devices), s.EndTime)
+	}
+	if !strings.Contains(stdout, "simulated runs in the next 7 days (7)") {
+		t.Errorf("the summary does not list the week:\n%s", stdout)
 	}
 }
