@@ -143,6 +143,12 @@ func (c *Client) do(ctx context.Context, k call) (http.Header, error) {
 		req.Header.Set("Content-Type", contentTypeJSON)
 	}
 	resp, err := c.hc.Do(req)
+	if err != nil && k.method == http.MethodGet && ctx.Err() == nil &&
+		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+		// A kept-alive connection to a hub that restarted since: a read
+		// is safe to send again, once, on a new connection.
+		resp, err = c.hc.Do(req.Clone(ctx))
+	}
 	if err != nil {
 		return nil, c.transportError(ctx, k, err)
 	}
