@@ -334,7 +334,8 @@ func applyCmd() *cli.Command {
 			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "only dry-run the plan (as iotjobs plan does) and write its report; touch nothing"},
 			&cli.BoolFlag{Name: "skip-dry-run", Usage: "apply without dry-running first"},
-			&cli.BoolFlag{Name: "yes", Usage: "apply even when the dry-run predicts that an abort trips"},
+			&cli.BoolFlag{Name: "yes", Usage: "apply even when the dry-run predicts that an abort trips or the pre-flight fails"},
+			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second: the dry-run's pre-flight stops apply when a step cannot finish in its maxExecutionTime or window at that rate"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -375,16 +376,43 @@ func applyCmd() *cli.Command {
 					return err
 				}
 				dry.DryRun = true
-				tripped := ""
+				stop := ""
 				for _, s := range dry.Steps {
 					if s.Abort != nil && s.Abort.Tripped {
-						tripped = s.Name
+						stop = fmt.Sprintf("the dry-run predicts that step %s aborts", s.Name)
 						break
 					}
 				}
-				if c.Bool("dry-run") || (tripped != "" && !c.Bool("yes")) {
-					if tripped != "" && !c.Bool("dry-run") {
-						fmt.Fprintf(c.App.ErrWriter, "apply: the dry-run predicts that step %s aborts; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", tripped)
+				if rate := c.Float64("rate"); rate > 0 {
+					// The pre-flight: each step's devices at the hub's rate,
+					// read with queries only, from the devices the dry-run
+					// played (--fleet's, which apply registers next).
+					src := t.client
+					if f := c.String("fleet"); f != "" {
+						e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real())
+						if err != nil {
+							return err
+						}
+						defer closeFleet()
+						src = e
+					}
+					pv, err := (&runner.Runner{Hub: src, Clock: clock.Real(), HubName: t.name}).Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: rate})
+					if pv == nil {
+						return err
+					}
+					dry, _ = mergeDryRun(pv, dry)
+					for _, s := range dry.Steps {
+						if s.Preview == nil {
+							continue
+						}
+						if pf := s.Preview.Preflight; stop == "" && pf != nil && !pf.OK {
+							stop = fmt.Sprintf("the pre-flight fails for step %s: %s", s.Name, pf.Message)
+						}
+					}
+				}
+				if c.Bool("dry-run") || (stop != "" && !c.Bool("yes")) {
+					if stop != "" && !c.Bool("dry-run") {
+						fmt.Fprintf(c.App.ErrWriter, "apply: %s; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", stop)
 					}
 					var dryErr error
 					if dry.Status != runner.StatusSucceeded {

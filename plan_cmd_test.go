@@ -381,3 +381,26 @@ func TestPlanCronWeek(t *testing.T) {
 		t.Errorf("the summary does not list the week:\n%s", stdout)
 	}
 }
+
+// TestApplyPreflight: apply --rate runs the pre-flight in its dry-run and
+// stops before touching the hub when a step cannot finish in its
+// maxExecutionTime at that rate (exit 1, the dry-run's report); --yes
+// applies anyway.
+func TestApplyPreflight(t *testing.T) {
+	dir := t.TempDir()
+	fleet, planFile, report := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "report.json")
+	writeTestFile(t, fleet, "version: 1\ngroups:\n  - ids: \"d-{n:04}\"\n    count: 1000\n    tags: {site: big}\n    methods:\n      ping: {status: 200}\n")
+	writeTestFile(t, planFile, "version: 1\nname: big\nsteps:\n  - name: ping-all\n    query: \"tags.site = 'big'\"\n    method: {name: ping}\n    maxExecutionTime: 1h\n")
+	code, _, stderr := runCLI(t, t.Context(), "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--rate", "0.1", "--report", report, planFile)
+	if code != 1 || !strings.Contains(stderr, "the pre-flight fails for step ping-all: 1000 devices at 0.1 operations/s take 2h46m40s") ||
+		!strings.Contains(stderr, "nothing was applied") {
+		t.Fatalf("exit %d, want 1 with the pre-flight's numbers\n%s", code, stderr)
+	}
+	if r := readReport(t, report); !r.DryRun || r.Status != runner.StatusFailed {
+		t.Errorf("report: dryRun %v, status %s; want the failed dry-run's", r.DryRun, r.Status)
+	}
+	code, _, stderr = runCLI(t, t.Context(), "apply", "--yes", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--rate", "0.1", "--report", report, planFile)
+	if r := readReport(t, report); code != 0 || r.DryRun || len(r.Steps[0].Devices) != 1000 {
+		t.Errorf("with --yes: exit %d, dryRun %v\n%s", code, r.DryRun, stderr)
+	}
+}
