@@ -178,12 +178,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if err != nil {
 		return nil, err
 	}
-	encoded, err := encodeRecords(recs)
-	if err != nil {
-		return nil, err
-	}
 	s.devices[id] = &entry{dev: nd}
-	s.putRecords(encoded)
+	s.putRecords(copyRecords(recs))
 	// d is a copy made for this call and not kept: the caller's own copy,
 	// as from a database.
 	return d, nil
@@ -319,13 +315,11 @@ func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 
 // PutDeviceJobs implements store.Store.
 func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ...*hub.Job) error {
-	recs, err := encodeRecords(djs)
-	if err != nil {
-		return err
-	}
-	encodedJobs := make([]*hub.Job, len(jobs))
+	recs := copyRecords(djs)
+	copied := make([]*hub.Job, len(jobs))
 	for i, j := range jobs {
-		if encodedJobs[i], err = cloneJob(j); err != nil {
+		var err error
+		if copied[i], err = cloneJob(j); err != nil {
 			return err
 		}
 	}
@@ -340,7 +334,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 	}
 	s.putRecords(recs)
 	for i, j := range jobs {
-		s.jobs[j.JobID] = encodedJobs[i]
+		s.jobs[j.JobID] = copied[i]
 	}
 	return nil
 }

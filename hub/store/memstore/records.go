@@ -57,12 +57,13 @@ func (r *record) Doc() (map[string]any, error) {
 	return r.doc, r.docErr
 }
 
-func encodeRecords(djs []*hub.DeviceJob) ([]*record, error) {
+// copyRecords is the records of djs, each a copy.
+func copyRecords(djs []*hub.DeviceJob) []*record {
 	out := make([]*record, 0, len(djs))
 	for _, dj := range djs {
 		out = append(out, &record{dj: cloneDeviceJob(dj)})
 	}
-	return out, nil
+	return out
 }
 
 // cloneDeviceJob is a deep copy of dj.
@@ -90,7 +91,7 @@ func cloneDeviceJob(dj *hub.DeviceJob) *hub.DeviceJob {
 	return &c
 }
 
-// putRecords stores encoded device-job records; the store is held.
+// putRecords stores device-job records; the store is held.
 func (s *Store) putRecords(recs []*record) {
 	for _, r := range recs {
 		jobID, deviceID := r.dj.JobID, r.dj.DeviceID
