@@ -143,9 +143,12 @@ func (r *Runner) WatchUntil(ctx context.Context, p *plan.Plan, until time.Time, 
 			wg.Add(1)
 			go func(sub *plan.Plan, step string) {
 				defer wg.Done()
-				defer close(occ.done)
-				defer cancel()
 				rep, _ := r.Apply(octx, atTime(sub, t))
+				// Ended before it is reported: whoever reads the report
+				// and moves on must not find it still running (forbid
+				// would skip the next occurrence).
+				cancel()
+				close(occ.done)
 				if rep != nil {
 					rep.Occurrence = &OccurrenceReport{Step: step, ScheduledAt: t.UTC()}
 					report(rep)

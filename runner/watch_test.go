@@ -90,6 +90,9 @@ func TestWatchWeek(t *testing.T) {
 	expect(runner.StatusSkipped, at2(6), "startingDeadline")
 	// The next Monday's run starts; stopping the watch cancels it.
 	advance(at2(7))
+	if err := clk.WaitTimer(deadline, mon.Add(at3(8))); err != nil { // the run is in its pause
+		t.Fatalf("the next Monday's run: no pause: %v", err)
+	}
 	stop()
 	expect(runner.StatusCancelled, at2(7), "")
 	if err := <-done; err == nil {
