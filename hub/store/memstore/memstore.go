@@ -358,35 +358,45 @@ func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, 
 // is deviceId IN [strings] or an AND with such a side, and the rest of the
 // condition (nil: nothing else).
 func requiredIDs(e query.Expr) (ids []string, rest query.Expr, ok bool) {
-	switch e := e.(type) {
-	case query.In:
-		p, isPath := e.X.(query.Path)
-		if !isPath || e.Negate || len(p.Segments) != 1 {
-			return nil, nil, false
+	return required(e, func(e query.Expr) ([]string, bool) {
+		in, isIn := e.(query.In)
+		if !isIn || in.Negate {
+			return nil, false
+		}
+		p, isPath := in.X.(query.Path)
+		if !isPath || len(p.Segments) != 1 {
+			return nil, false
 		}
 		if c, sys := query.SystemField(p.Segments[0]); !sys || c != "deviceId" {
-			return nil, nil, false
+			return nil, false
 		}
-		ids := make([]string, 0, len(e.List))
-		for _, k := range e.List {
+		ids := make([]string, 0, len(in.List))
+		for _, k := range in.List {
 			if id, isStr := k.Value.(string); isStr && !k.Undefined {
 				ids = append(ids, id)
 			}
 		}
 		slices.Sort(ids)
-		return slices.Compact(ids), nil, true
-	case query.Binary:
-		if e.Op != "AND" {
-			return nil, nil, false
+		return slices.Compact(ids), true
+	})
+}
+
+// required finds a side of e that term recognizes, e itself or one found
+// through ANDs, and returns what term made of it and the rest of e
+// without it (nil: nothing else).
+func required[T any](e query.Expr, term func(query.Expr) (T, bool)) (v T, rest query.Expr, ok bool) {
+	if v, ok := term(e); ok {
+		return v, nil, true
+	}
+	if b, isBin := e.(query.Binary); isBin && b.Op == "AND" {
+		if v, rest, ok := required(b.L, term); ok {
+			return v, and(rest, b.R, b), true
 		}
-		if ids, rest, ok := requiredIDs(e.L); ok {
-			return ids, and(rest, e.R, e), true
-		}
-		if ids, rest, ok := requiredIDs(e.R); ok {
-			return ids, and(e.L, rest, e), true
+		if v, rest, ok := required(b.R, term); ok {
+			return v, and(b.L, rest, b), true
 		}
 	}
-	return nil, nil, false
+	return v, nil, false
 }
 
 // and is l AND r where nil is true, keeping orig's position.
@@ -468,19 +478,11 @@ func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after strin
 // jobId = 'x' (either way round) or an AND with such a side, and the rest
 // of the condition (nil: nothing else).
 func requiredJobID(e query.Expr) (id string, rest query.Expr, ok bool) {
-	b, isBin := e.(query.Binary)
-	if !isBin {
-		return "", nil, false
-	}
-	switch b.Op {
-	case "AND":
-		if id, rest, ok := requiredJobID(b.L); ok {
-			return id, and(rest, b.R, b), true
+	return required(e, func(e query.Expr) (string, bool) {
+		b, isBin := e.(query.Binary)
+		if !isBin || b.Op != "=" {
+			return "", false
 		}
-		if id, rest, ok := requiredJobID(b.R); ok {
-			return id, and(b.L, rest, b), true
-		}
-	case "=":
 		p, okP := b.L.(query.Path)
 		k, okK := b.R.(query.Const)
 		if !okP || !okK {
@@ -488,9 +490,6 @@ func requiredJobID(e query.Expr) (id string, rest query.Expr, ok bool) {
 			k, okK = b.L.(query.Const)
 		}
 		id, isStr := k.Value.(string)
-		if okP && okK && isStr && !k.Undefined && len(p.Segments) == 1 && p.Segments[0] == "jobId" {
-			return id, nil, true
-		}
-	}
-	return "", nil, false
+		return id, okP && okK && isStr && !k.Undefined && len(p.Segments) == 1 && p.Segments[0] == "jobId"
+	})
 }
