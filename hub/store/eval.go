@@ -50,7 +50,7 @@ type JobDocScanner interface {
 type docRow map[string]any
 
 func (d docRow) Doc() (map[string]any, error)   { return d, nil }
-func (d docRow) JSON() (json.RawMessage, error) { return json.Marshal(map[string]any(d)) }
+func (d docRow) JSON() (json.RawMessage, error) { return AppendJSON(nil, map[string]any(d)) }
 
 // EvalDevices is the reference answer to Store.QueryDevices: it scans the
 // devices in id order and evaluates q with query.Match and query.Eval over
@@ -196,7 +196,7 @@ func eval(ctx context.Context, next func(context.Context, string) ([]Row, []stri
 func EncodeRows(rows []map[string]any) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(rows))
 	for _, r := range rows {
-		b, err := json.Marshal(r)
+		b, err := AppendJSON(nil, r)
 		if err != nil {
 			return nil, err
 		}

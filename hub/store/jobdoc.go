@@ -31,8 +31,7 @@ func DeviceJobDoc(dj *hub.DeviceJob) (string, error) {
 	str := func(s string) {
 		// As the round trip: invalid bytes become U+FFFD, written as is
 		// the second time.
-		q, _ := json.Marshal(validUTF8(s))
-		b = append(b, q...)
+		b = appendString(b, validUTF8(s))
 	}
 	tm := func(name string, t *hub.Time) {
 		if t != nil {
@@ -66,14 +65,12 @@ func DeviceJobDoc(dj *hub.DeviceJob) (string, error) {
 			b = append(b, "null"...)
 		} else {
 			b = append(b, `{"payload":`...)
-			p, err := normalJSON(r.Payload)
-			if err != nil {
+			var err error
+			if b, err = appendNormalJSON(b, r.Payload); err != nil {
 				return "", fmt.Errorf("encode query document: payload: %w", err)
 			}
-			b = append(b, p...)
 			b = append(b, `,"status":`...)
-			s, _ := json.Marshal(float64(r.Status))
-			b = append(b, s...)
+			b = appendFloat(b, float64(r.Status))
 			b = append(b, '}')
 		}
 		b = append(b, '}')
@@ -85,17 +82,17 @@ func DeviceJobDoc(dj *hub.DeviceJob) (string, error) {
 	return string(b), nil
 }
 
-// normalJSON is raw decoded and encoded again, as store.Doc does to nested
-// values; the common null is taken as it is.
-func normalJSON(raw json.RawMessage) ([]byte, error) {
+// appendNormalJSON appends raw decoded and encoded again, as store.Doc
+// does to nested values; the common null is taken as it is.
+func appendNormalJSON(b []byte, raw json.RawMessage) ([]byte, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return []byte("null"), nil
+		return append(b, "null"...), nil
 	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, err
 	}
-	return json.Marshal(v)
+	return AppendJSON(b, v)
 }
 
 // validUTF8 replaces each invalid byte of s with U+FFFD, as encoding/json

@@ -46,7 +46,7 @@ type entry struct {
 
 // Doc implements store.Row.
 func (e *entry) Doc() (map[string]any, error) {
-	e.docOnce.Do(func() { e.doc, e.docErr = twinDoc(e.dev) })
+	e.docOnce.Do(func() { e.doc = store.TwinDoc(e.dev) })
 	return e.doc, e.docErr
 }
 
@@ -55,34 +55,10 @@ func (e *entry) JSON() (json.RawMessage, error) {
 	e.rawOnce.Do(func() {
 		var doc map[string]any
 		if doc, e.rawErr = e.Doc(); e.rawErr == nil {
-			e.raw, e.rawErr = json.Marshal(doc)
+			e.raw, e.rawErr = store.AppendJSON(nil, doc)
 		}
 	})
 	return e.raw, e.rawErr
-}
-
-// twinDoc is store.Doc(d.Twin()) for a stored device, whose sections are
-// JSON values already and never change: only the small part of the twin
-// goes through encoding/json, the sections are shared.
-func twinDoc(d *store.Device) (map[string]any, error) {
-	t := d.Twin()
-	t.Tags, t.Properties = nil, hub.Properties{}
-	doc, err := store.Doc(t)
-	if err != nil {
-		return nil, err
-	}
-	if len(d.Tags) > 0 {
-		doc["tags"] = d.Tags
-	}
-	props := map[string]any{}
-	if len(d.Desired) > 0 {
-		props["desired"] = d.Desired
-	}
-	if len(d.Reported) > 0 {
-		props["reported"] = d.Reported
-	}
-	doc["properties"] = props
-	return doc, nil
 }
 
 // New returns an empty store.
