@@ -58,6 +58,12 @@ type Config struct {
 	// CONNACK 5 "not authorized". Required. It runs on the connection's
 	// goroutine, concurrently for different devices.
 	Authenticate func(clientID, username string, password []byte) error
+	// Expires, when set, tells when accepted credentials stop being
+	// valid (the SAS token's se); the broker closes the connection then,
+	// as Azure does. The zero time means never. Now is the clock it is
+	// measured against (nil: time.Now).
+	Expires func(password []byte) time.Time
+	Now     func() time.Time
 	// Events receives presence callbacks; nil means none.
 	Events Events
 	// MaxPendingWrites bounds each client's outbound queue; a message
@@ -108,6 +114,11 @@ type Broker struct {
 
 	subID atomic.Int64
 
+	// expiry holds the timer that ends each connection when its
+	// credentials expire, by *mqtt.Client, so a connection that ends
+	// first stops its timer.
+	expiry sync.Map
+
 	mu      sync.RWMutex
 	devices map[string]*device // by device id; guarded by mu
 
@@ -139,6 +150,9 @@ type device struct {
 
 // New returns a broker configured by cfg. It validates cfg in Open.
 func New(cfg Config) *Broker {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.MaxPendingWrites <= 0 {
 		cfg.MaxPendingWrites = defaultMaxPendingWrites
 	}
@@ -322,6 +336,22 @@ func (b *Broker) Kick(deviceID string) {
 		// MQTT 3.1.1 does not let a server send.
 		cl.Stop(packets.ErrAdministrativeAction)
 	}
+}
+
+// errTokenExpired ends a connection whose credentials expired.
+var errTokenExpired = errors.New("SAS token expired")
+
+// expireAt closes cl after d, unless it ends first (OnDisconnect stops
+// the timer). A connection made with an already expired token was
+// refused by Authenticate; d ≤ 0 here only by clock skew, and ends it at
+// once.
+func (b *Broker) expireAt(cl *mqtt.Client, d time.Duration) {
+	t := time.AfterFunc(max(d, 0), func() {
+		b.expiry.Delete(cl)
+		b.log.Debug("disconnecting device: SAS token expired", "device", cl.ID)
+		cl.Stop(errTokenExpired)
+	})
+	b.expiry.Store(cl, t)
 }
 
 // Stats returns the broker's counters.

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,6 +102,12 @@ type harness struct {
 // "key-{clientID}".
 func start(t *testing.T) *harness {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is start with cfg changed by change before the broker opens.
+func startWith(t *testing.T, change func(*Config)) *harness {
+	t.Helper()
 	serverTLS, clientTLS := testTLS(t)
 	h := &harness{ev: &recorder{ch: make(chan string, 256)}, clientTLS: clientTLS, gone: make(chan string, 64)}
 	h.b = New(Config{
@@ -116,6 +123,9 @@ func start(t *testing.T) *harness {
 		Events: h.ev,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	if change != nil {
+		change(&h.b.cfg)
+	}
 	h.b.afterDisconnect = func(id string) { h.gone <- id }
 	if err := h.b.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -554,6 +564,40 @@ func TestPersistentSession(t *testing.T) {
 	_ = h.b.Publish("devices/d1/$iothub/twin/res/200/?$rid=4", []byte("sentinel"))
 	if got := fresh.next(t); got.payload != "sentinel" {
 		t.Errorf("got %+v, want only the sentinel", got)
+	}
+}
+
+// TestTokenExpiry: the broker closes a connection when its credentials
+// expire, and not before; a connection that ends first leaves no timer.
+func TestTokenExpiry(t *testing.T) {
+	expires := map[string]time.Time{}
+	var mu sync.Mutex
+	h := startWith(t, func(c *Config) {
+		c.Expires = func(password []byte) time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return expires[string(password)]
+		}
+	})
+	mu.Lock()
+	expires["key-short"] = time.Now().Add(time.Second)
+	expires["key-long"] = time.Now().Add(time.Hour)
+	mu.Unlock()
+	short := h.mustConnect(t, "short")
+	long := h.mustConnect(t, "long")
+	h.ev.expect(t, "connected short")
+	h.ev.expect(t, "connected long")
+	short.waitLost(t)
+	h.ev.expect(t, "disconnected short")
+	if !long.c.IsConnectionOpen() {
+		t.Error("the connection with an hour left was closed too")
+	}
+	long.c.Disconnect(100)
+	h.ev.expect(t, "disconnected long")
+	n := 0
+	h.b.expiry.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d expiry timers left after every connection ended", n)
 	}
 }
 

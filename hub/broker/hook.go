@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -83,6 +84,11 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
+	if h.b.cfg.Expires != nil {
+		if at := h.b.cfg.Expires(pk.Connect.Password); !at.IsZero() {
+			h.b.expireAt(cl, at.Sub(h.b.cfg.Now()))
+		}
+	}
 	return true
 }
 
@@ -144,6 +150,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if cl.Net.Inline {
 		return
+	}
+	if t, ok := h.b.expiry.LoadAndDelete(cl); ok {
+		t.(*time.Timer).Stop()
 	}
 	h.b.evMu.Lock()
 	h.b.mu.Lock()

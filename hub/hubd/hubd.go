@@ -130,6 +130,8 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 		Addr:         cfg.MQTTAddr,
 		TLS:          tlsCfg,
 		Authenticate: h.authenticateDevice,
+		Expires:      tokenExpiry,
+		Now:          cfg.Clock.Now,
 		Events:       ev,
 		Logger:       cfg.Logger.With("system", "broker"),
 	})
@@ -222,6 +224,8 @@ func (h *Hub) registerMetrics(reg prometheus.Registerer) {
 		gauge("iotjobs_broker_clients", "Device MQTT connections open now.", func(s broker.Stats) int64 { return s.Clients }),
 		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
 		gauge("iotjobs_broker_messages_dropped", "Messages the broker dropped for full client queues; must stay 0.", func(s broker.Stats) int64 { return s.MessagesDropped }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotjobs_hub_telemetry_messages_total", Help: "Device-to-cloud messages received and acknowledged (not stored)."},
+			func() float64 { return float64(h.bus.Telemetry()) }),
 	)
 }
 
@@ -322,6 +326,16 @@ func (h *Hub) authenticateDevice(clientID, username string, password []byte) err
 		return nil
 	}
 	return tok.Verify(k.SecondaryKey, now)
+}
+
+// tokenExpiry is when an accepted device's SAS token expires: the broker
+// closes its connection then, as Azure does; device SDKs renew before.
+func tokenExpiry(password []byte) time.Time {
+	tok, err := sas.ParseToken(string(password))
+	if err != nil {
+		return time.Time{}
+	}
+	return tok.Expiry
 }
 
 func hostOK(host string, aliases []string) bool {

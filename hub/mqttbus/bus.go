@@ -29,6 +29,12 @@ type Transport interface {
 // replies are silently lost (PERFORMANCE.md §0).
 const DefaultWindow = 1000
 
+// MaxTwinRequests is the most twin requests (GET or reported patch) one
+// device may have in process; more are answered 429 at once, as Azure
+// throttles, so a flooding device costs the hub a bounded amount of work
+// and cannot delay other devices' requests.
+const MaxTwinRequests = 8
+
 // Bus is a hub.DeviceBus over a Transport. Its Connected, Disconnected and
 // Subscribed methods are the broker's presence events.
 type Bus struct {
@@ -39,9 +45,12 @@ type Bus struct {
 	window chan struct{}
 	rid    atomic.Uint64
 
-	mu      sync.Mutex
-	calls   map[string]*call           // by $rid
-	waiters map[string][]chan struct{} // by device id, woken on presence changes
+	telemetry atomic.Int64 // device-to-cloud messages received
+
+	mu       sync.Mutex
+	calls    map[string]*call           // by $rid
+	waiters  map[string][]chan struct{} // by device id, woken on presence changes
+	twinBusy map[string]int             // twin requests in process, by device id
 }
 
 type call struct {
@@ -63,7 +72,23 @@ func New(t Transport, events hub.DeviceEvents) *Bus {
 		window:  make(chan struct{}, DefaultWindow),
 		calls:   map[string]*call{},
 		waiters: map[string][]chan struct{}{},
+
+		twinBusy: map[string]int{},
 	}
+}
+
+// Telemetry is how many device-to-cloud messages devices have sent. The
+// broker acknowledges them (QoS 1); storing or routing them is not part
+// of the hub yet.
+func (b *Bus) Telemetry() int64 { return b.telemetry.Load() }
+
+func (b *Bus) onTelemetry(topic string, _ []byte) {
+	if id, dt, ok := mqttproto.Unscope(topic); ok {
+		if _, err := mqttproto.ParseTopic(dt); err != nil {
+			b.Logger.Debug("telemetry with a malformed property bag", "device", id, "topic", dt, "err", err)
+		}
+	}
+	b.telemetry.Add(1)
 }
 
 // SetEvents sets where device events go; the engine and the bus are built
@@ -79,6 +104,7 @@ func (b *Bus) Open() error {
 		{"devices/+/$iothub/methods/res/#", b.onMethodResponse},
 		{"devices/+/$iothub/twin/GET/#", b.onTwinRequest},
 		{"devices/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest},
+		{"devices/+/messages/events/#", b.onTelemetry},
 	}
 	for _, s := range subs {
 		if err := b.t.Subscribe(s.filter, s.fn); err != nil {
@@ -164,10 +190,34 @@ func (b *Bus) onTwinRequest(topic string, payload []byte) {
 	}
 	m, err := mqttproto.ParseTopic(dt)
 	if err != nil {
+		b.Logger.Debug("ignore malformed twin request", "device", id, "topic", dt, "err", err)
+		return
+	}
+	if m.Kind != mqttproto.TwinGet && m.Kind != mqttproto.ReportedPatch {
+		return
+	}
+	b.mu.Lock()
+	busy := b.twinBusy[id]
+	if busy < MaxTwinRequests {
+		b.twinBusy[id] = busy + 1
+	}
+	b.mu.Unlock()
+	if busy >= MaxTwinRequests {
+		status, body := errReply(hub.Errorf(hub.CodeThrottling, "device '%s' has %d twin requests in process; wait for their responses", id, busy))
+		if err := b.t.Publish(mqttproto.Scoped(id, mqttproto.TwinResponseTopic(status, m.RID, 0)), body); err != nil {
+			b.Logger.Warn("publish twin response", "device", id, "err", err)
+		}
 		return
 	}
 	payload = append([]byte(nil), payload...)
 	go func() {
+		defer func() {
+			b.mu.Lock()
+			if b.twinBusy[id]--; b.twinBusy[id] <= 0 {
+				delete(b.twinBusy, id)
+			}
+			b.mu.Unlock()
+		}()
 		ctx := context.Background()
 		var status int
 		var body []byte

@@ -35,6 +35,9 @@ const twinDoc = `{"desired":{"fw":"2.0","$version":3},"reported":{"fw":"1.0","$v
 type fakeEvents struct {
 	fail  map[string]error // by device id; read-only once the harness runs
 	conns chan presence
+	// block, when set before devices send, holds every twin GET until it
+	// is closed.
+	block chan struct{}
 
 	mu      sync.Mutex
 	version int64
@@ -71,6 +74,9 @@ func (f *fakeEvents) ReportedPatch(_ context.Context, id string, patch json.RawM
 }
 
 func (f *fakeEvents) TwinDocument(_ context.Context, id string) (json.RawMessage, error) {
+	if f.block != nil {
+		<-f.block
+	}
 	if err := f.fail[id]; err != nil {
 		return nil, err
 	}
@@ -737,5 +743,66 @@ func TestPresence(t *testing.T) {
 				t.Fatalf("got %+v, want %s disconnected", p, id)
 			}
 		})
+	}
+}
+
+// TestTwinRequestFlood: a device with MaxTwinRequests twin requests in
+// process gets 429 with an errorCode body for more at once, while another
+// device's requests are still taken; when the work ends, every request
+// has had an answer.
+func TestTwinRequestFlood(t *testing.T) {
+	h := start(t, nil)
+	h.ev.block = make(chan struct{})
+	flood := h.connect(t, "flood", nil, mqttproto.TwinResSubscription)
+	calm := h.connect(t, "calm", nil, mqttproto.TwinResSubscription)
+	const n = mqttbus.MaxTwinRequests + 5
+	for i := range n {
+		flood.publish(t, mqttproto.TwinGetTopic(fmt.Sprint("f", i)), " ")
+	}
+	for range n - mqttbus.MaxTwinRequests {
+		m := flood.next(t)
+		if !strings.HasPrefix(m.topic, "$iothub/twin/res/429/") || !strings.Contains(m.payload, `"errorCode":429001`) {
+			t.Fatalf("over the limit: got %+v, want 429 with errorCode 429001", m)
+		}
+	}
+	calm.publish(t, mqttproto.TwinGetTopic("c"), " ")
+	close(h.ev.block)
+	if m := calm.next(t); m.topic != "$iothub/twin/res/200/?$rid=c" {
+		t.Errorf("the other device got %+v, want its twin", m)
+	}
+	for range mqttbus.MaxTwinRequests {
+		if m := flood.next(t); !strings.HasPrefix(m.topic, "$iothub/twin/res/200/") {
+			t.Errorf("admitted request answered %+v, want 200", m)
+		}
+	}
+	// The limit is per request in process, not per connection lifetime.
+	flood.publish(t, mqttproto.TwinGetTopic("again"), " ")
+	if m := flood.next(t); m.topic != "$iothub/twin/res/200/?$rid=again" {
+		t.Errorf("after the flood: got %+v, want the twin", m)
+	}
+}
+
+// TestTelemetry: device-to-cloud messages are acknowledged (a QoS 1
+// publish completes) and counted, with or without a property bag.
+func TestTelemetry(t *testing.T) {
+	h := start(t, nil)
+	d := h.connect(t, "t1", nil, mqttproto.TwinResSubscription)
+	for _, topic := range []string{"devices/t1/messages/events/", "devices/t1/messages/events/%24.ct=application%2Fjson&alert=no", "devices/t1/messages/events/bad%zzbag"} {
+		tok := d.c.Publish(topic, 1, false, `{"temp":21}`)
+		if !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("publish %s: not acknowledged: %v", topic, tok.Error())
+		}
+	}
+	// Another device's telemetry topic is dropped by the broker, still
+	// acknowledged, and not counted.
+	if tok := d.c.Publish("devices/t2/messages/events/", 1, false, "x"); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("publish to another device: %v", tok.Error())
+	}
+	// The broker reads a connection's packets in order: once a later
+	// twin GET is answered, the telemetry before it has been handled.
+	d.publish(t, mqttproto.TwinGetTopic("barrier"), " ")
+	d.next(t)
+	if got := h.bus.Telemetry(); got != 3 {
+		t.Errorf("Telemetry() = %d, want 3", got)
 	}
 }
