@@ -239,6 +239,9 @@ func (h *Hub) Close() error {
 	return errors.Join(errs...)
 }
 
+// Telemetry is how many device-to-cloud messages devices have sent.
+func (h *Hub) Telemetry() int64 { return h.bus.Telemetry() }
+
 // Client is the in-process hub.Client (the engine itself).
 func (h *Hub) Client() hub.Client { return h.engine }
 
