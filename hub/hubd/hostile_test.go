@@ -48,6 +48,24 @@ type hostileEnv struct {
 	host string // the host name in tokens and usernames
 }
 
+// newHostileEnv starts a hub with the hostile fleet registered and its
+// honest devices connected.
+func newHostileEnv(ctx context.Context, t *testing.T) *hostileEnv {
+	t.Helper()
+	h := openHub(t, t.TempDir(), "")
+	e := &hostileEnv{h: h, pool: caPool(t, h), host: h.HostName()}
+	f, ds := simulate.Parse("hostile.yaml", []byte(hostileFleet))
+	if f == nil || ds.HasErrors() {
+		t.Fatalf("parse fleet: %v", ds)
+	}
+	devs := f.Devices()
+	var err error
+	e.keys, err = simulate.Register(ctx, h.Client(), devs)
+	must(t, "register", err)
+	connectFleet(ctx, t, h, e.pool, devs, e.keys)
+	return e
+}
+
 // attacker is a hand-driven MQTT device: every message it gets is kept,
 // and losing the connection is an event.
 type attacker struct {
@@ -68,16 +86,28 @@ func (e *hostileEnv) honest(id string) dialSpec {
 	return dialSpec{id, e.host + "/" + id + "/?api-version=2021-04-12", tok}
 }
 
-// dial connects as spec says; a refused CONNECT returns the attacker
-// with its CONNACK code and no connection.
+// dial connects as spec says, with clean session 0 as the Azure SDKs
+// do; a refused CONNECT returns the attacker with its CONNACK code and
+// no connection.
 func (e *hostileEnv) dial(t *testing.T, spec dialSpec) *attacker {
+	t.Helper()
+	return e.connect(t, spec, false)
+}
+
+// dialClean is dial with clean session 1.
+func (e *hostileEnv) dialClean(t *testing.T, spec dialSpec) *attacker {
+	t.Helper()
+	return e.connect(t, spec, true)
+}
+
+func (e *hostileEnv) connect(t *testing.T, spec dialSpec, clean bool) *attacker {
 	t.Helper()
 	a := &attacker{id: spec.id, msgs: make(chan message, 4096), lost: make(chan struct{})}
 	var once sync.Once
 	o := paho.NewClientOptions().
-		AddBroker("tls://"+e.h.MQTTAddr()).
+		AddBroker("tls://" + e.h.MQTTAddr()).
 		SetClientID(spec.id).SetUsername(spec.username).SetPassword(spec.password).
-		SetCleanSession(false).SetProtocolVersion(4).
+		SetCleanSession(clean).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(wait).
 		SetOrderMatters(false).
 		SetTLSConfig(&tls.Config{RootCAs: e.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}).
@@ -182,19 +212,9 @@ const wait = 5 * time.Second
 // honest devices' method calls, twin patches and twins are unaffected.
 func TestHostileDevices(t *testing.T) {
 	t.Parallel()
-	h := openHub(t, t.TempDir(), "")
-	e := &hostileEnv{h: h, pool: caPool(t, h), host: h.HostName()}
 	ctx := testCtx(t, 90*time.Second)
-	f, ds := simulate.Parse("hostile.yaml", []byte(hostileFleet))
-	if f == nil || ds.HasErrors() {
-		t.Fatalf("parse fleet: %v", ds)
-	}
-	devs := f.Devices()
-	var err error
-	e.keys, err = simulate.Register(ctx, h.Client(), devs)
-	must(t, "register", err)
-	connectFleet(ctx, t, h, e.pool, devs, e.keys)
-	c := h.Client()
+	e := newHostileEnv(ctx, t)
+	h, c := e.h, e.h.Client()
 	dis, err := c.GetDevice(ctx, "disabled-dev")
 	must(t, "get device", err)
 	dis.Status = hub.StatusDisabled
