@@ -69,6 +69,7 @@ var banned = map[string][]struct{ prefix, why string }{
 var onlyImporters = map[string][]string{
 	"github.com/mochi-mqtt/server/v2":     {"hub/broker"},
 	"github.com/eclipse/paho.mqtt.golang": {"hub/mqttbus", "simulate"},
+	"github.com/gorilla/websocket":        {"hub/broker"},
 	"modernc.org/sqlite":                  {"hub/store/sqlite"},
 }
 

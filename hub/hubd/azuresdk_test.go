@@ -14,7 +14,8 @@ import (
 
 // TestAzureNodeSDK is the outside check of the contract: the official
 // Azure IoT Node SDKs (azure-iothub, azure-iot-device, azure-iot-device-mqtt)
-// register a device, connect it over MQTT/TLS, call a direct method, update
+// register a device, connect it over MQTT/TLS (and another over MQTT over
+// WebSocket on the HTTPS port), call a direct method, update
 // the twin and see the desired notification, page a query, and run, list,
 // query and cancel jobs against our hub. .ci/run installs the SDKs
 // (testdata/azuresdk) and sets IOTJOBS_AZURE_SDK=1; elsewhere the test is
@@ -37,11 +38,13 @@ func TestAzureNodeSDK(t *testing.T) {
 	}
 	defer h.Close()
 	_, port, _ := net.SplitHostPort(h.MQTTAddr())
+	_, httpsPort, _ := net.SplitHostPort(h.HTTPAddr())
 	cmd := exec.CommandContext(ctx, node, "check.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"IOTHUB_CONNECTION_STRING="+h.ConnectionString(),
 		"MQTT_HOST=localhost:"+port,
+		"HTTPS_HOST=localhost:"+httpsPort, // MQTT over WebSocket
 		"NODE_EXTRA_CA_CERTS="+h.CAFile(),
 		"NODE_OPTIONS=--require "+filepath.Join(dir, "shim.js"),
 	)

@@ -182,7 +182,12 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		Metrics:   h.metrics,
 		Endpoints: &rest.Endpoints{MQTT: h.advertisedMQTT()},
 	}
-	h.http = &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
+	// MQTT over WebSocket shares the HTTPS port, as on Azure (devices
+	// behind firewalls that pass only 443). "$" is literal in a pattern.
+	mux := http.NewServeMux()
+	mux.Handle("/$iothub/websocket", h.broker.WebsocketHandler())
+	mux.Handle("/", srv.Handler())
+	h.http = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		// ServeTLS rather than ListenAndServeTLS: the listener is already
 		// bound, so the chosen port is known before Open returns.

@@ -1,12 +1,13 @@
 // Run by hub/hubd TestAzureNodeSDK with IOTHUB_CONNECTION_STRING, MQTT_HOST,
-// NODE_EXTRA_CA_CERTS (the hub CA) and NODE_OPTIONS="--require shim.js"
-// (the service SDK cannot take a port in HostName; azure-contract.md §5.4).
+// HTTPS_HOST, NODE_EXTRA_CA_CERTS (the hub CA) and NODE_OPTIONS="--require shim.js"
+// (the SDKs cannot take a port in HostName; azure-contract.md §5.4).
 // Outside check: the official Azure IoT Node SDKs against an iotjobs hub.
 const iothub = require('azure-iothub');
-const { Client: DeviceClient } = require('azure-iot-device');
-const { Mqtt } = require('azure-iot-device-mqtt');
+const { Client: DeviceClient, Message } = require('azure-iot-device');
+const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const cs = process.env.IOTHUB_CONNECTION_STRING;
 const mqttHost = process.env.MQTT_HOST; // localhost:PORT
+const httpsHost = process.env.HTTPS_HOST; // localhost:PORT, MQTT over WebSocket at /$iothub/websocket
 const host = cs.match(/HostName=([^;]+)/)[1];
 const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 const fail = (m) => { console.error('FAIL', m); process.exit(1); };
@@ -74,6 +75,24 @@ const fail = (m) => { console.error('FAIL', m); process.exit(1); };
   if (c.jobStatus.status !== "cancelled") fail("cancel " + JSON.stringify(c.jobStatus));
   console.log('cancel ok');
   try { await jobs.getJob('nope-' + Date.now()); fail('missing job found'); } catch (e) { console.log('missing job ->', e.name); }
+
+  // A second device over MQTT over WebSocket on the HTTPS port
+  // (azure-contract.md §7), as the SDK's MqttWs transport dials it.
+  const wsId = id + '-ws';
+  await registry.create({ deviceId: wsId });
+  const wsKey = (await registry.get(wsId)).responseBody.authentication.symmetricKey.primaryKey;
+  const wsDevice = DeviceClient.fromConnectionString(`HostName=${httpsHost};DeviceId=${wsId};SharedAccessKey=${wsKey}`, MqttWs);
+  await wsDevice.open();
+  wsDevice.onDeviceMethod('ping', (req, res) => res.send(200, { pong: req.payload }, () => {}));
+  // Telemetry is acknowledged (PUBACK); it also follows the method
+  // SUBSCRIBE on the connection, so the device is subscribed once it is.
+  await wsDevice.sendEvent(new Message('{"t":1}'));
+  const wr = await svc.invokeDeviceMethod(wsId, { methodName: 'ping', payload: 7, responseTimeoutInSeconds: 15 });
+  if (wr.result.status !== 200 || wr.result.payload.pong !== 7) fail('invoke over WebSocket: ' + JSON.stringify(wr.result));
+  await wsDevice.close();
+  await registry.delete(wsId);
+  console.log('MQTT over WebSocket ok: telemetry sent, direct method', JSON.stringify(wr.result));
+
   await device.close();
   try { await svc.invokeDeviceMethod(id, { methodName: 'lockDoor', responseTimeoutInSeconds: 5 }); fail('offline invoke worked'); }
   catch (e) { console.log('offline device ->', e.name, e.message.slice(0, 80)); }
