@@ -68,7 +68,7 @@ var banned = map[string][]struct{ prefix, why string }{
 // wraps, so that nothing else depends on them (STYLE.md rule 1).
 var onlyImporters = map[string][]string{
 	"github.com/mochi-mqtt/server/v2":     {"hub/broker"},
-	"github.com/eclipse/paho.mqtt.golang": {"hub/mqttbus", "simulate"},
+	"github.com/eclipse/paho.mqtt.golang": {"hub/extbroker", "simulate"},
 	"github.com/gorilla/websocket":        {"hub/broker"},
 	"modernc.org/sqlite":                  {"hub/store/sqlite"},
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/hubd"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/plan"
@@ -197,6 +198,8 @@ var (
 	caFlag   = &cli.StringFlag{Name: "ca", EnvVars: []string{"IOTJOBS_CA_FILE"}, Usage: "PEM file of the CA to trust for the hub's TLS certificate"}
 	dataFlag = &cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory of the embedded hub"}
 	jsonFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
+	// brokerFlag names an external broker (README "External brokers").
+	brokerFlag = &cli.StringFlag{Name: "broker", Usage: "external MQTT broker, mqtt[s]://[user:pass@]host:port[/root]: the embedded hub runs on it, and --fleet devices connect to it"}
 )
 
 // target is the hub a command works on, and how to stop using it.
@@ -218,7 +221,7 @@ func (t *target) Close() {
 func openTarget(c *cli.Context) (*target, error) {
 	if c.String("hub") == "" {
 		h, err := hubd.Open(c.Context, hubd.Config{DataDir: c.String("data"), MQTTAddr: "127.0.0.1:0",
-			Logger: slog.Default()})
+			Broker: c.String("broker"), Logger: slog.Default()})
 		if err != nil {
 			return nil, fmt.Errorf("open the embedded hub in %s: %w", c.String("data"), err)
 		}
@@ -325,7 +328,7 @@ func applyCmd() *cli.Command {
 		Name:      "apply",
 		Usage:     "run a plan on a hub, monitor every step, and write the JSON report",
 		ArgsUsage: "PLAN",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
@@ -593,13 +596,14 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 	}
 	opts := simulate.Options{Clock: clock.Real(), Logger: slog.Default()}
 	var caFile string
+	opts.Broker = c.String("broker")
 	if t.embedded != nil {
 		opts.Addr, opts.HostName, caFile = t.embedded.MQTTAddr(), t.embedded.HostName(), t.embedded.CAFile()
 	} else {
 		opts.HostName, caFile = t.cs.HostName, c.String("ca")
 		opts.Addr = c.String("mqtt")
-		if opts.Addr == "" {
-			opts.Addr = mqttAddr(c.Context, t)
+		if opts.Addr == "" && opts.Broker == "" {
+			opts.Addr, opts.Broker = deviceEndpoint(c.Context, t)
 		}
 	}
 	if caFile != "" {
@@ -611,23 +615,40 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s\n", path, len(devs), sim.Len(), opts.Addr)
+	where := opts.Addr
+	if opts.Broker != "" {
+		where = opts.Broker
+		if u, err := mqttproto.ParseBrokerURL(opts.Broker); err == nil {
+			where = u.String() // without the password
+		}
+	}
+	// On an external broker the hub learns of devices from their presence
+	// messages, a moment after they connect; a plan started before that
+	// would find them offline.
+	wctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
+	defer cancel()
+	if err := simulate.WaitConnected(wctx, t.client, sim.IDs()); err != nil {
+		sim.Close()
+		return nil, fmt.Errorf("fleet %s connected to %s, but the hub does not see it: %w", path, where, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s\n", path, len(devs), sim.Len(), where)
 	return sim, nil
 }
 
-// mqttAddr finds where a remote hub's devices connect: our hub says so
-// (GET /iotjobs/endpoints); an Azure IoT Hub listens on its host, 8883.
-func mqttAddr(ctx context.Context, t *target) string {
+// deviceEndpoint finds where a remote hub's devices connect: our hub says
+// so (GET /iotjobs/endpoints: its MQTT listener, or the external broker it
+// runs on); an Azure IoT Hub listens on its host, 8883.
+func deviceEndpoint(ctx context.Context, t *target) (addr, broker string) {
 	if rc, ok := t.client.(*rest.Client); ok {
-		if ep, err := rc.Endpoints(ctx); err == nil && ep.MQTT != "" {
-			return ep.MQTT
+		if ep, err := rc.Endpoints(ctx); err == nil && (ep.MQTT != "" || ep.Broker != "") {
+			return ep.MQTT, ep.Broker
 		}
 	}
 	host, _, err := net.SplitHostPort(t.cs.HostName)
 	if err != nil {
 		host = t.cs.HostName
 	}
-	return net.JoinHostPort(host, "8883")
+	return net.JoinHostPort(host, "8883"), ""
 }
 
 func hubCmd() *cli.Command {
@@ -642,6 +663,7 @@ func hubCmd() *cli.Command {
 				&cli.StringFlag{Name: "store", Usage: "store URL; default DATA/hub.db (SQLite)"},
 				&cli.StringFlag{Name: "https", Value: ":8443", Usage: "HTTPS listen address (:443 makes the Azure service SDKs work unchanged)"},
 				&cli.StringFlag{Name: "mqtts", Value: ":8883", Usage: "MQTT-over-TLS listen address"},
+				&cli.StringFlag{Name: "broker", Usage: "join this external MQTT broker, mqtt[s]://[user:pass@]host:port[/root], instead of running the embedded one (README \"External brokers\")"},
 				&cli.StringFlag{Name: "hostname", Usage: "host name clients use (default localhost)"},
 				&cli.StringFlag{Name: "tls-cert", Usage: "server certificate PEM (default: generated)"},
 				&cli.StringFlag{Name: "tls-key", Usage: "server key PEM"},
@@ -651,7 +673,7 @@ func hubCmd() *cli.Command {
 			Action: func(c *cli.Context) error {
 				h, err := hubd.Open(c.Context, hubd.Config{
 					DataDir: c.String("data"), StoreURL: c.String("store"),
-					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), HostName: c.String("hostname"),
+					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), Broker: c.String("broker"), HostName: c.String("hostname"),
 					TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Logger: slog.Default(),
 					MaxActiveJobs: c.Int("max-active-jobs"), OpsPerSecond: c.Float64("ops-per-second"),
 				})
@@ -659,8 +681,12 @@ func hubCmd() *cli.Command {
 					return err
 				}
 				defer h.Close()
-				fmt.Fprintf(c.App.ErrWriter, "iotjobs hub serving\n  REST API  https://%s\n  MQTT      mqtts://%s\n  CA        %s\n  connection string in %s/connection-string\n",
-					h.HTTPAddr(), h.MQTTAddr(), h.CAFile(), c.String("data"))
+				mqttLine := "mqtts://" + h.MQTTAddr() + " (and wss://" + h.HTTPAddr() + "/$iothub/websocket)"
+				if c.String("broker") != "" {
+					mqttLine = h.MQTTAddr() + " (external broker; devices use device-scoped topics)"
+				}
+				fmt.Fprintf(c.App.ErrWriter, "iotjobs hub serving\n  REST API  https://%s\n  MQTT      %s\n  CA        %s\n  connection string in %s/connection-string\n",
+					h.HTTPAddr(), mqttLine, h.CAFile(), c.String("data"))
 				fmt.Fprintln(c.App.Writer, h.ConnectionString())
 				<-c.Context.Done()
 				fmt.Fprintln(c.App.ErrWriter, "iotjobs hub stopping")
@@ -674,7 +700,7 @@ func simulateCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "simulate",
 		Usage: "connect a fleet of simulated devices to a hub over MQTT until interrupted",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Required: true, Usage: "fleet file"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port (default: the hub's host, port 8883)"},
 		},

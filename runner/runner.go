@@ -15,6 +15,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/plan"
 )
 
@@ -370,6 +371,4 @@ func result(dj *hub.DeviceJob) DeviceResult {
 }
 
 // quote escapes a string for a single-quoted query literal.
-func quote(s string) string { return quoter.Replace(s) }
-
-var quoter = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+func quote(s string) string { return query.Escape(s) }

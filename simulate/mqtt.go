@@ -12,6 +12,7 @@ import (
 	"net"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/hub/sas"
 )
 
@@ -28,6 +30,13 @@ import (
 type Options struct {
 	// Addr is the broker's host:port (MQTT over TLS).
 	Addr string
+	// Broker, when set, is an external broker's URL
+	// (mqtt[s]://[user:password@]host:port[/root]) that a hub runs on
+	// (hub serve --broker): devices connect there instead of Addr, use
+	// device-scoped topics ("devices/{id}/$iothub/...") and announce their
+	// presence (mqttproto.PresenceTopic). Each device's username is its id
+	// and its password a SAS token, unless the URL names a user.
+	Broker string
 	// HostName is the hub's name as in its connection string; it goes into
 	// the MQTT username and the SAS token's resource, like a real device's.
 	HostName string
@@ -116,6 +125,14 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 	if opts.Dialers <= 0 {
 		opts.Dialers = 64
 	}
+	var ext *mqttproto.BrokerURL
+	if opts.Broker != "" {
+		u, err := mqttproto.ParseBrokerURL(opts.Broker)
+		if err != nil {
+			return nil, err
+		}
+		ext = &u
+	}
 	s := &Sim{opts: opts}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -129,7 +146,7 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 			s.Close()
 			return nil, fmt.Errorf("no key for device %s", d.ID)
 		}
-		sd := &simDevice{spec: d, key: key, opts: &s.opts, rng: d.RNG(), pending: map[string]chan twinReply{}}
+		sd := &simDevice{spec: d, key: key, opts: &s.opts, ext: ext, rng: d.RNG(), pending: map[string]chan twinReply{}}
 		g.Go(func() error {
 			if err := sd.connect(gctx); err != nil {
 				return err
@@ -167,6 +184,7 @@ type simDevice struct {
 	spec *Device
 	key  string
 	opts *Options
+	ext  *mqttproto.BrokerURL // the external broker, or nil
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -184,13 +202,8 @@ type twinReply struct {
 const apiVersion = "2021-04-12"
 
 func (d *simDevice) connect(ctx context.Context) error {
-	host, _, err := net.SplitHostPort(d.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("broker address %q: %w", d.opts.Addr, err)
-	}
 	id := d.spec.ID
 	o := paho.NewClientOptions().
-		AddBroker("tls://" + d.opts.Addr).
 		SetClientID(id).
 		SetCleanSession(false).
 		SetProtocolVersion(4).
@@ -202,19 +215,39 @@ func (d *simDevice) connect(ctx context.Context) error {
 		SetMaxReconnectInterval(2 * time.Second).
 		SetConnectRetry(false).
 		SetConnectTimeout(30 * time.Second).
-		SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
-		SetCredentialsProvider(func() (string, string) {
-			// A fresh token at every (re)connect, as the Azure SDKs do.
-			tok, _ := sas.DeviceToken(d.opts.HostName, id, d.key, d.opts.Clock.Now().Add(time.Hour))
-			return d.opts.HostName + "/" + id + "/?api-version=" + apiVersion, tok
-		}).
-		SetOnConnectHandler(func(c paho.Client) { d.subscribe(c) })
+		SetOnConnectHandler(func(c paho.Client) { go d.subscribe(c) })
+	if d.ext == nil {
+		host, _, err := net.SplitHostPort(d.opts.Addr)
+		if err != nil {
+			return fmt.Errorf("broker address %q: %w", d.opts.Addr, err)
+		}
+		o.AddBroker("tls://" + d.opts.Addr).
+			SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
+			SetCredentialsProvider(func() (string, string) {
+				// A fresh token at every (re)connect, as the Azure SDKs do.
+				return d.opts.HostName + "/" + id + "/?api-version=" + apiVersion, d.token()
+			})
+	} else {
+		o.AddBroker(d.ext.Dial()).
+			SetCredentialsProvider(func() (string, string) {
+				if d.ext.Username != "" {
+					return d.ext.Username, d.ext.Password
+				}
+				return id, d.token()
+			}).
+			// A device that vanishes clears its presence (retained).
+			SetBinaryWill(d.topic(mqttproto.PresenceTopic(id)), nil, 1, true)
+		if d.ext.TLS {
+			host, _, _ := net.SplitHostPort(d.ext.Host)
+			o.SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
+		}
+	}
 	c := paho.NewClient(o)
 	d.mu.Lock()
 	d.client = c
 	d.mu.Unlock()
 	if err := wait(ctx, c.Connect()); err != nil {
-		return fmt.Errorf("connect device %s to %s: %w", id, d.opts.Addr, err)
+		return fmt.Errorf("connect device %s to %s: %w", id, d.brokerName(), err)
 	}
 	// The OnConnect handler subscribes asynchronously; subscribe here too
 	// and wait, so that Connect returns only once the hub sees the device
@@ -230,20 +263,77 @@ func (d *simDevice) connect(ctx context.Context) error {
 	return nil
 }
 
-func (d *simDevice) filters() map[string]byte {
-	return map[string]byte{
-		mqttproto.MethodsSubscription: 0,
-		mqttproto.DesiredSubscription: 0,
-		mqttproto.TwinResSubscription: 0,
+func (d *simDevice) brokerName() string {
+	if d.ext != nil {
+		return d.ext.String()
 	}
+	return d.opts.Addr
+}
+
+func (d *simDevice) token() string {
+	tok, _ := sas.DeviceToken(d.opts.HostName, d.spec.ID, d.key, d.opts.Clock.Now().Add(time.Hour))
+	return tok
+}
+
+// subscriptions are the device-side filters every simulated device uses.
+var subscriptions = []string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription, mqttproto.TwinResSubscription}
+
+// topic is a device-side topic ("$iothub/...") as this device publishes
+// or subscribes to it: unchanged on the embedded broker, device-scoped
+// (under the URL's root) on an external one.
+func (d *simDevice) topic(deviceTopic string) string {
+	if d.ext == nil {
+		return deviceTopic
+	}
+	return d.ext.Root + mqttproto.Scoped(d.spec.ID, deviceTopic)
+}
+
+// deviceTopic is the inverse of topic for a received message.
+func (d *simDevice) deviceTopic(topic string) string {
+	if d.ext == nil {
+		return topic
+	}
+	if _, dt, ok := mqttproto.Unscope(strings.TrimPrefix(topic, d.ext.Root)); ok {
+		return dt
+	}
+	return topic
+}
+
+func (d *simDevice) filters() map[string]byte {
+	m := make(map[string]byte, len(subscriptions))
+	for _, f := range subscriptions {
+		m[d.topic(f)] = 0
+	}
+	return m
 }
 
 func (d *simDevice) subscribe(c paho.Client) {
-	c.SubscribeMultiple(d.filters(), d.onMessage)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.subscribeWait(ctx, c); err != nil {
+		d.opts.Logger.Debug("subscribe after reconnect", "device", d.spec.ID, "err", err)
+	}
 }
 
+// subscribeWait subscribes and, on an external broker, then announces
+// the device online: the hub calls it only once both are done.
 func (d *simDevice) subscribeWait(ctx context.Context, c paho.Client) error {
-	return wait(ctx, c.SubscribeMultiple(d.filters(), d.onMessage))
+	if err := wait(ctx, c.SubscribeMultiple(d.filters(), d.onMessage)); err != nil {
+		return err
+	}
+	if d.ext == nil {
+		return nil
+	}
+	return wait(ctx, c.Publish(d.topic(mqttproto.PresenceTopic(d.spec.ID)), 1, true, mqttproto.PresencePayload(subscriptions)))
+}
+
+// goOffline clears an external broker device's presence before a clean
+// disconnect, which sends no Will.
+func (d *simDevice) goOffline(c paho.Client) {
+	if d.ext == nil || !c.IsConnectionOpen() {
+		return
+	}
+	c.Publish(d.topic(mqttproto.PresenceTopic(d.spec.ID)), 1, true, []byte{}).WaitTimeout(5 * time.Second)
 }
 
 // wait turns a paho token into a context-aware call.
@@ -257,7 +347,7 @@ func wait(ctx context.Context, t paho.Token) error {
 }
 
 func (d *simDevice) onMessage(c paho.Client, msg paho.Message) {
-	m, err := mqttproto.ParseTopic(msg.Topic())
+	m, err := mqttproto.ParseTopic(d.deviceTopic(msg.Topic()))
 	if err != nil {
 		d.opts.Logger.Debug("ignore message", "device", d.spec.ID, "topic", msg.Topic(), "err", err)
 		return
@@ -290,7 +380,7 @@ func (d *simDevice) onMethod(c paho.Client, m mqttproto.Message) {
 		if len(payload) == 0 {
 			payload = json.RawMessage("null")
 		}
-		c.Publish(mqttproto.MethodResponseTopic(ans.Status, m.RID), 0, false, []byte(payload))
+		c.Publish(d.topic(mqttproto.MethodResponseTopic(ans.Status, m.RID)), 0, false, []byte(payload))
 		if ans.DisconnectFor > 0 {
 			d.bounce(ans.DisconnectFor)
 		}
@@ -333,7 +423,7 @@ func (d *simDevice) report(ctx context.Context, patch map[string]any) error {
 		delete(d.pending, rid)
 		d.mu.Unlock()
 	}()
-	if err := wait(ctx, c.Publish(mqttproto.ReportedPatchTopic(rid), 0, false, body)); err != nil {
+	if err := wait(ctx, c.Publish(d.topic(mqttproto.ReportedPatchTopic(rid)), 0, false, body)); err != nil {
 		return err
 	}
 	select {
@@ -371,6 +461,7 @@ func (d *simDevice) bounce(dur time.Duration) {
 	d.mu.Lock()
 	c := d.client
 	d.mu.Unlock()
+	d.goOffline(c)
 	c.Disconnect(0)
 	d.after(dur, func() {
 		ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 60*time.Second)
@@ -401,6 +492,49 @@ func (d *simDevice) close() {
 	c := d.client
 	d.mu.Unlock()
 	if c != nil {
+		d.goOffline(c)
 		c.Disconnect(100)
 	}
+}
+
+// IDs are the ids of the connected devices.
+func (s *Sim) IDs() []string {
+	ids := make([]string, len(s.devices))
+	for i, d := range s.devices {
+		ids[i] = d.spec.ID
+	}
+	return ids
+}
+
+// WaitConnected waits until the hub's registry shows every device of ids
+// connected. On the embedded broker that is so when Connect returns; on an
+// external broker the hub learns it from the devices' presence messages,
+// a moment later, and a job started before would find them offline.
+func WaitConnected(ctx context.Context, c hub.Client, ids []string) error {
+	const chunk = 500
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		quoted := make([]string, n)
+		for i, id := range ids[:n] {
+			quoted[i] = "'" + query.Escape(id) + "'"
+		}
+		q := "SELECT COUNT() AS n FROM devices WHERE connectionState = 'Connected' AND deviceId IN [" + strings.Join(quoted, ",") + "]"
+		for {
+			res, err := c.Query(ctx, q, hub.QueryOptions{})
+			if err != nil {
+				return fmt.Errorf("wait for devices to be connected: %w", err)
+			}
+			var row struct{ N int }
+			if len(res.Items) == 1 && json.Unmarshal(res.Items[0], &row) == nil && row.N == n {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for %d devices to be connected (from %s on): %w", n, ids[0], ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		ids = ids[n:]
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/broker"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/extbroker"
 	"github.com/iotjobs/iotjobs/hub/mqttbus"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
@@ -42,6 +43,13 @@ type Config struct {
 	HTTPAddr string
 	// MQTTAddr is the MQTT-over-TLS listen address for devices.
 	MQTTAddr string
+	// Broker, when set, is an external broker's URL
+	// (mqtt[s]://[user:password@]host:port[/root]): the hub joins it
+	// instead of running the embedded broker, and devices connect there
+	// (package extbroker). MQTTAddr is then unused.
+	Broker string
+	// BrokerTLS verifies an mqtts:// broker; nil means the system roots.
+	BrokerTLS *tls.Config
 	// HostName is the name clients use for the hub (put into the
 	// connection string and the certificate); empty means "localhost"
 	// with the HTTPS port.
@@ -63,7 +71,8 @@ type Config struct {
 type Hub struct {
 	cfg      Config
 	store    store.Store
-	broker   *broker.Broker
+	broker   *broker.Broker    // the embedded broker, or nil
+	ext      *extbroker.Client // the external broker, or nil
 	bus      *mqttbus.Bus
 	engine   *engine.Engine
 	metrics  *rest.Metrics
@@ -126,16 +135,29 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.closers = append(h.closers, st.Close)
 
 	ev := &events{}
-	h.broker = broker.New(broker.Config{
-		Addr:         cfg.MQTTAddr,
-		TLS:          tlsCfg,
-		Authenticate: h.authenticateDevice,
-		Expires:      tokenExpiry,
-		Now:          cfg.Clock.Now,
-		Events:       ev,
-		Logger:       cfg.Logger.With("system", "broker"),
-	})
-	h.bus = mqttbus.New(h.broker, nil)
+	var transport mqttbus.Transport
+	if cfg.Broker == "" {
+		h.broker = broker.New(broker.Config{
+			Addr:         cfg.MQTTAddr,
+			TLS:          tlsCfg,
+			Authenticate: h.authenticateDevice,
+			Expires:      tokenExpiry,
+			Now:          cfg.Clock.Now,
+			Events:       ev,
+			Logger:       cfg.Logger.With("system", "broker"),
+		})
+		transport = h.broker
+	} else {
+		// Presence arrives as soon as the connection is up, so the bus
+		// must exist first: events are forwarded once ev.bus is set.
+		ev.ready = make(chan struct{})
+		if h.ext, err = extbroker.Dial(ctx, extbroker.Config{URL: cfg.Broker, TLS: cfg.BrokerTLS, Events: ev, Logger: cfg.Logger.With("system", "extbroker")}); err != nil {
+			return nil, err
+		}
+		h.closers = append(h.closers, h.ext.Close)
+		transport = h.ext
+	}
+	h.bus = mqttbus.New(transport, nil)
 	h.bus.Logger = cfg.Logger.With("system", "mqttbus")
 	h.engine = engine.New(st, h.bus, cfg.Clock)
 	h.engine.Logger = cfg.Logger.With("system", "engine")
@@ -144,11 +166,16 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())
 	h.bus.SetEvents(h.engine)
 	ev.bus = h.bus
-
-	if err := h.broker.Open(ctx); err != nil {
-		return nil, fmt.Errorf("start MQTT broker on %s: %w", cfg.MQTTAddr, err)
+	if ev.ready != nil {
+		close(ev.ready)
 	}
-	h.closers = append(h.closers, h.broker.Close)
+
+	if h.broker != nil {
+		if err := h.broker.Open(ctx); err != nil {
+			return nil, fmt.Errorf("start MQTT broker on %s: %w", cfg.MQTTAddr, err)
+		}
+		h.closers = append(h.closers, h.broker.Close)
+	}
 	if err := h.bus.Open(); err != nil {
 		return nil, fmt.Errorf("subscribe device topics: %w", err)
 	}
@@ -180,12 +207,14 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		Authorize: rest.SASAuthorizer(map[string]string{OwnerPolicy: h.owner}, h.hostAliases(), h.cfg.Clock.Now),
 		Logger:    h.cfg.Logger.With("system", "rest"),
 		Metrics:   h.metrics,
-		Endpoints: &rest.Endpoints{MQTT: h.advertisedMQTT()},
+		Endpoints: h.endpoints(),
 	}
 	// MQTT over WebSocket shares the HTTPS port, as on Azure (devices
 	// behind firewalls that pass only 443). "$" is literal in a pattern.
 	mux := http.NewServeMux()
-	mux.Handle("/$iothub/websocket", h.broker.WebsocketHandler())
+	if h.broker != nil {
+		mux.Handle("/$iothub/websocket", h.broker.WebsocketHandler())
+	}
 	mux.Handle("/", srv.Handler())
 	h.http = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -201,6 +230,14 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
 		return h.http.Shutdown(ctx)
 	})
 	return nil
+}
+
+// endpoints tells clients where devices connect.
+func (h *Hub) endpoints() *rest.Endpoints {
+	if h.ext != nil {
+		return &rest.Endpoints{Broker: h.ext.Addr()}
+	}
+	return &rest.Endpoints{MQTT: h.advertisedMQTT()}
 }
 
 // advertisedMQTT is the broker address as clients should dial it: the
@@ -224,13 +261,16 @@ func (h *Hub) registerMetrics(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(f(h.broker.Stats())) })
 	}
-	reg.MustRegister(jobsCollector{h.engine})
+	reg.MustRegister(jobsCollector{h.engine},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotjobs_hub_telemetry_messages_total", Help: "Device-to-cloud messages received and acknowledged (not stored)."},
+			func() float64 { return float64(h.bus.Telemetry()) }))
+	if h.broker == nil {
+		return
+	}
 	reg.MustRegister(
 		gauge("iotjobs_broker_clients", "Device MQTT connections open now.", func(s broker.Stats) int64 { return s.Clients }),
 		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
 		gauge("iotjobs_broker_messages_dropped", "Messages the broker dropped for full client queues; must stay 0.", func(s broker.Stats) int64 { return s.MessagesDropped }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotjobs_hub_telemetry_messages_total", Help: "Device-to-cloud messages received and acknowledged (not stored)."},
-			func() float64 { return float64(h.bus.Telemetry()) }),
 	)
 }
 
@@ -250,8 +290,14 @@ func (h *Hub) Telemetry() int64 { return h.bus.Telemetry() }
 // Client is the in-process hub.Client (the engine itself).
 func (h *Hub) Client() hub.Client { return h.engine }
 
-// MQTTAddr is the broker's actual listen address.
-func (h *Hub) MQTTAddr() string { return h.broker.Addr() }
+// MQTTAddr is the embedded broker's actual listen address, or the
+// external broker's URL (without password).
+func (h *Hub) MQTTAddr() string {
+	if h.ext != nil {
+		return h.ext.Addr()
+	}
+	return h.broker.Addr()
+}
 
 // HTTPAddr is the REST API's actual listen address ("" without one).
 func (h *Hub) HTTPAddr() string { return h.httpAddr }
@@ -296,7 +342,7 @@ func (h *Hub) hostAliases() []string {
 	}
 	var out []string
 	ports := []string{""}
-	for _, a := range []string{h.httpAddr, h.broker.Addr()} {
+	for _, a := range []string{h.httpAddr, h.MQTTAddr()} {
 		if _, p, err := net.SplitHostPort(a); err == nil {
 			ports = append(ports, ":"+p)
 		}
@@ -356,12 +402,23 @@ func hostOK(host string, aliases []string) bool {
 }
 
 // events forwards broker presence to the bus, which is built after the
-// broker.
-type events struct{ bus *mqttbus.Bus }
+// broker. An external broker may report presence before the bus exists;
+// ready, when set, holds such events until it does.
+type events struct {
+	bus   *mqttbus.Bus
+	ready chan struct{}
+}
 
-func (e *events) Connected(id string)          { e.bus.Connected(id) }
-func (e *events) Disconnected(id string)       { e.bus.Disconnected(id) }
-func (e *events) Subscribed(id, filter string) { e.bus.Subscribed(id, filter) }
+func (e *events) wait() *mqttbus.Bus {
+	if e.ready != nil {
+		<-e.ready
+	}
+	return e.bus
+}
+
+func (e *events) Connected(id string)          { e.wait().Connected(id) }
+func (e *events) Disconnected(id string)       { e.wait().Disconnected(id) }
+func (e *events) Subscribed(id, filter string) { e.wait().Subscribed(id, filter) }
 
 // loadOrCreatePolicy returns the owner policy key kept in DATA/policies.json.
 func loadOrCreatePolicy(dir string) (string, error) {

@@ -390,7 +390,13 @@ func testQuery(t *testing.T, e *env) {
 // deviceJobs reads a job's per-device rows, by device id.
 func deviceJobs(ctx context.Context, t *testing.T, c hub.Client, jobID string) map[string]*hub.DeviceJob {
 	t.Helper()
-	items, itemType, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", 2)
+	return deviceJobsPaged(ctx, t, c, jobID, 2)
+}
+
+// deviceJobsPaged is deviceJobs with pages of pageSize rows.
+func deviceJobsPaged(ctx context.Context, t *testing.T, c hub.Client, jobID string, pageSize int) map[string]*hub.DeviceJob {
+	t.Helper()
+	items, itemType, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", pageSize)
 	if len(items) > 0 && itemType != hub.ItemDeviceJob {
 		t.Errorf("devices.jobs item type %q, want %q", itemType, hub.ItemDeviceJob)
 	}

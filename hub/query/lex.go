@@ -249,3 +249,9 @@ func hex4(src string, i int) (rune, bool) {
 	v, err := strconv.ParseUint(src[i:i+4], 16, 32)
 	return rune(v), err == nil
 }
+
+// Escape escapes s for the inside of a single-quoted string literal:
+// "'" + Escape(s) + "'" reads back as s.
+func Escape(s string) string { return escaper.Replace(s) }
+
+var escaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)

@@ -160,7 +160,10 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 // Endpoints says where a hub's device endpoints are.
 type Endpoints struct {
 	// MQTT is the host:port of the MQTT-over-TLS listener.
-	MQTT string `json:"mqtt"`
+	MQTT string `json:"mqtt,omitempty"`
+	// Broker is the URL of the external broker the hub runs on, if it
+	// does: devices connect there, with device-scoped topics.
+	Broker string `json:"broker,omitempty"`
 }
 
 func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) error {

@@ -1,0 +1,246 @@
+package extbroker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+)
+
+// Events receives device presence, as the embedded broker reports it.
+// Calls are serialised.
+type Events interface {
+	Connected(deviceID string)
+	Disconnected(deviceID string)
+	Subscribed(deviceID, deviceFilter string)
+}
+
+// Config configures a [Client].
+type Config struct {
+	// URL is the broker: mqtt://[user[:password]@]host:port[/root] or
+	// mqtts://...
+	URL string
+	// TLS is used for mqtts:// URLs; nil means the system roots.
+	TLS *tls.Config
+	// Events receives presence; required.
+	Events Events
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Client is the hub's connection to an external broker; it implements the
+// device bus's transport.
+type Client struct {
+	url    mqttproto.BrokerURL
+	c      paho.Client
+	events Events
+	log    *slog.Logger
+
+	mu     sync.Mutex // serialises presence changes and their events
+	online map[string][]string
+
+	subMu sync.Mutex
+	subs  map[string]func(string, []byte) // by filter (without root), resubscribed on reconnect
+}
+
+// Dial connects to the broker and subscribes to device presence; it
+// returns once both are done or ctx ends.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	u, err := mqttproto.ParseBrokerURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Events == nil {
+		return nil, errors.New("external broker: no Events configured")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cl := &Client{url: u, events: cfg.Events, log: log, online: map[string][]string{}, subs: map[string]func(string, []byte){}}
+	var suffix [6]byte
+	_, _ = rand.Read(suffix[:])
+	o := paho.NewClientOptions().
+		AddBroker(u.Dial()).
+		// Unique: a second hub (or a restart racing the old session) must
+		// not take this connection over.
+		SetClientID("iotjobs-hub-" + hex.EncodeToString(suffix[:])).
+		SetUsername(u.Username).SetPassword(u.Password).
+		SetCleanSession(true).
+		SetProtocolVersion(4).
+		SetKeepAlive(30 * time.Second).
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetConnectTimeout(10 * time.Second).
+		SetOnConnectHandler(cl.resubscribe).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			log.Warn("lost the external broker; reconnecting", "broker", u.String(), "err", err)
+		})
+	if u.TLS {
+		tc := cfg.TLS
+		if tc == nil {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		o.SetTLSConfig(tc)
+	}
+	cl.c = paho.NewClient(o)
+	if err := wait(ctx, cl.c.Connect()); err != nil {
+		return nil, fmt.Errorf("connect to external broker %s: %w", u, err)
+	}
+	if err := cl.Subscribe(mqttproto.PresenceFilter, cl.onPresence); err != nil {
+		cl.c.Disconnect(0)
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Addr is the broker's URL, without password.
+func (cl *Client) Addr() string { return cl.url.String() }
+
+// Close disconnects from the broker.
+func (cl *Client) Close() error {
+	cl.c.Disconnect(250)
+	return nil
+}
+
+// Publish sends payload on a device-scoped topic at QoS 0, as Azure sends
+// method requests and twin responses.
+func (cl *Client) Publish(topic string, payload []byte) error {
+	tok := cl.c.Publish(cl.url.Root+topic, 0, false, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("publish %s on external broker: %w", topic, errOrTimeout(tok.Error()))
+	}
+	return nil
+}
+
+// Subscribe calls fn for every message on a topic matching filter
+// (device-scoped); fn sees topics without the URL's root.
+func (cl *Client) Subscribe(filter string, fn func(topic string, payload []byte)) error {
+	cl.subMu.Lock()
+	cl.subs[filter] = fn
+	cl.subMu.Unlock()
+	tok := cl.c.Subscribe(cl.url.Root+filter, 0, cl.handler(fn))
+	if err := waitTimeout(tok); err != nil {
+		return fmt.Errorf("subscribe %s on external broker: %w", filter, err)
+	}
+	if code := tok.(*paho.SubscribeToken).Result()[cl.url.Root+filter]; code > 2 {
+		return fmt.Errorf("subscribe %s on external broker: refused (0x%02x); check the hub's ACL entry", filter, code)
+	}
+	return nil
+}
+
+func (cl *Client) handler(fn func(string, []byte)) paho.MessageHandler {
+	return func(_ paho.Client, m paho.Message) {
+		topic, ok := strings.CutPrefix(m.Topic(), cl.url.Root)
+		if ok {
+			fn(topic, m.Payload())
+		}
+	}
+}
+
+// resubscribe restores the subscriptions after a reconnect (the session
+// is clean, so the broker forgot them); the retained presence messages
+// arrive again and bring the hub's view up to date.
+func (cl *Client) resubscribe(c paho.Client) {
+	cl.subMu.Lock()
+	defer cl.subMu.Unlock()
+	for f, fn := range cl.subs {
+		c.Subscribe(cl.url.Root+f, 0, cl.handler(fn))
+	}
+}
+
+func (cl *Client) onPresence(topic string, payload []byte) {
+	id, ok := strings.CutSuffix(strings.TrimPrefix(topic, "devices/"), "/presence")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return
+	}
+	up, subs, err := mqttproto.ParsePresence(payload)
+	if err != nil {
+		cl.log.Debug("ignore malformed presence", "device", id, "err", err)
+		return
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	was, wasUp := cl.online[id]
+	switch {
+	case !up:
+		delete(cl.online, id)
+		if wasUp {
+			cl.events.Disconnected(id)
+		}
+		return
+	case !wasUp:
+		cl.events.Connected(id)
+	}
+	cl.online[id] = subs
+	for _, s := range subs {
+		if !contains(was, s) {
+			cl.events.Subscribed(id, s)
+		}
+	}
+}
+
+// Online reports whether a device announced itself online and subscribed
+// to deviceFilter ("$iothub/..." form).
+func (cl *Client) Online(deviceID, deviceFilter string) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	subs, ok := cl.online[deviceID]
+	return ok && contains(subs, deviceFilter)
+}
+
+// Kick cannot close a connection on an external broker; it forgets the
+// device's presence until the device announces itself again, so the hub
+// stops calling it.
+func (cl *Client) Kick(deviceID string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if _, ok := cl.online[deviceID]; ok {
+		delete(cl.online, deviceID)
+		cl.events.Disconnected(deviceID)
+	}
+	cl.log.Info("external broker: the device's connection stays open; revoke its broker credentials to cut it off", "device", deviceID)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func waitTimeout(t paho.Token) error {
+	if !t.WaitTimeout(10 * time.Second) {
+		return errOrTimeout(nil)
+	}
+	return t.Error()
+}
+
+func errOrTimeout(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("no answer from the broker in 10 s")
+}

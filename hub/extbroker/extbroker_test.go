@@ -1,0 +1,120 @@
+package extbroker_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iotjobs/iotjobs/hub/extbroker"
+	"github.com/iotjobs/iotjobs/hub/extbroker/extbrokertest"
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+)
+
+const wait = 5 * time.Second
+
+type recorder struct {
+	ch chan string
+}
+
+func (r *recorder) Connected(id string)     { r.ch <- "connected " + id }
+func (r *recorder) Disconnected(id string)  { r.ch <- "disconnected " + id }
+func (r *recorder) Subscribed(id, f string) { r.ch <- "subscribed " + id + " " + f }
+func (r *recorder) expect(t *testing.T, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case got := <-r.ch:
+			if got != w {
+				t.Fatalf("event %q, want %q", got, w)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no event, want %q", w)
+		}
+	}
+}
+
+// device publishes on the broker as a device would, under root.
+func device(t *testing.T, broker string) (paho.Client, string) {
+	t.Helper()
+	u, err := mqttproto.ParseBrokerURL(broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(u.Dial()).SetClientID("dev-" + strings.TrimSuffix(u.Root, "/")))
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, u.Root
+}
+
+func publish(t *testing.T, c paho.Client, topic string, retained bool, payload []byte) {
+	t.Helper()
+	if tok := c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// TestPresence: a hub that joins later learns retained presence; updates,
+// clearing, malformed announcements, another root and Kick behave.
+func TestPresence(t *testing.T) {
+	broker := extbrokertest.URL(t)
+	dev, root := device(t, broker)
+	presence := root + mqttproto.PresenceTopic("d1")
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+	t.Cleanup(func() { publish(t, dev, presence, true, nil) })
+	// Another hub's device under another root is not ours.
+	publish(t, dev, "elsewhere-"+root+mqttproto.PresenceTopic("d9"), false, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+
+	ev := &recorder{ch: make(chan string, 64)}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cl, err := extbroker.Dial(ctx, extbroker.Config{URL: broker, Events: ev, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ev.expect(t, "connected d1", "subscribed d1 "+mqttproto.MethodsSubscription)
+	if !cl.Online("d1", mqttproto.MethodsSubscription) || cl.Online("d1", mqttproto.DesiredSubscription) {
+		t.Error("Online does not follow the announced subscriptions")
+	}
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription}))
+	ev.expect(t, "subscribed d1 "+mqttproto.DesiredSubscription)
+	publish(t, dev, presence, false, []byte(`{"subscriptions":["#"]}`)) // ignored
+	publish(t, dev, presence, true, nil)
+	ev.expect(t, "disconnected d1")
+	if cl.Online("d1", mqttproto.MethodsSubscription) {
+		t.Error("online after its presence was cleared")
+	}
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+	ev.expect(t, "connected d1", "subscribed d1 "+mqttproto.MethodsSubscription)
+	cl.Kick("d1")
+	ev.expect(t, "disconnected d1")
+	if cl.Online("d1", mqttproto.MethodsSubscription) {
+		t.Error("online after Kick")
+	}
+	select {
+	case e := <-ev.ch:
+		t.Errorf("unexpected event %q", e)
+	default:
+	}
+
+	// Messages to and from devices travel under the root.
+	got := make(chan string, 1)
+	if err := cl.Subscribe("devices/+/$iothub/methods/res/#", func(topic string, _ []byte) { got <- topic }); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, dev, root+"devices/d1/$iothub/methods/res/200/?$rid=1", false, []byte("{}"))
+	select {
+	case topic := <-got:
+		if topic != "devices/d1/$iothub/methods/res/200/?$rid=1" {
+			t.Errorf("handler got %q, want the topic without the root", topic)
+		}
+	case <-time.After(wait):
+		t.Fatal("the hub's subscription saw nothing")
+	}
+}

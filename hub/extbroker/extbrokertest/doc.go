@@ -1,0 +1,2 @@
+// Package extbrokertest gives tests the machine's MQTT broker.
+package extbrokertest
