@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,15 @@ type Config struct {
 	// measured against (nil: time.Now).
 	Expires func(password []byte) time.Time
 	Now     func() time.Time
+	// AuthenticateGateway checks the credentials of a gateway, a
+	// connection with client id "$gateway/{name}" that plays many
+	// devices (a protocol gateway, or the simulator's multiplexed mode):
+	// a SAS token of a shared access policy allowed to connect devices.
+	// Nil refuses gateways.
+	AuthenticateGateway func(name, username string, password []byte) error
+	// DeviceAllowed says whether a gateway may play device id (it exists
+	// and is enabled); nil allows any.
+	DeviceAllowed func(id string) error
 	// Events receives presence callbacks; nil means none.
 	Events Events
 	// MaxPendingWrites bounds each client's outbound queue; a message
@@ -119,8 +129,9 @@ type Broker struct {
 	// first stops its timer.
 	expiry sync.Map
 
-	mu      sync.RWMutex
-	devices map[string]*device // by device id; guarded by mu
+	mu       sync.RWMutex
+	devices  map[string]*device                   // by device id; guarded by mu
+	gateways map[*mqtt.Client]map[string]struct{} // devices each gateway plays; guarded by mu
 
 	// evMu serialises Events calls together with the state change that
 	// caused them, so a device's Connected and Disconnected are delivered
@@ -140,7 +151,11 @@ type Broker struct {
 // device is what the broker tracks per device id.
 type device struct {
 	cl *mqtt.Client // the current connection, nil when there is none
-	up bool         // Connected was reported for cl
+	up bool         // Connected was reported for cl (or for gw)
+	// gw is the gateway playing the device when it has no connection of
+	// its own, with the subscriptions it announced (device-side form).
+	gw   *mqtt.Client
+	subs []string
 	// long records that the device subscribed in the device-scoped form
 	// ("devices/{id}/$iothub/..."), so deliveries keep that form instead
 	// of being rewritten to "$iothub/...". It outlives connections, as
@@ -164,7 +179,7 @@ func New(cfg Config) *Broker {
 	if events == nil {
 		events = noEvents{}
 	}
-	b := &Broker{cfg: cfg, log: log, events: events, devices: make(map[string]*device)}
+	b := &Broker{cfg: cfg, log: log, events: events, devices: make(map[string]*device), gateways: make(map[*mqtt.Client]map[string]struct{})}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = int32(min(cfg.MaxPendingWrites, 1<<30))
@@ -310,12 +325,16 @@ func (b *Broker) Online(deviceID, deviceFilter string) bool {
 	}
 	b.mu.RLock()
 	d := b.devices[deviceID]
-	var cl *mqtt.Client
+	var cl, gw *mqtt.Client
+	var subs []string
 	if d != nil && d.up {
-		cl = d.cl
+		cl, gw, subs = d.cl, d.gw, d.subs
 	}
 	b.mu.RUnlock()
-	if cl == nil || cl.Closed() {
+	if cl == nil {
+		return gw != nil && !gw.Closed() && slices.Contains(subs, deviceForm(deviceID, canonical))
+	}
+	if cl.Closed() {
 		return false
 	}
 	_, ok = cl.State.Subscriptions.Get(canonical)
@@ -326,11 +345,17 @@ func (b *Broker) Online(deviceID, deviceFilter string) bool {
 // kept; Events.Disconnected follows as for any disconnect.
 func (b *Broker) Kick(deviceID string) {
 	b.mu.RLock()
-	var cl *mqtt.Client
+	var cl, gw *mqtt.Client
 	if d := b.devices[deviceID]; d != nil {
-		cl = d.cl
+		cl, gw = d.cl, d.gw
 	}
 	b.mu.RUnlock()
+	if cl == nil && gw != nil {
+		// A gateway's device has no connection to close: it counts as
+		// offline until the gateway announces it again.
+		b.withdraw(gw, deviceID)
+		return
+	}
 	if cl != nil {
 		// Stop closes the connection without a DISCONNECT packet, which
 		// MQTT 3.1.1 does not let a server send.

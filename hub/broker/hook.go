@@ -52,7 +52,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return packets.ErrUnsupportedProtocolVersion
 	}
 	id := pk.Connect.ClientIdentifier
-	if !validDeviceID(id) {
+	_, gateway := gatewayName(id)
+	if !gateway && !validDeviceID(id) {
 		h.b.log.Debug("refused connection: invalid client id", "client", id)
 		_ = h.b.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return packets.ErrClientIdentifierNotValid
@@ -61,7 +62,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = maxKeepalive
 	}
 	if cl.Properties.Will.Flag != 0 {
-		if t, ok := canonicalPublish(id, cl.Properties.Will.TopicName); ok {
+		if gateway {
+			cl.Properties.Will = mqtt.Will{} // its disconnect withdraws its devices
+		} else if t, ok := canonicalPublish(id, cl.Properties.Will.TopicName); ok {
 			cl.Properties.Will.TopicName = t
 			cl.Properties.Will.Retain = false
 		} else {
@@ -80,7 +83,16 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		h.b.log.Debug("refused connection: username does not name the client id", "device", cl.ID, "username", username)
 		return false
 	}
-	if err := h.b.cfg.Authenticate(cl.ID, username, pk.Connect.Password); err != nil {
+	if name, gateway := gatewayName(cl.ID); gateway {
+		if h.b.cfg.AuthenticateGateway == nil {
+			h.b.log.Debug("refused gateway: gateways are not enabled", "gateway", cl.ID)
+			return false
+		}
+		if err := h.b.cfg.AuthenticateGateway(name, username, pk.Connect.Password); err != nil {
+			h.b.log.Debug("refused gateway: not authorized", "gateway", cl.ID, "error", err)
+			return false
+		}
+	} else if err := h.b.cfg.Authenticate(cl.ID, username, pk.Connect.Password); err != nil {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
@@ -99,6 +111,13 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline || write {
 		return true
 	}
+	if isGateway(cl) {
+		if gatewayFilter(topic) {
+			return true // SUBSCRIBE's check; deliveries are checked per device
+		}
+		id, _, ok := deviceOf(topic)
+		return ok && h.b.plays(cl, id)
+	}
 	return deliverable(cl.ID, topic)
 }
 
@@ -108,10 +127,19 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.b.mu.Lock()
 	defer h.b.mu.Unlock()
+	if isGateway(cl) {
+		h.b.gateways[cl] = map[string]struct{}{}
+		return
+	}
 	d := h.b.devices[cl.ID]
 	if d == nil {
 		d = &device{}
 		h.b.devices[cl.ID] = d
+	}
+	if d.gw != nil {
+		// The device's own connection takes over from a gateway.
+		delete(h.b.gateways[d.gw], cl.ID)
+		d.gw, d.subs = nil, nil
 	}
 	d.cl, d.up = cl, false
 	if pk.Connect.Clean {
@@ -122,6 +150,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // OnSessionEstablished reports the device online, with the subscriptions
 // its session brought along.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if isGateway(cl) {
+		return // its devices come online as it announces them
+	}
 	h.b.evMu.Lock()
 	defer h.b.evMu.Unlock()
 	h.b.mu.Lock()
@@ -153,6 +184,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 	if t, ok := h.b.expiry.LoadAndDelete(cl); ok {
 		t.(*time.Timer).Stop()
+	}
+	if isGateway(cl) {
+		h.b.gatewayGone(cl)
+		if f := h.b.afterDisconnect; f != nil {
+			f(cl.ID)
+		}
+		return
 	}
 	h.b.evMu.Lock()
 	h.b.mu.Lock()
@@ -215,6 +253,17 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
 	}
+	if isGateway(cl) {
+		for i := range pk.Filters {
+			f := &pk.Filters[i]
+			if !gatewayFilter(f.Filter) {
+				h.b.log.Debug("refused gateway subscription", "gateway", cl.ID, "filter", f.Filter)
+				f.Filter = refusedFilter
+			}
+			f.Qos = min(f.Qos, 1)
+		}
+		return pk
+	}
 	n := cl.State.Subscriptions.Len()
 	for i := range pk.Filters {
 		f := &pk.Filters[i]
@@ -247,7 +296,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 
 // OnSubscribed reports the granted subscriptions.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || isGateway(cl) {
 		return
 	}
 	h.b.evMu.Lock()
@@ -269,7 +318,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 // OnUnsubscribe rewrites filters as OnSubscribe does, so they match what
 // is stored.
 func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if cl.Net.Inline {
+	if cl.Net.Inline || isGateway(cl) {
 		return pk
 	}
 	for i := range pk.Filters {
@@ -287,6 +336,9 @@ func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
+	}
+	if isGateway(cl) {
+		return h.gatewayPublish(cl, pk)
 	}
 	topic, ok := canonicalPublish(cl.ID, pk.TopicName)
 	if !ok {
@@ -308,4 +360,27 @@ func (h *hook) OnClientExpired(cl *mqtt.Client) {
 		delete(h.b.devices, cl.ID)
 	}
 	h.b.mu.Unlock()
+}
+
+// gatewayPublish takes a gateway's presence announcements and passes on
+// the device-to-hub messages of the devices it announced; anything else
+// is dropped.
+func (h *hook) gatewayPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	id, rest, ok := deviceOf(pk.TopicName)
+	switch {
+	case ok && "/"+rest == presenceSuffix:
+		h.b.announce(cl, id, pk.Payload)
+		return pk, packets.CodeSuccessIgnore
+	case !ok || !h.b.plays(cl, id):
+		h.b.log.Debug("dropped gateway publish: device not announced", "gateway", cl.ID, "topic", pk.TopicName)
+		return pk, packets.CodeSuccessIgnore
+	}
+	topic, ok := canonicalPublish(id, pk.TopicName)
+	if !ok {
+		h.b.log.Debug("dropped gateway publish: topic not allowed", "gateway", cl.ID, "topic", pk.TopicName)
+		return pk, packets.CodeSuccessIgnore
+	}
+	pk.TopicName = topic
+	pk.FixedHeader.Retain = false
+	return pk, nil
 }

@@ -158,3 +158,48 @@ func usernameMatches(username, clientID string) bool {
 	}
 	return q == "" || q[0] == '?' || !strings.Contains(q, "/")
 }
+
+// gatewayPrefix starts a gateway's client id, "$gateway/{name}": a
+// connection that plays many devices (a protocol gateway, or the
+// simulator's multiplexed mode), authenticated with a shared access
+// policy instead of a device key. The '/' keeps it apart from device ids.
+const gatewayPrefix = "$gateway/"
+
+// gatewayName returns the name of a gateway client id, and whether id is
+// one.
+func gatewayName(id string) (string, bool) {
+	name, ok := strings.CutPrefix(id, gatewayPrefix)
+	return name, ok && validDeviceID(name)
+}
+
+// gatewayFilter reports whether a gateway may subscribe to filter: a
+// device filter in the device-scoped form, for one device or for every
+// device ('+' as the id). Deliveries are still limited to the devices the
+// gateway announced (OnACLCheck).
+func gatewayFilter(filter string) bool {
+	rest, ok := strings.CutPrefix(filter, devicesPrefix)
+	if !ok {
+		return false
+	}
+	id, f, ok := strings.Cut(rest, "/")
+	if !ok || (id != "+" && !validDeviceID(id)) {
+		return false
+	}
+	return strings.HasPrefix(f, iothubPrefix) && isDeviceFilter(f)
+}
+
+// presenceSuffix ends a device's presence topic, "devices/{id}/presence",
+// on which a gateway announces the devices it plays (the external-broker
+// convention of package mqttproto).
+const presenceSuffix = "/presence"
+
+// deviceOf returns the device id of a device-scoped topic and what
+// follows it.
+func deviceOf(topic string) (id, rest string, ok bool) {
+	t, ok := strings.CutPrefix(topic, devicesPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, rest, ok = strings.Cut(t, "/")
+	return id, rest, ok && validDeviceID(id)
+}
