@@ -627,7 +627,7 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 	// would find them offline.
 	wctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
 	defer cancel()
-	if err := simulate.WaitConnected(wctx, t.client, sim.IDs()); err != nil {
+	if err := sim.WaitConnected(wctx, t.client); err != nil {
 		sim.Close()
 		return nil, fmt.Errorf("fleet %s connected to %s, but the hub does not see it: %w", path, where, err)
 	}

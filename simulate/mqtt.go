@@ -308,7 +308,7 @@ func (d *simDevice) filters() map[string]byte {
 }
 
 func (d *simDevice) subscribe(c paho.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.subscribeWait(ctx, c); err != nil {
 		d.opts.Logger.Debug("subscribe after reconnect", "device", d.spec.ID, "err", err)
@@ -506,11 +506,12 @@ func (s *Sim) IDs() []string {
 	return ids
 }
 
-// WaitConnected waits until the hub's registry shows every device of ids
-// connected. On the embedded broker that is so when Connect returns; on an
+// WaitConnected waits until the hub's registry shows every connected
+// device connected. On the embedded broker that is so when Connect returns; on an
 // external broker the hub learns it from the devices' presence messages,
 // a moment later, and a job started before would find them offline.
-func WaitConnected(ctx context.Context, c hub.Client, ids []string) error {
+func (s *Sim) WaitConnected(ctx context.Context, c hub.Client) error {
+	ids := s.IDs()
 	const chunk = 500
 	for len(ids) > 0 {
 		n := min(chunk, len(ids))
@@ -528,10 +529,12 @@ func WaitConnected(ctx context.Context, c hub.Client, ids []string) error {
 			if len(res.Items) == 1 && json.Unmarshal(res.Items[0], &row) == nil && row.N == n {
 				break
 			}
+			t := s.opts.Clock.NewTimer(50 * time.Millisecond)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return fmt.Errorf("wait for %d devices to be connected (from %s on): %w", n, ids[0], ctx.Err())
-			case <-time.After(50 * time.Millisecond):
+			case <-t.C():
 			}
 		}
 		ids = ids[n:]

@@ -43,7 +43,7 @@ func TestExternalBroker(t *testing.T) {
 	sim, err := simulate.Connect(ctx, devs, keys, opts)
 	must(t, "connect fleet to Mosquitto", err)
 	t.Cleanup(sim.Close)
-	must(t, "wait for presence", simulate.WaitConnected(ctx, c, sim.IDs()))
+	must(t, "wait for presence", sim.WaitConnected(ctx, c))
 
 	r, err := c.InvokeMethod(ctx, "lock-ok", &hub.MethodRequest{MethodName: "lockDoor", ResponseTimeoutInSeconds: 5})
 	if err != nil || r.Status != 200 || !jsonEqual(t, r.Payload, []byte(`{"locked":true}`)) {
@@ -95,7 +95,7 @@ groups:
 		sim, err := simulate.Connect(ctx, big, keys, opts)
 		must(t, "connect 1000 to Mosquitto", err)
 		defer sim.Close()
-		must(t, "wait for presence", simulate.WaitConnected(ctx, c, sim.IDs()))
+		must(t, "wait for presence", sim.WaitConnected(ctx, c))
 		_, err = c.CreateJob(ctx, &hub.Job{JobID: "ext-big", Type: hub.JobDeviceMethod, QueryCondition: "tags.fleet = 'big'",
 			CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping", ResponseTimeoutInSeconds: 30}})
 		must(t, "create 1000-device job", err)
