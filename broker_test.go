@@ -10,6 +10,22 @@ import (
 	"github.com/iotjobs/iotjobs/hub/extbroker/extbrokertest"
 )
 
+// TestTutorialMultiplexed: the tutorial's fleet played over a few shared
+// connections (gateways of the embedded broker).
+func TestTutorialMultiplexed(t *testing.T) {
+	dir := t.TempDir()
+	rep := filepath.Join(dir, "report.json")
+	code, stdout, stderr := runCLI(t, t.Context(), "apply", "--data", filepath.Join(dir, "data"), "--connections", "3",
+		"--fleet", "examples/fleet.yaml", "examples/lock-door.yaml", "--report", rep)
+	if code != 0 {
+		t.Fatalf("apply exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "301 connected to ") || !strings.Contains(stderr, "over 3 multiplexed connections") {
+		t.Errorf("fleet not reported multiplexed:\n%s", stderr)
+	}
+	checkTutorialReport(t, readReport(t, rep))
+}
+
 // TestTutorialOnMosquitto: the tutorial with the hub on the machine's
 // Mosquitto, embedded in the CLI (apply --broker) and as a served hub
 // whose simulated fleet finds the broker by asking the hub.

@@ -198,6 +198,8 @@ var (
 	caFlag   = &cli.StringFlag{Name: "ca", EnvVars: []string{"IOTJOBS_CA_FILE"}, Usage: "PEM file of the CA to trust for the hub's TLS certificate"}
 	dataFlag = &cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory of the embedded hub"}
 	jsonFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
+	// connectionsFlag multiplexes a fleet (simulate.Options.Connections).
+	connectionsFlag = &cli.IntFlag{Name: "connections", Usage: "play the --fleet over N shared MQTT connections instead of one per device (100,000 devices fit on one machine); needs the hub's owner connection string"}
 	// brokerFlag names an external broker (README "External brokers").
 	brokerFlag = &cli.StringFlag{Name: "broker", Usage: "external MQTT broker, mqtt[s]://[user:pass@]host:port[/root]: the embedded hub runs on it, and --fleet devices connect to it"}
 )
@@ -330,6 +332,7 @@ func applyCmd() *cli.Command {
 		ArgsUsage: "PLAN",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
+			connectionsFlag,
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
@@ -594,12 +597,16 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 	if err != nil {
 		return nil, err
 	}
-	opts := simulate.Options{Clock: clock.Real(), Logger: slog.Default()}
+	opts := simulate.Options{Clock: clock.Real(), Logger: slog.Default(), Connections: c.Int("connections")}
 	var caFile string
 	opts.Broker = c.String("broker")
 	if t.embedded != nil {
 		opts.Addr, opts.HostName, caFile = t.embedded.MQTTAddr(), t.embedded.HostName(), t.embedded.CAFile()
+		if cs, err := sas.ParseConnectionString(t.embedded.ConnectionString()); err == nil {
+			opts.PolicyName, opts.PolicyKey = cs.SharedAccessKeyName, cs.SharedAccessKey
+		}
 	} else {
+		opts.PolicyName, opts.PolicyKey = t.cs.SharedAccessKeyName, t.cs.SharedAccessKey
 		opts.HostName, caFile = t.cs.HostName, c.String("ca")
 		opts.Addr = c.String("mqtt")
 		if opts.Addr == "" && opts.Broker == "" {
@@ -631,8 +638,35 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 		sim.Close()
 		return nil, fmt.Errorf("fleet %s connected to %s, but the hub does not see it: %w", path, where, err)
 	}
-	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s\n", path, len(devs), sim.Len(), where)
+	how := ""
+	if opts.Connections > 0 {
+		how = fmt.Sprintf(" over %d multiplexed connections", opts.Connections)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "fleet %s: %d devices registered, %d connected to %s%s\n", path, len(devs), sim.Len(), where, how)
 	return sim, nil
+}
+
+// liveCounts prints the simulator's counts every period until ctx ends
+// (Ctrl-C), and once more at the end.
+func liveCounts(ctx context.Context, w io.Writer, sim *simulate.Sim, every time.Duration) {
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	print := func() {
+		st := sim.Stats()
+		fmt.Fprintf(w, "simulate: %d of %d devices connected, %d method calls, %d errors\n", st.Online, st.Devices, st.Calls, st.Errors)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			print()
+			return
+		case <-tick.C:
+			print()
+		}
+	}
 }
 
 // deviceEndpoint finds where a remote hub's devices connect: our hub says
@@ -702,6 +736,8 @@ func simulateCmd() *cli.Command {
 		Usage: "connect a fleet of simulated devices to a hub over MQTT until interrupted",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Required: true, Usage: "fleet file"},
+			connectionsFlag,
+			&cli.DurationFlag{Name: "every", Value: 5 * time.Second, Usage: "how often to print the live counts (connected, calls, errors)"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port (default: the hub's host, port 8883)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -718,7 +754,8 @@ func simulateCmd() *cli.Command {
 				return err
 			}
 			defer sim.Close()
-			<-c.Context.Done()
+			liveCounts(c.Context, c.App.ErrWriter, sim, c.Duration("every"))
+			fmt.Fprintln(c.App.ErrWriter, "simulate: stopping, disconnecting the fleet")
 			return nil
 		},
 	}

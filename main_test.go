@@ -307,10 +307,11 @@ func TestTutorialOverNetwork(t *testing.T) {
 
 	simCtx, stopSim := context.WithCancel(ctx)
 	// No --mqtt: simulate asks the hub where its broker is.
-	simOut, simDone := background(t, simCtx, "simulate", "--hub", cs, "--ca", ca, "--fleet", "examples/fleet.yaml")
+	simOut, simDone := background(t, simCtx, "simulate", "--hub", cs, "--ca", ca, "--fleet", "examples/fleet.yaml", "--every", "50ms")
 	if got := waitLine(t, simOut, regexp.MustCompile(`301 connected to (\S+)`))[1]; !strings.HasSuffix(got, mqtt[strings.LastIndex(mqtt, ":"):]) {
 		t.Errorf("simulate connected to %s; the hub's broker is %s", got, mqtt)
 	}
+	waitLine(t, simOut, regexp.MustCompile(`^simulate: 301 of 301 devices connected, 0 method calls, 0 errors$`))
 	go func() {
 		for range simOut {
 		}

@@ -2,18 +2,17 @@ package simulate
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -23,7 +22,6 @@ import (
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
 	"github.com/iotjobs/iotjobs/hub/query"
-	"github.com/iotjobs/iotjobs/hub/sas"
 )
 
 // Options say how simulated devices reach a hub over MQTT.
@@ -47,6 +45,16 @@ type Options struct {
 	Clock clock.Clock
 	// Dialers is how many devices connect at once (default 64).
 	Dialers int
+	// Connections, when positive, plays the whole fleet over that many
+	// MQTT connections (multiplexed), so that a very large fleet fits on
+	// one machine: on the embedded broker as gateways ("$gateway/{name}",
+	// with PolicyName's SAS token), on an external broker as clients whose
+	// own presence stands for their devices'. Devices then use
+	// device-scoped topics, as on an external broker.
+	Connections int
+	// PolicyName and PolicyKey sign a multiplexed connection's SAS token
+	// on the embedded broker (a shared access policy such as iothubowner).
+	PolicyName, PolicyKey string
 	// OnMethod, when set, is told of every method request a device
 	// receives, before it answers (tests count them).
 	OnMethod func(deviceID, method string)
@@ -106,15 +114,33 @@ func normalize(v any) any {
 	return out
 }
 
-// Sim is a set of simulated devices connected to a hub, one MQTT
-// connection each.
+// Sim is a set of simulated devices connected to a hub: one MQTT
+// connection each, or a few shared ones (Options.Connections).
 type Sim struct {
 	opts    Options
+	ext     *mqttproto.BrokerURL // the external broker, or nil
 	devices []*simDevice
+	muxes   []*muxConn
+
+	online, calls, errors atomic.Int64
+}
+
+// Stats are a simulator's live counts.
+type Stats struct {
+	Devices int   // devices simulated (not counting offline ones)
+	Online  int64 // devices connected (or announced) now
+	Calls   int64 // method calls received
+	Errors  int64 // failed answers, reports and reconnects
+}
+
+// Stats returns the live counts.
+func (s *Sim) Stats() Stats {
+	return Stats{Devices: len(s.devices), Online: s.online.Load(), Calls: s.calls.Load(), Errors: s.errors.Load()}
 }
 
 // Connect connects every device that is not offline and waits until each
-// is connected and subscribed. keys holds each device's key.
+// is connected and subscribed. keys holds each device's key (unused when
+// multiplexed).
 func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts Options) (*Sim, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real()
@@ -125,39 +151,35 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 	if opts.Dialers <= 0 {
 		opts.Dialers = 64
 	}
-	var ext *mqttproto.BrokerURL
+	s := &Sim{opts: opts}
 	if opts.Broker != "" {
 		u, err := mqttproto.ParseBrokerURL(opts.Broker)
 		if err != nil {
 			return nil, err
 		}
-		ext = &u
+		s.ext = &u
 	}
-	s := &Sim{opts: opts}
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Dialers)
 	for _, d := range devs {
 		if d.Offline {
 			continue
 		}
-		key, ok := keys[d.ID]
-		if !ok {
-			s.Close()
-			return nil, fmt.Errorf("no key for device %s", d.ID)
-		}
-		sd := &simDevice{spec: d, key: key, opts: &s.opts, ext: ext, rng: d.RNG(), pending: map[string]chan twinReply{}}
-		g.Go(func() error {
-			if err := sd.connect(gctx); err != nil {
-				return err
+		sd := &simDevice{spec: d, sim: s, rng: d.RNG()}
+		if opts.Connections <= 0 {
+			key, ok := keys[d.ID]
+			if !ok {
+				return nil, fmt.Errorf("no key for device %s", d.ID)
 			}
-			mu.Lock()
-			s.devices = append(s.devices, sd)
-			mu.Unlock()
-			return nil
-		})
+			sd.w = &ownWire{d: sd, key: key}
+		}
+		s.devices = append(s.devices, sd)
 	}
-	if err := g.Wait(); err != nil {
+	var err error
+	if opts.Connections > 0 {
+		err = s.connectMux(ctx)
+	} else {
+		err = s.connectOwn(ctx)
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -167,28 +189,79 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 	return s, nil
 }
 
-// Len is the number of connected devices.
+// connectOwn connects each device on a connection of its own, Dialers at
+// a time.
+func (s *Sim) connectOwn(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Dialers)
+	for _, sd := range s.devices {
+		g.Go(func() error { return sd.w.(*ownWire).connect(gctx) })
+	}
+	return g.Wait()
+}
+
+// Len is the number of simulated devices (not counting offline ones).
 func (s *Sim) Len() int { return len(s.devices) }
+
+// IDs are the ids of the simulated devices.
+func (s *Sim) IDs() []string {
+	ids := make([]string, len(s.devices))
+	for i, d := range s.devices {
+		ids[i] = d.spec.ID
+	}
+	return ids
+}
 
 // Close disconnects every device.
 func (s *Sim) Close() {
 	for _, d := range s.devices {
 		d.close()
 	}
-	s.devices = nil
+	for _, m := range s.muxes {
+		m.close()
+	}
+	s.devices, s.muxes = nil, nil
 }
 
-// simDevice is one simulated device on its own paho connection. paho is
-// wrapped here and nowhere else on the device side.
+// topicFor is a device-side topic ("$iothub/...") of device id as it
+// travels on the broker: unchanged when the device has its own connection
+// to the embedded broker, device-scoped (under the external broker's
+// root) otherwise.
+func (s *Sim) topicFor(id, deviceTopic string, scoped bool) string {
+	if !scoped {
+		return deviceTopic
+	}
+	root := ""
+	if s.ext != nil {
+		root = s.ext.Root
+	}
+	return root + mqttproto.Scoped(id, deviceTopic)
+}
+
+// subscriptions are the device-side filters every simulated device uses.
+var subscriptions = []string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription, mqttproto.TwinResSubscription}
+
+// wire is how one simulated device reaches the broker: a connection of
+// its own, or its share of a multiplexed one.
+type wire interface {
+	// publish sends a message on a device-side topic ("$iothub/...").
+	publish(deviceTopic string, payload []byte) paho.Token
+	// down takes the device off line, up brings it back (connected and
+	// subscribed, or announced) and close ends it.
+	down()
+	up(ctx context.Context) error
+	close()
+}
+
+// simDevice is one simulated device's behaviour; paho is wrapped here
+// and nowhere else on the device side.
 type simDevice struct {
 	spec *Device
-	key  string
-	opts *Options
-	ext  *mqttproto.BrokerURL // the external broker, or nil
+	sim  *Sim
+	w    wire
 
 	mu      sync.Mutex
 	rng     *rand.Rand
-	client  paho.Client
 	closed  bool
 	rid     int
 	pending map[string]chan twinReply
@@ -201,141 +274,6 @@ type twinReply struct {
 
 const apiVersion = "2021-04-12"
 
-func (d *simDevice) connect(ctx context.Context) error {
-	id := d.spec.ID
-	o := paho.NewClientOptions().
-		SetClientID(id).
-		SetCleanSession(false).
-		SetProtocolVersion(4).
-		SetKeepAlive(180 * time.Second).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		// Back on line within seconds of a hub restart, as a fleet would
-		// be, not after paho's ten-minute backoff ceiling.
-		SetMaxReconnectInterval(2 * time.Second).
-		SetConnectRetry(false).
-		SetConnectTimeout(30 * time.Second).
-		SetOnConnectHandler(func(c paho.Client) { go d.subscribe(c) })
-	if d.ext == nil {
-		host, _, err := net.SplitHostPort(d.opts.Addr)
-		if err != nil {
-			return fmt.Errorf("broker address %q: %w", d.opts.Addr, err)
-		}
-		o.AddBroker("tls://" + d.opts.Addr).
-			SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
-			SetCredentialsProvider(func() (string, string) {
-				// A fresh token at every (re)connect, as the Azure SDKs do.
-				return d.opts.HostName + "/" + id + "/?api-version=" + apiVersion, d.token()
-			})
-	} else {
-		o.AddBroker(d.ext.Dial()).
-			SetCredentialsProvider(func() (string, string) {
-				if d.ext.Username != "" {
-					return d.ext.Username, d.ext.Password
-				}
-				return id, d.token()
-			}).
-			// A device that vanishes clears its presence (retained).
-			SetBinaryWill(d.topic(mqttproto.PresenceTopic(id)), nil, 1, true)
-		if d.ext.TLS {
-			host, _, _ := net.SplitHostPort(d.ext.Host)
-			o.SetTLSConfig(&tls.Config{RootCAs: d.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
-		}
-	}
-	c := paho.NewClient(o)
-	d.mu.Lock()
-	d.client = c
-	d.mu.Unlock()
-	if err := wait(ctx, c.Connect()); err != nil {
-		return fmt.Errorf("connect device %s to %s: %w", id, d.brokerName(), err)
-	}
-	// The OnConnect handler subscribes asynchronously; subscribe here too
-	// and wait, so that Connect returns only once the hub sees the device
-	// online for methods.
-	if err := d.subscribeWait(ctx, c); err != nil {
-		return fmt.Errorf("subscribe device %s: %w", id, err)
-	}
-	if len(d.spec.Reported) > 0 {
-		if err := d.report(ctx, d.spec.Reported); err != nil {
-			return fmt.Errorf("report initial properties of %s: %w", id, err)
-		}
-	}
-	return nil
-}
-
-func (d *simDevice) brokerName() string {
-	if d.ext != nil {
-		return d.ext.String()
-	}
-	return d.opts.Addr
-}
-
-func (d *simDevice) token() string {
-	tok, _ := sas.DeviceToken(d.opts.HostName, d.spec.ID, d.key, d.opts.Clock.Now().Add(time.Hour))
-	return tok
-}
-
-// subscriptions are the device-side filters every simulated device uses.
-var subscriptions = []string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription, mqttproto.TwinResSubscription}
-
-// topic is a device-side topic ("$iothub/...") as this device publishes
-// or subscribes to it: unchanged on the embedded broker, device-scoped
-// (under the URL's root) on an external one.
-func (d *simDevice) topic(deviceTopic string) string {
-	if d.ext == nil {
-		return deviceTopic
-	}
-	return d.ext.Root + mqttproto.Scoped(d.spec.ID, deviceTopic)
-}
-
-// deviceTopic is the inverse of topic for a received message.
-func (d *simDevice) deviceTopic(topic string) string {
-	if d.ext == nil {
-		return topic
-	}
-	if _, dt, ok := mqttproto.Unscope(strings.TrimPrefix(topic, d.ext.Root)); ok {
-		return dt
-	}
-	return topic
-}
-
-func (d *simDevice) filters() map[string]byte {
-	m := make(map[string]byte, len(subscriptions))
-	for _, f := range subscriptions {
-		m[d.topic(f)] = 0
-	}
-	return m
-}
-
-func (d *simDevice) subscribe(c paho.Client) {
-	ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := d.subscribeWait(ctx, c); err != nil {
-		d.opts.Logger.Debug("subscribe after reconnect", "device", d.spec.ID, "err", err)
-	}
-}
-
-// subscribeWait subscribes and, on an external broker, then announces
-// the device online: the hub calls it only once both are done.
-func (d *simDevice) subscribeWait(ctx context.Context, c paho.Client) error {
-	if err := wait(ctx, c.SubscribeMultiple(d.filters(), d.onMessage)); err != nil {
-		return err
-	}
-	if d.ext == nil {
-		return nil
-	}
-	return wait(ctx, c.Publish(d.topic(mqttproto.PresenceTopic(d.spec.ID)), 1, true, mqttproto.PresencePayload(subscriptions)))
-}
-
-// goOffline clears an external broker device's presence before a clean
-// disconnect, which sends no Will.
-func (d *simDevice) goOffline(c paho.Client) {
-	if d.ext == nil || !c.IsConnectionOpen() {
-		return
-	}
-	c.Publish(d.topic(mqttproto.PresenceTopic(d.spec.ID)), 1, true, []byte{}).WaitTimeout(5 * time.Second)
-}
-
 // wait turns a paho token into a context-aware call.
 func wait(ctx context.Context, t paho.Token) error {
 	select {
@@ -346,31 +284,33 @@ func wait(ctx context.Context, t paho.Token) error {
 	}
 }
 
-func (d *simDevice) onMessage(c paho.Client, msg paho.Message) {
-	m, err := mqttproto.ParseTopic(d.deviceTopic(msg.Topic()))
+// onMessage handles a message for the device, on its device-side topic.
+func (d *simDevice) onMessage(deviceTopic string, payload []byte) {
+	m, err := mqttproto.ParseTopic(deviceTopic)
 	if err != nil {
-		d.opts.Logger.Debug("ignore message", "device", d.spec.ID, "topic", msg.Topic(), "err", err)
+		d.sim.opts.Logger.Debug("ignore message", "device", d.spec.ID, "topic", deviceTopic, "err", err)
 		return
 	}
 	switch m.Kind {
 	case mqttproto.MethodRequest:
-		d.onMethod(c, m)
+		d.onMethod(m)
 	case mqttproto.DesiredPatch:
-		d.onDesired(msg.Payload())
+		d.onDesired(payload)
 	case mqttproto.TwinResponse:
 		d.mu.Lock()
 		ch := d.pending[m.RID]
 		delete(d.pending, m.RID)
 		d.mu.Unlock()
 		if ch != nil {
-			ch <- twinReply{status: m.Status, payload: msg.Payload()}
+			ch <- twinReply{status: m.Status, payload: payload}
 		}
 	}
 }
 
-func (d *simDevice) onMethod(c paho.Client, m mqttproto.Message) {
-	if d.opts.OnMethod != nil {
-		d.opts.OnMethod(d.spec.ID, m.Method)
+func (d *simDevice) onMethod(m mqttproto.Message) {
+	d.sim.calls.Add(1)
+	if f := d.sim.opts.OnMethod; f != nil {
+		f(d.spec.ID, m.Method)
 	}
 	d.mu.Lock()
 	ans := d.spec.Answer(m.Method, d.rng)
@@ -380,9 +320,9 @@ func (d *simDevice) onMethod(c paho.Client, m mqttproto.Message) {
 		if len(payload) == 0 {
 			payload = json.RawMessage("null")
 		}
-		c.Publish(d.topic(mqttproto.MethodResponseTopic(ans.Status, m.RID)), 0, false, []byte(payload))
+		d.w.publish(mqttproto.MethodResponseTopic(ans.Status, m.RID), []byte(payload))
 		if ans.DisconnectFor > 0 {
-			d.bounce(ans.DisconnectFor)
+			d.bounce(ans.DisconnectFor, true)
 		}
 	})
 }
@@ -396,13 +336,17 @@ func (d *simDevice) onDesired(payload []byte) {
 		return
 	}
 	delete(patch, "$version")
-	d.after(d.spec.Desired.Delay, func() {
-		ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := d.report(ctx, patch); err != nil {
-			d.opts.Logger.Debug("report desired", "device", d.spec.ID, "err", err)
-		}
-	})
+	d.after(d.spec.Desired.Delay, func() { d.reportAsync(patch) })
+}
+
+// reportAsync reports patch, counting a failure.
+func (d *simDevice) reportAsync(patch map[string]any) {
+	ctx, cancel := d.sim.opts.Clock.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.report(ctx, patch); err != nil {
+		d.sim.errors.Add(1)
+		d.sim.opts.Logger.Debug("report", "device", d.spec.ID, "err", err)
+	}
 }
 
 // report sends a reported-properties patch and waits for the hub's 204.
@@ -415,15 +359,17 @@ func (d *simDevice) report(ctx context.Context, patch map[string]any) error {
 	d.mu.Lock()
 	d.rid++
 	rid := "r" + strconv.Itoa(d.rid)
+	if d.pending == nil {
+		d.pending = map[string]chan twinReply{}
+	}
 	d.pending[rid] = ch
-	c := d.client
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		delete(d.pending, rid)
 		d.mu.Unlock()
 	}()
-	if err := wait(ctx, c.Publish(d.topic(mqttproto.ReportedPatchTopic(rid)), 0, false, body)); err != nil {
+	if err := wait(ctx, d.w.publish(mqttproto.ReportedPatchTopic(rid), body)); err != nil {
 		return err
 	}
 	select {
@@ -445,7 +391,7 @@ func (d *simDevice) after(dur time.Duration, f func()) {
 	}
 	// No handle is kept: a timer that fires after Close finds the device
 	// closed and does nothing, and keeping handles would grow without end.
-	d.opts.Clock.AfterFunc(dur, func() {
+	d.sim.opts.Clock.AfterFunc(dur, func() {
 		d.mu.Lock()
 		closed := d.closed
 		d.mu.Unlock()
@@ -455,19 +401,20 @@ func (d *simDevice) after(dur time.Duration, f func()) {
 	})
 }
 
-// bounce disconnects the device and reconnects it after dur, like a
-// device that reboots.
-func (d *simDevice) bounce(dur time.Duration) {
-	d.mu.Lock()
-	c := d.client
-	d.mu.Unlock()
-	d.goOffline(c)
-	c.Disconnect(0)
+// bounce takes the device off line and brings it back after dur; a device
+// that rebooted then reports when (lastReboot), as real ones do.
+func (d *simDevice) bounce(dur time.Duration, reboot bool) {
+	d.w.down()
 	d.after(dur, func() {
-		ctx, cancel := d.opts.Clock.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := d.sim.opts.Clock.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := wait(ctx, c.Connect()); err != nil {
-			d.opts.Logger.Warn("reconnect device", "device", d.spec.ID, "err", err)
+		if err := d.w.up(ctx); err != nil {
+			d.sim.errors.Add(1)
+			d.sim.opts.Logger.Warn("reconnect device", "device", d.spec.ID, "err", err)
+			return
+		}
+		if reboot {
+			d.reportAsync(map[string]any{"lastReboot": d.sim.opts.Clock.Now().UTC().Format(time.RFC3339Nano)})
 		}
 	})
 }
@@ -480,7 +427,7 @@ func (d *simDevice) startFlapping() {
 	}
 	var cycle func()
 	cycle = func() {
-		d.bounce(f.Down)
+		d.bounce(f.Down, false)
 		d.after(f.Down+f.Up, cycle)
 	}
 	d.after(f.Up, cycle)
@@ -488,22 +435,12 @@ func (d *simDevice) startFlapping() {
 
 func (d *simDevice) close() {
 	d.mu.Lock()
+	already := d.closed
 	d.closed = true
-	c := d.client
 	d.mu.Unlock()
-	if c != nil {
-		d.goOffline(c)
-		c.Disconnect(100)
+	if !already && d.w != nil {
+		d.w.close()
 	}
-}
-
-// IDs are the ids of the connected devices.
-func (s *Sim) IDs() []string {
-	ids := make([]string, len(s.devices))
-	for i, d := range s.devices {
-		ids[i] = d.spec.ID
-	}
-	return ids
 }
 
 // WaitConnected waits until the hub's registry shows every connected

@@ -29,7 +29,8 @@ func (b *Broker) plays(gw *mqtt.Client, id string) bool {
 
 // announce handles a gateway's presence message for device id.
 func (b *Broker) announce(gw *mqtt.Client, id string, payload []byte) {
-	up, subs, err := mqttproto.ParsePresence(payload)
+	p, up, err := mqttproto.ParsePresence(payload)
+	subs := p.Subscriptions
 	if err != nil {
 		b.log.Debug("ignored gateway presence", "gateway", gw.ID, "device", id, "err", err)
 		return

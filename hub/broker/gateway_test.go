@@ -47,7 +47,7 @@ func TestGateway(t *testing.T) {
 	h.ev.none(t) // a gateway is no device
 
 	for _, id := range []string{"g1", "g2", "disabled"} {
-		gw.publish(t, "devices/"+id+"/presence", 1, false, string(mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription})))
+		gw.publish(t, "devices/"+id+"/presence", 1, false, string(mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, "")))
 	}
 	h.ev.expect(t, "connected g1", "subscribed g1 "+mqttproto.MethodsSubscription, "connected g2", "subscribed g2 "+mqttproto.MethodsSubscription)
 	if !h.b.Online("g1", mqttproto.MethodsSubscription) || h.b.Online("g1", mqttproto.DesiredSubscription) || h.b.Online("disabled", mqttproto.MethodsSubscription) {
@@ -107,7 +107,7 @@ func TestGatewayTakeover(t *testing.T) {
 	h := startGateways(t)
 	gw := h.mustConnect(t, "$gateway/sim", gwOpts("sim")...)
 	gw.mustSubscribe(t, anyMethods)
-	gw.publish(t, "devices/d1/presence", 1, false, string(mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription})))
+	gw.publish(t, "devices/d1/presence", 1, false, string(mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, "")))
 	h.ev.expect(t, "connected d1", "subscribed d1 "+mqttproto.MethodsSubscription)
 	own := h.mustConnect(t, "d1")
 	own.mustSubscribe(t, mqttproto.MethodsSubscription)

@@ -46,8 +46,10 @@ type Client struct {
 	events Events
 	log    *slog.Logger
 
-	mu     sync.Mutex // serialises presence changes and their events
-	online map[string][]string
+	mu        sync.Mutex // serialises presence changes and their events
+	devices   map[string]announced
+	gateways  map[string]bool                // gateways online, by name
+	byGateway map[string]map[string]struct{} // device ids, by gateway name
 
 	subMu sync.Mutex
 	subs  map[string]func(string, []byte) // by filter (without root), resubscribed on reconnect
@@ -67,7 +69,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	cl := &Client{url: u, events: cfg.Events, log: log, online: map[string][]string{}, subs: map[string]func(string, []byte){}}
+	cl := &Client{url: u, events: cfg.Events, log: log, devices: map[string]announced{}, gateways: map[string]bool{}, byGateway: map[string]map[string]struct{}{}, subs: map[string]func(string, []byte){}}
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
 	o := paho.NewClientOptions().
@@ -98,9 +100,16 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := wait(ctx, cl.c.Connect()); err != nil {
 		return nil, fmt.Errorf("connect to external broker %s: %w", u, err)
 	}
-	if err := cl.Subscribe(mqttproto.PresenceFilter, cl.onPresence); err != nil {
-		cl.c.Disconnect(0)
-		return nil, err
+	// Gateways first, so that a gateway's devices, whose retained
+	// announcements arrive next, find it online.
+	for _, s := range []struct {
+		filter string
+		fn     func(string, []byte)
+	}{{mqttproto.GatewayPresenceFilter, cl.onGatewayPresence}, {mqttproto.PresenceFilter, cl.onPresence}} {
+		if err := cl.Subscribe(s.filter, s.fn); err != nil {
+			cl.c.Disconnect(0)
+			return nil, err
+		}
 	}
 	return cl, nil
 }
@@ -160,32 +169,94 @@ func (cl *Client) resubscribe(c paho.Client) {
 	}
 }
 
+// announced is what the hub knows of a device from its presence.
+type announced struct {
+	subs    []string
+	gateway string // "" for a device on its own connection
+}
+
+// onPresence takes a device's presence message.
 func (cl *Client) onPresence(topic string, payload []byte) {
 	id, ok := strings.CutSuffix(strings.TrimPrefix(topic, "devices/"), "/presence")
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return
 	}
-	up, subs, err := mqttproto.ParsePresence(payload)
+	p, up, err := mqttproto.ParsePresence(payload)
 	if err != nil {
 		cl.log.Debug("ignore malformed presence", "device", id, "err", err)
 		return
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	was, wasUp := cl.online[id]
-	switch {
-	case !up:
-		delete(cl.online, id)
-		if wasUp {
+	old, had := cl.devices[id]
+	wasOn := had && cl.effective(old)
+	if had && old.gateway != "" {
+		delete(cl.byGateway[old.gateway], id)
+	}
+	if !up {
+		delete(cl.devices, id)
+		if wasOn {
 			cl.events.Disconnected(id)
 		}
 		return
-	case !wasUp:
+	}
+	a := announced{subs: p.Subscriptions, gateway: p.Gateway}
+	cl.devices[id] = a
+	if a.gateway != "" {
+		if cl.byGateway[a.gateway] == nil {
+			cl.byGateway[a.gateway] = map[string]struct{}{}
+		}
+		cl.byGateway[a.gateway][id] = struct{}{}
+	}
+	switch on := cl.effective(a); {
+	case on && !wasOn:
+		cl.connected(id, a.subs, nil)
+	case on:
+		cl.connected(id, a.subs, old.subs)
+	case wasOn:
+		cl.events.Disconnected(id)
+	}
+}
+
+// onGatewayPresence takes a gateway's presence: its devices are online
+// only while it is.
+func (cl *Client) onGatewayPresence(topic string, payload []byte) {
+	name, ok := strings.CutSuffix(strings.TrimPrefix(topic, "gateways/"), "/presence")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return
+	}
+	up := len(payload) > 0
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.gateways[name] == up {
+		return
+	}
+	if up {
+		cl.gateways[name] = true
+	} else {
+		delete(cl.gateways, name)
+	}
+	for id := range cl.byGateway[name] {
+		if up {
+			cl.connected(id, cl.devices[id].subs, nil)
+		} else {
+			cl.events.Disconnected(id)
+		}
+	}
+}
+
+// effective reports whether an announced device counts as online: on
+// its own, or through a gateway that is.
+func (cl *Client) effective(a announced) bool { return a.gateway == "" || cl.gateways[a.gateway] }
+
+// connected reports a device online (when old is nil) and its
+// subscriptions not in old.
+func (cl *Client) connected(id string, subs, old []string) {
+	if old == nil {
 		cl.events.Connected(id)
 	}
-	cl.online[id] = subs
 	for _, s := range subs {
-		if !contains(was, s) {
+		if !contains(old, s) {
 			cl.events.Subscribed(id, s)
 		}
 	}
@@ -196,8 +267,8 @@ func (cl *Client) onPresence(topic string, payload []byte) {
 func (cl *Client) Online(deviceID, deviceFilter string) bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	subs, ok := cl.online[deviceID]
-	return ok && contains(subs, deviceFilter)
+	a, ok := cl.devices[deviceID]
+	return ok && cl.effective(a) && contains(a.subs, deviceFilter)
 }
 
 // Kick cannot close a connection on an external broker; it forgets the
@@ -206,9 +277,14 @@ func (cl *Client) Online(deviceID, deviceFilter string) bool {
 func (cl *Client) Kick(deviceID string) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	if _, ok := cl.online[deviceID]; ok {
-		delete(cl.online, deviceID)
-		cl.events.Disconnected(deviceID)
+	if a, ok := cl.devices[deviceID]; ok {
+		delete(cl.devices, deviceID)
+		if a.gateway != "" {
+			delete(cl.byGateway[a.gateway], deviceID)
+		}
+		if cl.effective(a) {
+			cl.events.Disconnected(deviceID)
+		}
 	}
 	cl.log.Info("external broker: the device's connection stays open; revoke its broker credentials to cut it off", "device", deviceID)
 }

@@ -65,10 +65,10 @@ func TestPresence(t *testing.T) {
 	broker := extbrokertest.URL(t)
 	dev, root := device(t, broker)
 	presence := root + mqttproto.PresenceTopic("d1")
-	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, ""))
 	t.Cleanup(func() { publish(t, dev, presence, true, nil) })
 	// Another hub's device under another root is not ours.
-	publish(t, dev, "elsewhere-"+root+mqttproto.PresenceTopic("d9"), false, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+	publish(t, dev, "elsewhere-"+root+mqttproto.PresenceTopic("d9"), false, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, ""))
 
 	ev := &recorder{ch: make(chan string, 64)}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -82,7 +82,7 @@ func TestPresence(t *testing.T) {
 	if !cl.Online("d1", mqttproto.MethodsSubscription) || cl.Online("d1", mqttproto.DesiredSubscription) {
 		t.Error("Online does not follow the announced subscriptions")
 	}
-	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription}))
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription}, ""))
 	ev.expect(t, "subscribed d1 "+mqttproto.DesiredSubscription)
 	publish(t, dev, presence, false, []byte(`{"subscriptions":["#"]}`)) // ignored
 	publish(t, dev, presence, true, nil)
@@ -90,7 +90,7 @@ func TestPresence(t *testing.T) {
 	if cl.Online("d1", mqttproto.MethodsSubscription) {
 		t.Error("online after its presence was cleared")
 	}
-	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}))
+	publish(t, dev, presence, true, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, ""))
 	ev.expect(t, "connected d1", "subscribed d1 "+mqttproto.MethodsSubscription)
 	cl.Kick("d1")
 	ev.expect(t, "disconnected d1")
@@ -116,5 +116,50 @@ func TestPresence(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("the hub's subscription saw nothing")
+	}
+}
+
+// TestGatewayPresence: devices a gateway plays are online only while the
+// gateway's own presence is, whatever order the retained messages come in.
+func TestGatewayPresence(t *testing.T) {
+	broker := extbrokertest.URL(t)
+	dev, root := device(t, broker)
+	gwTopic := root + mqttproto.GatewayPresenceTopic("sim")
+	ann := mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, "sim")
+	publish(t, dev, root+mqttproto.PresenceTopic("m1"), true, ann)
+	t.Cleanup(func() { publish(t, dev, root+mqttproto.PresenceTopic("m1"), true, nil) })
+
+	ev := &recorder{ch: make(chan string, 64)}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cl, err := extbroker.Dial(ctx, extbroker.Config{URL: broker, Events: ev, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if cl.Online("m1", mqttproto.MethodsSubscription) {
+		t.Error("online before its gateway is")
+	}
+	publish(t, dev, gwTopic, true, []byte("up"))
+	t.Cleanup(func() { publish(t, dev, gwTopic, true, nil) })
+	ev.expect(t, "connected m1", "subscribed m1 "+mqttproto.MethodsSubscription)
+	publish(t, dev, root+mqttproto.PresenceTopic("m2"), false, ann)
+	ev.expect(t, "connected m2", "subscribed m2 "+mqttproto.MethodsSubscription)
+	// The gateway's Will: both go, though m1's announcement stays retained.
+	publish(t, dev, gwTopic, true, nil)
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case e := <-ev.ch:
+			got[e] = true
+		case <-time.After(wait):
+			t.Fatal("missing disconnect")
+		}
+	}
+	if !got["disconnected m1"] || !got["disconnected m2"] {
+		t.Errorf("events %v", got)
+	}
+	if cl.Online("m1", mqttproto.MethodsSubscription) {
+		t.Error("online after its gateway left")
 	}
 }

@@ -318,3 +318,23 @@ func num(v any) float64 {
 	f, _ := v.(float64)
 	return f
 }
+
+// waitCount polls a "SELECT COUNT() AS n ..." query on a short ticker
+// until it counts want or ctx ends.
+func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want int) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		res, err := c.Query(ctx, q, hub.QueryOptions{})
+		var row struct{ N int }
+		if err == nil && len(res.Items) == 1 && json.Unmarshal(res.Items[0], &row) == nil && row.N == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: count %d (error %v), want %d before the deadline", q, row.N, err, want)
+		case <-tick.C:
+		}
+	}
+}

@@ -138,13 +138,15 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	var transport mqttbus.Transport
 	if cfg.Broker == "" {
 		h.broker = broker.New(broker.Config{
-			Addr:         cfg.MQTTAddr,
-			TLS:          tlsCfg,
-			Authenticate: h.authenticateDevice,
-			Expires:      tokenExpiry,
-			Now:          cfg.Clock.Now,
-			Events:       ev,
-			Logger:       cfg.Logger.With("system", "broker"),
+			Addr:                cfg.MQTTAddr,
+			TLS:                 tlsCfg,
+			Authenticate:        h.authenticateDevice,
+			AuthenticateGateway: h.authenticateGateway,
+			DeviceAllowed:       h.deviceAllowed,
+			Expires:             tokenExpiry,
+			Now:                 cfg.Clock.Now,
+			Events:              ev,
+			Logger:              cfg.Logger.With("system", "broker"),
 		})
 		transport = h.broker
 	} else {
@@ -380,6 +382,35 @@ func (h *Hub) authenticateDevice(clientID, username string, password []byte) err
 		return nil
 	}
 	return tok.Verify(k.SecondaryKey, now)
+}
+
+// authenticateGateway checks a gateway's token: signed with the owner
+// policy's key for this hub (a policy with DeviceConnect, in Azure's
+// terms), so it may connect any device.
+func (h *Hub) authenticateGateway(name, username string, password []byte) error {
+	tok, err := sas.ParseToken(string(password))
+	if err != nil {
+		return fmt.Errorf("password is not a SAS token: %w", err)
+	}
+	if tok.KeyName != OwnerPolicy {
+		return fmt.Errorf("gateway %q: the token must be signed by the %s policy, not %q", name, OwnerPolicy, tok.KeyName)
+	}
+	if !hostOK(tok.Resource, h.hostAliases()) {
+		return fmt.Errorf("gateway %q: token is for %q, not this hub", name, tok.Resource)
+	}
+	return tok.Verify(h.owner, h.cfg.Clock.Now())
+}
+
+// deviceAllowed lets a gateway play registered, enabled devices only.
+func (h *Hub) deviceAllowed(id string) error {
+	d, err := h.engine.GetDevice(context.Background(), id)
+	if err != nil {
+		return err
+	}
+	if d.Status == hub.StatusDisabled {
+		return fmt.Errorf("device %q is disabled", id)
+	}
+	return nil
 }
 
 // tokenExpiry is when an accepted device's SAS token expires: the broker

@@ -23,37 +23,56 @@ func PresenceTopic(deviceID string) string { return devicesPrefix + deviceID + "
 // PresenceFilter matches every device's presence topic.
 const PresenceFilter = "devices/+/presence"
 
-// presence is the body of a presence announcement.
-type presence struct {
+// A gateway plays many devices over one connection. Its own presence
+// topic (retained, cleared by its Will) stands for all of them: devices it
+// announced name it, and when it goes, they go too, even though their
+// own retained announcements stay behind.
+
+// GatewayPresenceTopic is the topic of a gateway's presence.
+func GatewayPresenceTopic(name string) string { return "gateways/" + name + "/presence" }
+
+// GatewayPresenceFilter matches every gateway's presence topic.
+const GatewayPresenceFilter = "gateways/+/presence"
+
+// Presence is a device's announcement: its subscriptions (device-side
+// form, e.g. MethodsSubscription) and, for a device played by a gateway,
+// the gateway's name.
+type Presence struct {
 	Subscriptions []string `json:"subscriptions"`
+	Gateway       string   `json:"gateway,omitempty"`
 }
 
 // PresencePayload is the announcement of a device online with the given
-// subscriptions (device-side form, e.g. MethodsSubscription).
-func PresencePayload(subscriptions []string) []byte {
-	b, _ := json.Marshal(presence{Subscriptions: subscriptions}) // cannot fail
+// subscriptions, played by gateway ("" for a device on its own
+// connection).
+func PresencePayload(subscriptions []string, gateway string) []byte {
+	b, _ := json.Marshal(Presence{Subscriptions: subscriptions, Gateway: gateway}) // cannot fail
 	return b
 }
 
 // ParsePresence reads a presence message: an empty payload means offline;
 // otherwise the device's subscriptions, each one of the device-side
 // filters a device may use (others are an error: a device cannot claim
-// to receive what the hub would not send it).
-func ParsePresence(b []byte) (online bool, subscriptions []string, err error) {
+// to receive what the hub would not send it), sorted and without
+// repeats.
+func ParsePresence(b []byte) (p Presence, online bool, err error) {
 	if len(b) == 0 {
-		return false, nil, nil
+		return Presence{}, false, nil
 	}
-	var p presence
 	if err := json.Unmarshal(b, &p); err != nil {
-		return false, nil, fmt.Errorf("presence: %w", err)
+		return Presence{}, false, fmt.Errorf("presence: %w", err)
 	}
 	for _, s := range p.Subscriptions {
-		if !DeviceFilterAllowed(s) || !strings.HasPrefix(s, iothub) {
-			return false, nil, fmt.Errorf("presence: subscription %q is not a device filter", s)
+		if !DeviceFilterAllowed(s) {
+			return Presence{}, false, fmt.Errorf("presence: subscription %q is not a device filter", s)
 		}
 	}
+	if p.Gateway != "" && strings.ContainsAny(p.Gateway, "/+#") {
+		return Presence{}, false, fmt.Errorf("presence: gateway name %q may not contain / + #", p.Gateway)
+	}
 	slices.Sort(p.Subscriptions)
-	return true, slices.Compact(p.Subscriptions), nil
+	p.Subscriptions = slices.Compact(p.Subscriptions)
+	return p, true, nil
 }
 
 // BrokerURL is where an external broker is and how to join it:

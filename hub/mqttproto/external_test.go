@@ -46,20 +46,23 @@ func TestParseBrokerURL(t *testing.T) {
 
 func TestPresence(t *testing.T) {
 	subs := []string{DesiredSubscription, MethodsSubscription, MethodsSubscription}
-	up, got, err := ParsePresence(PresencePayload(subs))
-	if !up || err != nil || !slices.Equal(got, []string{MethodsSubscription, DesiredSubscription}) && !slices.Equal(got, []string{DesiredSubscription, MethodsSubscription}) {
-		t.Errorf("round trip: %v %v %v", up, got, err)
+	p, up, err := ParsePresence(PresencePayload(subs, "sim-1"))
+	if !up || err != nil || p.Gateway != "sim-1" || !slices.Equal(p.Subscriptions, []string{MethodsSubscription, DesiredSubscription}) && !slices.Equal(p.Subscriptions, []string{DesiredSubscription, MethodsSubscription}) {
+		t.Errorf("round trip: %+v %v %v", p, up, err)
 	}
-	if up, _, err := ParsePresence(nil); up || err != nil {
+	if _, up, err := ParsePresence(nil); up || err != nil {
 		t.Errorf("empty payload: online %v, %v; want offline", up, err)
 	}
-	for _, bad := range []string{`{`, `{"subscriptions":["#"]}`, `{"subscriptions":["devices/x/messages/devicebound/#"]}`, `[]`} {
-		if up, _, err := ParsePresence([]byte(bad)); up || err == nil {
+	for _, bad := range []string{`{`, `{"subscriptions":["#"]}`, `{"subscriptions":["devices/x/messages/devicebound/#"]}`, `[]`, `{"gateway":"a/b"}`} {
+		if _, up, err := ParsePresence([]byte(bad)); up || err == nil {
 			t.Errorf("%s: online %v, err %v; want an error", bad, up, err)
 		}
 	}
 	if got := PresenceTopic("d1"); got != "devices/d1/presence" {
 		t.Errorf("PresenceTopic = %q", got)
+	}
+	if got := GatewayPresenceTopic("g"); got != "gateways/g/presence" {
+		t.Errorf("GatewayPresenceTopic = %q", got)
 	}
 }
 
@@ -70,11 +73,11 @@ func FuzzParsePresence(f *testing.F) {
 	f.Add([]byte(``))
 	f.Add([]byte(`{"subscriptions":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		up, subs, err := ParsePresence(b)
+		p, up, err := ParsePresence(b)
 		if err != nil && up {
 			t.Fatal("online with an error")
 		}
-		for _, s := range subs {
+		for _, s := range p.Subscriptions {
 			if !DeviceFilterAllowed(s) {
 				t.Fatalf("accepted %q", s)
 			}

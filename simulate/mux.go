@@ -1,0 +1,287 @@
+package simulate
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/hub/sas"
+)
+
+// gatewayTokenValidity is how long a multiplexed connection's policy
+// token lasts: renewing it means reconnecting, which takes every device
+// of the connection off line for a moment, so it is long.
+const gatewayTokenValidity = 7 * 24 * time.Hour
+
+// muxConn is one multiplexed connection: it plays many devices with
+// device-scoped topics and presence announcements (external-broker
+// form). On the embedded broker it is a gateway ("$gateway/{name}"); on
+// an external broker a plain client whose own presence
+// (mqttproto.GatewayPresenceTopic, cleared by its Will) stands for its
+// devices.
+type muxConn struct {
+	s       *Sim
+	name    string
+	devices map[string]*simDevice // read-only once connected
+
+	mu     sync.Mutex
+	client paho.Client
+}
+
+// connectMux spreads the devices over Options.Connections connections,
+// connects them and announces every device.
+func (s *Sim) connectMux(ctx context.Context) error {
+	n := min(s.opts.Connections, max(len(s.devices), 1))
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	prefix := "sim-" + hex.EncodeToString(r[:])
+	for i := range n {
+		s.muxes = append(s.muxes, &muxConn{s: s, name: fmt.Sprintf("%s-%d", prefix, i), devices: map[string]*simDevice{}})
+	}
+	for i, d := range s.devices {
+		m := s.muxes[i%n]
+		m.devices[d.spec.ID] = d
+		d.w = &muxWire{m: m, d: d}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, m := range s.muxes {
+		g.Go(func() error { return m.connect(gctx) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Initial reported properties, as devices on their own connections
+	// send them.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(256)
+	for _, d := range s.devices {
+		if len(d.spec.Reported) > 0 {
+			g.Go(func() error {
+				if err := d.report(gctx, d.spec.Reported); err != nil {
+					return fmt.Errorf("report initial properties of %s: %w", d.spec.ID, err)
+				}
+				return nil
+			})
+		}
+	}
+	return g.Wait()
+}
+
+func (m *muxConn) clientID() string {
+	if m.s.ext != nil {
+		return m.name
+	}
+	return "$gateway/" + m.name
+}
+
+func (m *muxConn) topic(id, deviceTopic string) string { return m.s.topicFor(id, deviceTopic, true) }
+
+func (m *muxConn) connect(ctx context.Context) error {
+	s := m.s
+	o := paho.NewClientOptions().
+		SetClientID(m.clientID()).
+		SetCleanSession(true).
+		SetProtocolVersion(4).
+		SetKeepAlive(60 * time.Second).
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(2 * time.Second).
+		SetConnectTimeout(30 * time.Second).
+		// Deliveries go straight to the devices' handlers; paho's default
+		// queue of 100 would stall a connection carrying thousands.
+		SetMessageChannelDepth(4096).
+		SetOnConnectHandler(func(c paho.Client) { go m.reannounce(c) })
+	if s.ext == nil {
+		host, _, err := net.SplitHostPort(s.opts.Addr)
+		if err != nil {
+			return fmt.Errorf("broker address %q: %w", s.opts.Addr, err)
+		}
+		if s.opts.PolicyName == "" || s.opts.PolicyKey == "" {
+			return fmt.Errorf("multiplexed devices on the embedded broker need a shared access policy (its name and key)")
+		}
+		o.AddBroker("tls://" + s.opts.Addr).
+			SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
+			SetCredentialsProvider(func() (string, string) {
+				tok, _ := sas.ServiceToken(s.opts.HostName, s.opts.PolicyName, s.opts.PolicyKey, s.opts.Clock.Now().Add(gatewayTokenValidity))
+				return s.opts.HostName + "/" + m.clientID() + "/?api-version=" + apiVersion, tok
+			})
+	} else {
+		o.AddBroker(s.ext.Dial()).
+			SetUsername(s.ext.Username).SetPassword(s.ext.Password).
+			SetBinaryWill(s.ext.Root+mqttproto.GatewayPresenceTopic(m.name), nil, 1, true)
+		if s.ext.TLS {
+			host, _, _ := net.SplitHostPort(s.ext.Host)
+			o.SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
+		}
+	}
+	c := paho.NewClient(o)
+	m.mu.Lock()
+	m.client = c
+	m.mu.Unlock()
+	if err := wait(ctx, c.Connect()); err != nil {
+		return fmt.Errorf("connect multiplexed connection %s to %s: %w", m.name, s.brokerName(), err)
+	}
+	return m.announceAll(ctx, c)
+}
+
+// announceAll subscribes for every device of the connection and
+// announces each online: the hub calls them only once both are done.
+func (m *muxConn) announceAll(ctx context.Context, c paho.Client) error {
+	filters := make(map[string]byte, len(subscriptions))
+	for _, f := range subscriptions {
+		filters[m.topic("+", f)] = 0
+	}
+	if err := wait(ctx, c.SubscribeMultiple(filters, m.handler)); err != nil {
+		return fmt.Errorf("subscribe %s: %w", m.name, err)
+	}
+	if ext := m.s.ext; ext != nil {
+		if err := wait(ctx, c.Publish(ext.Root+mqttproto.GatewayPresenceTopic(m.name), 1, true, []byte("online"))); err != nil {
+			return fmt.Errorf("announce %s: %w", m.name, err)
+		}
+	}
+	var toks []paho.Token
+	for _, d := range m.devices {
+		if w := d.w.(*muxWire); w.wanted() {
+			toks = append(toks, w.announce(c, true))
+		}
+	}
+	for _, t := range toks {
+		if err := wait(ctx, t); err != nil {
+			return fmt.Errorf("announce the devices of %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// reannounce restores the devices after the connection came back.
+func (m *muxConn) reannounce(c paho.Client) {
+	ctx, cancel := m.s.opts.Clock.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := m.announceAll(ctx, c); err != nil {
+		m.s.errors.Add(1)
+		m.s.opts.Logger.Warn("reconnect multiplexed connection", "connection", m.name, "err", err)
+	}
+}
+
+func (m *muxConn) handler(_ paho.Client, msg paho.Message) {
+	topic := msg.Topic()
+	if ext := m.s.ext; ext != nil {
+		topic = strings.TrimPrefix(topic, ext.Root)
+	}
+	id, dt, ok := mqttproto.Unscope(topic)
+	if !ok {
+		return
+	}
+	if d := m.devices[id]; d != nil {
+		d.onMessage(dt, msg.Payload())
+	}
+}
+
+func (m *muxConn) conn() paho.Client {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.client
+}
+
+// close withdraws every device (on an external broker, their retained
+// announcements too) and disconnects.
+func (m *muxConn) close() {
+	c := m.conn()
+	if c == nil || !c.IsConnectionOpen() {
+		return
+	}
+	if ext := m.s.ext; ext != nil {
+		var toks []paho.Token
+		for _, d := range m.devices {
+			toks = append(toks, c.Publish(m.topic(d.spec.ID, mqttproto.PresenceTopic(d.spec.ID)), 1, true, []byte{}))
+		}
+		toks = append(toks, c.Publish(ext.Root+mqttproto.GatewayPresenceTopic(m.name), 1, true, []byte{}))
+		for _, t := range toks {
+			t.WaitTimeout(5 * time.Second)
+		}
+	}
+	c.Disconnect(250)
+}
+
+// muxWire is one device's share of a multiplexed connection: going off
+// line and back is withdrawing and announcing its presence.
+type muxWire struct {
+	m *muxConn
+	d *simDevice
+
+	mu     sync.Mutex
+	isUp bool // announced (counted in Sim.online)
+	off  bool // taken off line (down or close): not announced again
+}
+
+// wanted reports whether the device should be announced.
+func (w *muxWire) wanted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.isUp || !w.off
+}
+
+// announce publishes the device's presence (or its withdrawal).
+func (w *muxWire) announce(c paho.Client, up bool) paho.Token {
+	id := w.d.spec.ID
+	var payload []byte
+	if up {
+		payload = mqttproto.PresencePayload(subscriptions, w.m.name)
+	}
+	// Retained on an external broker, so a hub that starts later learns
+	// it; the embedded broker takes it as the gateway's word and keeps
+	// nothing.
+	t := c.Publish(w.m.topic(id, mqttproto.PresenceTopic(id)), 1, w.m.s.ext != nil, payload)
+	w.mu.Lock()
+	changed := w.isUp != up
+	w.isUp = up
+	w.mu.Unlock()
+	if changed {
+		if up {
+			w.m.s.online.Add(1)
+		} else {
+			w.m.s.online.Add(-1)
+		}
+	}
+	return t
+}
+
+func (w *muxWire) publish(deviceTopic string, payload []byte) paho.Token {
+	return w.m.conn().Publish(w.m.topic(w.d.spec.ID, deviceTopic), 0, false, payload)
+}
+
+func (w *muxWire) down() {
+	w.mu.Lock()
+	w.off = true // not re-announced if the connection comes back meanwhile
+	w.mu.Unlock()
+	w.announce(w.m.conn(), false).WaitTimeout(5 * time.Second)
+}
+
+func (w *muxWire) up(ctx context.Context) error {
+	w.mu.Lock()
+	w.off = false
+	w.mu.Unlock()
+	return wait(ctx, w.announce(w.m.conn(), true))
+}
+
+// close is the connection's business (muxConn.close); the device only
+// stops counting.
+func (w *muxWire) close() {
+	w.mu.Lock()
+	up := w.isUp
+	w.isUp, w.off = false, true
+	w.mu.Unlock()
+	if up {
+		w.m.s.online.Add(-1)
+	}
+}
