@@ -219,7 +219,7 @@ type muxWire struct {
 	m *muxConn
 	d *simDevice
 
-	mu     sync.Mutex
+	mu   sync.Mutex
 	isUp bool // announced (counted in Sim.online)
 	off  bool // taken off line (down or close): not announced again
 }
