@@ -52,7 +52,7 @@ type Client struct {
 	byGateway map[string]map[string]struct{} // device ids, by gateway name
 
 	subMu sync.Mutex
-	subs  map[string]func(string, []byte) // by filter (without root), resubscribed on reconnect
+	subs  map[string][]func(string, []byte) // by filter (without root), resubscribed on reconnect
 }
 
 // Dial connects to the broker and subscribes to device presence; it
@@ -69,7 +69,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	cl := &Client{url: u, events: cfg.Events, log: log, devices: map[string]announced{}, gateways: map[string]bool{}, byGateway: map[string]map[string]struct{}{}, subs: map[string]func(string, []byte){}}
+	cl := &Client{url: u, events: cfg.Events, log: log, devices: map[string]announced{}, gateways: map[string]bool{}, byGateway: map[string]map[string]struct{}{}, subs: map[string][]func(string, []byte){}}
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
 	o := paho.NewClientOptions().
@@ -134,12 +134,17 @@ func (cl *Client) Publish(topic string, payload []byte) error {
 }
 
 // Subscribe calls fn for every message on a topic matching filter
-// (device-scoped); fn sees topics without the URL's root.
+// (device-scoped); fn sees topics without the URL's root. Several
+// handlers may share a filter.
 func (cl *Client) Subscribe(filter string, fn func(topic string, payload []byte)) error {
 	cl.subMu.Lock()
-	cl.subs[filter] = fn
+	cl.subs[filter] = append(cl.subs[filter], fn)
+	first := len(cl.subs[filter]) == 1
 	cl.subMu.Unlock()
-	tok := cl.c.Subscribe(cl.url.Root+filter, 0, cl.handler(fn))
+	if !first {
+		return nil // the broker already sends it; handler() fans out
+	}
+	tok := cl.c.Subscribe(cl.url.Root+filter, 0, cl.handler(filter))
 	if err := waitTimeout(tok); err != nil {
 		return fmt.Errorf("subscribe %s on external broker: %w", filter, err)
 	}
@@ -149,10 +154,17 @@ func (cl *Client) Subscribe(filter string, fn func(topic string, payload []byte)
 	return nil
 }
 
-func (cl *Client) handler(fn func(string, []byte)) paho.MessageHandler {
+// handler passes a filter's messages to each of its handlers.
+func (cl *Client) handler(filter string) paho.MessageHandler {
 	return func(_ paho.Client, m paho.Message) {
 		topic, ok := strings.CutPrefix(m.Topic(), cl.url.Root)
-		if ok {
+		if !ok {
+			return
+		}
+		cl.subMu.Lock()
+		fns := cl.subs[filter]
+		cl.subMu.Unlock()
+		for _, fn := range fns {
 			fn(topic, m.Payload())
 		}
 	}
@@ -164,8 +176,8 @@ func (cl *Client) handler(fn func(string, []byte)) paho.MessageHandler {
 func (cl *Client) resubscribe(c paho.Client) {
 	cl.subMu.Lock()
 	defer cl.subMu.Unlock()
-	for f, fn := range cl.subs {
-		c.Subscribe(cl.url.Root+f, 0, cl.handler(fn))
+	for f := range cl.subs {
+		c.Subscribe(cl.url.Root+f, 0, cl.handler(f))
 	}
 }
 
