@@ -57,6 +57,12 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	writes chan *write
+	// twinCommits feeds twinCommitter.
+	twinCommits chan *twinCommit
+	// presence feeds presenceWriter; it exists from New, so that the
+	// broker's events before Open wait for it instead of being lost.
+	presence chan presenceUpdate
+	closed   chan struct{} // closed by Close
 
 	mu   sync.Mutex
 	runs map[string]*run // jobs not yet terminal
@@ -92,7 +98,8 @@ func (e *Engine) JobCounts(ctx context.Context) (map[hub.JobStatus]int, error) {
 
 // New returns an engine; call Open before use.
 func New(s store.Store, bus hub.DeviceBus, clk clock.Clock) *Engine {
-	return &Engine{store: s, bus: bus, clock: clk, runs: map[string]*run{}}
+	return &Engine{store: s, bus: bus, clock: clk, runs: map[string]*run{},
+		presence: make(chan presenceUpdate, 8192), closed: make(chan struct{})}
 }
 
 // Open starts the engine and resumes the jobs a previous run left
@@ -110,11 +117,16 @@ func (e *Engine) Open(ctx context.Context) error {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.writes = make(chan *write, 4096)
-	e.wg.Add(1)
+	e.twinCommits = make(chan *twinCommit, 1024)
+	e.wg.Add(2)
 	go e.writer()
+	go e.twinCommitter()
 	if err := e.resetConnections(ctx); err != nil {
 		return err
 	}
+	// After the reset: presence reported meanwhile is newer than it.
+	e.wg.Add(1)
+	go e.presenceWriter()
 	return e.resume(ctx)
 }
 
@@ -163,6 +175,8 @@ func (e *Engine) Close() error {
 		<-r.done
 	}
 	close(e.writes)
+	close(e.twinCommits)
+	close(e.closed)
 	e.wg.Wait()
 	e.cancel = nil // closed: a second Close does nothing
 	return nil

@@ -366,7 +366,7 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 		end := &hub.Time{Time: e.clock.Now().UTC()}
 		done.Status, done.EndTimeUtc, done.LastUpdatedDateTimeUtc = hub.DeviceJobCompleted, end, end
 		done.Outcome = &hub.DeviceJobOutcome{}
-		if _, err = e.updateTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
+		if err = e.jobTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
 			return result{done, from}
 		}
 	}

@@ -173,21 +173,66 @@ func (e *Engine) DeleteDevice(ctx context.Context, id, et string) error {
 }
 
 // DeviceConnected implements hub.DeviceEvents: it records the connection
-// state the bus reports.
+// state the bus reports. The write is queued for presenceWriter, which
+// commits them in groups: a fleet connecting at once would otherwise cost
+// a transaction per device.
 func (e *Engine) DeviceConnected(id string, connected bool) {
-	state := hub.Disconnected
+	u := presenceUpdate{id: id, state: hub.Disconnected, at: hub.Time{Time: e.clock.Now().UTC()}}
 	if connected {
-		state = hub.Connected
+		u.state = hub.Connected
 	}
-	now := hub.Time{Time: e.clock.Now().UTC()}
-	_, err := e.store.UpdateDevice(e.ctx, id, func(d *store.Device) error {
-		d.ConnectionState = state
-		d.ConnectionStateUpdatedTime = now
-		d.LastActivityTime = now
-		return nil
-	})
-	if err != nil && e.ctx.Err() == nil {
-		e.Logger.Warn("record connection state", "device", id, "state", state, "err", err)
+	select {
+	case e.presence <- u:
+	case <-e.closed:
+	}
+}
+
+// presenceUpdate is a connection state to record.
+type presenceUpdate struct {
+	id, state string
+	at        hub.Time
+}
+
+// presenceWriter records connection states in groups, in the order they
+// were reported.
+func (e *Engine) presenceWriter() {
+	defer e.wg.Done()
+	for {
+		var u presenceUpdate
+		select {
+		case u = <-e.presence:
+		case <-e.closed:
+			return
+		}
+		group := []presenceUpdate{u}
+	drain:
+		for len(group) < 1024 {
+			select {
+			case u := <-e.presence:
+				group = append(group, u)
+			default:
+				break drain
+			}
+		}
+		ups := make([]store.DeviceUpdate, len(group))
+		for i, u := range group {
+			ups[i] = store.DeviceUpdate{ID: u.id, Fn: func(d *store.Device) error {
+				d.ConnectionState = u.state
+				d.ConnectionStateUpdatedTime = u.at
+				d.LastActivityTime = u.at
+				return nil
+			}}
+		}
+		_, errs, err := e.store.UpdateDevices(context.Background(), ups)
+		if err != nil {
+			e.Logger.Warn("record connection states", "devices", len(group), "err", err)
+			continue
+		}
+		for i, err := range errs {
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				e.Logger.Warn("record connection state", "device", group[i].id, "state", group[i].state, "err", err)
+			}
+		}
 	}
 }
 

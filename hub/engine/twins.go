@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/store"
@@ -27,69 +28,159 @@ func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch
 // updateTwin is UpdateTwin storing rec, when not nil, in the same write as
 // the twin (a twin job's device record).
 func (e *Engine) updateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob) (*hub.Twin, error) {
+	c, err := e.twinChange(id, patch, et)
+	if err != nil {
+		return nil, err
+	}
+	d, err := e.store.UpdateDevice(ctx, id, c.apply, recs(rec)...)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	e.pushChange(ctx, c)
+	return twinOf(d), nil
+}
+
+// twinChange is a twin patch about to be applied to one device, and what
+// it leaves to push to the device afterwards.
+type twinChange struct {
+	id      string
+	patch   *hub.TwinPatch
+	et      string
+	now     time.Time
+	pushed  map[string]any // the desired patch, once applied
+	version int64          // the desired $version it made
+}
+
+func (e *Engine) twinChange(id string, patch *hub.TwinPatch, et string) (*twinChange, error) {
 	if patch == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin patch is missing")
-	}
-	var desired map[string]any
-	if patch.Properties != nil {
-		desired = patch.Properties.Desired
 	}
 	et = unquote(et)
 	if et == "" {
 		et = unquote(patch.ETag)
 	}
-	now := e.clock.Now()
-	var pushed map[string]any
-	var version int64
-	d, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
-		if et != "" && et != "*" && et != etag(d.Version) {
-			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", et, id, etag(d.Version))
+	return &twinChange{id: id, patch: patch, et: et, now: e.clock.Now()}, nil
+}
+
+// apply is the store update of the change.
+func (c *twinChange) apply(d *store.Device) error {
+	c.pushed, c.version = nil, 0
+	if c.et != "" && c.et != "*" && c.et != etag(d.Version) {
+		return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", c.et, c.id, etag(d.Version))
+	}
+	var desired map[string]any
+	if c.patch.Properties != nil {
+		desired = c.patch.Properties.Desired
+	}
+	changed := false
+	if len(c.patch.Tags) > 0 {
+		tags := maps.Clone(d.Tags)
+		if tags == nil {
+			tags = map[string]any{}
 		}
-		changed := false
-		if len(patch.Tags) > 0 {
-			tags := maps.Clone(d.Tags)
-			if tags == nil {
-				tags = map[string]any{}
-			}
-			mergePlain(tags, patch.Tags)
-			if err := hub.CheckLimits("tags", tags); err != nil {
-				return err
-			}
-			d.Tags = tags
-			changed = true
+		mergePlain(tags, c.patch.Tags)
+		if err := hub.CheckLimits("tags", tags); err != nil {
+			return err
 		}
-		if len(desired) > 0 {
-			next := deepCopy(d.Desired)
-			v := intOf(next["$version"]) + 1
-			if _, err := hub.MergeSection(next, desired, now, v, true); err != nil {
-				return err
-			}
-			if err := hub.CheckLimits("desired", next); err != nil {
-				return err
-			}
-			next["$version"] = float64(v)
-			d.Desired = next
-			pushed, version = desired, v
-			changed = true
+		d.Tags = tags
+		changed = true
+	}
+	if len(desired) > 0 {
+		next := deepCopy(d.Desired)
+		v := intOf(next["$version"]) + 1
+		if _, err := hub.MergeSection(next, desired, c.now, v, true); err != nil {
+			return err
 		}
-		if changed {
-			d.Version++
+		if err := hub.CheckLimits("desired", next); err != nil {
+			return err
 		}
-		return nil
-	}, recs(rec)...)
+		next["$version"] = float64(v)
+		d.Desired = next
+		c.pushed, c.version = desired, v
+		changed = true
+	}
+	if changed {
+		d.Version++
+	}
+	return nil
+}
+
+// pushChange sends an applied change's desired patch to the device, if it
+// is connected and subscribed.
+func (e *Engine) pushChange(ctx context.Context, c *twinChange) {
+	if c.pushed == nil {
+		return
+	}
+	b, err := json.Marshal(c.pushed)
+	if err == nil {
+		err = e.bus.PushDesired(ctx, c.id, b, c.version)
+	}
 	if err != nil {
-		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+		e.Logger.Debug("push desired patch", "device", c.id, "err", err)
 	}
-	if pushed != nil {
-		b, err := json.Marshal(pushed)
-		if err == nil {
-			err = e.bus.PushDesired(ctx, id, b, version)
+}
+
+// jobTwin applies a twin job's patch to one device together with the
+// record that says so, in a group commit with the job's other devices
+// (twinCommitter), then pushes it.
+func (e *Engine) jobTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob) error {
+	c, err := e.twinChange(id, patch, et)
+	if err != nil {
+		return err
+	}
+	req := &twinCommit{up: store.DeviceUpdate{ID: id, Fn: c.apply, Recs: recs(rec)}, done: make(chan error, 1)}
+	select {
+	case e.twinCommits <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the commit happens: wait for it, so that the record
+	// and the push follow what was stored.
+	if err := <-req.done; err != nil {
+		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	}
+	e.pushChange(ctx, c)
+	return nil
+}
+
+// twinCommit is one device's update waiting for the group commit.
+type twinCommit struct {
+	up   store.DeviceUpdate
+	done chan error
+}
+
+// twinCommitter commits twin jobs' device updates in groups: whatever has
+// queued while the previous group was written goes into the next, so a
+// job's 1,000 concurrent devices cost a few transactions, not 1,000.
+func (e *Engine) twinCommitter() {
+	defer e.wg.Done()
+	for c := range e.twinCommits {
+		group := []*twinCommit{c}
+	drain:
+		for len(group) < 512 {
+			select {
+			case c, ok := <-e.twinCommits:
+				if !ok {
+					break drain
+				}
+				group = append(group, c)
+			default:
+				break drain
+			}
 		}
-		if err != nil {
-			e.Logger.Debug("push desired patch", "device", id, "err", err)
+		ups := make([]store.DeviceUpdate, len(group))
+		for i, c := range group {
+			ups[i] = c.up
+		}
+		_, errs, err := e.store.UpdateDevices(context.Background(), ups)
+		for i, c := range group {
+			if err != nil {
+				c.done <- err
+			} else {
+				c.done <- errs[i]
+			}
 		}
 	}
-	return twinOf(d), nil
 }
 
 // ReplaceTwin implements hub.Client. The new desired properties get fresh

@@ -26,6 +26,13 @@ type Device struct {
 	Version  int64
 }
 
+// DeviceUpdate is one device's part of [Store.UpdateDevices].
+type DeviceUpdate struct {
+	ID   string
+	Fn   func(*Device) error
+	Recs []*hub.DeviceJob
+}
+
 // Store persists the hub's state. Implementations are safe for concurrent
 // use. Update functions run inside a transaction: fn's error aborts it and
 // is returned as is.
@@ -41,6 +48,13 @@ type Store interface {
 	// leave a patch applied but not recorded. Errors: ErrNotFound, or fn's
 	// error.
 	UpdateDevice(ctx context.Context, id string, fn func(*Device) error, recs ...*hub.DeviceJob) (*Device, error)
+	// UpdateDevices is UpdateDevice for many devices in one transaction,
+	// a group commit: a twin job's concurrent updates share the cost of
+	// committing. Each update is all or nothing for its device: one whose
+	// device is missing or whose Fn fails is left out, with its error in
+	// errs[i] (devs[i] nil), and the others are written. err is the
+	// transaction's own failure, which then stored nothing.
+	UpdateDevices(ctx context.Context, ups []DeviceUpdate) (devs []*Device, errs []error, err error)
 	// DeleteDevice removes a device. Errors: ErrNotFound.
 	DeleteDevice(ctx context.Context, id string) error
 	// ScanDevices returns up to limit devices with ids greater than

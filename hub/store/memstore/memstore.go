@@ -139,6 +139,11 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	defer s.unlock()
+	return s.updateLocked(id, fn, recs)
+}
+
+// updateLocked is UpdateDevice with the store taken.
+func (s *Store) updateLocked(id string, fn func(*store.Device) error, recs []*hub.DeviceJob) (*store.Device, error) {
 	e, ok := s.devices[id]
 	if !ok {
 		return nil, store.ErrNotFound
@@ -159,6 +164,19 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	// d is a copy made for this call and not kept: the caller's own copy,
 	// as from a database.
 	return d, nil
+}
+
+// UpdateDevices implements store.Store.
+func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer s.unlock()
+	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
+	for i, u := range ups {
+		devs[i], errs[i] = s.updateLocked(u.ID, u.Fn, u.Recs)
+	}
+	return devs, errs, nil
 }
 
 // DeleteDevice implements store.Store.

@@ -250,6 +250,48 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	return d, tx.Commit()
 }
 
+// UpdateDevices implements store.Store.
+func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
+	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	for i, u := range ups {
+		d, err := getDevice(ctx, tx, u.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			errs[i] = err
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := u.Fn(d); err != nil {
+			errs[i] = err
+			continue
+		}
+		r, err := encodeDevice(d)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
+			r.identity, r.version, r.twin, u.ID); err != nil {
+			return nil, nil, err
+		}
+		if err := putDeviceJobs(ctx, tx, u.Recs); err != nil {
+			return nil, nil, err
+		}
+		devs[i] = d
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, err
+	}
+	return devs, errs, nil
+}
+
 // DeleteDevice implements store.Store.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)

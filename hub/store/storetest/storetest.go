@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateDeviceAbort", testUpdateDeviceAbort},
 		{"UpdateDeviceSeesLatest", testUpdateDeviceSeesLatest},
 		{"UpdateDeviceConcurrent", testUpdateDeviceConcurrent},
+		{"UpdateDevices", testUpdateDevices},
 		{"DeleteDevice", testDeleteDevice},
 		{"ScanDevices", testScanDevices},
 		{"ScanDevicesPaging", testScanDevicesPaging},
@@ -310,6 +311,53 @@ func testUpdateDeviceAbort(t *testing.T, s store.Store) {
 			}
 			mustEqual(t, "device after an aborted update", get(t, s, tt.name), fullDevice(tt.name))
 		})
+	}
+}
+
+// testUpdateDevices: a group of updates is written together, each all or
+// nothing for its device: a missing device or a failing Fn leaves that one
+// out (with its error), the others and their records are stored.
+func testUpdateDevices(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	create(t, s, fullDevice("a"), fullDevice("b"), fullDevice("c"))
+	rec := func(id string) []*hub.DeviceJob { return []*hub.DeviceJob{fullDeviceJob("group", id)} }
+	bump := func(d *store.Device) error {
+		d.Version++
+		d.Tags["group"] = "yes"
+		return nil
+	}
+	devs, errs, err := s.UpdateDevices(ctx, []store.DeviceUpdate{
+		{ID: "a", Fn: bump, Recs: rec("a")},
+		{ID: "missing", Fn: bump, Recs: rec("missing")},
+		{ID: "b", Fn: func(d *store.Device) error { d.Tags["group"] = "no"; return errAbort }, Recs: rec("b")},
+		{ID: "c", Fn: bump, Recs: rec("c")},
+	})
+	if err != nil {
+		t.Fatalf("UpdateDevices: %v", err)
+	}
+	if len(devs) != 4 || len(errs) != 4 {
+		t.Fatalf("%d devices, %d errors; want 4 of each", len(devs), len(errs))
+	}
+	if errs[0] != nil || errs[3] != nil || !errors.Is(errs[1], store.ErrNotFound) || errs[2] != errAbort {
+		t.Errorf("errors %v, want nil, ErrNotFound, fn's error, nil", errs)
+	}
+	if devs[0] == nil || devs[0].Tags["group"] != "yes" || devs[1] != nil || devs[2] != nil || devs[3] == nil {
+		t.Errorf("returned devices %v", devs)
+	}
+	want := fullDevice("a")
+	want.Version++
+	want.Tags["group"] = "yes"
+	mustEqual(t, "a after the group", get(t, s, "a"), want)
+	mustEqual(t, "b after its failed update", get(t, s, "b"), fullDevice("b"))
+	got := map[string]bool{}
+	for _, dj := range scanAll(t, s, "group") {
+		got[dj.DeviceID] = true
+	}
+	if !got["a"] || !got["c"] || got["b"] || got["missing"] || len(got) != 2 {
+		t.Errorf("records stored for %v, want a and c", got)
+	}
+	if devs, errs, err := s.UpdateDevices(ctx, nil); err != nil || len(devs) != 0 || len(errs) != 0 {
+		t.Errorf("empty group: %v %v %v", devs, errs, err)
 	}
 }
 
