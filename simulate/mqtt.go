@@ -52,6 +52,11 @@ type Options struct {
 	// own presence stands for their devices'. Devices then use
 	// device-scoped topics, as on an external broker.
 	Connections int
+	// AnnounceRate bounds how many devices a multiplexed simulator
+	// announces online per second (default 10,000): a broker drops
+	// messages for a subscriber that falls behind (Mosquitto, beyond
+	// max_queued_messages), and the hub is one subscriber of them all.
+	AnnounceRate float64
 	// PolicyName and PolicyKey sign a multiplexed connection's SAS token
 	// on the embedded broker (a shared access policy such as iothubowner).
 	PolicyName, PolicyKey string

@@ -149,18 +149,46 @@ func (m *muxConn) announceAll(ctx context.Context, c paho.Client) error {
 			return fmt.Errorf("announce %s: %w", m.name, err)
 		}
 	}
+	// Announced at the connection's share of AnnounceRate, in chunks
+	// whose acknowledgements are awaited.
+	rate := m.s.opts.AnnounceRate
+	if rate <= 0 {
+		rate = 10_000
+	}
+	rate /= float64(len(m.s.muxes))
+	clk := m.s.opts.Clock
+	start := clk.Now()
 	var toks []paho.Token
+	n := 0
+	flush := func() error {
+		for _, t := range toks {
+			if err := wait(ctx, t); err != nil {
+				return fmt.Errorf("announce the devices of %s: %w", m.name, err)
+			}
+		}
+		toks = toks[:0]
+		if ahead := time.Duration(float64(n)/rate*float64(time.Second)) - clk.Since(start); ahead > 0 {
+			t := clk.NewTimer(ahead)
+			defer t.Stop()
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 	for _, d := range m.devices {
 		if w := d.w.(*muxWire); w.wanted() {
 			toks = append(toks, w.announce(c, true))
+			if n++; len(toks) == 100 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	for _, t := range toks {
-		if err := wait(ctx, t); err != nil {
-			return fmt.Errorf("announce the devices of %s: %w", m.name, err)
-		}
-	}
-	return nil
+	return flush()
 }
 
 // reannounce restores the devices after the connection came back.
