@@ -332,9 +332,11 @@ func TestHostileDevices(t *testing.T) {
 	t.Run("subscribe/six filters at once", func(t *testing.T) {
 		// Only four filters are allowed at all, so the five-subscription
 		// limit holds by construction: of six, the allowed are granted
-		// (once each, in either form) and the rest refused.
+		// and the rest refused. (The $iothub ones in their short form:
+		// the form of the last one subscribed is the form deliveries
+		// take, and a map's order is random.)
 		filters := []string{
-			"$iothub/methods/POST/#", "devices/mallory/$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#",
+			"$iothub/methods/POST/#", "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#",
 			"devices/mallory/messages/devicebound/#", "devices/mallory/messages/events/#", "$iothub/#",
 		}
 		codes := m.subscribe(t, 1, filters...)

@@ -25,6 +25,7 @@ func TestPersistentSessionReconnect(t *testing.T) {
 		t.Fatalf("CONNACK %d", first.code)
 	}
 	first.subscribe(t, 0, mqttproto.MethodsSubscription, mqttproto.DesiredSubscription, mqttproto.TwinResSubscription)
+	waitConnection(ctx, t, c, "eve", "Connected")
 	first.c.Disconnect(100)
 	waitConnection(ctx, t, c, "eve", "Disconnected")
 
@@ -32,6 +33,9 @@ func TestPersistentSessionReconnect(t *testing.T) {
 	if again.code != 0 {
 		t.Fatalf("reconnect: CONNACK %d", again.code)
 	}
+	// The registry says Connected once the broker has the session
+	// restored (the CONNACK comes a moment before).
+	waitConnection(ctx, t, c, "eve", "Connected")
 	answered := make(chan error, 1)
 	go func() {
 		r, err := c.InvokeMethod(ctx, "eve", &hub.MethodRequest{MethodName: "ping", ResponseTimeoutInSeconds: 5})
