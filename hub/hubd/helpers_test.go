@@ -154,6 +154,10 @@ func connectFleet(ctx context.Context, t *testing.T, h *hubd.Hub, pool *x509.Cer
 		t.Fatalf("connect fleet: %v", err)
 	}
 	t.Cleanup(sim.Close)
+	// Connection states are recorded a moment after the connects.
+	if err := sim.WaitConnected(ctx, h.Client()); err != nil {
+		t.Fatalf("connect fleet: %v", err)
+	}
 	return sim
 }
 
