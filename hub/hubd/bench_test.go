@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -110,9 +111,17 @@ func benchDevices(b *testing.B) int {
 }
 
 // memStats returns the live heap after a collection, and the resident
-// set size, in bytes.
+// set size once the process has settled, in bytes: a few collections
+// (each halves the stacks of goroutines that use little of theirs, such
+// as a connection's reader after its TLS handshake), and the freed memory
+// given back to the system. A long-running process gets there by itself
+// (the runtime collects at least every two minutes and returns memory in
+// the background).
 func memStats() (heap, rss uint64) {
-	runtime.GC()
+	for range 3 {
+		runtime.GC()
+	}
+	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	heap = m.HeapAlloc
@@ -192,6 +201,17 @@ func BenchmarkMethodJob(b *testing.B) {
 	}
 	_, rss2 := memStats()
 	b.Logf("%d devices connected in %s", n, time.Since(start).Round(time.Millisecond))
+	if f := os.Getenv("IOTJOBS_BENCH_HEAPPROFILE"); f != "" {
+		// The hub's heap with the fleet connected (go tool pprof -sample_index=inuse_space).
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		out.Close()
+	}
 
 	// The raw fan-out's replies come back on the topic the hub's bus
 	// listens on too; the bus ignores $rids it did not send, and so does
