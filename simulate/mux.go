@@ -3,10 +3,8 @@ package simulate
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -101,28 +99,20 @@ func (m *muxConn) connect(ctx context.Context) error {
 		// queue of 100 would stall a connection carrying thousands.
 		SetMessageChannelDepth(4096).
 		SetOnConnectHandler(func(c paho.Client) { go m.reannounce(c) })
+	if err := s.broker(o); err != nil {
+		return err
+	}
 	if s.ext == nil {
-		host, _, err := net.SplitHostPort(s.opts.Addr)
-		if err != nil {
-			return fmt.Errorf("broker address %q: %w", s.opts.Addr, err)
-		}
 		if s.opts.PolicyName == "" || s.opts.PolicyKey == "" {
 			return fmt.Errorf("multiplexed devices on the embedded broker need a shared access policy (its name and key)")
 		}
-		o.AddBroker("tls://" + s.opts.Addr).
-			SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
-			SetCredentialsProvider(func() (string, string) {
-				tok, _ := sas.ServiceToken(s.opts.HostName, s.opts.PolicyName, s.opts.PolicyKey, s.opts.Clock.Now().Add(gatewayTokenValidity))
-				return s.opts.HostName + "/" + m.clientID() + "/?api-version=" + apiVersion, tok
-			})
+		o.SetCredentialsProvider(func() (string, string) {
+			tok, _ := sas.ServiceToken(s.opts.HostName, s.opts.PolicyName, s.opts.PolicyKey, s.opts.Clock.Now().Add(gatewayTokenValidity))
+			return s.opts.HostName + "/" + m.clientID() + "/?api-version=" + apiVersion, tok
+		})
 	} else {
-		o.AddBroker(s.ext.Dial()).
-			SetUsername(s.ext.Username).SetPassword(s.ext.Password).
+		o.SetUsername(s.ext.Username).SetPassword(s.ext.Password).
 			SetBinaryWill(s.ext.Root+mqttproto.GatewayPresenceTopic(m.name), nil, 1, true)
-		if s.ext.TLS {
-			host, _, _ := net.SplitHostPort(s.ext.Host)
-			o.SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
-		}
 	}
 	c := paho.NewClient(o)
 	m.mu.Lock()

@@ -64,31 +64,23 @@ func (w *ownWire) connect(ctx context.Context) error {
 		SetConnectTimeout(30 * time.Second).
 		SetOnConnectHandler(func(c paho.Client) { go w.resubscribe(c) }).
 		SetConnectionLostHandler(func(paho.Client, error) { w.setUp(false) })
+	if err := s.broker(o); err != nil {
+		return err
+	}
 	if s.ext == nil {
-		host, _, err := net.SplitHostPort(s.opts.Addr)
-		if err != nil {
-			return fmt.Errorf("broker address %q: %w", s.opts.Addr, err)
-		}
-		o.AddBroker("tls://" + s.opts.Addr).
-			SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}).
-			SetCredentialsProvider(func() (string, string) {
-				// A fresh token at every (re)connect, as the Azure SDKs do.
-				return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, w.token()
-			})
+		o.SetCredentialsProvider(func() (string, string) {
+			// A fresh token at every (re)connect, as the Azure SDKs do.
+			return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, w.token()
+		})
 	} else {
-		o.AddBroker(s.ext.Dial()).
-			SetCredentialsProvider(func() (string, string) {
-				if s.ext.Username != "" {
-					return s.ext.Username, s.ext.Password
-				}
-				return id, w.token()
-			}).
+		o.SetCredentialsProvider(func() (string, string) {
+			if s.ext.Username != "" {
+				return s.ext.Username, s.ext.Password
+			}
+			return id, w.token()
+		}).
 			// A device that vanishes clears its presence (retained).
 			SetBinaryWill(w.topic(mqttproto.PresenceTopic(id)), nil, 1, true)
-		if s.ext.TLS {
-			host, _, _ := net.SplitHostPort(s.ext.Host)
-			o.SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
-		}
 	}
 	c := paho.NewClient(o)
 	w.mu.Lock()
@@ -232,6 +224,27 @@ func (w *ownWire) close() {
 		c.Disconnect(100)
 		w.setUp(false)
 	}
+}
+
+// broker points o at where devices connect: the embedded broker over TLS
+// (Options.Addr), or the external broker of Options.Broker.
+func (s *Sim) broker(o *paho.ClientOptions) error {
+	addr, scheme := s.opts.Addr, "tls://"
+	if s.ext != nil {
+		addr, scheme = s.ext.Host, ""
+		o.AddBroker(s.ext.Dial())
+		if !s.ext.TLS {
+			return nil
+		}
+	} else {
+		o.AddBroker(scheme + addr)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("broker address %q: %w", addr, err)
+	}
+	o.SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
+	return nil
 }
 
 // brokerName is where devices connect, for messages (no password).

@@ -2,6 +2,7 @@ package broker
 
 import (
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"slices"
 
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
 )
@@ -75,7 +76,7 @@ func (b *Broker) announce(gw *mqtt.Client, id string, payload []byte) {
 		old = nil
 	}
 	for _, s := range subs {
-		if !contains(old, s) {
+		if !slices.Contains(old, s) {
 			b.events.Subscribed(id, s)
 		}
 	}
@@ -112,13 +113,4 @@ func (b *Broker) gatewayGone(gw *mqtt.Client) {
 	b.mu.Lock()
 	delete(b.gateways, gw)
 	b.mu.Unlock()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

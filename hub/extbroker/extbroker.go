@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -268,7 +269,7 @@ func (cl *Client) connected(id string, subs, old []string) {
 		cl.events.Connected(id)
 	}
 	for _, s := range subs {
-		if !contains(old, s) {
+		if !slices.Contains(old, s) {
 			cl.events.Subscribed(id, s)
 		}
 	}
@@ -280,7 +281,7 @@ func (cl *Client) Online(deviceID, deviceFilter string) bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	a, ok := cl.devices[deviceID]
-	return ok && cl.effective(a) && contains(a.subs, deviceFilter)
+	return ok && cl.effective(a) && slices.Contains(a.subs, deviceFilter)
 }
 
 // Kick cannot close a connection on an external broker; it forgets the
@@ -299,15 +300,6 @@ func (cl *Client) Kick(deviceID string) {
 		}
 	}
 	cl.log.Info("external broker: the device's connection stays open; revoke its broker credentials to cut it off", "device", deviceID)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func wait(ctx context.Context, t paho.Token) error {
