@@ -18,4 +18,11 @@
 // reaction to a method call is computed by [Device.Answer]; it is pure and
 // takes its randomness from the caller, so the MQTT simulator and the
 // in-process bus share it and drive time with their own clocks.
+//
+// [Connect] puts a fleet on MQTT: each device on a connection of its own
+// (own.go: as the Azure device SDK connects, token renewal included), or
+// the whole fleet over a few shared connections (mux.go, the multiplexed
+// mode of [Options.Connections]: gateways on the embedded broker, clients
+// with presence on an external one). Both speak to the broker through a
+// device's wire; the behaviour above them (mqtt.go) is the same.
 package simulate

@@ -90,6 +90,12 @@ func runSimulator(specFile string) int {
 		return 1
 	}
 	_, rss1 := memStats()
+	if f := os.Getenv("IOTJOBS_BENCH_SIM_HEAPPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.WriteHeapProfile(out)
+			out.Close()
+		}
+	}
 	// What the simulator's side of a connected device costs: its RSS
 	// growth while connecting, per device (the fleet's own structures,
 	// made before, not counted).
