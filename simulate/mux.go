@@ -86,15 +86,9 @@ func (m *muxConn) topic(id, deviceTopic string) string { return m.s.topicFor(id,
 
 func (m *muxConn) connect(ctx context.Context) error {
 	s := m.s
-	o := paho.NewClientOptions().
-		SetClientID(m.clientID()).
+	o := clientOptions(m.clientID()).
 		SetCleanSession(true).
-		SetProtocolVersion(4).
 		SetKeepAlive(60 * time.Second).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(2 * time.Second).
-		SetConnectTimeout(30 * time.Second).
 		// Deliveries go straight to the devices' handlers; paho's default
 		// queue of 100 would stall a connection carrying thousands.
 		SetMessageChannelDepth(4096).

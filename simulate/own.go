@@ -50,18 +50,9 @@ func (w *ownWire) token() string {
 
 func (w *ownWire) connect(ctx context.Context) error {
 	s, id := w.sim(), w.d.spec.ID
-	o := paho.NewClientOptions().
-		SetClientID(id).
+	o := clientOptions(id).
 		SetCleanSession(false).
-		SetProtocolVersion(4).
 		SetKeepAlive(180 * time.Second).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		// Back on line within seconds of a hub restart, as a fleet would
-		// be, not after paho's ten-minute backoff ceiling.
-		SetMaxReconnectInterval(2 * time.Second).
-		SetConnectRetry(false).
-		SetConnectTimeout(30 * time.Second).
 		SetOnConnectHandler(func(c paho.Client) { go w.resubscribe(c) }).
 		SetConnectionLostHandler(func(paho.Client, error) { w.setUp(false) })
 	if err := s.broker(o); err != nil {
@@ -224,6 +215,21 @@ func (w *ownWire) close() {
 		c.Disconnect(100)
 		w.setUp(false)
 	}
+}
+
+// clientOptions are what every simulator connection shares: MQTT 3.1.1,
+// handlers run concurrently, and back on line within seconds of a hub
+// restart, as a fleet would be, not after paho's ten-minute backoff
+// ceiling.
+func clientOptions(clientID string) *paho.ClientOptions {
+	return paho.NewClientOptions().
+		SetClientID(clientID).
+		SetProtocolVersion(4).
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(2 * time.Second).
+		SetConnectRetry(false).
+		SetConnectTimeout(30 * time.Second)
 }
 
 // broker points o at where devices connect: the embedded broker over TLS

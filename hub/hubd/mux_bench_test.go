@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/extbroker/extbrokertest"
 	"github.com/iotjobs/iotjobs/hub/mqttbus"
-	"github.com/iotjobs/iotjobs/hub/mqttproto"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/simulate"
 )
@@ -105,39 +102,12 @@ func benchMultiplexed(b *testing.B, where string, n, conns int) {
 	}
 	b.Logf("%s: %d devices on %d connections in %s", where, n, conns, time.Since(t0).Round(time.Millisecond))
 
-	var replies atomic.Int64
-	window := make(chan struct{}, mqttbus.DefaultWindow)
-	done := make(chan struct{}, 1)
-	if err := tr.Subscribe("devices/+/$iothub/methods/res/#", func(topic string, _ []byte) {
-		if !strings.Contains(topic, "rid=raw-") {
-			return
-		}
-		<-window
-		if replies.Add(1) == int64(n) {
-			done <- struct{}{}
-		}
-	}); err != nil {
-		b.Fatal(err)
-	}
+	fanout := newRawFanout(b, tr, ids)
 	var rawTotal, methodTotal, twinTotal time.Duration
 	iter := 0
 	for b.Loop() {
 		iter++
-		replies.Store(0)
-		runtime.GC()
-		t0 := time.Now()
-		for i, id := range ids {
-			window <- struct{}{}
-			if err := tr.Publish(mqttproto.Scoped(id, mqttproto.MethodRequestTopic("bench", fmt.Sprintf("raw-%d-%d", iter, i))), []byte("null")); err != nil {
-				b.Fatal(err)
-			}
-		}
-		select {
-		case <-done:
-		case <-time.After(5 * time.Minute):
-			b.Fatalf("raw fan-out: %d of %d replies after 5 minutes", replies.Load(), n)
-		}
-		raw := time.Since(t0)
+		raw := fanout.run(b, iter)
 		rawTotal += raw
 
 		timeJob := func(j *hub.Job) time.Duration {
