@@ -134,6 +134,23 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.store = st
 	h.closers = append(h.closers, st.Close)
 
+	// The HTTPS port is bound before devices can connect: it is part of
+	// the host name in their tokens (localhost:8443), so a device that
+	// reconnected before it was known would be refused.
+	var httpLn net.Listener
+	if cfg.HTTPAddr != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("listen HTTPS on %s: %w", cfg.HTTPAddr, err)
+		}
+		h.httpAddr = httpLn.Addr().String()
+		h.closers = append(h.closers, func() error {
+			if h.http == nil {
+				return httpLn.Close() // not served yet
+			}
+			return nil
+		})
+	}
+
 	ev := &events{}
 	var transport mqttbus.Transport
 	if cfg.Broker == "" {
@@ -172,14 +189,16 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 		close(ev.ready)
 	}
 
+	// The bus listens before devices can connect, so that no early twin
+	// request or method answer goes unheard.
+	if err := h.bus.Open(); err != nil {
+		return nil, fmt.Errorf("subscribe device topics: %w", err)
+	}
 	if h.broker != nil {
 		if err := h.broker.Open(ctx); err != nil {
 			return nil, fmt.Errorf("start MQTT broker on %s: %w", cfg.MQTTAddr, err)
 		}
 		h.closers = append(h.closers, h.broker.Close)
-	}
-	if err := h.bus.Open(); err != nil {
-		return nil, fmt.Errorf("subscribe device topics: %w", err)
 	}
 	if err := h.engine.Open(ctx); err != nil {
 		return nil, fmt.Errorf("start jobs engine: %w", err)
@@ -187,7 +206,7 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.closers = append(h.closers, h.engine.Close)
 
 	if cfg.HTTPAddr != "" {
-		if err := h.serveHTTP(tlsCfg); err != nil {
+		if err := h.serveHTTP(tlsCfg, httpLn); err != nil {
 			return nil, err
 		}
 	}
@@ -197,12 +216,7 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	return h, nil
 }
 
-func (h *Hub) serveHTTP(tlsCfg *tls.Config) error {
-	ln, err := net.Listen("tcp", h.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen HTTPS on %s: %w", h.cfg.HTTPAddr, err)
-	}
-	h.httpAddr = ln.Addr().String()
+func (h *Hub) serveHTTP(tlsCfg *tls.Config, ln net.Listener) error {
 	h.registerMetrics(h.metrics.Registerer())
 	srv := &rest.Server{
 		Hub:       h.engine,
