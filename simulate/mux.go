@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -32,8 +33,9 @@ type muxConn struct {
 	name    string
 	devices map[string]*simDevice // read-only once connected
 
-	mu     sync.Mutex
-	client paho.Client
+	mu       sync.Mutex
+	client   paho.Client
+	connects atomic.Int64 // OnConnect calls
 }
 
 // connectMux spreads the devices over Options.Connections connections,
@@ -92,7 +94,13 @@ func (m *muxConn) connect(ctx context.Context) error {
 		// Deliveries go straight to the devices' handlers; paho's default
 		// queue of 100 would stall a connection carrying thousands.
 		SetMessageChannelDepth(4096).
-		SetOnConnectHandler(func(c paho.Client) { go m.reannounce(c) })
+		SetOnConnectHandler(func(c paho.Client) {
+			// The first connect announces in connect itself; later ones
+			// (after the broker or hub went away) announce again here.
+			if m.connects.Add(1) > 1 {
+				go m.reannounce(c)
+			}
+		})
 	if err := s.broker(o); err != nil {
 		return err
 	}

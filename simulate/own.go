@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -31,9 +32,10 @@ type ownWire struct {
 	d   *simDevice
 	key string
 
-	mu     sync.Mutex
-	client paho.Client
-	isUp   bool // counted in Sim.online
+	mu       sync.Mutex
+	client   paho.Client
+	isUp     bool         // counted in Sim.online
+	connects atomic.Int64 // OnConnect calls
 }
 
 func (w *ownWire) sim() *Sim { return w.d.sim }
@@ -53,7 +55,13 @@ func (w *ownWire) connect(ctx context.Context) error {
 	o := clientOptions(id).
 		SetCleanSession(false).
 		SetKeepAlive(180 * time.Second).
-		SetOnConnectHandler(func(c paho.Client) { go w.resubscribe(c) }).
+		SetOnConnectHandler(func(c paho.Client) {
+			// The first connect subscribes in connect itself; later ones
+			// (a hub restart loses the session) subscribe again here.
+			if w.connects.Add(1) > 1 {
+				go w.resubscribe(c)
+			}
+		}).
 		SetConnectionLostHandler(func(paho.Client, error) { w.setUp(false) })
 	if err := s.broker(o); err != nil {
 		return err
