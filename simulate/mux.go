@@ -91,9 +91,6 @@ func (m *muxConn) connect(ctx context.Context) error {
 	o := clientOptions(m.clientID()).
 		SetCleanSession(true).
 		SetKeepAlive(60 * time.Second).
-		// Deliveries go straight to the devices' handlers; paho's default
-		// queue of 100 would stall a connection carrying thousands.
-		SetMessageChannelDepth(4096).
 		SetOnConnectHandler(func(c paho.Client) {
 			// The first connect announces in connect itself; later ones
 			// (after the broker or hub went away) announce again here.
