@@ -243,6 +243,32 @@ func (s *Sim) topicFor(id, deviceTopic string, scoped bool) string {
 	return root + mqttproto.Scoped(id, deviceTopic)
 }
 
+// upFlag is whether one device counts as online, kept in step with
+// Sim.online.
+type upFlag struct {
+	mu sync.Mutex
+	up bool
+}
+
+func (f *upFlag) get() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.up
+}
+
+func (f *upFlag) set(s *Sim, up bool) {
+	f.mu.Lock()
+	changed := f.up != up
+	f.up = up
+	f.mu.Unlock()
+	switch {
+	case changed && up:
+		s.online.Add(1)
+	case changed:
+		s.online.Add(-1)
+	}
+}
+
 // subscriptions are the device-side filters every simulated device uses.
 var subscriptions = []string{mqttproto.MethodsSubscription, mqttproto.DesiredSubscription, mqttproto.TwinResSubscription}
 

@@ -236,17 +236,12 @@ type muxWire struct {
 	m *muxConn
 	d *simDevice
 
-	mu   sync.Mutex
-	isUp bool // announced (counted in Sim.online)
-	off  bool // taken off line (down or close): not announced again
+	online upFlag      // announced
+	off    atomic.Bool // taken off line (down or close): not announced again
 }
 
 // wanted reports whether the device should be announced.
-func (w *muxWire) wanted() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.isUp || !w.off
-}
+func (w *muxWire) wanted() bool { return !w.off.Load() }
 
 // announce publishes the device's presence (or its withdrawal).
 func (w *muxWire) announce(c paho.Client, up bool) paho.Token {
@@ -259,17 +254,7 @@ func (w *muxWire) announce(c paho.Client, up bool) paho.Token {
 	// it; the embedded broker takes it as the gateway's word and keeps
 	// nothing.
 	t := c.Publish(w.m.topic(id, mqttproto.PresenceTopic(id)), 1, w.m.s.ext != nil, payload)
-	w.mu.Lock()
-	changed := w.isUp != up
-	w.isUp = up
-	w.mu.Unlock()
-	if changed {
-		if up {
-			w.m.s.online.Add(1)
-		} else {
-			w.m.s.online.Add(-1)
-		}
-	}
+	w.online.set(w.m.s, up)
 	return t
 }
 
@@ -278,27 +263,18 @@ func (w *muxWire) publish(deviceTopic string, payload []byte) paho.Token {
 }
 
 func (w *muxWire) down() {
-	w.mu.Lock()
-	w.off = true // not re-announced if the connection comes back meanwhile
-	w.mu.Unlock()
+	w.off.Store(true) // not re-announced if the connection comes back meanwhile
 	w.announce(w.m.conn(), false).WaitTimeout(5 * time.Second)
 }
 
 func (w *muxWire) up(ctx context.Context) error {
-	w.mu.Lock()
-	w.off = false
-	w.mu.Unlock()
+	w.off.Store(false)
 	return wait(ctx, w.announce(w.m.conn(), true))
 }
 
 // close is the connection's business (muxConn.close); the device only
 // stops counting.
 func (w *muxWire) close() {
-	w.mu.Lock()
-	up := w.isUp
-	w.isUp, w.off = false, true
-	w.mu.Unlock()
-	if up {
-		w.m.s.online.Add(-1)
-	}
+	w.off.Store(true)
+	w.online.set(w.m.s, false)
 }

@@ -34,7 +34,7 @@ type ownWire struct {
 
 	mu       sync.Mutex
 	client   paho.Client
-	isUp     bool         // counted in Sim.online
+	online   upFlag
 	connects atomic.Int64 // OnConnect calls
 }
 
@@ -109,9 +109,9 @@ func (w *ownWire) connect(ctx context.Context) error {
 func (w *ownWire) scheduleRenewal() {
 	w.d.after(tokenValidity-renewBefore, func() {
 		w.mu.Lock()
-		c, up := w.client, w.isUp
+		c := w.client
 		w.mu.Unlock()
-		if up {
+		if w.online.get() {
 			c.Disconnect(0)
 			ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 60*time.Second)
 			if err := wait(ctx, c.Connect()); err != nil {
@@ -165,19 +165,7 @@ func (w *ownWire) subscribe(ctx context.Context, c paho.Client) error {
 	return nil
 }
 
-func (w *ownWire) setUp(up bool) {
-	w.mu.Lock()
-	changed := w.isUp != up
-	w.isUp = up
-	w.mu.Unlock()
-	if changed {
-		if up {
-			w.sim().online.Add(1)
-		} else {
-			w.sim().online.Add(-1)
-		}
-	}
-}
+func (w *ownWire) setUp(up bool) { w.online.set(w.sim(), up) }
 
 func (w *ownWire) publish(deviceTopic string, payload []byte) paho.Token {
 	w.mu.Lock()

@@ -52,6 +52,20 @@ func device(t *testing.T, broker string) (paho.Client, string) {
 	return c, u.Root
 }
 
+// dialHub joins the broker as the hub does, recording presence events.
+func dialHub(t *testing.T, broker string) (*extbroker.Client, *recorder) {
+	t.Helper()
+	ev := &recorder{ch: make(chan string, 64)}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cl, err := extbroker.Dial(ctx, extbroker.Config{URL: broker, Events: ev, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl, ev
+}
+
 func publish(t *testing.T, c paho.Client, topic string, retained bool, payload []byte) {
 	t.Helper()
 	if tok := c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(wait) || tok.Error() != nil {
@@ -70,14 +84,7 @@ func TestPresence(t *testing.T) {
 	// Another hub's device under another root is not ours.
 	publish(t, dev, "elsewhere-"+root+mqttproto.PresenceTopic("d9"), false, mqttproto.PresencePayload([]string{mqttproto.MethodsSubscription}, ""))
 
-	ev := &recorder{ch: make(chan string, 64)}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	cl, err := extbroker.Dial(ctx, extbroker.Config{URL: broker, Events: ev, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl, ev := dialHub(t, broker)
 	ev.expect(t, "connected d1", "subscribed d1 "+mqttproto.MethodsSubscription)
 	if !cl.Online("d1", mqttproto.MethodsSubscription) || cl.Online("d1", mqttproto.DesiredSubscription) {
 		t.Error("Online does not follow the announced subscriptions")
@@ -139,14 +146,7 @@ func TestGatewayPresence(t *testing.T) {
 	publish(t, dev, root+mqttproto.PresenceTopic("m1"), true, ann)
 	t.Cleanup(func() { publish(t, dev, root+mqttproto.PresenceTopic("m1"), true, nil) })
 
-	ev := &recorder{ch: make(chan string, 64)}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	cl, err := extbroker.Dial(ctx, extbroker.Config{URL: broker, Events: ev, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl, ev := dialHub(t, broker)
 	if cl.Online("m1", mqttproto.MethodsSubscription) {
 		t.Error("online before its gateway is")
 	}
