@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 //	go test -run '^$' -bench BenchmarkMultiplexed -benchtime 1x -timeout 60m ./hub/hubd
 //
 // IOTJOBS_BENCH_DEVICES sets another fleet size (default 100,000 here),
-// IOTJOBS_BENCH_CONNECTIONS the number of shared connections (8).
+// IOTJOBS_BENCH_CONNECTIONS the number of shared connections (8), and
+// IOTJOBS_BENCH_CPUPROFILE a file prefix for CPU profiles of each job.
 func BenchmarkMultiplexed(b *testing.B) {
 	n := 100_000
 	if os.Getenv("IOTJOBS_BENCH_DEVICES") != "" {
@@ -41,6 +43,26 @@ func BenchmarkMultiplexed(b *testing.B) {
 	}
 	for _, where := range []string{"embedded", "mosquitto"} {
 		b.Run(where, func(b *testing.B) { benchMultiplexed(b, where, n, conns) })
+	}
+}
+
+// cpuProfile starts a CPU profile into $IOTJOBS_BENCH_CPUPROFILE-name.prof
+// when that variable is set, and returns what stops it.
+func cpuProfile(b *testing.B, name string) func() {
+	prefix := os.Getenv("IOTJOBS_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + name + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
@@ -112,6 +134,8 @@ func benchMultiplexed(b *testing.B, where string, n, conns int) {
 
 		timeJob := func(j *hub.Job) time.Duration {
 			runtime.GC()
+			stop := cpuProfile(b, where+"-"+string(j.Type))
+			defer stop()
 			t0 := time.Now()
 			if _, err := c.CreateJob(ctx, j); err != nil {
 				b.Fatal(err)

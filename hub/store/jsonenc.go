@@ -12,7 +12,11 @@ import (
 // part of one (maps with string keys, slices, strings, float64, bool,
 // nil, as encoding/json decodes them), without reflection: encoding rows
 // was a fifth of a dry-run. Anything else goes to json.Marshal.
-// FuzzAppendJSON holds the two to the same bytes.
+// FuzzAppendJSON holds the two to the same bytes. A string that is not
+// valid UTF-8 (which a decoded value never holds) is written as the JSON
+// round trip of Doc would give it: each invalid byte a U+FFFD character,
+// where json.Marshal writes the escape \ufffd; so a document built
+// directly (TwinDoc) encodes exactly as its round trip does.
 func AppendJSON(b []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
@@ -92,7 +96,8 @@ const hexDigits = "0123456789abcdef"
 
 // appendString is encoding/json's string encoding with HTML escaping, as
 // json.Marshal does it: <, > and & as \u escapes, U+2028 and U+2029
-// escaped, invalid UTF-8 replaced by U+FFFD.
+// escaped; but invalid UTF-8 becomes U+FFFD itself, as a second
+// json.Marshal after a round trip writes it (see AppendJSON).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
@@ -126,7 +131,7 @@ func appendString(b []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, "\uFFFD"...)
 			i += size
 			start = i
 			continue

@@ -9,7 +9,7 @@ import (
 func TestAppendJSON(t *testing.T) {
 	for _, v := range []any{
 		nil, true, false, "", "plain", "<a&b>", "quote\" back\\ tab\t nl\n cr\r bs\b ff\f \x01\x1f",
-		"\u2028\u2029", "bad \xff utf8 \xc3", "héllo ☃ 𝄞",
+		"\u2028\u2029", "héllo ☃ 𝄞",
 		0.0, math.Copysign(0, -1), 1.0, -1.5, 64, 1e-6, 9.99e-7, 1e20, 1e21, 123456789012345678901234.0, 5e-324, math.MaxFloat64,
 		map[string]any{}, map[string]any(nil), []any{}, []any(nil),
 		map[string]any{"b": 1.0, "a": []any{"x", nil, map[string]any{"z": false, "<": "&"}}, "é": "ü"},
@@ -22,6 +22,18 @@ func TestAppendJSON(t *testing.T) {
 		got, err := AppendJSON(nil, v)
 		if err != nil || string(got) != string(want) {
 			t.Errorf("AppendJSON(%#v) = %s, %v; json.Marshal gives %s", v, got, err, want)
+		}
+	}
+	// Invalid UTF-8, which no decoded value holds, is written as the
+	// round trip gives it (U+FFFD itself, not its escape).
+	for _, v := range []any{"bad \xff utf8 \xc3", map[string]any{"k\xff": []any{"\xfe<"}}} {
+		doc, err := Doc(map[string]any{"v": v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(doc["v"])
+		if got, err := AppendJSON(nil, v); err != nil || string(got) != string(want) {
+			t.Errorf("AppendJSON(%q) = %s, %v; the round trip gives %s", v, got, err, want)
 		}
 	}
 	for _, v := range []any{math.NaN(), math.Inf(1), map[string]any{"x": math.Inf(-1)}} {

@@ -17,7 +17,8 @@ import (
 //   - devices kept tags, desired and reported in columns of their own;
 //     they now live in the query document (devices.twin) only, so the
 //     document is filled in from them and the columns are dropped;
-//   - device_jobs.qdoc is added if missing and filled in where it lacks.
+//   - device_jobs.qdoc is added if missing and filled in where it lacks;
+//   - jobs.started is added if missing (NULL: no method device started).
 func (s *Store) migrate(ctx context.Context) error {
 	oldDevices, err := s.hasColumn(ctx, "devices", "tags")
 	if err != nil {
@@ -38,6 +39,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	if err := s.addColumn(ctx, "device_jobs", "qdoc"); err != nil {
+		return err
+	}
+	if err := s.addColumn(ctx, "jobs", "started"); err != nil {
 		return err
 	}
 	if err := s.backfillDeviceJobs(ctx); err != nil {

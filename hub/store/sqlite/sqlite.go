@@ -20,18 +20,19 @@ CREATE TABLE IF NOT EXISTS devices (
 	id       TEXT PRIMARY KEY,
 	identity TEXT NOT NULL,
 	version  INTEGER NOT NULL,
-	twin     BLOB NOT NULL -- JSONB of the query document, see queryDoc
+	twin     BLOB NOT NULL -- JSONB of the query document, see twinDoc
 );
 CREATE TABLE IF NOT EXISTS jobs (
 	id      TEXT PRIMARY KEY,
 	created TEXT NOT NULL,
-	doc     TEXT NOT NULL
+	doc     TEXT NOT NULL,
+	started TEXT -- hub.Job.StartedThrough, which doc (the wire form) leaves out
 );
 CREATE TABLE IF NOT EXISTS device_jobs (
 	job_id    TEXT NOT NULL,
 	device_id TEXT NOT NULL,
 	doc       TEXT NOT NULL,
-	qdoc      BLOB, -- JSONB of the query document, see queryDoc
+	qdoc      BLOB, -- JSONB of the query document, store.DeviceJobDoc
 	PRIMARY KEY (job_id, device_id)
 );
 `
@@ -39,7 +40,19 @@ CREATE TABLE IF NOT EXISTS device_jobs (
 // Store is a store.Store on one SQLite file.
 type Store struct {
 	db *sql.DB
+	// The statements a job runs per device, prepared once: modernc's
+	// sqlite prepares a statement given as text at every call, which cost
+	// a twin job as much as its own reads and writes.
+	getDev, updDev, putDJ, putJob *sql.Stmt
 }
+
+const (
+	getDeviceSQL    = `SELECT identity, version, json(twin) FROM devices WHERE id = ?`
+	updateDeviceSQL = `UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`
+	putDeviceJobSQL = `INSERT INTO device_jobs (job_id, device_id, doc, qdoc) VALUES (?, ?, ?, jsonb(?))
+		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`
+	putJobSQL = `UPDATE jobs SET created = ?, doc = ?, started = ? WHERE id = ?`
+)
 
 // Open opens (creating if needed) the SQLite database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -62,11 +75,29 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
 	}
+	for _, st := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&s.getDev, getDeviceSQL}, {&s.updDev, updateDeviceSQL}, {&s.putDJ, putDeviceJobSQL}, {&s.putJob, putJobSQL}} {
+		if *st.stmt, err = db.PrepareContext(ctx, st.sql); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open sqlite %q: prepare %q: %w", path, st.sql, err)
+		}
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// txStmts are the store's prepared statements bound to a transaction.
+type txStmts struct {
+	getDev, updDev, putDJ, putJob *sql.Stmt
+}
+
+func (s *Store) bind(ctx context.Context, tx *sql.Tx) txStmts {
+	return txStmts{tx.StmtContext(ctx, s.getDev), tx.StmtContext(ctx, s.updDev), tx.StmtContext(ctx, s.putDJ), tx.StmtContext(ctx, s.putJob)}
+}
 
 // deviceRow is a device as stored: its identity, its twin version and the
 // query document, which also holds the twin's sections (tags, desired and
@@ -74,7 +105,7 @@ func (s *Store) Close() error { return s.db.Close() }
 type deviceRow struct {
 	identity string
 	version  int64
-	twin     string // the query document as JSON text, see queryDoc
+	twin     string // the query document as JSON text, see twinDoc
 }
 
 func encodeDevice(d *store.Device) (deviceRow, error) {
@@ -93,29 +124,23 @@ func encodeDevice(d *store.Device) (deviceRow, error) {
 	if err != nil {
 		return r, err
 	}
-	t := d.Twin()
-	t.Tags = orEmpty(t.Tags)
-	t.Properties.Desired = orEmpty(t.Properties.Desired)
-	t.Properties.Reported = orEmpty(t.Properties.Reported)
-	r.twin, err = queryDoc(t)
+	r.twin, err = twinDoc(d)
 	return r, err
 }
 
-// queryDoc is the JSON of the document queries evaluate for v: what
-// store.Doc gives (numbers float64, as encoding/json decodes them),
-// encoded again. Its numbers are Go's shortest float64 forms, which
-// SQLite reads back exactly; and its encoding is the byte-for-byte row of
-// SELECT * that store.EvalDevices and EvalDeviceJobs give. The store keeps
-// it as JSONB, SQLite's parsed binary form, so that the many json_extract
-// and json_type calls of a compiled query do not parse text per call; the
-// JSONB keeps number and string texts as they were, so json() gives the
-// same text back.
-func queryDoc(v any) (string, error) {
-	doc, err := store.Doc(v)
-	if err != nil {
-		return "", fmt.Errorf("encode query document: %w", err)
-	}
-	b, err := json.Marshal(doc)
+// twinDoc is the JSON of the document queries evaluate for a device:
+// what store.Doc gives for its twin (numbers float64, as encoding/json
+// decodes them), encoded again, but built without that JSON round trip
+// (store.TwinDoc, store.AppendJSON): a twin job encodes one per device in
+// the store's single writer. Its numbers are Go's shortest float64 forms,
+// which SQLite reads back exactly; and its encoding is the byte-for-byte
+// row of SELECT * that store.EvalDevices gives (TestTwinDocRow holds it to
+// the round trip's bytes). The store keeps it as JSONB, SQLite's parsed
+// binary form, so that the many json_extract and json_type calls of a
+// compiled query do not parse text per call; the JSONB keeps number and
+// string texts as they were, so json() gives the same text back.
+func twinDoc(d *store.Device) (string, error) {
+	b, err := store.AppendJSON(make([]byte, 0, 1024), store.TwinDoc(d))
 	if err != nil {
 		return "", fmt.Errorf("encode query document: %w", err)
 	}
@@ -198,15 +223,9 @@ func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getDevice(ctx context.Context, q queryer, id string) (*store.Device, error) {
+func getDevice(ctx context.Context, get *sql.Stmt, id string) (*store.Device, error) {
 	var r deviceRow
-	err := q.QueryRowContext(ctx,
-		`SELECT identity, version, json(twin) FROM devices WHERE id = ?`, id).
-		Scan(&r.identity, &r.version, &r.twin)
+	err := get.QueryRowContext(ctx, id).Scan(&r.identity, &r.version, &r.twin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -218,7 +237,7 @@ func getDevice(ctx context.Context, q queryer, id string) (*store.Device, error)
 
 // GetDevice implements store.Store.
 func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error) {
-	return getDevice(ctx, s.db, id)
+	return getDevice(ctx, s.getDev, id)
 }
 
 // UpdateDevice implements store.Store.
@@ -228,7 +247,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	defer tx.Rollback()
-	d, err := getDevice(ctx, tx, id)
+	st := s.bind(ctx, tx)
+	d, err := getDevice(ctx, st.getDev, id)
 	if err != nil {
 		return nil, err
 	}
@@ -239,12 +259,10 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx,
-		`UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
-		r.identity, r.version, r.twin, id); err != nil {
+	if _, err := st.updDev.ExecContext(ctx, r.identity, r.version, r.twin, id); err != nil {
 		return nil, err
 	}
-	if err := putDeviceJobs(ctx, tx, recs); err != nil {
+	if err := putDeviceJobs(ctx, st.putDJ, recs); err != nil {
 		return nil, err
 	}
 	return d, tx.Commit()
@@ -258,8 +276,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		return nil, nil, err
 	}
 	defer tx.Rollback()
+	st := s.bind(ctx, tx)
 	for i, u := range ups {
-		d, err := getDevice(ctx, tx, u.ID)
+		d, err := getDevice(ctx, st.getDev, u.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			errs[i] = err
 			continue
@@ -276,12 +295,10 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 			errs[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx,
-			`UPDATE devices SET identity = ?, version = ?, twin = jsonb(?) WHERE id = ?`,
-			r.identity, r.version, r.twin, u.ID); err != nil {
+		if _, err := st.updDev.ExecContext(ctx, r.identity, r.version, r.twin, u.ID); err != nil {
 			return nil, nil, err
 		}
-		if err := putDeviceJobs(ctx, tx, u.Recs); err != nil {
+		if err := putDeviceJobs(ctx, st.putDJ, u.Recs); err != nil {
 			return nil, nil, err
 		}
 		devs[i] = d
@@ -334,7 +351,8 @@ func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc) VALUES (?, ?, ?)`, j.JobID, createdKey(j), string(doc))
+	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc, started) VALUES (?, ?, ?, ?)`,
+		j.JobID, createdKey(j), string(doc), j.StartedThrough)
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -353,32 +371,37 @@ func createdKey(j *hub.Job) string {
 // GetJob implements store.Store.
 func (s *Store) GetJob(ctx context.Context, id string) (*hub.Job, error) {
 	var doc string
-	err := s.db.QueryRowContext(ctx, `SELECT doc FROM jobs WHERE id = ?`, id).Scan(&doc)
+	var started sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT doc, started FROM jobs WHERE id = ?`, id).Scan(&doc, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
+	return decodeJob(doc, started)
+}
+
+func decodeJob(doc string, started sql.NullString) (*hub.Job, error) {
 	j := new(hub.Job)
-	return j, json.Unmarshal([]byte(doc), j)
+	if err := json.Unmarshal([]byte(doc), j); err != nil {
+		return nil, fmt.Errorf("decode stored job: %w", err)
+	}
+	j.StartedThrough = started.String
+	return j, nil
 }
 
 // PutJob implements store.Store.
 func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
-	return putJob(ctx, s.db, j)
+	return putJob(ctx, s.putJob, j)
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func putJob(ctx context.Context, x execer, j *hub.Job) error {
+func putJob(ctx context.Context, put *sql.Stmt, j *hub.Job) error {
 	doc, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	res, err := x.ExecContext(ctx, `UPDATE jobs SET created = ?, doc = ? WHERE id = ?`, createdKey(j), string(doc), j.JobID)
+	res, err := put.ExecContext(ctx, createdKey(j), string(doc), j.StartedThrough, j.JobID)
 	if err != nil {
 		return err
 	}
@@ -390,7 +413,7 @@ func putJob(ctx context.Context, x execer, j *hub.Job) error {
 
 // ListJobs implements store.Store.
 func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM jobs ORDER BY created DESC, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT doc, started FROM jobs ORDER BY created DESC, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -398,11 +421,12 @@ func (s *Store) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 	var out []*hub.Job
 	for rows.Next() {
 		var doc string
-		if err := rows.Scan(&doc); err != nil {
+		var started sql.NullString
+		if err := rows.Scan(&doc, &started); err != nil {
 			return nil, err
 		}
-		j := new(hub.Job)
-		if err := json.Unmarshal([]byte(doc), j); err != nil {
+		j, err := decodeJob(doc, started)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, j)
@@ -417,28 +441,19 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 		return err
 	}
 	defer tx.Rollback()
-	if err := putDeviceJobs(ctx, tx, djs); err != nil {
+	st := s.bind(ctx, tx)
+	if err := putDeviceJobs(ctx, st.putDJ, djs); err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		if err := putJob(ctx, tx, j); err != nil {
+		if err := putJob(ctx, st.putJob, j); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
-func putDeviceJobs(ctx context.Context, tx *sql.Tx, djs []*hub.DeviceJob) error {
-	if len(djs) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO device_jobs (job_id, device_id, doc, qdoc) VALUES (?, ?, ?, jsonb(?))
-		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+func putDeviceJobs(ctx context.Context, stmt *sql.Stmt, djs []*hub.DeviceJob) error {
 	for _, dj := range djs {
 		doc, err := json.Marshal(dj)
 		if err != nil {

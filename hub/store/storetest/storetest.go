@@ -613,6 +613,7 @@ func testJobRoundTrip(t *testing.T, s store.Store) {
 		{"minimal", &hub.Job{JobID: "job-min", CreatedTime: atp(12), Type: hub.JobDeviceMethod, Status: hub.JobQueued}},
 		{"scheduled", &hub.Job{JobID: "job-sched", CreatedTime: atp(13), StartTime: atp(86400), Type: hub.JobUpdateTwin, Status: hub.JobScheduled}},
 		{"unicode id", &hub.Job{JobID: "arbeit-ü-日本-'\"", CreatedTime: atp(14), Type: hub.JobDeviceMethod}},
+		{"started", &hub.Job{JobID: "job-started", CreatedTime: atp(15), Type: hub.JobDeviceMethod, Status: hub.JobRunning, StartedThrough: "dev-ü-3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -658,6 +659,7 @@ func testJobConflictAndPut(t *testing.T, s store.Store) {
 	next.EndTime = nil
 	next.DeviceJobStatistics = &hub.DeviceJobStatistics{DeviceCount: 10, SucceededCount: 10}
 	next.CloudToDeviceMethod = nil
+	next.StartedThrough = "dev-07" // kept, though not part of the wire form
 	if err := s.PutJob(ctx, next); err != nil {
 		t.Fatalf("PutJob: %v", err)
 	}
