@@ -47,6 +47,11 @@ type Job struct {
 	FailureReason             string               `json:"failureReason,omitempty"`
 	StatusMessage             string               `json:"statusMessage,omitempty"`
 	DeviceJobStatistics       *DeviceJobStatistics `json:"deviceJobStatistics,omitempty"`
+	// StartedThrough is the hub's durable progress through a method
+	// job's devices, which start in device id order: a device with an id
+	// up to it may have been sent the method. Stores keep it; it is never
+	// sent over the wire.
+	StartedThrough string `json:"-"`
 }
 
 // DeviceJobStatistics counts a job's devices by state.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,18 +19,20 @@ import (
 //
 //   - the device set and the job's "running" status: one write, before any
 //     device is touched;
-//   - each device's "running" record: just before the device is touched
-//     (a method request sent once the device is online, a twin written);
-//     the marks of concurrent devices share a write;
+//   - before a method request is sent: the job's StartedThrough, the
+//     greatest device id that may have started (devices start in id
+//     order; one write covers every device handed out by then, see
+//     startMarks);
 //   - a twin update and its device's "completed" record: one write;
 //   - a method's result: after the device answered.
 //
 // A hub killed at any moment resumes each unfinished job from its device
 // records (resume): devices still "pending" run; a twin device still
-// "running" was not patched (the patch and its record are one write) and
-// runs again, so no patch is applied twice; a method device still
-// "running" may or may not have been called. Methods run at most once: the
-// hub does not call it again and records it failed with
+// pending was not patched (the patch and its record are one write) and
+// runs again, so no patch is applied twice; a method device up to
+// StartedThrough without a result (or still "running", as older hubs
+// stored it) may or may not have been called. Methods run at most once:
+// the hub does not call it again and records it failed with
 // CodeMethodOutcomeUnknown, which says exactly that.
 
 // CodeMethodOutcomeUnknown is the device error of a method call that was
@@ -116,6 +120,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 			e.finish(ctx, r, nil)
 			return
 		}
+		slices.Sort(ids) // the order devices start in (startMarks)
 		now := &hub.Time{Time: e.clock.Now().UTC()}
 		recs = make([]*hub.DeviceJob, len(ids))
 		for i, id := range ids {
@@ -147,6 +152,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 			pending = append(pending, dj)
 		}
 	}
+	slices.SortFunc(pending, func(a, b *hub.DeviceJob) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	started, inflight, collected := e.dispatch(ctx, opctx, r, j, pending)
 	rest := pending[started:]
 	if e.ctx.Err() != nil {
@@ -182,21 +188,26 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 	go func() {
 		defer close(collected)
 		for res := range results {
-			if e.ctx.Err() == nil {
+			switch {
+			case e.ctx.Err() != nil:
+			case res.stored:
+				e.count(r, res.dj, res.from)
+			default:
 				e.record(r, res.dj, res.from)
 			}
 		}
 	}()
+	marks := &startMarks{e: e, r: r, pending: pending}
 	// A window of workers, not a goroutine per device: each worker's stack
 	// grows once to the depth of a call into the broker, not once per
 	// device.
-	work := make(chan *hub.DeviceJob)
+	work := make(chan int)
 	for range min(e.Window, len(pending)) {
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			for dj := range work {
-				results <- e.runDevice(opctx, r, j, dj)
+			for k := range work {
+				results <- e.runDevice(opctx, r, j, pending[k], func() error { return marks.mark(k) })
 			}
 		}()
 	}
@@ -207,7 +218,8 @@ feed:
 			break
 		}
 		select {
-		case work <- pending[started]:
+		case work <- started:
+			marks.hand(started)
 			started++
 		case <-ctx.Done():
 			break feed
@@ -224,24 +236,27 @@ feed:
 }
 
 // recoverRecords prepares stored records for a resumed job: a method
-// device left "running" ends failed with CodeMethodOutcomeUnknown (methods
-// run at most once), a twin device left "running" was not patched and is
-// pending again. It returns the records it changed.
+// device that may have started (up to StartedThrough, or left "running")
+// ends failed with CodeMethodOutcomeUnknown (methods run at most once), a
+// twin device left "running" was not patched and is pending again. It
+// returns the records it changed.
 func (e *Engine) recoverRecords(j *hub.Job, recs []*hub.DeviceJob) []*hub.DeviceJob {
 	now := &hub.Time{Time: e.clock.Now().UTC()}
 	var changed []*hub.DeviceJob
 	for _, dj := range recs {
-		if dj.Status != hub.DeviceJobRunning && dj.Status != hub.DeviceJobScheduled {
-			continue
-		}
-		if j.Type == hub.JobDeviceMethod && dj.Status == hub.DeviceJobRunning {
+		unfinished := dj.Status == hub.DeviceJobRunning || dj.Status == hub.DeviceJobScheduled
+		started := dj.Status == hub.DeviceJobRunning || (dj.Status == hub.DeviceJobPending && dj.DeviceID <= j.StartedThrough)
+		switch {
+		case j.Type == hub.JobDeviceMethod && started:
 			dj.Status = hub.DeviceJobFailed
 			dj.EndTimeUtc, dj.LastUpdatedDateTimeUtc = now, now
 			dj.Outcome = &hub.DeviceJobOutcome{}
 			dj.Error = &hub.DeviceJobError{Code: CodeMethodOutcomeUnknown,
 				Description: "The hub stopped while this method call was in flight: the device may or may not have run it. Methods run at most once, so it was not called again."}
-		} else {
+		case unfinished:
 			dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobPending, nil, now
+		default:
+			continue
 		}
 		changed = append(changed, dj)
 	}
@@ -323,21 +338,22 @@ func (e *Engine) count(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 }
 
 // result is a device's final record and the status it had before it
-// (pending when the operation never started).
+// (pending when the operation never started); stored says the record is
+// already in the store (a twin job writes it with the twin).
 type result struct {
-	dj   *hub.DeviceJob
-	from hub.DeviceJobStatus
+	dj     *hub.DeviceJob
+	from   hub.DeviceJobStatus
+	stored bool
 }
 
 // runDevice performs the job's operation on one device. ctx ends at the
-// job's deadline. Just before the device is touched (a method request
-// sent, a twin written), its record is stored "running" (markRunning).
-func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.DeviceJob) result {
+// job's deadline. Just before a method request is sent, durable makes it
+// known in the store that the device may have started (startMarks).
+func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.DeviceJob, durable func() error) result {
 	dj = cloneRecord(dj)
 	from := hub.DeviceJobPending
-	// start marks the device running; durable stores that first, before
-	// anything reaches the device.
-	start := func(durable bool) error {
+	// start marks the device running (in the job's statistics).
+	start := func() {
 		now := &hub.Time{Time: e.clock.Now().UTC()}
 		dj.Status, dj.StartTimeUtc, dj.LastUpdatedDateTimeUtc = hub.DeviceJobRunning, now, now
 		from = hub.DeviceJobRunning
@@ -345,39 +361,35 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 			j.DeviceJobStatistics.PendingCount--
 			j.DeviceJobStatistics.RunningCount++
 		})
-		if !durable {
-			return nil
-		}
-		// Concurrent devices' marks share a transaction (see writer).
-		if err := e.commit([]*hub.DeviceJob{dj}, r); err != nil {
-			return hub.Errorf(hub.CodeServerError, "store that the device is running: %v", err)
-		}
-		return nil
 	}
-	mark := func() error { return start(true) }
 	var err error
 	switch j.Type {
 	case hub.JobDeviceMethod:
+		mark := func() error {
+			start()
+			if err := durable(); err != nil {
+				return hub.Errorf(hub.CodeServerError, "store that the device is running: %v", err)
+			}
+			return nil
+		}
 		var resp *hub.MethodResponse
 		resp, err = e.jobInvoke(ctx, dj.DeviceID, j.CloudToDeviceMethod, mark)
 		if err == nil {
 			dj.Outcome = &hub.DeviceJobOutcome{DeviceMethodResponse: resp}
 		}
 	case hub.JobUpdateTwin:
-		// No durable "running" first: the patch and the record that says
-		// it was applied are one write, so a crash before it leaves the
+		// No durable mark first: the patch and the record that says it
+		// was applied are one write, so a crash before it leaves the
 		// device pending (and the patch unapplied), to be done once on
-		// resume; the extra commit per device halved twin jobs' speed.
-		if err = start(false); err != nil {
-			break
-		}
+		// resume.
+		start()
 		// The record that says "done" is written with the twin.
 		done := cloneRecord(dj)
 		end := &hub.Time{Time: e.clock.Now().UTC()}
 		done.Status, done.EndTimeUtc, done.LastUpdatedDateTimeUtc = hub.DeviceJobCompleted, end, end
 		done.Outcome = &hub.DeviceJobOutcome{}
 		if err = e.jobTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
-			return result{done, from}
+			return result{done, from, true}
 		}
 	}
 	end := &hub.Time{Time: e.clock.Now().UTC()}
@@ -396,7 +408,7 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 			dj.Outcome = &hub.DeviceJobOutcome{}
 		}
 	}
-	return result{dj, from}
+	return result{dj: dj, from: from}
 }
 
 func cloneRecord(dj *hub.DeviceJob) *hub.DeviceJob {

@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"sync"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// startMarks makes "this device may have been sent the method" durable
+// before each method request of a job, coarsely: a method job's pending
+// devices start in device id order, and the job's stored StartedThrough
+// is the greatest id that may have started. One write of the job row
+// covers every device handed to a worker by then, instead of a record per
+// device (which cost a job as much as its results). A hub killed mid-job
+// resumes with every device up to StartedThrough still pending recorded
+// as CodeMethodOutcomeUnknown (recoverRecords): at most once holds,
+// conservatively, for the few devices handed out but not yet sent.
+type startMarks struct {
+	e       *Engine
+	r       *run
+	pending []*hub.DeviceJob // in id order
+
+	mu      sync.Mutex
+	handed  int           // devices handed to workers so far
+	durable int           // devices [0, durable) are covered by the stored mark
+	commit  chan struct{} // closed when the write in progress ends; nil if none
+	err     error         // the last write's error
+}
+
+// hand records that the feeder handed pending[k] to a worker.
+func (m *startMarks) hand(k int) {
+	m.mu.Lock()
+	m.handed = max(m.handed, k+1)
+	m.mu.Unlock()
+}
+
+// mark returns once pending[k] is covered by the stored mark, writing a
+// new mark (covering every device handed out by then) unless a write in
+// progress or done already covers it. Concurrent callers share writes.
+func (m *startMarks) mark(k int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k >= m.durable {
+		if m.commit != nil {
+			ch := m.commit
+			m.mu.Unlock()
+			<-ch
+			m.mu.Lock()
+			if m.err != nil && k >= m.durable {
+				return m.err
+			}
+			continue
+		}
+		to := max(m.handed, k+1)
+		ch := make(chan struct{})
+		m.commit = ch
+		m.mu.Unlock()
+		through := m.pending[to-1].DeviceID
+		m.e.update(m.r, func(j *hub.Job) {
+			if through > j.StartedThrough {
+				j.StartedThrough = through
+			}
+		})
+		err := m.e.commit(nil, m.r)
+		m.mu.Lock()
+		m.commit, m.err = nil, err
+		if err == nil {
+			m.durable = max(m.durable, to)
+		}
+		close(ch)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
