@@ -160,6 +160,12 @@ type device struct {
 	// its own, with the subscriptions it announced (device-side form).
 	gw   *mqtt.Client
 	subs []string
+	// filters are the device filters its own connections subscribed to,
+	// indexed under deviceRoute; they outlive connections, as the
+	// session's route does. subscribing holds those of the SUBSCRIBE
+	// being processed, by position, from OnSubscribe to OnSubscribed.
+	filters     filterSet
+	subscribing []filterSet
 	// long records that the device subscribed in the device-scoped form
 	// ("devices/{id}/$iothub/..."), so deliveries keep that form instead
 	// of being rewritten to "$iothub/...". It outlives connections, as
@@ -331,8 +337,9 @@ func (b *Broker) Online(deviceID, deviceFilter string) bool {
 	d := b.devices[deviceID]
 	var cl, gw *mqtt.Client
 	var subs []string
+	var filters filterSet
 	if d != nil && d.up {
-		cl, gw, subs = d.cl, d.gw, d.subs
+		cl, gw, subs, filters = d.cl, d.gw, d.subs, d.filters
 	}
 	b.mu.RUnlock()
 	if cl == nil {
@@ -341,7 +348,11 @@ func (b *Broker) Online(deviceID, deviceFilter string) bool {
 	if cl.Closed() {
 		return false
 	}
-	_, ok = cl.State.Subscriptions.Get(canonical)
+	rest, _ := scopedRest(canonical, deviceID)
+	if filters&filterBit(rest) == 0 {
+		return false
+	}
+	_, ok = cl.State.Subscriptions.Get(deviceRoute(deviceID))
 	return ok
 }
 

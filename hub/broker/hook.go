@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"slices"
 	"strings"
 	"time"
 
@@ -104,7 +103,10 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-// OnACLCheck lets a device receive only its own hub-to-device topics.
+// OnACLCheck lets a device receive only its own hub-to-device topics, and
+// of those only the ones of filters it subscribed to: its subscriptions
+// share one route (deviceRoute), which matches all of its topics,
+// including what it publishes itself.
 // Publishes are checked (and rewritten) in OnPublish, where a refused
 // one can be dropped quietly instead of costing the device its connection.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
@@ -118,7 +120,19 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		id, _, ok := deviceOf(topic)
 		return ok && h.b.plays(cl, id)
 	}
-	return deliverable(cl.ID, topic)
+	if topic == deviceRoute(cl.ID) {
+		return true // SUBSCRIBE's check of a filter OnSubscribe rewrote
+	}
+	rest, ok := scopedRest(topic, cl.ID)
+	if !ok {
+		return false
+	}
+	bit := topicBit(rest)
+	h.b.mu.RLock()
+	d := h.b.devices[cl.ID]
+	held := d != nil && d.filters&bit != 0
+	h.b.mu.RUnlock()
+	return bit != 0 && held
 }
 
 // OnSessionEstablish makes cl the device's current connection before mochi
@@ -143,7 +157,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	d.cl, d.up = cl, false
 	if pk.Connect.Clean {
-		d.long = false
+		d.long, d.filters = false, 0
 	}
 }
 
@@ -155,23 +169,27 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	h.b.evMu.Lock()
 	defer h.b.evMu.Unlock()
+	// The filters held are those of the route the session brought along
+	// (none when mochi started a new session: a clean one, or an old one
+	// that expired or ended with a clean connection).
+	_, routed := cl.State.Subscriptions.Get(deviceRoute(cl.ID))
 	h.b.mu.Lock()
 	d := h.b.devices[cl.ID]
 	current := d != nil && d.cl == cl && !cl.Closed()
+	var filters filterSet
 	if current {
 		d.up = true
+		if !routed {
+			d.filters = 0
+		}
+		filters = d.filters
 	}
 	h.b.mu.Unlock()
 	if !current {
 		return
 	}
 	h.b.events.Connected(cl.ID)
-	filters := make([]string, 0, cl.State.Subscriptions.Len())
-	for f := range cl.State.Subscriptions.GetAll() {
-		filters = append(filters, deviceForm(cl.ID, f))
-	}
-	slices.Sort(filters)
-	for _, f := range filters {
+	for _, f := range filters.deviceForms(cl.ID) {
 		h.b.events.Subscribed(cl.ID, f)
 	}
 }
@@ -246,9 +264,10 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // invalid and answers 0x80 in the SUBACK.
 const refusedFilter = ""
 
-// OnSubscribe rewrites a device's filters to the device-scoped form,
-// refuses any other filter and any beyond Azure's limit, and grants QoS 1
-// for QoS 2.
+// OnSubscribe rewrites each filter a device may use to its route
+// (deviceRoute), noting which filter it was for OnSubscribed, refuses any
+// other filter, and grants QoS 1 for QoS 2 (the hub publishes at QoS 0, so
+// filters of different QoS sharing a route deliver alike).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
@@ -264,7 +283,8 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		}
 		return pk
 	}
-	n := cl.State.Subscriptions.Len()
+	bits := make([]filterSet, len(pk.Filters))
+	long := -1
 	for i := range pk.Filters {
 		f := &pk.Filters[i]
 		canonical, short, ok := canonicalFilter(cl.ID, f.Filter)
@@ -273,24 +293,25 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			f.Filter = refusedFilter
 			continue
 		}
-		if _, exists := cl.State.Subscriptions.Get(canonical); !exists {
-			if n >= maxSubscriptions {
-				h.b.log.Debug("refused subscription: limit reached", "device", cl.ID, "filter", f.Filter)
-				f.Filter = refusedFilter
-				continue
-			}
-			n++
-		}
-		f.Filter = canonical
+		rest, _ := scopedRest(canonical, cl.ID)
+		bits[i] = filterBit(rest)
+		f.Filter = deviceRoute(cl.ID)
 		f.Qos = min(f.Qos, 1)
-		if rest, _ := scopedRest(canonical, cl.ID); strings.HasPrefix(rest, iothubPrefix) {
-			h.b.mu.Lock()
-			if d := h.b.devices[cl.ID]; d != nil {
-				d.long = !short
+		if strings.HasPrefix(rest, iothubPrefix) {
+			long = 0
+			if !short {
+				long = 1
 			}
-			h.b.mu.Unlock()
 		}
 	}
+	h.b.mu.Lock()
+	if d := h.b.devices[cl.ID]; d != nil && d.cl == cl {
+		d.subscribing = bits
+		if long >= 0 {
+			d.long = long == 1
+		}
+	}
+	h.b.mu.Unlock()
 	return pk
 }
 
@@ -301,29 +322,51 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	h.b.evMu.Lock()
 	defer h.b.evMu.Unlock()
-	h.b.mu.RLock()
+	var granted filterSet
+	h.b.mu.Lock()
 	d := h.b.devices[cl.ID]
-	current := d != nil && d.cl == cl && d.up
-	h.b.mu.RUnlock()
+	current := d != nil && d.cl == cl
+	if current {
+		for i, bit := range d.subscribing {
+			if i < len(codes) && codes[i] <= packets.CodeGrantedQos2.Code {
+				granted |= bit
+			}
+		}
+		d.filters |= granted
+		d.subscribing = nil
+		current = d.up
+	}
+	h.b.mu.Unlock()
 	if !current {
 		return
 	}
-	for i, f := range pk.Filters {
-		if i < len(codes) && codes[i] <= packets.CodeGrantedQos2.Code && f.Filter != refusedFilter {
-			h.b.events.Subscribed(cl.ID, deviceForm(cl.ID, f.Filter))
-		}
+	for _, f := range granted.deviceForms(cl.ID) {
+		h.b.events.Subscribed(cl.ID, f)
 	}
 }
 
-// OnUnsubscribe rewrites filters as OnSubscribe does, so they match what
-// is stored.
+// OnUnsubscribe drops filters from the device's set, and its route with
+// the last of them.
 func (h *hook) OnUnsubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline || isGateway(cl) {
 		return pk
 	}
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	d := h.b.devices[cl.ID]
 	for i := range pk.Filters {
-		if canonical, _, ok := canonicalFilter(cl.ID, pk.Filters[i].Filter); ok {
-			pk.Filters[i].Filter = canonical
+		f := &pk.Filters[i]
+		canonical, _, ok := canonicalFilter(cl.ID, f.Filter)
+		if !ok || d == nil || d.cl != cl {
+			continue
+		}
+		rest, _ := scopedRest(canonical, cl.ID)
+		d.filters &^= filterBit(rest)
+		// The route goes with the last filter; until then mochi is given
+		// nothing it holds to remove.
+		f.Filter = refusedFilter
+		if d.filters == 0 {
+			f.Filter = deviceRoute(cl.ID)
 		}
 	}
 	return pk

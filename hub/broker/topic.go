@@ -1,6 +1,9 @@
 package broker
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Device-relative topic shapes of Azure IoT Hub's device protocol
 // (azure-contract.md §3.1).
@@ -28,8 +31,55 @@ var devicePublishPrefixes = [...]string{
 	"$iothub/twin/PATCH/properties/reported/",
 }
 
-// maxSubscriptions is Azure's per-device subscription limit.
-const maxSubscriptions = 5
+// Azure's limit of five subscriptions per device holds by construction:
+// only the four deviceFilters are allowed at all.
+
+// deviceRoute is the one filter under which the broker indexes a device's
+// subscriptions, whichever of deviceFilters it made: one entry of mochi's
+// topic tree per device instead of a dozen (a device's three usual
+// filters cost ~9 KB of tree nodes, most of what a connected device cost
+// the hub). Which filters the device holds is kept beside it (device.subs)
+// and checked for every delivery (OnACLCheck).
+func deviceRoute(id string) string { return devicesPrefix + id + "/#" }
+
+// filterSet is a set of deviceFilters, bit i for deviceFilters[i].
+type filterSet uint8
+
+// filterBit returns the bit of a device-relative filter, 0 if it is not
+// one of deviceFilters.
+func filterBit(rest string) filterSet {
+	for i, f := range deviceFilters {
+		if rest == f {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// topicBit returns the bit of the device filter that a device-relative
+// topic matches, 0 if none does ("a/#" matches "a" and all below it).
+func topicBit(rest string) filterSet {
+	for i, f := range deviceFilters {
+		if strings.HasPrefix(rest, f[:len(f)-1]) || rest == f[:len(f)-2] {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// deviceForms lists the filters of a set in the form a device subscribes
+// to them ("$iothub/..." or "devices/{id}/messages/devicebound/#"), in
+// order.
+func (s filterSet) deviceForms(id string) []string {
+	var out []string
+	for i, f := range deviceFilters {
+		if s&(1<<i) != 0 {
+			out = append(out, deviceForm(id, scoped(id, f)))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // scopedRest returns what follows "devices/{id}/" in topic, and whether
 // topic has that prefix. It does not allocate: it runs for every message.
@@ -112,13 +162,6 @@ func isDevicePublish(rest string) bool {
 		}
 	}
 	return false
-}
-
-// deliverable reports whether a device-scoped topic (or filter) may reach
-// device id: only its own hub-to-device topics.
-func deliverable(id, topic string) bool {
-	rest, ok := scopedRest(topic, id)
-	return ok && (strings.HasPrefix(rest, iothubPrefix) || strings.HasPrefix(rest, "messages/devicebound/"))
 }
 
 // validDeviceID reports whether id can be a client id here: Azure's device

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,8 +37,8 @@ func TestCanonicalFilter(t *testing.T) {
 				if f := deviceForm(tc.id, got); short && f != tc.filter {
 					t.Errorf("deviceForm(%q) = %q, want %q", got, f, tc.filter)
 				}
-				if !deliverable(tc.id, got) {
-					t.Errorf("deliverable(%q, %q) = false for an allowed filter", tc.id, got)
+				if rest, _ := scopedRest(got, tc.id); filterBit(rest) == 0 {
+					t.Errorf("filterBit(%q) = 0 for an allowed filter", rest)
 				}
 			}
 		})
@@ -75,23 +76,34 @@ func TestCanonicalPublish(t *testing.T) {
 	}
 }
 
-func TestDeliverable(t *testing.T) {
+// TestTopicBit: which of a device's filters a topic the hub sends it falls
+// under; its own device-to-hub topics, which its route also matches,
+// fall under none.
+func TestTopicBit(t *testing.T) {
 	for _, tc := range []struct {
-		name, topic string
-		want        bool
+		name, rest string
+		want       filterSet
 	}{
-		{"own method request", "devices/d1/$iothub/methods/POST/m/?$rid=1", true},
-		{"own c2d", "devices/d1/messages/devicebound/a=b", true},
-		{"other device", "devices/d2/$iothub/methods/POST/m/?$rid=1", false},
-		{"own telemetry", "devices/d1/messages/events/x", false},
-		{"sys", "$SYS/broker/uptime", false},
-		{"short form", "$iothub/methods/POST/m", false},
+		{"method request", "$iothub/methods/POST/m/?$rid=1", 1 << 0},
+		{"twin response", "$iothub/twin/res/200/?$rid=1", 1 << 1},
+		{"desired patch", "$iothub/twin/PATCH/properties/desired/?$version=2", 1 << 2},
+		{"c2d", "messages/devicebound/a=b", 1 << 3},
+		{"filter's own level", "$iothub/methods/POST", 1 << 0},
+		{"method response", "$iothub/methods/res/200/?$rid=1", 0},
+		{"twin get", "$iothub/twin/GET/?$rid=1", 0},
+		{"reported", "$iothub/twin/PATCH/properties/reported/?$rid=1", 0},
+		{"telemetry", "messages/events/x", 0},
+		{"presence", "presence", 0},
+		{"near miss", "$iothub/methods/POSTx/m", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := deliverable("d1", tc.topic); got != tc.want {
-				t.Errorf("deliverable(d1, %q) = %v, want %v", tc.topic, got, tc.want)
+			if got := topicBit(tc.rest); got != tc.want {
+				t.Errorf("topicBit(%q) = %b, want %b", tc.rest, got, tc.want)
 			}
 		})
+	}
+	if got, want := filterSet(0b1011).deviceForms("d1"), []string{"$iothub/methods/POST/#", "$iothub/twin/res/#", "devices/d1/messages/devicebound/#"}; !slices.Equal(got, want) {
+		t.Errorf("deviceForms = %q, want %q", got, want)
 	}
 }
 
@@ -170,7 +182,7 @@ func FuzzTopics(f *testing.F) {
 		if c, ok := canonicalPublish(id, topic); ok && !strings.HasPrefix(c, own) {
 			t.Errorf("canonicalPublish(%q, %q) = %q, outside the device", id, topic, c)
 		}
-		_ = deliverable(id, topic)
+		_ = topicBit(topic)
 		_ = deviceForm(id, topic)
 		_ = usernameMatches(topic, id)
 	})
