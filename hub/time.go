@@ -19,11 +19,12 @@ func NewTime(t time.Time) *Time {
 	return &Time{t.UTC()}
 }
 
-const wireTime = "2006-01-02T15:04:05.9999999Z"
+// WireTime is the layout of a Time on the wire (for UTC times).
+const WireTime = "2006-01-02T15:04:05.9999999Z"
 
 // MarshalJSON implements json.Marshaler.
 func (t Time) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + t.UTC().Format(wireTime) + `"`), nil
+	return []byte(`"` + t.UTC().Format(WireTime) + `"`), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler.

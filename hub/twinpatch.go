@@ -36,7 +36,7 @@ func MergeSection(section map[string]any, patch map[string]any, now time.Time, v
 	if section == nil {
 		return false, Errorf(CodeServerError, "twin section to patch is nil")
 	}
-	s := stamp{at: now.UTC().Format(wireTime), version: version, withVersion: withVersion}
+	s := stamp{at: now.UTC().Format(WireTime), version: version, withVersion: withVersion}
 	meta, _ := section[metaKey].(map[string]any)
 	fresh := meta == nil
 	if fresh {

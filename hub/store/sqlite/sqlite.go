@@ -455,7 +455,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 
 func putDeviceJobs(ctx context.Context, stmt *sql.Stmt, djs []*hub.DeviceJob) error {
 	for _, dj := range djs {
-		doc, err := json.Marshal(dj)
+		doc, err := store.DeviceJobJSON(dj)
 		if err != nil {
 			return err
 		}
