@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -73,6 +74,61 @@ func TestResumeMethodJob(t *testing.T) {
 		case !first[id] && dj.Status != hub.DeviceJobCompleted:
 			t.Errorf("device %s, not started before the stop: %s %+v", id, dj.Status, dj.Error)
 		}
+	}
+}
+
+// TestResumeMarksAhead: a hub stopped with a full window of method calls
+// in flight resumes with those calls, and at most a quarter window of
+// devices the stored mark covered ahead, recorded of unknown outcome;
+// every other device is called once after the restart.
+func TestResumeMarksAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hub.db")
+	ctx := context.Background()
+	ids := make([]string, 40)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("d%02d", i)
+	}
+	const window = 8
+	bus := newTestBus(ids...)
+	e := openEngine(t, path, bus, clock.Real(), func(e *engine.Engine) { e.Window = window })
+	mustCreate(t, e, ids...)
+	if _, err := e.CreateJob(ctx, &hub.Job{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*",
+		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "hang", ResponseTimeoutInSeconds: 300}}); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]bool{}
+	for range window {
+		first[<-bus.calls] = true
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bus2 := newTestBus(ids...)
+	bus2.release = true
+	e2 := openEngine(t, path, bus2, clock.Real(), nil)
+	waitEnd(t, e2, "m")
+	close(bus2.calls)
+	second := map[string]bool{}
+	for id := range bus2.calls {
+		if first[id] || second[id] {
+			t.Errorf("device %s called again", id)
+		}
+		second[id] = true
+	}
+	unknown := 0
+	for id, dj := range deviceJobs(t, e2, "m") {
+		switch {
+		case dj.Status == hub.DeviceJobFailed && dj.Error != nil && dj.Error.Code == engine.CodeMethodOutcomeUnknown:
+			unknown++
+			if second[id] {
+				t.Errorf("device %s recorded unknown but called after the restart", id)
+			}
+		case dj.Status != hub.DeviceJobCompleted || !second[id]:
+			t.Errorf("device %s: %s %+v, called after the restart: %v", id, dj.Status, dj.Error, second[id])
+		}
+	}
+	if unknown < window || unknown > window+window/4 {
+		t.Errorf("%d devices of unknown outcome, want %d in flight and at most %d covered ahead", unknown, window, window/4)
 	}
 }
 

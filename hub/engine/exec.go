@@ -43,6 +43,7 @@ const CodeMethodOutcomeUnknown = "DeviceMethodOutcomeUnknown"
 // it, and a channel closed on every change so watchers wake without
 // polling.
 type run struct {
+	id      string   // the job's id, which never changes
 	job     *hub.Job // guarded by Engine.mu; readers take copies
 	cancel  context.CancelCauseFunc
 	changed chan struct{} // closed on a change once someone waits on it
@@ -55,7 +56,7 @@ type run struct {
 // stored device records when resumed is true.
 func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resumed bool) {
 	ctx, cancel := context.WithCancelCause(e.ctx)
-	r := &run{job: cloneJob(j), cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
+	r := &run{id: j.JobID, job: cloneJob(j), cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
 	if j.Status == hub.JobCancelled {
 		cancel(errCancelled) // cancelled before the hub stopped
 	}
@@ -197,7 +198,7 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 			}
 		}
 	}()
-	marks := &startMarks{e: e, r: r, pending: pending}
+	marks := e.newStartMarks(r, pending)
 	// A window of workers, not a goroutine per device: each worker's stack
 	// grows once to the depth of a call into the broker, not once per
 	// device.
@@ -309,10 +310,11 @@ func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
 		Description: "The job's maxExecutionTimeInSeconds passed before this device was done."}
 }
 
-// record counts a device's final status and queues it for the store.
+// record counts a device's final status and queues it for the store. dj
+// is the store's from now on: nobody changes a final record.
 func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 	e.count(r, dj, from)
-	e.write(&write{djs: []*hub.DeviceJob{dj}, job: r})
+	e.writes <- &write{djs: []*hub.DeviceJob{dj}, job: r}
 }
 
 // count moves a device from status from to its final status in the job's
@@ -570,6 +572,11 @@ func (e *Engine) resume(ctx context.Context) error {
 	return nil
 }
 
+// writeLinger is how long the writer waits for more before storing
+// writes nobody waits on: results are durable that much later, in
+// transactions of up to 1,024 writes.
+const writeLinger = 5 * time.Millisecond
+
 // write is one unit for the store writer: device-job records, the current
 // snapshot of a run, or a final job state, with an optional channel to
 // report when it and everything queued before it are stored.
@@ -597,44 +604,84 @@ func (e *Engine) write(w *write) {
 func (e *Engine) writer() {
 	defer e.wg.Done()
 	ctx := context.Background()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for w := range e.writes {
 		batch := []*write{w}
+		waited := w.done != nil
+		lingering := false
 	drain:
 		for len(batch) < 1024 {
+			var w *write
+			var ok bool
 			select {
-			case w, ok := <-e.writes:
-				if !ok {
+			case w, ok = <-e.writes:
+			default:
+				if waited {
 					break drain
 				}
-				batch = append(batch, w)
-			default:
+				// Nobody waits on these (a job's results): wait a little
+				// for more, so that a stream of results is stored in a
+				// few large transactions rather than many small ones,
+				// whose fixed cost was a sixth of a method job's CPU.
+				if !lingering {
+					lingering = true
+					linger.Reset(writeLinger)
+				}
+				select {
+				case w, ok = <-e.writes:
+				case <-linger.C:
+					lingering = false
+					break drain
+				}
+			}
+			if !ok {
 				break drain
 			}
+			batch = append(batch, w)
+			waited = waited || w.done != nil
 		}
+		if lingering && !linger.Stop() {
+			select {
+			case <-linger.C:
+			default:
+			}
+		}
+		// Each job is stored once per transaction: its final state, or
+		// else its run's snapshot, taken now.
 		var djs []*hub.DeviceJob
-		jobs := map[string]*hub.Job{}
+		type latest struct {
+			r     *run
+			final *hub.Job
+		}
+		jobs := map[string]latest{}
 		var order []string
 		for _, w := range batch {
 			djs = append(djs, w.djs...)
-			var j *hub.Job
-			if w.job != nil {
-				e.mu.Lock()
-				j = cloneJob(w.job.job)
-				e.mu.Unlock()
+			var l latest
+			var id string
+			switch {
+			case w.final != nil:
+				l, id = latest{final: w.final}, w.final.JobID
+			case w.job != nil:
+				l, id = latest{r: w.job}, w.job.id
+			default:
+				continue
 			}
-			if w.final != nil {
-				j = w.final
+			if _, ok := jobs[id]; !ok {
+				order = append(order, id)
 			}
-			if j != nil {
-				if _, ok := jobs[j.JobID]; !ok {
-					order = append(order, j.JobID)
-				}
-				jobs[j.JobID] = j
-			}
+			jobs[id] = l
 		}
 		list := make([]*hub.Job, 0, len(order))
 		for _, id := range order {
-			list = append(list, jobs[id])
+			l := jobs[id]
+			if l.final == nil {
+				e.mu.Lock()
+				l.final = cloneJob(l.r.job)
+				e.mu.Unlock()
+			}
+			list = append(list, l.final)
 		}
 		err := e.store.PutDeviceJobs(ctx, djs, list...)
 		if err != nil {

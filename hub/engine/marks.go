@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 )
@@ -14,17 +15,31 @@ import (
 // device (which cost a job as much as its results). A hub killed mid-job
 // resumes with every device up to StartedThrough still pending recorded
 // as CodeMethodOutcomeUnknown (recoverRecords): at most once holds,
-// conservatively, for the few devices handed out but not yet sent.
+// conservatively, for the devices handed out or covered ahead but not yet
+// sent. A mark covers ahead what the job will start in about 50 ms (a
+// quarter window when the hub's rate is unlimited), so that marks are a
+// few transactions a second, not one per device freed.
 type startMarks struct {
 	e       *Engine
 	r       *run
 	pending []*hub.DeviceJob // in id order
+	ahead   int              // devices a mark covers beyond those handed out
 
 	mu      sync.Mutex
 	handed  int           // devices handed to workers so far
 	durable int           // devices [0, durable) are covered by the stored mark
 	commit  chan struct{} // closed when the write in progress ends; nil if none
 	err     error         // the last write's error
+}
+
+// newStartMarks prepares the marks of a job's pending devices (in id
+// order).
+func (e *Engine) newStartMarks(r *run, pending []*hub.DeviceJob) *startMarks {
+	ahead := e.Window / 4
+	if every := e.pace.every; every > 0 {
+		ahead = min(ahead, int(50*time.Millisecond/every))
+	}
+	return &startMarks{e: e, r: r, pending: pending, ahead: ahead}
 }
 
 // hand records that the feeder handed pending[k] to a worker.
@@ -51,7 +66,7 @@ func (m *startMarks) mark(k int) error {
 			}
 			continue
 		}
-		to := max(m.handed, k+1)
+		to := min(max(m.handed, k+1)+m.ahead, len(m.pending))
 		ch := make(chan struct{})
 		m.commit = ch
 		m.mu.Unlock()
