@@ -258,8 +258,8 @@ func (w *muxWire) announce(c paho.Client, up bool) paho.Token {
 	return t
 }
 
-func (w *muxWire) publish(deviceTopic string, payload []byte) paho.Token {
-	return w.m.conn().Publish(w.m.topic(w.d.spec.ID, deviceTopic), 0, false, payload)
+func (w *muxWire) publish(ctx context.Context, deviceTopic string, payload []byte) error {
+	return wait(ctx, w.m.conn().Publish(w.m.topic(w.d.spec.ID, deviceTopic), 0, false, payload))
 }
 
 func (w *muxWire) down() {
@@ -277,4 +277,46 @@ func (w *muxWire) up(ctx context.Context) error {
 func (w *muxWire) close() {
 	w.off.Store(true)
 	w.online.set(w.m.s, false)
+}
+
+// wait turns a paho token into a context-aware call.
+func wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// clientOptions are what every multiplexed connection shares: MQTT
+// 3.1.1, handlers run concurrently, and back on line within seconds of a
+// hub restart, as a fleet would be, not after paho's ten-minute backoff
+// ceiling.
+func clientOptions(clientID string) *paho.ClientOptions {
+	return paho.NewClientOptions().
+		SetClientID(clientID).
+		SetProtocolVersion(4).
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(2 * time.Second).
+		SetConnectRetry(false).
+		SetConnectTimeout(30 * time.Second)
+}
+
+// broker points paho's options o at [Sim.endpoint].
+func (s *Sim) broker(o *paho.ClientOptions) error {
+	addr, tlsConfig, err := s.endpoint()
+	if err != nil {
+		return err
+	}
+	if s.ext != nil {
+		o.AddBroker(s.ext.Dial())
+	} else {
+		o.AddBroker("tls://" + addr)
+	}
+	if tlsConfig != nil {
+		o.SetTLSConfig(tlsConfig)
+	}
+	return nil
 }

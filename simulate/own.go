@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
 	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/simulate/internal/mqttc"
 )
 
 // Token lifetime and renewal margin, as the Azure device SDK's defaults:
@@ -27,15 +24,54 @@ const (
 // ownWire is a device on an MQTT connection of its own: to the embedded
 // broker over TLS ("$iothub/..." topics, a SAS token as password, as the
 // Azure device SDKs connect), or to an external broker (device-scoped
-// topics, presence announcements).
+// topics, presence announcements). Its client is mqttc's, not paho's: a
+// fleet holds tens of thousands of them.
 type ownWire struct {
-	d   *simDevice
-	key string
+	d      *simDevice
+	key    string
+	client *mqttc.Client
+	online upFlag
+}
 
-	mu       sync.Mutex
-	client   paho.Client
-	online   upFlag
-	connects atomic.Int64 // OnConnect calls
+// newOwnWire prepares device d's connection to addr (TLS when tlsConfig
+// is set, shared by the fleet); connect opens it.
+func newOwnWire(d *simDevice, key, addr string, tlsConfig *tls.Config) *ownWire {
+	w := &ownWire{d: d, key: key}
+	s, id := d.sim, d.spec.ID
+	o := mqttc.Options{
+		Addr:           addr,
+		TLS:            tlsConfig,
+		ClientID:       id,
+		CleanSession:   false,
+		KeepAlive:      180 * time.Second,
+		ConnectTimeout: 30 * time.Second,
+		OnConnect: func(first bool) {
+			// Connect subscribes itself (up, connect) or relies on the
+			// session (token renewal); an automatic reconnect (a hub
+			// restart loses the session) subscribes again.
+			if !first {
+				w.resubscribe()
+			}
+		},
+		OnConnectionLost: func(error) { w.setUp(false) },
+	}
+	if s.ext == nil {
+		o.Credentials = func() (string, string) {
+			// A fresh token at every (re)connect, as the Azure SDKs do.
+			return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, w.token()
+		}
+	} else {
+		o.Credentials = func() (string, string) {
+			if s.ext.Username != "" {
+				return s.ext.Username, s.ext.Password
+			}
+			return id, w.token()
+		}
+		// A device that vanishes clears its presence (retained).
+		o.Will = &mqttc.Will{Topic: w.topic(mqttproto.PresenceTopic(id)), QoS: 1, Retain: true}
+	}
+	w.client = mqttc.New(o)
+	return w
 }
 
 func (w *ownWire) sim() *Sim { return w.d.sim }
@@ -52,46 +88,12 @@ func (w *ownWire) token() string {
 
 func (w *ownWire) connect(ctx context.Context) error {
 	s, id := w.sim(), w.d.spec.ID
-	o := clientOptions(id).
-		SetCleanSession(false).
-		SetKeepAlive(180 * time.Second).
-		SetOnConnectHandler(func(c paho.Client) {
-			// The first connect subscribes in connect itself; later ones
-			// (a hub restart loses the session) subscribe again here.
-			if w.connects.Add(1) > 1 {
-				go w.resubscribe(c)
-			}
-		}).
-		SetConnectionLostHandler(func(paho.Client, error) { w.setUp(false) })
-	if err := s.broker(o); err != nil {
-		return err
-	}
-	if s.ext == nil {
-		o.SetCredentialsProvider(func() (string, string) {
-			// A fresh token at every (re)connect, as the Azure SDKs do.
-			return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, w.token()
-		})
-	} else {
-		o.SetCredentialsProvider(func() (string, string) {
-			if s.ext.Username != "" {
-				return s.ext.Username, s.ext.Password
-			}
-			return id, w.token()
-		}).
-			// A device that vanishes clears its presence (retained).
-			SetBinaryWill(w.topic(mqttproto.PresenceTopic(id)), nil, 1, true)
-	}
-	c := paho.NewClient(o)
-	w.mu.Lock()
-	w.client = c
-	w.mu.Unlock()
-	if err := wait(ctx, c.Connect()); err != nil {
+	if err := w.client.Connect(ctx); err != nil {
 		return fmt.Errorf("connect device %s to %s: %w", id, s.brokerName(), err)
 	}
-	// The OnConnect handler subscribes asynchronously; subscribe here too
-	// and wait, so that Connect returns only once the hub sees the device
-	// online for methods.
-	if err := w.subscribe(ctx, c); err != nil {
+	// Connect returns only once the device is subscribed, so that the
+	// hub sees it online for methods.
+	if err := w.subscribe(ctx); err != nil {
 		return fmt.Errorf("subscribe device %s: %w", id, err)
 	}
 	if len(w.d.spec.Reported) > 0 {
@@ -108,13 +110,11 @@ func (w *ownWire) connect(ctx context.Context) error {
 // relying on the persistent session for the subscriptions.
 func (w *ownWire) scheduleRenewal() {
 	w.d.after(tokenValidity-renewBefore, func() {
-		w.mu.Lock()
-		c := w.client
-		w.mu.Unlock()
 		if w.online.get() {
-			c.Disconnect(0)
+			w.client.Disconnect()
 			ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 60*time.Second)
-			if err := wait(ctx, c.Connect()); err != nil {
+			if err := w.client.Connect(ctx); err != nil {
+				w.setUp(false)
 				w.sim().errors.Add(1)
 				w.sim().opts.Logger.Warn("renew token", "device", w.d.spec.ID, "err", err)
 			}
@@ -132,32 +132,31 @@ func (w *ownWire) filters() map[string]byte {
 	return m
 }
 
-func (w *ownWire) handler(_ paho.Client, msg paho.Message) {
-	topic := msg.Topic()
+func (w *ownWire) handler(topic string, payload []byte) {
 	if s := w.sim(); s.ext != nil {
 		if _, dt, ok := mqttproto.Unscope(strings.TrimPrefix(topic, s.ext.Root)); ok {
 			topic = dt
 		}
 	}
-	w.d.onMessage(topic, msg.Payload())
+	w.d.onMessage(topic, payload)
 }
 
-func (w *ownWire) resubscribe(c paho.Client) {
+func (w *ownWire) resubscribe() {
 	ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.subscribe(ctx, c); err != nil {
+	if err := w.subscribe(ctx); err != nil {
 		w.sim().opts.Logger.Debug("subscribe after reconnect", "device", w.d.spec.ID, "err", err)
 	}
 }
 
 // subscribe subscribes and, on an external broker, then announces the
 // device online: the hub calls it only once both are done.
-func (w *ownWire) subscribe(ctx context.Context, c paho.Client) error {
-	if err := wait(ctx, c.SubscribeMultiple(w.filters(), w.handler)); err != nil {
+func (w *ownWire) subscribe(ctx context.Context) error {
+	if err := w.client.Subscribe(ctx, w.filters(), w.handler); err != nil {
 		return err
 	}
 	if w.sim().ext != nil {
-		if err := wait(ctx, c.Publish(w.topic(mqttproto.PresenceTopic(w.d.spec.ID)), 1, true, mqttproto.PresencePayload(subscriptions, ""))); err != nil {
+		if err := w.client.Publish(ctx, w.topic(mqttproto.PresenceTopic(w.d.spec.ID)), 1, true, mqttproto.PresencePayload(subscriptions, "")); err != nil {
 			return err
 		}
 	}
@@ -167,86 +166,56 @@ func (w *ownWire) subscribe(ctx context.Context, c paho.Client) error {
 
 func (w *ownWire) setUp(up bool) { w.online.set(w.sim(), up) }
 
-func (w *ownWire) publish(deviceTopic string, payload []byte) paho.Token {
-	w.mu.Lock()
-	c := w.client
-	w.mu.Unlock()
-	return c.Publish(w.topic(deviceTopic), 0, false, payload)
+func (w *ownWire) publish(ctx context.Context, deviceTopic string, payload []byte) error {
+	return w.client.Publish(ctx, w.topic(deviceTopic), 0, false, payload)
 }
 
 // goOffline clears an external broker device's presence before a clean
 // disconnect, which sends no Will.
-func (w *ownWire) goOffline(c paho.Client) {
-	if w.sim().ext == nil || !c.IsConnectionOpen() {
+func (w *ownWire) goOffline() {
+	if w.sim().ext == nil || !w.client.IsConnected() {
 		return
 	}
-	c.Publish(w.topic(mqttproto.PresenceTopic(w.d.spec.ID)), 1, true, []byte{}).WaitTimeout(5 * time.Second)
+	ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = w.client.Publish(ctx, w.topic(mqttproto.PresenceTopic(w.d.spec.ID)), 1, true, []byte{}) // best effort: the device leaves anyway
 }
 
 func (w *ownWire) down() {
-	w.mu.Lock()
-	c := w.client
-	w.mu.Unlock()
-	w.goOffline(c)
-	c.Disconnect(0)
+	w.goOffline()
+	w.client.Disconnect()
 	w.setUp(false)
 }
 
 func (w *ownWire) up(ctx context.Context) error {
-	w.mu.Lock()
-	c := w.client
-	w.mu.Unlock()
-	if err := wait(ctx, c.Connect()); err != nil {
+	if err := w.client.Connect(ctx); err != nil {
 		return err
 	}
-	return w.subscribe(ctx, c)
+	return w.subscribe(ctx)
 }
 
 func (w *ownWire) close() {
-	w.mu.Lock()
-	c := w.client
-	w.mu.Unlock()
-	if c != nil {
-		w.goOffline(c)
-		c.Disconnect(100)
-		w.setUp(false)
-	}
+	w.goOffline()
+	w.client.Disconnect()
+	w.setUp(false)
 }
 
-// clientOptions are what every simulator connection shares: MQTT 3.1.1,
-// handlers run concurrently, and back on line within seconds of a hub
-// restart, as a fleet would be, not after paho's ten-minute backoff
-// ceiling.
-func clientOptions(clientID string) *paho.ClientOptions {
-	return paho.NewClientOptions().
-		SetClientID(clientID).
-		SetProtocolVersion(4).
-		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(2 * time.Second).
-		SetConnectRetry(false).
-		SetConnectTimeout(30 * time.Second)
-}
-
-// broker points o at where devices connect: the embedded broker over TLS
-// (Options.Addr), or the external broker of Options.Broker.
-func (s *Sim) broker(o *paho.ClientOptions) error {
-	addr, scheme := s.opts.Addr, "tls://"
+// endpoint is where devices connect: the embedded broker over TLS
+// (Options.Addr), or the external broker of Options.Broker; tlsConfig is
+// nil for plain TCP. One configuration serves the whole fleet.
+func (s *Sim) endpoint() (addr string, tlsConfig *tls.Config, err error) {
+	addr, useTLS := s.opts.Addr, true
 	if s.ext != nil {
-		addr, scheme = s.ext.Host, ""
-		o.AddBroker(s.ext.Dial())
-		if !s.ext.TLS {
-			return nil
-		}
-	} else {
-		o.AddBroker(scheme + addr)
+		addr, useTLS = s.ext.Host, s.ext.TLS
+	}
+	if !useTLS {
+		return addr, nil, nil
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("broker address %q: %w", addr, err)
+		return "", nil, fmt.Errorf("broker address %q: %w", addr, err)
 	}
-	o.SetTLSConfig(&tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
-	return nil
+	return addr, &tls.Config{RootCAs: s.opts.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12}, nil
 }
 
 // brokerName is where devices connect, for messages (no password).

@@ -314,7 +314,7 @@ func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
 // is the store's from now on: nobody changes a final record.
 func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 	e.count(r, dj, from)
-	e.writes <- &write{djs: []*hub.DeviceJob{dj}, job: r}
+	e.send(&write{djs: []*hub.DeviceJob{dj}, job: r})
 }
 
 // count moves a device from status from to its final status in the job's
@@ -572,11 +572,6 @@ func (e *Engine) resume(ctx context.Context) error {
 	return nil
 }
 
-// writeLinger is how long the writer waits for more before storing
-// writes nobody waits on: results are durable that much later, in
-// transactions of up to 1,024 writes.
-const writeLinger = 5 * time.Millisecond
-
 // write is one unit for the store writer: device-job records, the current
 // snapshot of a run, or a final job state, with an optional channel to
 // report when it and everything queued before it are stored.
@@ -594,6 +589,23 @@ func (e *Engine) write(w *write) {
 		djs[i] = cloneRecord(dj)
 	}
 	w.djs = djs
+	e.send(w)
+}
+
+// errEngineClosed answers a write that came after Close.
+var errEngineClosed = errors.New("the engine is closed")
+
+// send queues w for the writer, or answers it errEngineClosed after
+// Close.
+func (e *Engine) send(w *write) {
+	e.writesMu.RLock()
+	defer e.writesMu.RUnlock()
+	if e.writesClosed {
+		if w.done != nil {
+			w.done <- errEngineClosed
+		}
+		return
+	}
 	e.writes <- w
 }
 
@@ -604,7 +616,7 @@ func (e *Engine) write(w *write) {
 func (e *Engine) writer() {
 	defer e.wg.Done()
 	ctx := context.Background()
-	linger := time.NewTimer(time.Hour)
+	linger := e.clock.NewTimer(time.Hour)
 	linger.Stop()
 	for w := range e.writes {
 		batch := []*write{w}
@@ -617,20 +629,18 @@ func (e *Engine) writer() {
 			select {
 			case w, ok = <-e.writes:
 			default:
-				if waited {
+				if waited || e.WriteLinger <= 0 {
 					break drain
 				}
 				// Nobody waits on these (a job's results): wait a little
-				// for more, so that a stream of results is stored in a
-				// few large transactions rather than many small ones,
-				// whose fixed cost was a sixth of a method job's CPU.
+				// for more (see WriteLinger).
 				if !lingering {
 					lingering = true
-					linger.Reset(writeLinger)
+					linger.Reset(e.WriteLinger)
 				}
 				select {
 				case w, ok = <-e.writes:
-				case <-linger.C:
+				case <-linger.C():
 					lingering = false
 					break drain
 				}
@@ -643,7 +653,7 @@ func (e *Engine) writer() {
 		}
 		if lingering && !linger.Stop() {
 			select {
-			case <-linger.C:
+			case <-linger.C():
 			default:
 			}
 		}

@@ -89,7 +89,8 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("hub: no data directory given")
 	}
-	if cfg.Clock == nil {
+	realClock := cfg.Clock == nil
+	if realClock {
 		cfg.Clock = clock.Real()
 	}
 	if cfg.Logger == nil {
@@ -181,6 +182,9 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.engine = engine.New(st, h.bus, cfg.Clock)
 	h.engine.Logger = cfg.Logger.With("system", "engine")
 	h.engine.MaxActiveJobs, h.engine.OpsPerSecond = cfg.MaxActiveJobs, cfg.OpsPerSecond
+	if realClock {
+		h.engine.WriteLinger = engine.DefaultWriteLinger
+	}
 	h.metrics = &rest.Metrics{}
 	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())
 	h.bus.SetEvents(h.engine)
