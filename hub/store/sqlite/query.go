@@ -98,7 +98,7 @@ func (s *Store) backfillDevices(ctx context.Context) error {
 			}
 			var r deviceRow
 			if err == nil {
-				r, err = encodeDevice(d)
+				r, err = encodeDevice(d, false, "")
 			}
 			if err != nil {
 				rows.Close()

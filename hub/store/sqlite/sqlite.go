@@ -108,22 +108,18 @@ type deviceRow struct {
 	twin     string // the query document as JSON text, see twinDoc
 }
 
-func encodeDevice(d *store.Device) (deviceRow, error) {
-	var r deviceRow
-	var err error
-	enc := func(v any) string {
+// encodeDevice encodes d's row; with unchanged set, identity is d's
+// identity as stored, kept as it is.
+func encodeDevice(d *store.Device, unchanged bool, identity string) (deviceRow, error) {
+	r := deviceRow{identity: identity, version: d.Version}
+	if !unchanged {
+		b, err := json.Marshal(d.Device)
 		if err != nil {
-			return ""
+			return r, err
 		}
-		var b []byte
-		b, err = json.Marshal(v)
-		return string(b)
+		r.identity = string(b)
 	}
-	r.identity = enc(d.Device)
-	r.version = d.Version
-	if err != nil {
-		return r, err
-	}
+	var err error
 	r.twin, err = twinDoc(d)
 	return r, err
 }
@@ -175,7 +171,7 @@ func decodeDevice(r deviceRow) (*store.Device, error) {
 
 // CreateDevice implements store.Store.
 func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
-	r, err := encodeDevice(d)
+	r, err := encodeDevice(d, false, "")
 	if err != nil {
 		return err
 	}
@@ -204,7 +200,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*store.Device) error {
 	}
 	defer stmt.Close()
 	for _, d := range ds {
-		r, err := encodeDevice(d)
+		r, err := encodeDevice(d, false, "")
 		if err != nil {
 			return fmt.Errorf("device %q: %w", d.DeviceID, err)
 		}
@@ -255,7 +251,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if err := fn(d); err != nil {
 		return nil, err
 	}
-	r, err := encodeDevice(d)
+	r, err := encodeDevice(d, false, "")
 	if err != nil {
 		return nil, err
 	}
@@ -277,36 +273,102 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 	}
 	defer tx.Rollback()
 	st := s.bind(ctx, tx)
+	// One read for the group (a twin job's devices arrive in groups of
+	// hundreds); an id updated twice in the group is read from the first
+	// update's row.
+	rows, err := getDevices(ctx, tx, ups)
+	if err != nil {
+		return nil, nil, err
+	}
 	for i, u := range ups {
-		d, err := getDevice(ctx, st.getDev, u.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			errs[i] = err
+		r, ok := rows[u.ID]
+		if !ok {
+			errs[i] = store.ErrNotFound
 			continue
 		}
+		d, err := decodeDevice(r)
 		if err != nil {
 			return nil, nil, err
 		}
+		before := snapshotIdentity(d)
 		if err := u.Fn(d); err != nil {
 			errs[i] = err
 			continue
 		}
-		r, err := encodeDevice(d)
+		next, err := encodeDevice(d, before.same(d), r.identity)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		if _, err := st.updDev.ExecContext(ctx, r.identity, r.version, r.twin, u.ID); err != nil {
+		if _, err := st.updDev.ExecContext(ctx, next.identity, next.version, next.twin, u.ID); err != nil {
 			return nil, nil, err
 		}
 		if err := putDeviceJobs(ctx, st.putDJ, u.Recs); err != nil {
 			return nil, nil, err
 		}
+		rows[u.ID] = next
 		devs[i] = d
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, nil, err
 	}
 	return devs, errs, nil
+}
+
+// getDevices reads the rows of the devices ups name, by id.
+func getDevices(ctx context.Context, tx *sql.Tx, ups []store.DeviceUpdate) (map[string]deviceRow, error) {
+	ids := make([]string, len(ups))
+	for i, u := range ups {
+		ids[i] = u.ID
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	res, err := tx.QueryContext(ctx, `SELECT id, identity, version, json(twin) FROM devices WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	rows := make(map[string]deviceRow, len(ups))
+	for res.Next() {
+		var id string
+		var r deviceRow
+		if err := res.Scan(&id, &r.identity, &r.version, &r.twin); err != nil {
+			return nil, err
+		}
+		rows[id] = r
+	}
+	return rows, res.Err()
+}
+
+// identitySnapshot is a device's identity before an update function ran,
+// to tell whether it changed (a twin update leaves it alone, and then its
+// stored JSON is kept instead of encoded again).
+type identitySnapshot struct {
+	d                      hub.Device
+	reason, thumb1, thumb2 string
+}
+
+func snapshotIdentity(d *store.Device) identitySnapshot {
+	s := identitySnapshot{d: d.Device}
+	s.reason, s.thumb1, s.thumb2 = deref(d.StatusReason), deref(d.Authentication.X509Thumbprint.PrimaryThumbprint), deref(d.Authentication.X509Thumbprint.SecondaryThumbprint)
+	return s
+}
+
+// same reports whether d's identity is as it was, pointed-to strings
+// included.
+func (s identitySnapshot) same(d *store.Device) bool {
+	return d.Device == s.d && deref(d.StatusReason) == s.reason &&
+		deref(d.Authentication.X509Thumbprint.PrimaryThumbprint) == s.thumb1 &&
+		deref(d.Authentication.X509Thumbprint.SecondaryThumbprint) == s.thumb2
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // DeleteDevice implements store.Store.

@@ -359,6 +359,30 @@ func testUpdateDevices(t *testing.T, s store.Store) {
 	if devs, errs, err := s.UpdateDevices(ctx, nil); err != nil || len(devs) != 0 || len(errs) != 0 {
 		t.Errorf("empty group: %v %v %v", devs, errs, err)
 	}
+
+	// A device twice in a group: the second update sees the first's
+	// result, a failed one in between (which changed its copy) nothing;
+	// an identity change is stored as well as a twin change.
+	reason := "maintenance"
+	_, errs, err = s.UpdateDevices(ctx, []store.DeviceUpdate{
+		{ID: "c", Fn: func(d *store.Device) error { d.Version++; d.Tags["n"] = 1.0; return nil }},
+		{ID: "c", Fn: func(d *store.Device) error { d.Tags["n"] = 99.0; d.Status = "disabled"; return errAbort }},
+		{ID: "c", Fn: func(d *store.Device) error {
+			d.Version++
+			d.Tags["n"] = d.Tags["n"].(float64) + 1
+			d.Status, d.StatusReason = "disabled", &reason
+			return nil
+		}},
+	})
+	if err != nil || errs[0] != nil || errs[1] != errAbort || errs[2] != nil {
+		t.Fatalf("UpdateDevices of one device thrice: %v %v", errs, err)
+	}
+	want = fullDevice("c")
+	want.Version += 3
+	want.Tags["group"] = "yes"
+	want.Tags["n"] = 2.0
+	want.Status, want.StatusReason = "disabled", &reason
+	mustEqual(t, "c after three updates in a group", get(t, s, "c"), want)
 }
 
 func testUpdateDeviceSeesLatest(t *testing.T, s store.Store) {
