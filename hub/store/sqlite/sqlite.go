@@ -43,7 +43,7 @@ type Store struct {
 	// The statements a job runs per device, prepared once: modernc's
 	// sqlite prepares a statement given as text at every call, which cost
 	// a twin job as much as its own reads and writes.
-	getDev, updDev, putDJ, putJob *sql.Stmt
+	getDev, updDev, putDJ, putJob, putBulk *sql.Stmt
 }
 
 const (
@@ -52,6 +52,11 @@ const (
 	putDeviceJobSQL = `INSERT INTO device_jobs (job_id, device_id, doc, qdoc) VALUES (?, ?, ?, jsonb(?))
 		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`
 	putJobSQL = `UPDATE jobs SET created = ?, doc = ?, started = ? WHERE id = ?`
+	// putAlikeSQL stores records alike but for their device (putAlike).
+	// The WHERE keeps SQLite from reading ON CONFLICT as part of a join.
+	putAlikeSQL = `INSERT INTO device_jobs (job_id, device_id, doc, qdoc)
+		 SELECT ?1, value, ?2 || json_quote(value) || ?3, jsonb(?4 || json_quote(value) || ?5) FROM json_each(?6) WHERE true
+		 ON CONFLICT (job_id, device_id) DO UPDATE SET doc = excluded.doc, qdoc = excluded.qdoc`
 )
 
 // Open opens (creating if needed) the SQLite database at path.
@@ -78,7 +83,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	for _, st := range []struct {
 		stmt **sql.Stmt
 		sql  string
-	}{{&s.getDev, getDeviceSQL}, {&s.updDev, updateDeviceSQL}, {&s.putDJ, putDeviceJobSQL}, {&s.putJob, putJobSQL}} {
+	}{{&s.getDev, getDeviceSQL}, {&s.updDev, updateDeviceSQL}, {&s.putDJ, putDeviceJobSQL}, {&s.putJob, putJobSQL}, {&s.putBulk, putAlikeSQL}} {
 		if *st.stmt, err = db.PrepareContext(ctx, st.sql); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open sqlite %q: prepare %q: %w", path, st.sql, err)
@@ -92,11 +97,12 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // txStmts are the store's prepared statements bound to a transaction.
 type txStmts struct {
-	getDev, updDev, putDJ, putJob *sql.Stmt
+	getDev, updDev, putDJ, putJob, putBulk *sql.Stmt
 }
 
 func (s *Store) bind(ctx context.Context, tx *sql.Tx) txStmts {
-	return txStmts{tx.StmtContext(ctx, s.getDev), tx.StmtContext(ctx, s.updDev), tx.StmtContext(ctx, s.putDJ), tx.StmtContext(ctx, s.putJob)}
+	return txStmts{tx.StmtContext(ctx, s.getDev), tx.StmtContext(ctx, s.updDev), tx.StmtContext(ctx, s.putDJ),
+		tx.StmtContext(ctx, s.putJob), tx.StmtContext(ctx, s.putBulk)}
 }
 
 // deviceRow is a device as stored: its identity, its twin version and the
@@ -258,7 +264,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if _, err := st.updDev.ExecContext(ctx, r.identity, r.version, r.twin, id); err != nil {
 		return nil, err
 	}
-	if err := putDeviceJobs(ctx, st.putDJ, recs); err != nil {
+	if err := putDeviceJobs(ctx, st, recs); err != nil {
 		return nil, err
 	}
 	return d, tx.Commit()
@@ -303,7 +309,7 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		if _, err := st.updDev.ExecContext(ctx, next.identity, next.version, next.twin, u.ID); err != nil {
 			return nil, nil, err
 		}
-		if err := putDeviceJobs(ctx, st.putDJ, u.Recs); err != nil {
+		if err := putDeviceJobs(ctx, st, u.Recs); err != nil {
 			return nil, nil, err
 		}
 		rows[u.ID] = next
@@ -504,7 +510,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 	}
 	defer tx.Rollback()
 	st := s.bind(ctx, tx)
-	if err := putDeviceJobs(ctx, st.putDJ, djs); err != nil {
+	if err := putDeviceJobs(ctx, st, djs); err != nil {
 		return err
 	}
 	for _, j := range jobs {
@@ -515,21 +521,110 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 	return tx.Commit()
 }
 
-func putDeviceJobs(ctx context.Context, stmt *sql.Stmt, djs []*hub.DeviceJob) error {
-	for _, dj := range djs {
-		doc, err := store.DeviceJobJSON(dj)
-		if err != nil {
-			return err
+func putDeviceJobs(ctx context.Context, st txStmts, djs []*hub.DeviceJob) error {
+	for i := 0; i < len(djs); {
+		// A run of records alike, whose ids need no escaping (device ids
+		// never do).
+		j := i + 1
+		for plainJSON(djs[i].DeviceID) && j < len(djs) && alike(djs[i], djs[j]) && plainJSON(djs[j].DeviceID) {
+			j++
 		}
-		qdoc, err := store.DeviceJobDoc(dj)
-		if err != nil {
-			return err
+		if j-i >= bulkMin {
+			done, err := putAlike(ctx, st.putBulk, djs[i:j])
+			if err != nil {
+				return err
+			}
+			if done {
+				i = j
+				continue
+			}
 		}
-		if _, err := stmt.ExecContext(ctx, dj.JobID, dj.DeviceID, string(doc), qdoc); err != nil {
-			return err
+		for _, dj := range djs[i:j] {
+			doc, err := store.DeviceJobJSON(dj)
+			if err != nil {
+				return err
+			}
+			qdoc, err := store.DeviceJobDoc(dj)
+			if err != nil {
+				return err
+			}
+			if _, err := st.putDJ.ExecContext(ctx, dj.JobID, dj.DeviceID, string(doc), qdoc); err != nil {
+				return err
+			}
 		}
+		i = j
 	}
 	return nil
+}
+
+// bulkMin is the shortest run of records alike but for their device
+// (a new job's "pending" records: a hundred thousand for a large fleet,
+// before any device is touched) that putAlike stores with one statement.
+const bulkMin = 64
+
+// alike reports whether two records encode the same but for their
+// device id.
+func alike(a, b *hub.DeviceJob) bool {
+	sameTime := func(x, y *hub.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(y.Time)) }
+	return a.JobID == b.JobID && a.JobType == b.JobType && a.Status == b.Status &&
+		a.Outcome == nil && b.Outcome == nil && a.Error == nil && b.Error == nil &&
+		sameTime(a.StartTimeUtc, b.StartTimeUtc) && sameTime(a.EndTimeUtc, b.EndTimeUtc) &&
+		sameTime(a.CreatedDateTimeUtc, b.CreatedDateTimeUtc) && sameTime(a.LastUpdatedDateTimeUtc, b.LastUpdatedDateTimeUtc)
+}
+
+// idMark stands for the device id in the templates of putAlike.
+const idMark = "iotjobs-device-id-mark"
+
+// putAlike stores records alike but for their device id with one
+// statement: their encodings are a template around the id, which SQLite
+// fills in (json_quote), so that neither the encoding nor the call is
+// paid per record. It reports false, storing nothing, when an id needs
+// escaping in JSON (device ids never do; json_quote and the store's
+// encoders escape alike only plain text) or the template does not hold
+// the id exactly once.
+func putAlike(ctx context.Context, bulk *sql.Stmt, djs []*hub.DeviceJob) (bool, error) {
+	ids := make([]string, len(djs))
+	for i, dj := range djs {
+		if !plainJSON(dj.DeviceID) {
+			return false, nil
+		}
+		ids[i] = dj.DeviceID
+	}
+	t := *djs[0]
+	t.DeviceID = idMark
+	doc, err := store.DeviceJobJSON(&t)
+	if err != nil {
+		return false, err
+	}
+	qdoc, err := store.DeviceJobDoc(&t)
+	if err != nil {
+		return false, err
+	}
+	mark := `"` + idMark + `"`
+	if strings.Count(string(doc), mark) != 1 || strings.Count(qdoc, mark) != 1 {
+		return false, nil
+	}
+	docPre, docPost, _ := strings.Cut(string(doc), mark)
+	qPre, qPost, _ := strings.Cut(qdoc, mark)
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return false, err
+	}
+	if _, err := bulk.ExecContext(ctx, t.JobID, docPre, docPost, qPre, qPost, string(list)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// plainJSON reports whether s is written as itself inside a JSON string
+// by every encoder here: printable ASCII without ", \, <, > and &.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // ScanDeviceJobs implements store.Store.
