@@ -227,9 +227,20 @@ func (s *Sim) IDs() []string {
 
 // Close disconnects every device.
 func (s *Sim) Close() {
+	// Concurrently: on an external broker each device's close is a few
+	// round trips (presence withdrawn, session ended).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
 	for _, d := range s.devices {
-		d.close()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			d.close()
+			<-sem
+		}()
 	}
+	wg.Wait()
 	for _, m := range s.muxes {
 		m.close()
 	}

@@ -29,6 +29,7 @@ const (
 type ownWire struct {
 	d      *simDevice
 	key    string
+	opts   mqttc.Options
 	client *mqttc.Client
 	online upFlag
 }
@@ -70,6 +71,7 @@ func newOwnWire(d *simDevice, key, addr string, tlsConfig *tls.Config) *ownWire 
 		// A device that vanishes clears its presence (retained).
 		o.Will = &mqttc.Will{Topic: w.topic(mqttproto.PresenceTopic(id)), QoS: 1, Retain: true}
 	}
+	w.opts = o
 	w.client = mqttc.New(o)
 	return w
 }
@@ -198,6 +200,27 @@ func (w *ownWire) close() {
 	w.goOffline()
 	w.client.Disconnect()
 	w.setUp(false)
+	if w.sim().ext != nil {
+		w.endSession()
+	}
+}
+
+// endSession has the external broker forget the device's persistent
+// session (its subscriptions), by a clean-session connect: a simulated
+// fleet that leaves for good must not leave a broker such as Mosquitto,
+// which keeps sessions until told otherwise, one more session per
+// device at every run. The embedded broker expires them itself.
+func (w *ownWire) endSession() {
+	o := w.opts
+	o.CleanSession, o.Will, o.OnConnect, o.OnConnectionLost = true, nil, nil, nil
+	c := mqttc.New(o)
+	ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		w.sim().opts.Logger.Debug("end the device's broker session", "device", w.d.spec.ID, "err", err)
+		return
+	}
+	c.Disconnect()
 }
 
 // endpoint is where devices connect: the embedded broker over TLS
