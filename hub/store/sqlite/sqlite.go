@@ -64,10 +64,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// The path goes into a URI: escape what a URI would read as syntax.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	// The page cache is 64 MB: reads of the file go through the memory
-	// map, and every commit scans the whole cache once SQLite has looked
-	// up the lock page (it then holds a page beyond the end of the file,
-	// which pager_end_transaction truncates away): with 128 MB that scan
-	// was 4-8% of a large job's CPU.
+	// map, and here every commit scans the whole cache (the cache's
+	// highest page number, seen as 262145, the lock page's, lies past
+	// the end of the file, so pager_end_transaction truncates it, the
+	// slow way): with 128 MB that scan was 4-8% of a large job's CPU.
 	dsn := "file:" + esc + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=mmap_size(17179869184)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-65536)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
