@@ -121,7 +121,6 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 			e.finish(ctx, r, nil)
 			return
 		}
-		slices.Sort(ids) // the order devices start in (startMarks)
 		now := &hub.Time{Time: e.clock.Now().UTC()}
 		recs = make([]*hub.DeviceJob, len(ids))
 		for i, id := range ids {
@@ -153,6 +152,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 			pending = append(pending, dj)
 		}
 	}
+	// Devices start in id order (startMarks).
 	slices.SortFunc(pending, func(a, b *hub.DeviceJob) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	started, inflight, collected := e.dispatch(ctx, opctx, r, j, pending)
 	rest := pending[started:]
