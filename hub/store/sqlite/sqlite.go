@@ -249,30 +249,12 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 
 // UpdateDevice implements store.Store.
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, recs ...*hub.DeviceJob) (*store.Device, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	// A group of one: the same transaction, read and identity handling.
+	devs, errs, err := s.UpdateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}})
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
-	st := s.bind(ctx, tx)
-	d, err := getDevice(ctx, st.getDev, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := fn(d); err != nil {
-		return nil, err
-	}
-	r, err := encodeDevice(d, false, "")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := st.updDev.ExecContext(ctx, r.identity, r.version, r.twin, id); err != nil {
-		return nil, err
-	}
-	if err := putDeviceJobs(ctx, st, recs); err != nil {
-		return nil, err
-	}
-	return d, tx.Commit()
+	return devs[0], errs[0]
 }
 
 // UpdateDevices implements store.Store.
