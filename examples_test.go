@@ -27,10 +27,12 @@ func virtualHub(t *testing.T, clk clock.Clock, fleetFile string) *engine.Engine 
 
 // TestFirmwareRolloutExample runs examples/firmware-rollout.yaml on its
 // fleet in virtual time, the clock moved by RunUntil (only when nothing is
-// left to do at the current instant): batches of the declared sizes five
-// minutes apart, verify waiting for each device to report the firmware
-// (the three stuck devices never do), and the reboot on exactly the 60
-// devices that got it.
+// left to do at the current instant): batches of the declared sizes, each
+// gated by verify (its devices report the firmware 20 s after the patch,
+// which verify sees at its next look, 30 s in) and then the 5-minute
+// pause; the last batch holds the three stuck devices, which verify waits
+// 15 minutes for in vain; then the reboot on exactly the 60 devices that
+// got it.
 func TestFirmwareRolloutExample(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 	clk := clock.NewVirtual(t0)
@@ -60,8 +62,8 @@ func TestFirmwareRolloutExample(t *testing.T) {
 	if len(targets) != 3 || targets[0] != 7 || targets[1] != 32 || targets[2] != 63 {
 		t.Errorf("batch targets %v, want 7, 32, 63 (10%%, 50%%, 100%% of 63)", targets)
 	}
-	if len(starts) != 3 || starts[0] != 0 || starts[1] != 5*time.Minute || starts[2] != 10*time.Minute {
-		t.Errorf("batch starts %v, want 0, 5m, 10m", starts)
+	if len(starts) != 3 || starts[0] != 0 || starts[1] != 5*time.Minute+30*time.Second || starts[2] != 11*time.Minute {
+		t.Errorf("batch starts %v, want 0, 5m30s, 11m", starts)
 	}
 	passed := map[string]bool{}
 	for _, d := range fw.Devices {
@@ -72,8 +74,8 @@ func TestFirmwareRolloutExample(t *testing.T) {
 	if len(passed) != 60 || passed["door-stuck-1"] || fw.Status != string(hub.JobCompleted) || fw.Abort.Tripped {
 		t.Errorf("set-firmware: %s %q, %d passed, abort %+v", fw.Status, fw.Reason, len(passed), fw.Abort)
 	}
-	if len(rb.Devices) != 60 || rb.Status != string(hub.JobCompleted) || !rb.EndTime.Equal(t0.Add(25*time.Minute)) {
-		t.Fatalf("reboot: %s %q on %d devices ending %v, want the 60 that passed at 22:25", rb.Status, rb.Reason, len(rb.Devices), rb.EndTime)
+	if len(rb.Devices) != 60 || rb.Status != string(hub.JobCompleted) || !rb.EndTime.Equal(t0.Add(26*time.Minute)) {
+		t.Fatalf("reboot: %s %q on %d devices ending %v, want the 60 that passed at 22:26", rb.Status, rb.Reason, len(rb.Devices), rb.EndTime)
 	}
 	for _, d := range rb.Devices {
 		if !passed[d.DeviceID] || !d.Succeeded {

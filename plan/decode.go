@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,18 +120,21 @@ var (
 	planFields     = []string{"version", "name", "description", "defaults", "steps", "vars"}
 	defaultsFields = []string{"maxExecutionTime", "responseTimeout", "connectTimeout"}
 	stepFields     = []string{"name", "description", "query", "after", "method", "twin", "start", "cron",
-		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed", "window"}
-	methodFields  = []string{"name", "payload", "responseTimeout", "connectTimeout"}
-	twinFields    = []string{"etag", "desired", "tags"}
-	rolloutFields = []string{"batches", "pause", "maxPerMinute", "exponential"}
-	expFields     = []string{"baseRatePerMinute", "incrementFactor", "rateIncreaseCriteria"}
-	criteriaField = []string{"numberOfNotifiedDevices", "numberOfSucceededDevices"}
-	abortFields   = []string{"failureRate", "failures", "minExecuted", "on"}
-	successFields = []string{"minSuccessRate"}
-	retryFields   = []string{"attempts", "backoff", "on"}
-	cronFields    = []string{"schedule", "timezone", "concurrency", "startingDeadline"}
-	windowFields  = []string{"cron", "duration", "timezone", "fromTag"}
-	verifyFields  = []string{"query", "timeout"}
+		"maxExecutionTime", "rollout", "abort", "success", "retry", "verify", "onlyPassed", "window", "analysis", "rollback"}
+	methodFields   = []string{"name", "payload", "responseTimeout", "connectTimeout"}
+	twinFields     = []string{"etag", "desired", "tags"}
+	rolloutFields  = []string{"batches", "pause", "maxPerMinute", "exponential"}
+	expFields      = []string{"baseRatePerMinute", "incrementFactor", "rateIncreaseCriteria"}
+	criteriaField  = []string{"numberOfNotifiedDevices", "numberOfSucceededDevices"}
+	abortFields    = []string{"failureRate", "failures", "minExecuted", "on"}
+	successFields  = []string{"minSuccessRate"}
+	retryFields    = []string{"attempts", "backoff", "on"}
+	cronFields     = []string{"schedule", "timezone", "concurrency", "startingDeadline"}
+	windowFields   = []string{"cron", "duration", "timezone", "fromTag"}
+	verifyFields   = []string{"query", "timeout"}
+	analysisFields = []string{"query", "bake", "minPassRate", "control"}
+	controlFields  = []string{"matchTags", "maxDegradation"}
+	rollbackFields = []string{"on", "method"}
 )
 
 func (d *decoder) decodePlan(root *diag.Node) {
@@ -268,7 +272,7 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 	}
 	if v := d.keep(obj.Get("abort")); v != nil {
 		if o, ok := d.object(v, abortFields...); ok {
-			s.Abort = &Abort{Range: v.Range(), On: []string{FailedClass, TimedOutClass, OfflineClass}}
+			s.Abort = &Abort{Range: v.Range(), On: slices.Clone(AbortClasses)}
 			if f := d.keep(o.Get("failureRate")); f != nil {
 				s.Abort.FailureRate, _ = f.Fraction()
 				s.Abort.HasRate = true
@@ -299,7 +303,7 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 			if b := d.keep(o.Get("backoff")); b != nil {
 				s.Retry.Backoff, _ = b.Duration()
 			}
-			s.Retry.On = d.classes(o.Get("on"), []string{FailedClass, TimedOutClass, OfflineClass})
+			s.Retry.On = d.classes(o.Get("on"), slices.Clone(RetryClasses))
 		}
 	}
 	if v := d.keep(obj.Get("verify")); v != nil {
@@ -334,11 +338,69 @@ func (d *decoder) decodeStep(n *diag.Node) *Step {
 			s.Window = w
 		}
 	}
+	if v := d.keep(obj.Get("analysis")); v != nil {
+		s.Analysis = d.decodeAnalysis(v)
+	}
+	if v := d.keep(obj.Get("rollback")); v != nil {
+		if o, ok := d.object(v, rollbackFields...); ok {
+			s.Rollback = &Rollback{Range: v.Range(), On: []string{OnAbort}}
+			if on := d.keep(o.Get("on")); on != nil {
+				s.Rollback.On = d.classes(on, nil)
+			}
+			if m := d.keep(o.Get("method")); m != nil {
+				s.Rollback.Method = d.decodeMethod(m)
+			}
+		}
+	}
 	return s
 }
 
-// defaultVerifyTimeout is how long verify waits when the plan does not say.
-const defaultVerifyTimeout = 10 * time.Minute
+// Defaults of verify and analysis when the plan does not say.
+const (
+	defaultVerifyTimeout  = 10 * time.Minute
+	DefaultBake           = 5 * time.Minute
+	DefaultMaxDegradation = 0.05
+)
+
+func (d *decoder) decodeAnalysis(n *diag.Node) *Analysis {
+	o, ok := d.object(n, analysisFields...)
+	if !ok {
+		return nil
+	}
+	a := &Analysis{Range: n.Range(), Bake: DefaultBake, MinPassRate: 1}
+	if q := d.keep(o.Require("query", `give the health condition each device of a batch should satisfy, e.g. query: "properties.reported.health.crashes < 3"`)); q != nil {
+		a.Query, _ = q.Text()
+	}
+	if b := d.keep(o.Get("bake")); b != nil {
+		a.Bake, _ = b.Duration()
+	}
+	minSet := false
+	if m := d.keep(o.Get("minPassRate")); m != nil {
+		a.MinPassRate, minSet = m.Fraction()
+	}
+	if c := d.keep(o.Get("control")); c != nil {
+		if co, ok := d.object(c, controlFields...); ok {
+			a.Control = &Control{Range: c.Range(), MaxDegradation: DefaultMaxDegradation}
+			if mt := d.keep(co.Require("matchTags", "name the tags a control device shares with the batch's, e.g. matchTags: [model, region]")); mt != nil {
+				a.Control.MatchTags = []string{}
+				if items, ok := mt.Items(); ok {
+					for _, it := range items {
+						if name, ok := d.keep(it).Text(); ok {
+							a.Control.MatchTags = append(a.Control.MatchTags, name)
+						}
+					}
+				}
+			}
+			if md := d.keep(co.Get("maxDegradation")); md != nil {
+				a.Control.MaxDegradation, _ = md.Fraction()
+			}
+			if !minSet {
+				a.MinPassRate = 0
+			}
+		}
+	}
+	return a
+}
 
 func (d *decoder) decodeMethod(n *diag.Node) *Method {
 	o, ok := d.object(n, methodFields...)

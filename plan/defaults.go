@@ -17,16 +17,24 @@ func applyDefaults(p *Plan) {
 		if s.Cron == "" && s.Start == (Start{}) {
 			s.Start = Start{Now: true}
 		}
-		if m := s.Method; m != nil {
-			if !m.responseTimeoutSet {
-				m.ResponseTimeout = p.Defaults.ResponseTimeout
-			}
-			if !m.connectTimeoutSet {
-				m.ConnectTimeout = p.Defaults.ConnectTimeout
-			}
-			if len(m.Payload) == 0 {
-				m.Payload = []byte("null")
-			}
+		methodDefaults(p, s.Method)
+		if rb := s.Rollback; rb != nil {
+			methodDefaults(p, rb.Method)
 		}
+	}
+}
+
+func methodDefaults(p *Plan, m *Method) {
+	if m == nil {
+		return
+	}
+	if !m.responseTimeoutSet {
+		m.ResponseTimeout = p.Defaults.ResponseTimeout
+	}
+	if !m.connectTimeoutSet {
+		m.ConnectTimeout = p.Defaults.ConnectTimeout
+	}
+	if len(m.Payload) == 0 {
+		m.Payload = []byte("null")
 	}
 }

@@ -87,6 +87,10 @@ type Step struct {
 	// Window limits when the step may start devices: a maintenance window
 	// for the whole step, or one per device read from a twin tag.
 	Window *Window
+	// Analysis is a health gate judged after each batch; Rollback undoes
+	// the step when it (or a later step) aborts the plan.
+	Analysis *Analysis
+	Rollback *Rollback
 	// Devices, when not nil, is the fixed device set of a saved plan: the
 	// step acts on these devices instead of those its query matches now.
 	Devices []string
@@ -187,8 +191,8 @@ type Abort struct {
 	Failures    int
 	HasRate     bool
 	MinExecuted int
-	// On lists the failure classes that count (FailedClass, TimedOutClass,
-	// OfflineClass); all of them by default.
+	// On lists the failure classes that count (AbortClasses); all of them
+	// by default.
 	On    []string
 	Range diag.Range
 }
@@ -242,12 +246,67 @@ type Window struct {
 	Range    diag.Range
 }
 
-// Failure classes a retry may take on.
+// Failure classes: why a device did not succeed. Retry takes on the
+// first three (a device's job failed); abort counts all five.
 const (
 	FailedClass   = "failed"   // the device failed otherwise (e.g. a method answered non-2xx)
 	TimedOutClass = "timedOut" // the device did not answer in time
 	OfflineClass  = "offline"  // the device was not connected
+	VerifyClass   = "verify"   // the device did not come to satisfy verify in time
+	AnalysisClass = "analysis" // the device failed the health condition of a batch whose analysis failed
 )
+
+// RetryClasses are the failure classes retry may take on; AbortClasses
+// those abort counts (its default).
+var (
+	RetryClasses = []string{FailedClass, TimedOutClass, OfflineClass}
+	AbortClasses = []string{FailedClass, TimedOutClass, OfflineClass, VerifyClass, AnalysisClass}
+)
+
+// Rollback triggers.
+const (
+	OnAbort     = "abort"     // the step itself aborted
+	OnPlanAbort = "planAbort" // a later step aborted the plan
+)
+
+// Rollback undoes what a step did when the plan is aborted: a twin step
+// restores, etag-guarded, the values its patch replaced; a method step
+// calls a compensating Method on the devices whose call succeeded.
+type Rollback struct {
+	// On lists the triggers (OnAbort, OnPlanAbort); default [abort].
+	On []string
+	// Method is the compensating method of a method step (nil for a twin
+	// step).
+	Method *Method
+	Range  diag.Range
+}
+
+// Analysis is a health gate: after each batch (and its verify), wait
+// Bake, then count the batch's devices whose twins satisfy Query; with a
+// Control, count the same over as many untouched devices with the same
+// tags. A failing analysis aborts the step.
+type Analysis struct {
+	Query string
+	Bake  time.Duration
+	// MinPassRate (0..1) is the share of the batch that must pass: 100%
+	// by default, 0% by default with a control (the comparison is the
+	// test). With a control, a floor the control misses too is not held
+	// against the batch: that is the fleet's trouble, not the update's.
+	MinPassRate float64
+	Control     *Control
+	Range       diag.Range
+}
+
+// Control is the cohort a batch's health is compared with: devices the
+// step has not touched, with the same values at MatchTags (tag paths
+// under tags, e.g. "model", "location.region").
+type Control struct {
+	MatchTags []string
+	// MaxDegradation (0..1, percentage points) is how much lower the
+	// batch's pass rate may be than the control's; 5% by default.
+	MaxDegradation float64
+	Range          diag.Range
+}
 
 // Retry runs a step's failed devices again, as new jobs over them.
 type Retry struct {

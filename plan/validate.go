@@ -239,12 +239,7 @@ func (v *validator) step(i int, s *Step) {
 			Hint("a step does one thing; move one action into its own step with after: [%s]", s.Name)
 	}
 	if m := s.Method; m != nil {
-		if m.Name == "" && v.present(path+".method.name") {
-			v.errorf(path+".method.name", m.Range, "method name is empty").Hint("name the direct method to invoke, e.g. lockDoor")
-		}
-		code := v.d == nil
-		v.checkTimeouts(path+".method", m.Range, m.ResponseTimeout, m.ConnectTimeout,
-			code || m.responseTimeoutSet, code || m.connectTimeoutSet)
+		v.method(path+".method", m)
 	}
 	if t := s.Twin; t != nil {
 		if t.Desired == nil && t.Tags == nil {
@@ -350,9 +345,103 @@ func (v *validator) step(i int, s *Step) {
 	if w := s.Window; w != nil {
 		v.window(path+".window", w)
 	}
+	if a := s.Analysis; a != nil {
+		v.analysis(path+".analysis", a)
+	}
+	if rb := s.Rollback; rb != nil {
+		v.rollback(path+".rollback", s, rb)
+	}
 	if s.OnlyPassed && len(s.After) == 0 {
 		v.errorf(path+".onlyPassed", r, "onlyPassed needs a step to be after").
 			Hint("add after: [a step name]; onlyPassed runs this step on the devices that passed it")
+	}
+}
+
+func (v *validator) method(path string, m *Method) {
+	if m.Name == "" && v.present(path+".name") {
+		v.errorf(path+".name", m.Range, "method name is empty").Hint("name the direct method to invoke, e.g. lockDoor")
+	}
+	code := v.d == nil
+	v.checkTimeouts(path, m.Range, m.ResponseTimeout, m.ConnectTimeout,
+		code || m.responseTimeoutSet, code || m.connectTimeoutSet)
+}
+
+// analysis checks a health gate.
+func (v *validator) analysis(path string, a *Analysis) {
+	if a.Query == "" {
+		if v.present(path + ".query") {
+			v.errorf(path+".query", a.Range, "analysis query is empty").
+				Hint(`give the health condition, e.g. "properties.reported.health.crashes < 3"`)
+		}
+	} else {
+		v.checkQuery(path+".query", a.Range, a.Query)
+	}
+	if a.Bake < 0 {
+		v.errorf(path+".bake", a.Range, "bake %v is negative", a.Bake).Hint("give how long a batch bakes before its health is read, e.g. bake: 10m")
+	}
+	v.checkFraction(path+".minPassRate", a.Range, a.MinPassRate)
+	c := a.Control
+	if c == nil {
+		return
+	}
+	if c.MatchTags != nil && len(c.MatchTags) == 0 && !v.reported[path+".control.matchTags"] {
+		v.errorf(path+".control.matchTags", c.Range, "matchTags is empty").
+			Hint("name the tags a control device shares with the batch's, e.g. [model, region]")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.MatchTags {
+		p := fmt.Sprintf("%s.control.matchTags[%d]", path, i)
+		switch {
+		case !tagPath.MatchString("tags." + t):
+			v.errorf(p, c.Range, "%q is not a tag name", t).
+				Hint(`name a tag under tags, e.g. model or location.region (without "tags.")`)
+		case seen[t]:
+			v.errorf(p, c.Range, "tag %q is listed twice", t).Hint("list each tag once")
+		}
+		seen[t] = true
+	}
+	v.checkFraction(path+".control.maxDegradation", c.Range, c.MaxDegradation)
+}
+
+// rollback checks what undoes a step.
+func (v *validator) rollback(path string, s *Step, rb *Rollback) {
+	if rb.On != nil && len(rb.On) == 0 && v.present(path+".on") {
+		v.errorf(path+".on", rb.Range, "rollback.on is empty").Hint("list abort, planAbort or both; or remove on for [abort]")
+	}
+	triggers := []string{OnAbort, OnPlanAbort}
+	seen := map[string]bool{}
+	for i, on := range rb.On {
+		p := fmt.Sprintf("%s.on[%d]", path, i)
+		switch {
+		case !slices.Contains(triggers, on):
+			e := v.errorf(p, rb.Range, "unknown rollback trigger %q", on)
+			if m := diag.Suggest(on, triggers); m != "" {
+				e.Hint("did you mean %q? rollback runs on abort (this step aborted) or planAbort (a later step aborted the plan)", m)
+			} else {
+				e.Hint("rollback runs on abort (this step aborted) or planAbort (a later step aborted the plan)")
+			}
+		case seen[on]:
+			v.errorf(p, rb.Range, "trigger %q is listed twice", on).Hint("list each trigger once")
+		}
+		seen[on] = true
+	}
+	switch {
+	case s.Twin != nil && rb.Method != nil:
+		v.keyErrorf(path+".method", rb.Range, "a twin step's rollback restores its twins; it takes no method").
+			Hint("remove method: the runner keeps each twin's previous values and restores them")
+	case s.Method != nil && rb.Method == nil && !v.reported[path]:
+		v.errorf(path, rb.Range, "a method step's rollback needs a compensating method").
+			Hint("name the method that undoes this one, e.g. method: {name: revertFirmware}")
+	case rb.Method != nil:
+		v.method(path+".method", rb.Method)
+	}
+	if slices.Contains(rb.On, OnAbort) && !slices.Contains(rb.On, OnPlanAbort) && s.Abort == nil && s.Analysis == nil {
+		r := rb.Range
+		if n := v.node(path); n != nil {
+			r = n.Range()
+		}
+		v.diags.Append(diag.Warningf(r, path, "rollback on abort never runs: the step has neither abort thresholds nor an analysis").
+			Hint("add abort: {failureRate: 5%%, minExecuted: 10} or analysis, or add planAbort to on"))
 	}
 }
 
@@ -392,9 +481,6 @@ func (v *validator) window(path string, w *Window) {
 	}
 }
 
-// retryClasses are the failure classes retry.on accepts.
-var retryClasses = []string{FailedClass, TimedOutClass, OfflineClass}
-
 func (v *validator) retry(path string, rt *Retry) {
 	if rt.Attempts < 1 || rt.Attempts > 10 {
 		if !v.reported[path+".attempts"] {
@@ -410,12 +496,12 @@ func (v *validator) retry(path string, rt *Retry) {
 
 // classes checks a list of failure classes (abort's may say "all").
 func (v *validator) classes(path string, fallback diag.Range, on []string, all bool) {
-	if on != nil && len(on) == 0 && v.present(path) {
-		v.errorf(path, fallback, "the list of failure classes is empty").Hint("list failed, timedOut, offline; or remove it for all three")
-	}
-	valid := retryClasses
+	valid := RetryClasses
 	if all {
-		valid = append(slices.Clone(retryClasses), "all")
+		valid = append(slices.Clone(AbortClasses), "all")
+	}
+	if on != nil && len(on) == 0 && v.present(path) {
+		v.errorf(path, fallback, "the list of failure classes is empty").Hint("list some of %s; or remove it for all of them", strings.Join(valid, ", "))
 	}
 	seen := map[string]bool{}
 	for i, c := range on {

@@ -72,6 +72,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 			}
 			suite.Cases = append(suite.Cases, c)
 		}
+		suite.Cases = append(suite.Cases, rollbackCases(class, s.Rollback)...)
 		for _, c := range suite.Cases {
 			suite.Tests++
 			switch {
@@ -100,18 +101,56 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 
 func seconds(s float64) string { return fmt.Sprintf("%.3f", max(s, 0)) }
 
-// stepDetail is the body of a failed step's testcase: its numbers.
+// stepDetail is the body of a failed step's testcase: its numbers, in
+// the words of the summary.
 func stepDetail(s *StepReport) string {
 	var b strings.Builder
-	st := s.DeviceJobStatistics
-	fmt.Fprintf(&b, "devices %d, succeeded %d, failed %d", len(s.Devices), st.SucceededCount, st.FailedCount)
+	b.WriteString(s.Summary.String())
 	if s.Success != nil {
 		fmt.Fprintf(&b, "; success rate %.1f%% (needs %.1f%%)", 100*s.Success.SuccessRate, 100*s.Success.MinSuccessRate)
 	}
 	if a := s.Abort; a != nil {
-		fmt.Fprintf(&b, "; abort: %d of %d executed failed (threshold %.1f%% from %d on), tripped %v", a.Failed, a.Executed, 100*a.FailureRate, a.MinExecuted, a.Tripped)
+		fmt.Fprintf(&b, "; abort: %d of %d started failed%s (threshold ", a.Failed, a.Executed, classList(a.ByClass))
+		if a.Failures > 0 {
+			fmt.Fprintf(&b, "%d devices", a.Failures)
+		} else {
+			fmt.Fprintf(&b, "%.1f%%", 100*a.FailureRate)
+		}
+		fmt.Fprintf(&b, " from %d on), tripped %v", a.MinExecuted, a.Tripped)
+	}
+	for _, an := range s.Analysis {
+		if !an.Pass {
+			fmt.Fprintf(&b, "; %s", an.Reason)
+		}
+	}
+	if rb := s.Rollback; rb != nil && rb.Trigger != "" {
+		fmt.Fprintf(&b, "; rolled back (%s): %d restored, %d conflicts, %d failed", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed)
 	}
 	return b.String()
+}
+
+// rollbackCases are a rollback's test cases: "(rollback)" with its
+// verdict, and one per device it could not restore.
+func rollbackCases(class string, rb *RollbackReport) []junitCase {
+	if rb == nil || rb.Trigger == "" {
+		return nil
+	}
+	c := junitCase{ClassName: class, Name: "(rollback)", Time: "0"}
+	if rb.StartTime != nil && rb.EndTime != nil {
+		c.Time = seconds(rb.EndTime.Sub(*rb.StartTime).Seconds())
+	}
+	verdict := fmt.Sprintf("rolled back (%s): %d restored, %d conflicts, %d failed", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed)
+	if rb.Conflicts+rb.Failed > 0 {
+		c.Failure = &junitMessage{Message: verdict, Type: "rollback"}
+	}
+	out := []junitCase{c}
+	for _, d := range rb.Devices {
+		if d.Status != RolledBack {
+			out = append(out, junitCase{ClassName: class, Name: d.DeviceID + " (rollback)", Time: "0",
+				Failure: &junitMessage{Message: deviceFailure(d), Type: d.Status}})
+		}
+	}
+	return out
 }
 
 // deviceFailure says why a device did not succeed.

@@ -31,10 +31,13 @@ func TestJUnitGolden(t *testing.T) {
 		Steps: []*runner.StepReport{
 			{Name: "canary", Type: "scheduleDeviceMethod", JobIDs: []string{"firmware-canary-1"}, Status: "completed", StartTime: at(0), EndTime: at(30),
 				DeviceJobStatistics: hub.DeviceJobStatistics{DeviceCount: 2, SucceededCount: 2},
+				Summary:             runner.Summary{Matched: 2, Succeeded: 2},
 				Devices:             []runner.DeviceResult{{DeviceID: "d1", Status: "completed", Succeeded: true, Outcome: ok}, {DeviceID: "d2", Status: "completed", Succeeded: true, Outcome: ok}}},
 			{Name: "fleet", Type: "scheduleDeviceMethod", JobIDs: []string{"firmware-fleet-1"}, Status: runner.StepAborted, Reason: "2 of 3 devices failed (66.7%), over the abort threshold of 5.0% (checked from 3 devices on); 7 devices were not started",
 				StartTime: at(31), EndTime: at(90), DeviceJobStatistics: hub.DeviceJobStatistics{DeviceCount: 3, SucceededCount: 2, FailedCount: 1},
-				Abort: &runner.AbortReport{FailureRate: 0.05, On: []string{"failed", "timedOut", "offline"}, MinExecuted: 3, Executed: 3, Failed: 2, Tripped: true},
+				Abort: &runner.AbortReport{FailureRate: 0.05, On: []string{"failed", "timedOut", "offline"}, MinExecuted: 3, Executed: 3, Failed: 2,
+					ByClass: map[string]int{"failed": 1, "offline": 1}, Tripped: true},
+				Summary: runner.Summary{Matched: 10, Succeeded: 1, Failed: 2, Skipped: 7, FailedByClass: map[string]int{"failed": 1, "offline": 1}},
 				Devices: []runner.DeviceResult{
 					{DeviceID: "d3", Status: "completed", Succeeded: true, Outcome: ok},
 					{DeviceID: "d4 <&>", Status: "completed", Outcome: &hub.DeviceJobOutcome{DeviceMethodResponse: &hub.MethodResponse{Status: 500}}},
@@ -93,24 +96,25 @@ func TestTextObserverTTY(t *testing.T) {
 			t.Errorf("output lacks %q:\n%q", want, got)
 		}
 	}
-	o.StepFinished(&runner.StepReport{Name: "wave", Status: "completed"})
-	if tail := out.String()[len(got):]; !strings.HasPrefix(tail, "\r\033[Kwave: completed\n") {
+	o.StepFinished(&runner.StepReport{Name: "wave", Status: "completed", Summary: runner.Summary{Matched: 100, Succeeded: 95, Failed: 5, FailedByClass: map[string]int{"failed": 5}}})
+	if tail := out.String()[len(got):]; !strings.HasPrefix(tail, "\r\033[Kwave: completed — 95 succeeded, 5 failed (5 failed), 0 no-op, 0 skipped of 100 devices\n") {
 		t.Errorf("finished line does not replace the status line: %q", tail)
 	}
 }
 
 func TestWriteSummary(t *testing.T) {
 	rep := &runner.Report{Plan: runner.PlanRef{Name: "fw"}, Status: runner.StatusFailed, Steps: []*runner.StepReport{
-		{Name: "set", Status: "completed", Devices: []runner.DeviceResult{{DeviceID: "a", Succeeded: true}, {DeviceID: "b", Succeeded: true}}},
-		{Name: "reboot", Status: runner.StepAborted, Reason: "3 of 5 devices failed", Devices: []runner.DeviceResult{{DeviceID: "a", Succeeded: true}, {DeviceID: "b"}}},
+		{Name: "set", Status: "completed", Summary: runner.Summary{Matched: 2, Succeeded: 2}},
+		{Name: "reboot", Status: runner.StepAborted, Reason: "3 of 5 devices failed", Summary: runner.Summary{Matched: 4, Succeeded: 1, Failed: 1, Skipped: 2, FailedByClass: map[string]int{"verify": 1}},
+			Rollback: &runner.RollbackReport{Trigger: "abort", Restored: 2}},
 	}}
 	var b bytes.Buffer
 	if err := rep.WriteSummary(&b); err != nil {
 		t.Fatal(err)
 	}
 	want := "plan fw: failed\n" +
-		"  set                  completed 2 of 2 devices succeeded\n" +
-		"  reboot               aborted   1 of 2 devices succeeded — 3 of 5 devices failed\n"
+		"  set: completed — 2 succeeded, 0 failed, 0 no-op, 0 skipped of 2 devices\n" +
+		"  reboot: aborted — 1 succeeded, 1 failed (1 verify), 0 no-op, 2 skipped of 4 devices — 3 of 5 devices failed; rolled back (abort): 2 restored, 0 conflicts, 0 failed\n"
 	if b.String() != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
 	}

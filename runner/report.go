@@ -72,8 +72,17 @@ type StepReport struct {
 	Abort   *AbortReport  `json:"abort,omitempty"`
 	Retries []RetryReport `json:"retries,omitempty"`
 	// Noop counts the devices a twin step left alone because their twins
-	// complied already (their status is "noop").
+	// complied already (their status is "noop"), and that did not fail
+	// verify afterwards (as Summary.Noop).
 	Noop int `json:"noop,omitempty"`
+	// Summary is the runner's verdict on the step's devices, counted
+	// once each; every view (the human summary, progress, JUnit) shows it.
+	Summary Summary `json:"summary"`
+	// Analysis is the health analysis of each batch; Rollback what the
+	// step keeps to undo itself (a twin step's replaced values, a method
+	// step's compensating method) and how its rollback went.
+	Analysis []*AnalysisReport `json:"analysis,omitempty"`
+	Rollback *RollbackReport   `json:"rollback,omitempty"`
 	// Preview is the dry-run's view of the step (iotjobs plan).
 	Preview *StepPreview `json:"preview,omitempty"`
 	// Occurrences are, in a dry-run, the simulated runs of a cron step (and

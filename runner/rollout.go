@@ -29,6 +29,7 @@ const (
 // device lists rather than as one hub job over its query.
 func controlled(s *plan.Step) bool {
 	return s.Rollout != nil || s.Abort != nil || s.Retry != nil || s.Verify != nil || s.OnlyPassed || s.Window != nil || s.Devices != nil ||
+		s.Analysis != nil || s.Rollback != nil ||
 		s.Twin != nil // to skip the twins that comply already
 }
 
@@ -56,7 +57,9 @@ type AbortReport struct {
 	MinExecuted int      `json:"minExecuted"`
 	Executed    int      `json:"executed"`
 	Failed      int      `json:"failed"`
-	Tripped     bool     `json:"tripped"`
+	// ByClass counts Failed by failure class.
+	ByClass map[string]int `json:"byClass"`
+	Tripped bool           `json:"tripped"`
 }
 
 // devicesOf returns the ids of the devices a step's query selects now.
@@ -106,25 +109,6 @@ func take(ids []string, size int) []string {
 	return ids
 }
 
-// jobSize is how many devices the next job of a step takes, executed
-// having run so far out of n: with abort thresholds, first just enough to
-// reach minExecuted, where they start to apply, then about 5% of the
-// step's devices (at least 10), so that an abort stops the step soon;
-// with maxPerMinute, at most that many (one such job a minute).
-func jobSize(s *plan.Step, executed, n int) int {
-	size := 0
-	if a := s.Abort; a != nil {
-		size = max(10, (n+19)/20)
-		if executed < a.MinExecuted {
-			size = a.MinExecuted - executed
-		}
-	}
-	if s.Rollout != nil && s.Rollout.MaxPerMinute > 0 {
-		size = minPositive(size, s.Rollout.MaxPerMinute)
-	}
-	return size
-}
-
 // inCondition is the job condition selecting exactly ids.
 func inCondition(ids []string) string {
 	q := make([]string, len(ids))
@@ -134,8 +118,23 @@ func inCondition(ids []string) string {
 	return "deviceId IN [" + strings.Join(q, ", ") + "]"
 }
 
-// runControlled runs a step with a rollout or abort thresholds. It fills
-// sr; aborted is true when the abort thresholds stopped it.
+// runControlled runs a step over its devices in waves: for each rollout
+// batch (one batch of every device without a rollout), after the pause,
+//
+//  1. its devices start as hub jobs, at the rollout's rate (pace.go), cut
+//     smaller where abort thresholds apply (jobSize); after every job the
+//     abort thresholds are judged on the failures that are final already,
+//     so a bad start stops the step early;
+//  2. its failed devices are retried (retry);
+//  3. its succeeded devices must pass verify (the step's no-ops too, with
+//     the first batch);
+//  4. its health is analysed (analysis: bake, then the condition over the
+//     batch and a control cohort);
+//  5. abort is judged over every failure class it counts.
+//
+// Only then does the next batch's pause begin: each signal gates the next
+// batch. An abort (thresholds or analysis) ends the step "aborted" and, if
+// the step asks for it, rolls it back. aborted is true when it did.
 //
 // only, when not nil, limits the step to those devices (onlyPassed).
 func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, planStart time.Time, only map[string]bool, sr *StepReport) (aborted bool, err error) {
@@ -162,24 +161,30 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		}
 		ids = kept
 	}
+	defer sr.finish(len(ids))
+	w := &wave{r: r, p: p, s: s, sr: sr, pace: newPacer(s.Rollout)}
 	// A twin that holds what the step sets already is not patched: it is
-	// a no-op, and succeeds.
+	// a no-op, and succeeds. The others' values are kept for a rollback.
 	if s.Twin != nil {
-		if ids, err = r.skipCompliant(ctx, s, ids, sr); err != nil {
+		var before map[string]*hub.Twin
+		if ids, before, err = r.skipCompliant(ctx, s, ids, sr); err != nil {
 			return false, err
 		}
+		w.saved = newSaver(s.Twin, before)
+		sr.Rollback = &RollbackReport{On: rollbackOn(s), Saved: []SavedValues{}, JobIDs: []string{}, Devices: []DeviceResult{}}
+	} else if rb := s.Rollback; rb != nil && rb.Method != nil {
+		sr.Rollback = &RollbackReport{On: rollbackOn(s), Method: methodCall(rb.Method), JobIDs: []string{}, Devices: []DeviceResult{}}
 	}
+	w.noops = len(sr.Devices)
 	// Maintenance windows: the step's own, or one per device from a tag
 	// (devices grouped by window, in the order their windows open; a
 	// device whose tag holds no window fails at once).
-	win, err := stepWindow(s)
-	if err != nil {
+	if w.win, err = stepWindow(s); err != nil {
 		return false, fmt.Errorf("step %s: window: %w", s.Name, err)
 	}
-	var windows map[string]*window
 	if s.Window != nil && s.Window.FromTag != "" {
 		var bad map[string]string
-		windows, bad, err = r.deviceWindows(ctx, s.Window.FromTag, ids)
+		w.windows, bad, err = r.deviceWindows(ctx, s.Window.FromTag, ids)
 		if err != nil {
 			return false, fmt.Errorf("step %s: read device windows: %w", s.Name, err)
 		}
@@ -187,20 +192,19 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		for _, id := range ids {
 			if reason, isBad := bad[id]; isBad {
 				sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: string(hub.DeviceJobFailed),
-					Error: &hub.DeviceJobError{Code: "NoMaintenanceWindow", Description: reason}})
+					Error: &hub.DeviceJobError{Code: CodeNoMaintenanceWindow, Description: reason}})
 				continue
 			}
 			kept = append(kept, id)
 		}
 		ids = kept
-		orderByWindow(ids, windows, r.Clock.Now())
+		orderByWindow(ids, w.windows, r.Clock.Now())
 	}
+	w.ids = ids
 	if a := s.Abort; a != nil {
-		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On}
+		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On, ByClass: map[string]int{}}
 	}
-	rate := newRate(s.Rollout)
 	sr.Batches = []BatchReport{}
-	stats := &sr.DeviceJobStatistics
 	done := 0
 	for bi, target := range batchTargets(s.Rollout, len(ids)) {
 		if bi > 0 && s.Rollout.Pause > 0 {
@@ -208,78 +212,28 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 				return false, r.interrupted(sr, "", err)
 			}
 		}
-		br := BatchReport{Target: target, Devices: target - done, JobIDs: []string{}}
-		for next := done; next < target; {
-			group := sameWindow(take(ids[next:target], minPositive(jobSize(s, len(sr.Devices), len(ids)), rate.size())), windows)
-			next += len(group)
-			w := win
-			if windows != nil {
-				w = windows[group[0]]
+		aborted, err := w.batch(ctx, bi, done, target)
+		if err != nil || aborted {
+			if aborted && err == nil {
+				err = r.rollbackOnAbort(ctx, p, s, sr)
 			}
-			if err := r.waitWindow(ctx, w); err != nil {
-				sr.Batches = append(sr.Batches, br)
-				return false, r.interrupted(sr, "", err)
-			}
-			// maxPerMinute: a job of at most that many devices starts no
-			// sooner than a minute after the previous one.
-			jobStart := r.Clock.Now()
-			job, err := r.runJob(ctx, p, s, inCondition(group), jobStart, sr)
-			if job != nil {
-				br.JobIDs = append(br.JobIDs, job.JobID)
-				if br.StartTime == nil && job.StartTime != nil {
-					t := job.StartTime.Time
-					br.StartTime = &t
-				}
-				if job.EndTime != nil {
-					t := job.EndTime.Time
-					br.EndTime = &t
-				}
-			}
-			if err != nil {
-				sr.Batches = append(sr.Batches, br)
-				return false, err
-			}
-			if job.Status != hub.JobCompleted {
-				sr.Batches = append(sr.Batches, br)
-				sr.Status = string(job.Status)
-				sr.Reason = fmt.Sprintf("job %s ended %s: %s", job.JobID, job.Status, job.FailureReason)
-				return false, nil
-			}
-			if s.Abort != nil && r.tripped(s.Abort, sr) {
-				sr.Batches = append(sr.Batches, br)
-				sr.Status = StepAborted
-				threshold := fmt.Sprintf("%d failed devices", s.Abort.Failures)
-				if s.Abort.HasRate {
-					threshold = fmt.Sprintf("%.1f%%", 100*s.Abort.FailureRate)
-				}
-				sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%), over the abort threshold of %s (checked from %d devices on); %d devices were not started",
-					sr.Abort.Failed, sr.Abort.Executed, 100*float64(sr.Abort.Failed)/float64(sr.Abort.Executed),
-					threshold, s.Abort.MinExecuted, len(ids)-sr.Abort.Executed)
-				return true, nil
-			}
-			rate.started(len(group), len(sr.Devices), succeeded(sr.Devices))
-			if (s.Rollout != nil && s.Rollout.MaxPerMinute > 0) || rate != nil {
-				if err := r.sleepUntil(ctx, jobStart.Add(time.Minute)); err != nil {
-					sr.Batches = append(sr.Batches, br)
-					return false, r.interrupted(sr, "", err)
-				}
-			}
+			return aborted, err
 		}
-		sr.Batches = append(sr.Batches, br)
 		done = target
 	}
-	if s.Retry != nil {
-		if err := r.retry(ctx, p, s, sr); err != nil {
+	if len(sr.Batches) == 0 {
+		// Nothing to start (every device a no-op): the no-ops still pass
+		// verify or fail it.
+		if err := w.verify(ctx, nil); err != nil {
 			return false, err
 		}
 	}
-	if s.Verify != nil {
-		if err := r.verify(ctx, s, sr); err != nil {
-			return false, err
-		}
+	if now := r.Clock.Now(); sr.StartTime == nil {
+		sr.StartTime, sr.EndTime = &now, &now
 	}
 	// The statistics are the hub's view: the devices its jobs had (no-ops
-	// had none).
+	// had none), completed or not; the runner's verdict is the summary.
+	stats := &sr.DeviceJobStatistics
 	stats.DeviceCount, stats.SucceededCount, stats.FailedCount = 0, 0, 0
 	for _, d := range sr.Devices {
 		switch d.Status {
@@ -300,46 +254,207 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	return false, nil
 }
 
-// exponentialRate is the start rate of an exponential rollout: the most
-// devices started in a minute, grown by the factor each time the criteria
-// are met since the last increase.
-type exponentialRate struct {
-	e                   *plan.Exponential
-	perMinute           int
-	notified, succeeded int // at the last increase
+// wave is a controlled step under way.
+type wave struct {
+	r   *Runner
+	p   *plan.Plan
+	s   *plan.Step
+	sr  *StepReport
+	ids []string // the devices to start, in order
+	// noops is how many of sr.Devices, at their start, are no-ops.
+	noops   int
+	win     *window
+	windows map[string]*window
+	pace    *pacer
+	saved   *saver // a twin step's values before its patch
 }
 
-// newRate is a rollout's exponential rate, or nil.
-func newRate(ro *plan.Rollout) *exponentialRate {
-	if ro == nil || ro.Exponential == nil {
-		return nil
+// batch runs one rollout batch, devices ids[from:to], through every
+// signal. aborted is true when it ended the step.
+func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err error) {
+	r, s, sr := w.r, w.s, w.sr
+	br := BatchReport{Target: to, Devices: to - from, JobIDs: []string{}}
+	first := len(sr.Devices) // the batch's first result
+	defer func() { sr.Batches = append(sr.Batches, br) }()
+	for next := from; next < to; {
+		group, err := w.nextGroup(ctx, w.ids[next:to])
+		if err != nil {
+			return false, r.interrupted(sr, "", err)
+		}
+		next += len(group)
+		jobStart := r.Clock.Now()
+		w.pace.record(jobStart, len(group))
+		job, err := r.runJob(ctx, w.p, s, inCondition(group), jobStart, sr)
+		if job != nil {
+			br.JobIDs = append(br.JobIDs, job.JobID)
+			if br.StartTime == nil && job.StartTime != nil {
+				t := job.StartTime.Time
+				br.StartTime = &t
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		if job.Status != hub.JobCompleted {
+			sr.Status = string(job.Status)
+			sr.Reason = fmt.Sprintf("job %s ended %s: %s", job.JobID, job.Status, job.FailureReason)
+			return false, nil
+		}
+		if w.saved != nil {
+			if err := w.keepETags(ctx, sr.Devices[len(sr.Devices)-len(group):]); err != nil {
+				return false, err
+			}
+		}
+		w.pace.grow(r.Clock.Now(), succeededIn(sr.Devices[w.noops:]))
+		if s.Abort != nil && w.tripped(false) {
+			return true, w.abortReason(to)
+		}
 	}
-	return &exponentialRate{e: ro.Exponential, perMinute: ro.Exponential.BaseRatePerMinute}
+	if s.Retry != nil {
+		if err := r.retry(ctx, w.p, s, sr, first); err != nil {
+			return false, err
+		}
+	}
+	var batchIdx []int
+	if bi == 0 {
+		batchIdx = indexes(0, w.noops) // the no-ops pass verify with the first batch
+	}
+	batchIdx = append(batchIdx, indexes(first, len(sr.Devices))...)
+	if err := w.verify(ctx, batchIdx); err != nil {
+		return false, err
+	}
+	ar, err := w.analyse(ctx, bi, first, to)
+	if err != nil {
+		return false, err
+	}
+	now := r.Clock.Now()
+	br.EndTime, sr.EndTime = &now, &now // the step's end includes verify and analysis
+	switch {
+	case ar != nil && !ar.Pass:
+		if s.Abort != nil {
+			w.tripped(true)
+		}
+		sr.Status = StepAborted
+		sr.Reason = fmt.Sprintf("%s; %d devices were not started", ar.Reason, len(w.ids)-to)
+		return true, nil
+	case s.Abort != nil && w.tripped(true):
+		return true, w.abortReason(to)
+	}
+	return false, nil
 }
 
-// size is how many devices the next minute starts (0: no bound).
-func (x *exponentialRate) size() int {
-	if x == nil {
+// nextGroup waits until the rollout's rate lets the next job start and
+// its maintenance window is open, and returns the job's devices, the first
+// of ids: as many as the rate, the abort thresholds' job size and the
+// query's length allow, of one window.
+func (w *wave) nextGroup(ctx context.Context, ids []string) ([]string, error) {
+	r := w.r
+	at, n := w.pace.next(r.Clock.Now(), w.jobSize())
+	if err := r.sleepUntil(ctx, at); err != nil {
+		return nil, err
+	}
+	group := sameWindow(take(ids, n), w.windows)
+	win := w.win
+	if w.windows != nil {
+		win = w.windows[group[0]]
+	}
+	return group, r.waitWindow(ctx, win)
+}
+
+// jobSize is how many devices the next job takes: with abort thresholds,
+// first just enough to reach minExecuted, where they start to apply, then
+// about 5% of the step's devices (at least 10), so that an abort stops
+// the step soon; otherwise no bound.
+func (w *wave) jobSize() int {
+	a := w.s.Abort
+	if a == nil {
 		return 0
 	}
-	return x.perMinute
+	executed := len(w.sr.Devices) - w.noops
+	if executed < a.MinExecuted {
+		return a.MinExecuted - executed
+	}
+	return max(10, (len(w.ids)+19)/20)
 }
 
-// started notes that n devices were started, notified in all so far and
-// succeeded of them, and grows the rate when the criteria are met.
-func (x *exponentialRate) started(n, notified, succeeded int) {
-	if x == nil {
-		return
+// abortReason sets the step aborted by its thresholds, saying why; to is
+// where the batch under way ends.
+func (w *wave) abortReason(to int) error {
+	s, sr, ar := w.s, w.sr, w.sr.Abort
+	sr.Status = StepAborted
+	threshold := fmt.Sprintf("%d failed devices", s.Abort.Failures)
+	if s.Abort.HasRate {
+		threshold = fmt.Sprintf("%.1f%%", 100*s.Abort.FailureRate)
 	}
-	e := x.e
-	if (e.NotifiedDevices > 0 && notified-x.notified >= e.NotifiedDevices) ||
-		(e.SucceededDevices > 0 && succeeded-x.succeeded >= e.SucceededDevices) {
-		x.perMinute = int(math.Ceil(float64(x.perMinute) * e.IncrementFactor))
-		x.notified, x.succeeded = notified, succeeded
-	}
+	started := len(sr.Devices) - w.noops
+	sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%%s), over the abort threshold of %s (checked from %d devices on); %d devices were not started",
+		ar.Failed, ar.Executed, 100*float64(ar.Failed)/float64(max(ar.Executed, 1)), classList(ar.ByClass),
+		threshold, s.Abort.MinExecuted, len(w.ids)-started)
+	return nil
 }
 
-func succeeded(ds []DeviceResult) int {
+// classList is " — 3 verify, 1 failed" for failures by class.
+func classList(by map[string]int) string {
+	var parts []string
+	for _, c := range plan.AbortClasses {
+		if n := by[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, c))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
+}
+
+// tripped counts the step's results so far against its abort thresholds:
+// the devices it started (no-ops are not part of the rollout) that did
+// not succeed, in one of the counted classes. Before the batch is final
+// (retry and verify still to come), it decides on the failures that are
+// final already: a lower bound, so a step it stops would have stopped
+// anyway. The report always holds every failure counted.
+func (w *wave) tripped(final bool) bool {
+	a, ar := w.s.Abort, w.sr.Abort
+	all := slices.Contains(a.On, "all")
+	ar.Executed, ar.Failed, ar.ByClass = 0, 0, map[string]int{}
+	decided := 0
+	for _, d := range w.sr.Devices[w.noops:] {
+		if d.Status == DeviceNoop {
+			continue
+		}
+		ar.Executed++
+		if d.Succeeded {
+			continue
+		}
+		c := failureClass(d)
+		if !all && !slices.Contains(a.On, c) {
+			continue
+		}
+		ar.Failed++
+		ar.ByClass[c]++
+		if final || w.s.Retry == nil || !slices.Contains(w.s.Retry.On, c) {
+			decided++
+		}
+	}
+	enough := ar.Executed >= a.MinExecuted && ar.Executed > 0
+	if a.HasRate {
+		ar.Tripped = enough && float64(decided)/float64(ar.Executed) > a.FailureRate
+	} else {
+		ar.Tripped = enough && decided >= a.Failures
+	}
+	return ar.Tripped
+}
+
+// indexes is [from, to).
+func indexes(from, to int) []int {
+	out := make([]int, 0, max(to-from, 0))
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func succeededIn(ds []DeviceResult) int {
 	n := 0
 	for _, d := range ds {
 		if d.Succeeded {
@@ -354,15 +469,16 @@ func succeeded(ds []DeviceResult) int {
 const DeviceNoop = "noop"
 
 // skipCompliant records the devices whose twins comply with the step's
-// patch as no-ops and returns the others, in order.
-func (r *Runner) skipCompliant(ctx context.Context, s *plan.Step, ids []string, sr *StepReport) ([]string, error) {
+// patch as no-ops and returns the others, in order, with the sections of
+// their twins a patch can change (what a rollback restores).
+func (r *Runner) skipCompliant(ctx context.Context, s *plan.Step, ids []string, sr *StepReport) ([]string, map[string]*hub.Twin, error) {
 	twins := map[string]*hub.Twin{}
 	for rest := ids; len(rest) > 0; {
 		group := take(rest, 0)
 		rest = rest[len(group):]
 		ts, err := r.patchedSections(ctx, inCondition(group))
 		if err != nil {
-			return nil, fmt.Errorf("step %s: read its twins: %w", s.Name, err)
+			return nil, nil, fmt.Errorf("step %s: read its twins: %w", s.Name, err)
 		}
 		for _, t := range ts {
 			twins[t.DeviceID] = t
@@ -372,246 +488,10 @@ func (r *Runner) skipCompliant(ctx context.Context, s *plan.Step, ids []string, 
 	for _, id := range ids {
 		if t := twins[id]; t != nil && len(divergent(s.Twin, t)) == 0 {
 			sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: DeviceNoop, Succeeded: true})
-			sr.Noop++
+			delete(twins, id)
 			continue
 		}
 		keep = append(keep, id)
 	}
-	return keep, nil
-}
-
-// RetryReport is one retry round of a step.
-type RetryReport struct {
-	Attempt int      `json:"attempt"`
-	Devices int      `json:"devices"`
-	JobIDs  []string `json:"jobIds"`
-}
-
-// failureClass sorts a device that did not succeed into a retry class.
-func failureClass(d DeviceResult) string {
-	if d.Error != nil {
-		switch d.Error.Code {
-		case hub.CodeDeviceNotOnline:
-			return plan.OfflineClass
-		case hub.CodeGatewayTimeout, "JobMaxExecutionTimeExceeded":
-			return plan.TimedOutClass
-		}
-	}
-	return plan.FailedClass
-}
-
-// retry runs the step's failed devices of the retried classes again, as
-// new jobs over them, up to the attempts allowed, waiting the backoff
-// before each round; a device's latest result replaces its earlier one.
-func (r *Runner) retry(ctx context.Context, p *plan.Plan, s *plan.Step, sr *StepReport) error {
-	rt := s.Retry
-	for attempt := 1; attempt <= rt.Attempts; attempt++ {
-		at := map[string]int{}
-		var ids []string
-		for i, d := range sr.Devices {
-			if !d.Succeeded && slices.Contains(rt.On, failureClass(d)) {
-				at[d.DeviceID] = i
-				ids = append(ids, d.DeviceID)
-			}
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		if err := r.sleepUntil(ctx, r.Clock.Now().Add(rt.Backoff)); err != nil {
-			return r.interrupted(sr, "", err)
-		}
-		round := RetryReport{Attempt: attempt, Devices: len(ids), JobIDs: []string{}}
-		for len(ids) > 0 {
-			group := take(ids, 0)
-			ids = ids[len(group):]
-			res := &StepReport{}
-			_, err := r.runJob(ctx, p, s, inCondition(group), r.Clock.Now(), res)
-			sr.JobIDs = append(sr.JobIDs, res.JobIDs...)
-			round.JobIDs = append(round.JobIDs, res.JobIDs...)
-			if err != nil {
-				sr.Retries = append(sr.Retries, round)
-				return err
-			}
-			for _, d := range res.Devices {
-				if i, ok := at[d.DeviceID]; ok {
-					sr.Devices[i] = d
-				}
-			}
-			if res.EndTime != nil {
-				sr.EndTime = res.EndTime
-			}
-		}
-		sr.Retries = append(sr.Retries, round)
-	}
-	return nil
-}
-
-// verify waits, up to the step's verify timeout, for every device the
-// step succeeded on to satisfy the verify condition, asking the hub every
-// twentieth of the timeout (1 to 30 s); devices that never do fail.
-func (r *Runner) verify(ctx context.Context, s *plan.Step, sr *StepReport) error {
-	v := s.Verify
-	deadline := r.Clock.Now().Add(v.Timeout)
-	interval := min(max(v.Timeout/20, time.Second), 30*time.Second)
-	waiting := map[string]int{}
-	for i, d := range sr.Devices {
-		if d.Succeeded {
-			waiting[d.DeviceID] = i
-		}
-	}
-	for {
-		var ids []string
-		for _, d := range sr.Devices {
-			if _, ok := waiting[d.DeviceID]; ok {
-				ids = append(ids, d.DeviceID)
-			}
-		}
-		for len(ids) > 0 {
-			group := take(ids, 0)
-			ids = ids[len(group):]
-			ok, err := r.devicesOf(ctx, "("+v.Query+") AND "+inCondition(group))
-			if err != nil {
-				return fmt.Errorf("step %s: verify: %w", s.Name, err)
-			}
-			for _, id := range ok {
-				if i, found := waiting[id]; found {
-					t := true
-					sr.Devices[i].Verified = &t
-					delete(waiting, id)
-				}
-			}
-		}
-		if len(waiting) == 0 || !r.Clock.Now().Before(deadline) {
-			break
-		}
-		next := r.Clock.Now().Add(interval)
-		if next.After(deadline) {
-			next = deadline
-		}
-		if err := r.sleepUntil(ctx, next); err != nil {
-			return r.interrupted(sr, "", err)
-		}
-	}
-	for _, i := range waiting {
-		f := false
-		d := &sr.Devices[i]
-		d.Verified, d.Succeeded = &f, false
-		d.Error = &hub.DeviceJobError{Code: "VerifyTimeout",
-			Description: fmt.Sprintf("the twin did not satisfy %q within %s", v.Query, v.Timeout)}
-	}
-	return nil
-}
-
-func minPositive(a, b int) int {
-	switch {
-	case a <= 0:
-		return b
-	case b <= 0:
-		return a
-	}
-	return min(a, b)
-}
-
-// tripped counts the step's results so far against its abort thresholds:
-// the devices that did not succeed in one of the counted classes.
-func (r *Runner) tripped(a *plan.Abort, sr *StepReport) bool {
-	ar := sr.Abort
-	ar.Executed, ar.Failed = len(sr.Devices), 0
-	all := slices.Contains(a.On, "all")
-	for _, d := range sr.Devices {
-		if !d.Succeeded && (all || slices.Contains(a.On, failureClass(d))) {
-			ar.Failed++
-		}
-	}
-	enough := ar.Executed >= a.MinExecuted && ar.Executed > 0
-	if a.HasRate {
-		ar.Tripped = enough && float64(ar.Failed)/float64(ar.Executed) > a.FailureRate
-	} else {
-		ar.Tripped = enough && ar.Failed >= a.Failures
-	}
-	return ar.Tripped
-}
-
-// runJob creates one hub job of a step over condition, follows it to its
-// end and adds its devices and statistics to sr.
-func (r *Runner) runJob(ctx context.Context, p *plan.Plan, s *plan.Step, condition string, start time.Time, sr *StepReport) (*hub.Job, error) {
-	j := r.jobFor(p, s, start)
-	j.QueryCondition = condition
-	job, err := r.Hub.CreateJob(ctx, j)
-	if err != nil {
-		return nil, fmt.Errorf("step %s: create job: %w", s.Name, err)
-	}
-	sr.JobIDs = append(sr.JobIDs, job.JobID)
-	if r.Observer != nil {
-		r.Observer.StepStarted(s, job.JobID)
-	}
-	job, err = r.follow(ctx, s, job, sr)
-	if err != nil {
-		return job, err
-	}
-	if sr.StartTime == nil && job.StartTime != nil {
-		t := job.StartTime.Time
-		sr.StartTime = &t
-	}
-	if job.EndTime != nil {
-		t := job.EndTime.Time
-		sr.EndTime = &t
-	}
-	if st := job.DeviceJobStatistics; st != nil {
-		sr.DeviceJobStatistics.SucceededCount += st.SucceededCount
-		sr.DeviceJobStatistics.FailedCount += st.FailedCount
-	}
-	devs, err := r.deviceResults(ctx, job.JobID)
-	if err != nil {
-		return job, fmt.Errorf("step %s: read device results of job %s: %w", s.Name, job.JobID, err)
-	}
-	sr.Devices = append(sr.Devices, devs...)
-	return job, nil
-}
-
-// follow watches a job until it has ended. When ctx ends first, the job is
-// cancelled and sr says so.
-func (r *Runner) follow(ctx context.Context, s *plan.Step, job *hub.Job, sr *StepReport) (*hub.Job, error) {
-	for !job.Status.Terminal() || (job.EndTime == nil && job.Status == hub.JobCancelled) {
-		next, err := r.Hub.WatchJob(ctx, job.JobID, job)
-		if err != nil {
-			if ctx.Err() != nil {
-				return job, r.interrupted(sr, job.JobID, ctx.Err())
-			}
-			return job, fmt.Errorf("step %s: follow job %s: %w", s.Name, job.JobID, err)
-		}
-		job = next
-		if r.Observer != nil {
-			r.Observer.JobChanged(s, job)
-		}
-	}
-	return job, nil
-}
-
-// interrupted records an interrupted step, cancelling its running hub job
-// if there is one, and returns err.
-func (r *Runner) interrupted(sr *StepReport, jobID string, err error) error {
-	sr.Status = string(hub.JobCancelled)
-	sr.Reason = "interrupted"
-	if jobID != "" {
-		r.cancel(jobID)
-		sr.Reason = "interrupted; the hub job was cancelled"
-	}
-	return err
-}
-
-// sleepUntil waits on the runner's clock until t, or until ctx ends.
-func (r *Runner) sleepUntil(ctx context.Context, t time.Time) error {
-	d := t.Sub(r.Clock.Now())
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := r.Clock.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return keep, twins, nil
 }

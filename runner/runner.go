@@ -101,6 +101,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 					sr.Reason = "runs after " + strings.Join(blocked, ", ") + ", which did not succeed"
 				}
 				failed = append(failed, s.Name)
+				sr.finish(0)
 			}
 			var only map[string]bool
 			if s.OnlyPassed {
@@ -116,6 +117,9 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 				aborted, err = r.runControlled(ctx, p, s, planStart, only, sr)
 			} else {
 				err = r.runStep(ctx, p, s, planStart, sr)
+			}
+			if sr.Summary.FailedByClass == nil { // it stopped before counting
+				sr.finish(len(sr.Devices))
 			}
 			if r.Observer != nil {
 				r.Observer.StepFinished(sr)
@@ -149,6 +153,20 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 		}()
 	}
 	wg.Wait()
+	if abortedAt != "" && ctx.Err() == nil {
+		// The plan was aborted: the steps that ran before (or beside) the
+		// one that aborted roll back when they ask for it on planAbort,
+		// the latest first.
+		for i := len(order) - 1; i >= 0; i-- {
+			s, sr := order[i], rep.Steps[i]
+			if s.Name == abortedAt || s.Rollback == nil || !slices.Contains(s.Rollback.On, plan.OnPlanAbort) || !sr.changedSomething() {
+				continue
+			}
+			if err := r.rollback(ctx, p.Name, s, sr, plan.OnPlanAbort); err != nil && runErr == nil {
+				runErr = err
+			}
+		}
+	}
 	// Failed steps in plan order, whatever order they ended in.
 	slices.SortFunc(failed, func(a, b string) int { return slices.Index(stepNames(order), a) - slices.Index(stepNames(order), b) })
 	rep.FinishedAt = r.Clock.Now().UTC()
@@ -302,6 +320,7 @@ func (r *Runner) runStep(ctx context.Context, p *plan.Plan, s *plan.Step, planSt
 		sr.DeviceJobStatistics = *job.DeviceJobStatistics
 	}
 	judge(s, sr)
+	sr.finish(len(sr.Devices))
 	return nil
 }
 
@@ -372,3 +391,16 @@ func result(dj *hub.DeviceJob) DeviceResult {
 
 // quote escapes a string for a single-quoted query literal.
 func quote(s string) string { return query.Escape(s) }
+
+// changedSomething reports whether a step's rollback has anything to
+// undo: twins it patched, or devices whose method call succeeded.
+func (sr *StepReport) changedSomething() bool {
+	rb := sr.Rollback
+	switch {
+	case rb == nil:
+		return false
+	case rb.Method != nil:
+		return succeededIn(sr.Devices) > 0
+	}
+	return len(rb.Saved) > 0
+}

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,12 @@ func newFleetHub(t *testing.T, clk clock.Clock, fleet string) hub.Client {
 		}
 		if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
 			t.Fatal(err)
+		}
+		if len(d.Reported) > 0 { // as the device reports them when it connects
+			b, _ := json.Marshal(d.Reported)
+			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return e

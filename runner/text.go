@@ -79,7 +79,9 @@ func (o *TextObserver) JobChanged(s *plan.Step, j *hub.Job) {
 		s.Name, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
 }
 
-// StepFinished implements Observer.
+// StepFinished implements Observer: the step's verdict, its devices as
+// the report counts them, and the first few failures (the report has
+// them all).
 func (o *TextObserver) StepFinished(sr *StepReport) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -90,16 +92,35 @@ func (o *TextObserver) StepFinished(sr *StepReport) {
 			break
 		}
 	}
-	line := fmt.Sprintf("%s: %s", sr.Name, sr.Status)
+	o.line("%s\n", stepLine(sr))
+	shown := 0
+	for _, d := range sr.Devices {
+		if d.Succeeded {
+			continue
+		}
+		if shown == maxFailuresShown {
+			o.line("  … and %d more failed devices (see the report)\n", sr.Summary.Failed-shown)
+			break
+		}
+		o.line("  %s %s\n", d.DeviceID, deviceFailure(d))
+		shown++
+	}
+}
+
+// maxFailuresShown is how many failed devices progress names per step.
+const maxFailuresShown = 10
+
+// stepLine is a step's verdict in one line: status, its devices as the
+// summary counts them, why, and its rollback.
+func stepLine(sr *StepReport) string {
+	line := fmt.Sprintf("%s: %s — %s", sr.Name, sr.Status, sr.Summary)
 	if sr.Reason != "" {
 		line += " — " + sr.Reason
 	}
-	o.line("%s\n", line)
-	for _, d := range sr.Devices {
-		if !d.Succeeded {
-			o.line("  %s %s\n", d.DeviceID, deviceFailure(d))
-		}
+	if rb := sr.Rollback; rb != nil && rb.Trigger != "" {
+		line += fmt.Sprintf("; rolled back (%s): %d restored, %d conflicts, %d failed", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed)
 	}
+	return line
 }
 
 func (o *TextObserver) now() time.Time {
@@ -154,7 +175,8 @@ func bar(done, total int) string {
 }
 
 // WriteSummary writes the human summary of a run: its status, then one
-// line per step with its status, devices and why it did not succeed.
+// line per step with its status, its devices as the report counts them,
+// why it did not succeed, and its rollback.
 func (r *Report) WriteSummary(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "plan %s: %s", r.Plan.Name, r.Status)
@@ -163,17 +185,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	for _, s := range r.Steps {
-		ok := 0
-		for _, d := range s.Devices {
-			if d.Succeeded {
-				ok++
-			}
-		}
-		fmt.Fprintf(&b, "  %-20s %-9s %d of %d devices succeeded", s.Name, s.Status, ok, len(s.Devices))
-		if s.Reason != "" {
-			fmt.Fprintf(&b, " — %s", s.Reason)
-		}
-		b.WriteString("\n")
+		b.WriteString("  " + stepLine(s) + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
