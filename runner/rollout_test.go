@@ -210,4 +210,3 @@ func TestAbortClassesAndCount(t *testing.T) {
 		t.Errorf("failures 3: %s tripped %v, %d failed of %d", s.Status, s.Abort.Tripped, s.Abort.Failed, len(s.Devices))
 	}
 }
-

@@ -221,7 +221,7 @@ type conflictObserver struct {
 	once sync.Once
 }
 
-func (o *conflictObserver) StepStarted(*plan.Step, string)    {}
+func (o *conflictObserver) StepStarted(*plan.Step, string)  {}
 func (o *conflictObserver) StepFinished(*runner.StepReport) {}
 func (o *conflictObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	if j.Status == hub.JobCompleted {
