@@ -11,6 +11,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/internal/reportcheck"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
@@ -89,62 +90,12 @@ func desiredFirmware(t *testing.T, h hub.Client) map[string]any {
 	return out
 }
 
-// checkInvariants holds a report to the one truth of every view: per
-// step, succeeded + failed + noop + skipped = matched, and they are the
-// devices' own outcomes; the abort counters are the failures of the
-// classes abort counts; the human summary and JUnit say the same.
+// checkInvariants holds a report to the one truth of every view
+// (internal/reportcheck).
 func checkInvariants(t *testing.T, rep *runner.Report) {
 	t.Helper()
-	var summary strings.Builder
-	rep.WriteSummary(&summary)
-	var junit strings.Builder
-	rep.WriteJUnit(&junit)
-	for _, s := range rep.Steps {
-		sum := s.Summary
-		if sum.Succeeded+sum.Failed+sum.Noop+sum.Skipped != sum.Matched {
-			t.Errorf("step %s: %d + %d + %d + %d != %d matched", s.Name, sum.Succeeded, sum.Failed, sum.Noop, sum.Skipped, sum.Matched)
-		}
-		ok, failed, noop, byClass := 0, 0, 0, 0
-		for _, d := range s.Devices {
-			switch {
-			case !d.Succeeded:
-				failed++
-			case d.Status == runner.DeviceNoop:
-				noop++
-			default:
-				ok++
-			}
-		}
-		for _, n := range sum.FailedByClass {
-			byClass += n
-		}
-		if ok != sum.Succeeded || failed != sum.Failed || noop != sum.Noop || byClass != failed || len(s.Devices) > sum.Matched {
-			t.Errorf("step %s: summary %+v, devices: %d succeeded, %d failed, %d no-op of %d listed", s.Name, sum, ok, failed, noop, len(s.Devices))
-		}
-		if a := s.Abort; a != nil {
-			counted := 0
-			for _, d := range s.Devices {
-				if !d.Succeeded && d.Status != runner.DeviceNoop {
-					counted++
-				}
-			}
-			n := 0
-			for _, c := range a.ByClass {
-				n += c
-			}
-			if (a.On[0] == "all" || len(a.On) == len(plan.AbortClasses)) && a.Failed != counted {
-				t.Errorf("step %s: abort counts %d failed, the devices %d", s.Name, a.Failed, counted)
-			}
-			if n != a.Failed {
-				t.Errorf("step %s: abort by class %v does not sum to %d", s.Name, a.ByClass, a.Failed)
-			}
-		}
-		if !strings.Contains(summary.String(), sum.String()) {
-			t.Errorf("step %s: the summary lacks %q:\n%s", s.Name, sum.String(), summary.String())
-		}
-		if s.Status != string(hub.JobCompleted) && s.Status != runner.StepSkipped && !strings.Contains(junit.String(), sum.String()) {
-			t.Errorf("step %s: JUnit lacks %q", s.Name, sum.String())
-		}
+	for _, err := range reportcheck.Check(rep) {
+		t.Error(err)
 	}
 }
 

@@ -19,9 +19,11 @@ var (
 )
 
 // checkSchema validates a report, as apply writes it, against the
-// committed JSON Schema (report.schema.json).
+// committed JSON Schema (report.schema.json), and holds it to the one
+// truth of every view (internal/reportcheck).
 func checkSchema(t *testing.T, rep *runner.Report) {
 	t.Helper()
+	checkInvariants(t, rep)
 	schemaOnce.Do(func() {
 		c := jsonschema.NewCompiler()
 		c.AssertFormat()
