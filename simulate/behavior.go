@@ -24,6 +24,9 @@ type Device struct {
 	Offline bool
 	// Flapping is non-nil only for devices chosen to flap.
 	Flapping *Flapping
+	// Degrade is non-nil only for devices chosen to degrade; it is shared
+	// with the device's group and must not be changed.
+	Degrade *Degrade
 	// Seed seeds the device's own random generator; see [Device.RNG].
 	Seed int64
 }
@@ -42,6 +45,10 @@ type Answer struct {
 // devices of a group are offline or flap is chosen from the fleet's seed:
 // round(fraction × size) of them, so the same file always gives the same
 // fleet. Flapping devices are chosen among those that are not offline.
+// Degrading devices are chosen apart, from a random stream of their own,
+// so adding or changing a group's degrade block changes neither which
+// devices are offline or flap nor the other way round (an offline device
+// may be chosen, and then never degrades, as it never connects).
 func (f *Fleet) Devices() []*Device {
 	total := 0
 	for _, g := range f.Groups {
@@ -74,6 +81,7 @@ func (f *Fleet) Devices() []*Device {
 		for _, i := range order[nOff : nOff+nFlap] {
 			flapping[i] = true
 		}
+		degrading := chooseDegrading(f.Seed, gi, g.Degrade, n)
 		for i, id := range g.IDs {
 			d := &Device{
 				ID:       id,
@@ -87,10 +95,46 @@ func (f *Fleet) Devices() []*Device {
 			if flapping[int32(i)] {
 				d.Flapping = g.Flapping
 			}
+			if degrading != nil && degrading[i] {
+				d.Degrade = g.Degrade
+			}
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// chooseDegrading marks which of a group's n devices degrade: round(
+// fraction × n) of them, by a partial Fisher–Yates shuffle on the group's
+// degrade stream of the fleet seed. It is nil when the group has no
+// degrade block.
+func chooseDegrading(seed int64, group int, dg *Degrade, n int) []bool {
+	if dg == nil {
+		return nil
+	}
+	chosen := make([]bool, n)
+	k := pick(dg.Fraction, n)
+	if k == n {
+		for i := range chosen {
+			chosen[i] = true
+		}
+		return chosen
+	}
+	// A stream apart from the offline/flapping one (0x5eed…), so that the
+	// two choices do not depend on each other.
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xde9a_0000_0000+uint64(group)))
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	for i := 0; i < k; i++ {
+		j := i + rng.IntN(n-i)
+		order[i], order[j] = order[j], order[i]
+	}
+	for _, i := range order[:k] {
+		chosen[i] = true
+	}
+	return chosen
 }
 
 // pick is how many of n devices a fraction selects.

@@ -52,6 +52,8 @@ type Group struct {
 	Offline float64
 	// Flapping is nil when no device of the group flaps.
 	Flapping *Flapping
+	// Degrade is nil when no device of the group degrades.
+	Degrade *Degrade
 	// Range is where the group is written in the file.
 	Range diag.Range
 }
@@ -93,6 +95,25 @@ type Desired struct {
 type Flapping struct {
 	Fraction float64
 	Up, Down time.Duration
+}
+
+// Degrade is a degradation some of a group's devices suffer, after an
+// update (When) or from the start of the simulation: they report Report,
+// once, After the moment it starts. It is what a health gate of a rollout
+// should catch.
+type Degrade struct {
+	// When, if not nil, starts the degradation once the device's own
+	// reported properties hold these values (each top-level key deep-equal
+	// in JSON); nil starts it when the device starts.
+	When map[string]any
+	// After is how long after the start the device reports.
+	After time.Duration
+	// Fraction is the share of the group's devices that degrade, chosen
+	// from the fleet's seed; default 1.
+	Fraction float64
+	// Report is the reported-properties patch the device sends: a
+	// non-empty object.
+	Report map[string]any
 }
 
 // Load reads and parses the fleet file at path. A file that cannot be
@@ -182,7 +203,7 @@ func (p *parser) decodeFleet(root *diag.Node) {
 }
 
 func (p *parser) decodeGroup(n *diag.Node, index int) *Group {
-	obj, ok := n.Object("ids", "count", "tags", "reported", "methods", "desired", "offline", "flapping")
+	obj, ok := n.Object("ids", "count", "tags", "reported", "methods", "desired", "offline", "flapping", "degrade")
 	if !ok {
 		return nil
 	}
@@ -205,6 +226,9 @@ func (p *parser) decodeGroup(n *diag.Node, index int) *Group {
 	}
 	if v := obj.Get("flapping"); v != nil {
 		g.Flapping = decodeFlapping(v)
+	}
+	if v := obj.Get("degrade"); v != nil {
+		g.Degrade = decodeDegrade(v)
 	}
 	return g
 }
@@ -585,6 +609,40 @@ func decodeFlapping(n *diag.Node) *Flapping {
 	f.Up = positive("up", "10m")
 	f.Down = positive("down", "1m")
 	return f
+}
+
+func decodeDegrade(n *diag.Node) *Degrade {
+	obj, ok := n.Object("when", "after", "fraction", "report")
+	if !ok {
+		return nil
+	}
+	dg := &Degrade{Fraction: 1}
+	if v := obj.Get("when"); v != nil {
+		if m, ok := jsonObject(v); ok {
+			if len(m) == 0 {
+				// An empty condition would hold at once: say what was meant.
+				v.Errorf("when is empty").
+					Hint(`list the reported values that start the degradation, e.g. when: {firmware: "2.4.1"}, or remove when to start it with the simulation`)
+			}
+			dg.When = m
+		}
+	}
+	if v := obj.Get("after"); v != nil {
+		dg.After, _ = v.Duration()
+	}
+	if v := obj.Get("fraction"); v != nil {
+		dg.Fraction, _ = v.Fraction()
+	}
+	if v := obj.Require("report", "give the reported-property patch the devices send, e.g. report: {health: {crashes: 5}}"); v != nil {
+		if m, ok := jsonObject(v); ok {
+			if len(m) == 0 {
+				v.Errorf("report is empty").
+					Hint("give the reported properties the degraded devices send, e.g. report: {health: {crashes: 5}}")
+			}
+			dg.Report = m
+		}
+	}
+	return dg
 }
 
 // jsonObject reads a JSON object (tags, reported properties).
