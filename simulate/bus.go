@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -30,19 +31,104 @@ type busDevice struct {
 	spec      *Device
 	rng       *rand.Rand
 	downUntil time.Time // after an answer with DisconnectFor
+	// reported is what the device has reported, as it knows it: its fleet
+	// file's values, then each patch it sent merged in. Degradations that
+	// wait for an update look here.
+	reported map[string]any
+	// degraded is set once the device's degradation is scheduled: it
+	// fires once.
+	degraded bool
 }
 
-// NewBus returns a bus over devs; offline devices never answer.
+// NewBus returns a bus over devs; offline devices never answer. The
+// simulation starts now: flapping cycles and degradations without a
+// condition count from this time.
 func NewBus(devs []*Device, clk clock.Clock) *Bus {
 	b := &Bus{clock: clk, start: clk.Now(), devices: make(map[string]*busDevice, len(devs))}
 	for _, d := range devs {
-		b.devices[d.ID] = &busDevice{spec: d, rng: d.RNG()}
+		// A copy of the top level only: mergeReported never changes a
+		// nested object in place.
+		b.devices[d.ID] = &busDevice{spec: d, rng: d.RNG(), reported: maps.Clone(d.Reported)}
 	}
 	return b
 }
 
-// SetEvents sets where devices' reported-property patches go (the engine).
-func (b *Bus) SetEvents(ev hub.DeviceEvents) { b.events = ev }
+// SetEvents sets where devices' reported-property patches go (the
+// engine). It also schedules the degradations that start with the
+// simulation (no condition, or one the fleet file's reported values
+// already meet), at their time counted from NewBus: they need somewhere to
+// report to.
+func (b *Bus) SetEvents(ev hub.DeviceEvents) {
+	b.mu.Lock()
+	b.events = ev
+	var due []*busDevice
+	for _, d := range b.devices {
+		dg := d.spec.Degrade
+		if dg == nil || d.spec.Offline || d.degraded {
+			continue
+		}
+		if dg.When == nil || holdsAll(d.reported, dg.When) {
+			d.degraded = true
+			due = append(due, d)
+		}
+	}
+	b.mu.Unlock()
+	for _, d := range due {
+		b.clock.AfterFunc(b.start.Add(d.spec.Degrade.After).Sub(b.clock.Now()), func() { b.degrade(d) })
+	}
+}
+
+// report sends a reported-properties patch of device d to the engine
+// and, once it is taken, merges it into what the device knows it reported;
+// a patch that now meets the device's degradation condition starts it.
+func (b *Bus) report(ctx context.Context, d *busDevice, body json.RawMessage) error {
+	b.mu.Lock()
+	ev := b.events
+	b.mu.Unlock()
+	if ev == nil {
+		return nil
+	}
+	if _, err := ev.ReportedPatch(ctx, d.spec.ID, body); err != nil {
+		return err
+	}
+	var patch map[string]any
+	if err := json.Unmarshal(body, &patch); err != nil {
+		return nil // the engine took it, so it is an object; never here
+	}
+	b.mu.Lock()
+	mergeReported(d.reported, withoutMeta(patch))
+	dg := d.spec.Degrade
+	start := dg != nil && dg.When != nil && !d.degraded && holdsAll(d.reported, dg.When)
+	if start {
+		d.degraded = true
+	}
+	b.mu.Unlock()
+	if start {
+		b.clock.AfterFunc(dg.After, func() { b.degrade(d) })
+	}
+	return nil
+}
+
+// degrade sends device d's degradation report, once it is on line: a
+// device that is rebooting or flapping down when it is due reports when it
+// is back, as over MQTT.
+func (b *Bus) degrade(d *busDevice) {
+	b.mu.Lock()
+	on, next := b.online(d, b.clock.Now())
+	b.mu.Unlock()
+	if !on {
+		if !next.IsZero() {
+			b.clock.AfterFunc(next.Sub(b.clock.Now()), func() { b.degrade(d) })
+		}
+		return
+	}
+	body, err := json.Marshal(d.spec.Degrade.Report)
+	if err != nil {
+		return // the fleet file's values, read from YAML as JSON; never here
+	}
+	// The device would see an error answer and move on.
+	_ = b.report(context.Background(), d, body)
+}
 
 // online reports whether a device is connected at now; when it is not but
 // will be, it also returns when.
@@ -135,15 +221,14 @@ func (b *Bus) PushDesired(ctx context.Context, id string, patch json.RawMessage,
 	if d != nil {
 		on, _ = b.online(d, b.clock.Now())
 	}
+	ev := b.events
 	b.mu.Unlock()
-	if !on || d.spec.Desired == nil || !d.spec.Desired.Report || b.events == nil {
+	if !on || d.spec.Desired == nil || !d.spec.Desired.Report || ev == nil {
 		return nil
 	}
 	report := func() {
-		ctx := context.Background()
-		if _, err := b.events.ReportedPatch(ctx, id, patch); err != nil {
-			return // the device would see an error answer and move on
-		}
+		// The device would see an error answer and move on.
+		_ = b.report(context.Background(), d, patch)
 	}
 	if d.spec.Desired.Delay <= 0 {
 		go report() // not inline: the engine may still hold the twin
