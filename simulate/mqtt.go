@@ -128,6 +128,8 @@ type Sim struct {
 	muxes   []*muxConn
 
 	online, calls, errors atomic.Int64
+	// reactions are those the devices owe the hub; Settle waits for them.
+	reactions reactions
 }
 
 // Stats are a simulator's live counts.
@@ -198,6 +200,7 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 	}
 	for _, sd := range s.devices {
 		sd.startFlapping()
+		sd.startIncident()
 	}
 	return s, nil
 }
@@ -302,6 +305,9 @@ type wire interface {
 	down()
 	up(ctx context.Context) error
 	close()
+	// isUp reports whether the device is on line (connected and
+	// subscribed, or announced).
+	isUp() bool
 }
 
 // simDevice is one simulated device's behaviour, the same whichever wire
@@ -316,6 +322,13 @@ type simDevice struct {
 	closed  bool
 	rid     int
 	pending map[string]chan twinReply
+
+	// The device's view of its twin (twin.go), guarded by mu.
+	reported    map[string]any         // what it knows it reported
+	echoes      map[int]map[string]any // desired echoes owed, by order
+	echoSeq     int
+	degraded    bool // its degradation is scheduled: it fires once
+	degradeOwed bool // its degradation came due off line: sent at the next connect
 }
 
 type twinReply struct {
@@ -356,7 +369,7 @@ func (d *simDevice) onMethod(m mqttproto.Message) {
 	d.mu.Lock()
 	ans := d.spec.Answer(m.Method, d.rng)
 	d.mu.Unlock()
-	d.after(ans.Latency, func() {
+	d.react(ans.Latency, func() {
 		payload := ans.Payload
 		if len(payload) == 0 {
 			payload = json.RawMessage("null")
@@ -383,7 +396,7 @@ func (d *simDevice) onDesired(payload []byte) {
 		return
 	}
 	delete(patch, "$version")
-	d.after(d.spec.Desired.Delay, func() { d.reportAsync(patch) })
+	d.echo(patch)
 }
 
 // reportAsync reports patch, counting a failure.
@@ -396,12 +409,27 @@ func (d *simDevice) reportAsync(patch map[string]any) {
 	}
 }
 
-// report sends a reported-properties patch and waits for the hub's 204.
+// report sends a reported-properties patch and waits for the hub's 204;
+// the device then knows the patch reported.
 func (d *simDevice) report(ctx context.Context, patch map[string]any) error {
 	body, err := json.Marshal(patch)
 	if err != nil {
 		return err
 	}
+	r, err := d.request(ctx, mqttproto.ReportedPatchTopic, body)
+	if err != nil {
+		return err
+	}
+	if r.status != 204 {
+		return fmt.Errorf("hub answered %d: %s", r.status, r.payload)
+	}
+	d.noteReported(patch)
+	return nil
+}
+
+// request sends a twin request (a GET or a reported patch) on the topic
+// topic makes of a new request id, and waits for the hub's answer.
+func (d *simDevice) request(ctx context.Context, topic func(rid string) string, body []byte) (twinReply, error) {
 	ch := make(chan twinReply, 1)
 	d.mu.Lock()
 	d.rid++
@@ -416,17 +444,14 @@ func (d *simDevice) report(ctx context.Context, patch map[string]any) error {
 		delete(d.pending, rid)
 		d.mu.Unlock()
 	}()
-	if err := d.w.publish(ctx, mqttproto.ReportedPatchTopic(rid), body); err != nil {
-		return err
+	if err := d.w.publish(ctx, topic(rid), body); err != nil {
+		return twinReply{}, err
 	}
 	select {
 	case r := <-ch:
-		if r.status != 204 {
-			return fmt.Errorf("hub answered %d: %s", r.status, r.payload)
-		}
-		return nil
+		return r, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return twinReply{}, ctx.Err()
 	}
 }
 
@@ -448,8 +473,9 @@ func (d *simDevice) after(dur time.Duration, f func()) {
 	})
 }
 
-// bounce takes the device off line and brings it back after dur; a device
-// that rebooted then reports when (lastReboot), as real ones do.
+// bounce takes the device off line and brings it back after dur, when it
+// reconciles with its twin; a device that rebooted then reports when
+// (lastReboot), as real ones do.
 func (d *simDevice) bounce(dur time.Duration, reboot bool) {
 	d.w.down()
 	d.after(dur, func() {
@@ -459,6 +485,10 @@ func (d *simDevice) bounce(dur time.Duration, reboot bool) {
 			d.sim.errors.Add(1)
 			d.sim.opts.Logger.Warn("reconnect device", "device", d.spec.ID, "err", err)
 			return
+		}
+		if err := d.reconcile(ctx); err != nil {
+			d.sim.errors.Add(1)
+			d.sim.opts.Logger.Warn("report properties after reconnecting", "device", d.spec.ID, "err", err)
 		}
 		if reboot {
 			d.reportAsync(map[string]any{"lastReboot": d.sim.opts.Clock.Now().UTC().Format(time.RFC3339Nano)})

@@ -60,22 +60,25 @@ func (s *Sim) connectMux(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	// Initial reported properties, as devices on their own connections
-	// send them.
+	// Each device reconciles with its twin, as devices on their own
+	// connections do once connected.
 	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(256)
+	g.SetLimit(muxReconcilers)
 	for _, d := range s.devices {
-		if len(d.spec.Reported) > 0 {
-			g.Go(func() error {
-				if err := d.report(gctx, d.spec.Reported); err != nil {
-					return fmt.Errorf("report initial properties of %s: %w", d.spec.ID, err)
-				}
-				return nil
-			})
-		}
+		g.Go(func() error {
+			if err := d.reconcile(gctx); err != nil {
+				return fmt.Errorf("report initial properties of %s: %w", d.spec.ID, err)
+			}
+			return nil
+		})
 	}
 	return g.Wait()
 }
+
+// muxReconcilers is how many devices of a multiplexed fleet reconcile
+// with their twins at once: each is a round trip or two, and the hub
+// answers a few hundred in flight without queueing.
+const muxReconcilers = 256
 
 func (m *muxConn) clientID() string {
 	if m.s.ext != nil {
@@ -180,14 +183,30 @@ func (m *muxConn) announceAll(ctx context.Context, c paho.Client) error {
 	return flush()
 }
 
-// reannounce restores the devices after the connection came back.
+// reannounce restores the devices after the connection came back: each
+// is announced again and reconciles with its twin, as after a reboot.
 func (m *muxConn) reannounce(c paho.Client) {
 	ctx, cancel := m.s.opts.Clock.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := m.announceAll(ctx, c); err != nil {
 		m.s.errors.Add(1)
 		m.s.opts.Logger.Warn("reconnect multiplexed connection", "connection", m.name, "err", err)
+		return
 	}
+	var g errgroup.Group
+	g.SetLimit(muxReconcilers)
+	for _, d := range m.devices {
+		if d.w.isUp() {
+			g.Go(func() error {
+				if err := d.reconcile(ctx); err != nil {
+					m.s.errors.Add(1)
+					m.s.opts.Logger.Debug("report properties after reconnecting", "device", d.spec.ID, "err", err)
+				}
+				return nil
+			})
+		}
+	}
+	g.Wait()
 }
 
 func (m *muxConn) handler(_ paho.Client, msg paho.Message) {
@@ -271,6 +290,8 @@ func (w *muxWire) up(ctx context.Context) error {
 	w.off.Store(false)
 	return wait(ctx, w.announce(w.m.conn(), true))
 }
+
+func (w *muxWire) isUp() bool { return w.online.get() }
 
 // close is the connection's business (muxConn.close); the device only
 // stops counting.

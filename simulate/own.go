@@ -49,9 +49,10 @@ func newOwnWire(d *simDevice, key, addr string, tlsConfig *tls.Config) *ownWire 
 		OnConnect: func(first bool) {
 			// Connect subscribes itself (up, connect) or relies on the
 			// session (token renewal); an automatic reconnect (a hub
-			// restart loses the session) subscribes again.
+			// restart loses the session) subscribes again and reconciles
+			// with the twin, as after a reboot.
 			if !first {
-				w.resubscribe()
+				w.reconnected()
 			}
 		},
 		OnConnectionLost: func(error) { w.setUp(false) },
@@ -98,10 +99,8 @@ func (w *ownWire) connect(ctx context.Context) error {
 	if err := w.subscribe(ctx); err != nil {
 		return fmt.Errorf("subscribe device %s: %w", id, err)
 	}
-	if len(w.d.spec.Reported) > 0 {
-		if err := w.d.report(ctx, w.d.spec.Reported); err != nil {
-			return fmt.Errorf("report initial properties of %s: %w", id, err)
-		}
+	if err := w.d.reconcile(ctx); err != nil {
+		return fmt.Errorf("report initial properties of %s: %w", id, err)
 	}
 	w.scheduleRenewal()
 	return nil
@@ -143,11 +142,18 @@ func (w *ownWire) handler(topic string, payload []byte) {
 	w.d.onMessage(topic, payload)
 }
 
-func (w *ownWire) resubscribe() {
-	ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 30*time.Second)
+// reconnected restores the device after an automatic reconnect, in the
+// reconnecting goroutine (mqttc's OnConnect may block).
+func (w *ownWire) reconnected() {
+	ctx, cancel := w.sim().opts.Clock.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := w.subscribe(ctx); err != nil {
 		w.sim().opts.Logger.Debug("subscribe after reconnect", "device", w.d.spec.ID, "err", err)
+		return
+	}
+	if err := w.d.reconcile(ctx); err != nil {
+		w.sim().errors.Add(1)
+		w.sim().opts.Logger.Debug("report properties after reconnecting", "device", w.d.spec.ID, "err", err)
 	}
 }
 
@@ -167,6 +173,8 @@ func (w *ownWire) subscribe(ctx context.Context) error {
 }
 
 func (w *ownWire) setUp(up bool) { w.online.set(w.sim(), up) }
+
+func (w *ownWire) isUp() bool { return w.online.get() }
 
 func (w *ownWire) publish(ctx context.Context, deviceTopic string, payload []byte) error {
 	return w.client.Publish(ctx, w.topic(deviceTopic), 0, false, payload)
