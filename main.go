@@ -438,7 +438,17 @@ func applyCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
-				defer sim.Close()
+				defer func() {
+					// A job completes once the hub has published its desired
+					// patch, which the devices may not have echoed yet: the
+					// fleet closes only after they sent what they owe.
+					ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+					defer cancel()
+					if err := sim.Settle(ctx); err != nil {
+						slog.Warn("simulated fleet closed before settling", "err", err)
+					}
+					sim.Close()
+				}()
 			}
 			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name}
 			r.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: r.Clock, TTY: isTerminal(c.App.ErrWriter)}
