@@ -1,8 +1,9 @@
 // Package simulate is iotjobs' simulated device fleet: a fleet file that
 // describes devices (ids, tags, reported properties, how they answer direct
 // methods, how they react to desired patches, how many are offline or
-// flapping) and the behaviour of each device, which the simulator connects
-// to a hub over MQTT and the dry-run drives in process.
+// flapping, which degrade after an update) and the behaviour of each
+// device, which the simulator connects to a hub over MQTT and the dry-run
+// drives in process.
 //
 // [Parse] reads a fleet file strictly, in one pass, with the same walker
 // and diagnostics as plans (package plan/diag): unknown or duplicate keys,
@@ -12,8 +13,8 @@
 // defaults filled in.
 //
 // [Fleet.Devices] expands the groups into [Device] values. Everything
-// random about a fleet (which devices are offline or flap, latencies,
-// failures) derives from the fleet's seed, so the same file gives the same
+// random about a fleet (which devices are offline, flap or degrade,
+// latencies, failures) derives from the fleet's seed, so the same file gives the same
 // fleet and, given the same order of calls, the same behaviour. A device's
 // reaction to a method call is computed by [Device.Answer]; it is pure and
 // takes its randomness from the caller, so the MQTT simulator and the
@@ -25,5 +26,24 @@
 // fleet over a few shared connections (mux.go, paho; the multiplexed mode
 // of [Options.Connections]: gateways on the embedded broker, clients with
 // presence on an external one). Both speak to the broker through a
-// device's wire; the behaviour above them (mqtt.go) is the same.
+// device's wire; the behaviour above them (mqtt.go, twin.go) is the same.
+//
+// A device that connects (the first time, or again after a reboot, a flap
+// or a hub restart) behaves like a device that rebooted, not one that was
+// reflashed: it reads its twin over MQTT, keeps the reported values the
+// twin already holds (the firmware an update left it with) and reports its
+// fleet file's reported values only for the properties the twin lacks, so
+// a device never seen before reports them all; a device that echoes
+// desired patches then echoes, after its delay, the desired properties
+// that differ from its reported ones (missed while it was away). When the
+// twin cannot be read it reports its fleet values and counts an error.
+// [Sim.Settle] lets a fleet send the reactions it still owes (desired
+// echoes, method answers) before it closes.
+//
+// A group's degrade block makes a share of its devices report a
+// reported-property patch (say, crashes) once, some time after their own
+// reported properties came to hold given values (an update's firmware),
+// or after the simulation started: what a rollout's health gate should
+// catch. The MQTT simulator and the in-process [Bus] both track what each
+// device reported to tell when its degradation starts.
 package simulate
