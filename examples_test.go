@@ -9,6 +9,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/internal/reportcheck"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
@@ -52,6 +53,7 @@ func TestFirmwareRolloutExample(t *testing.T) {
 	if err := clk.RunUntil(ctx, done); err != nil {
 		t.Fatalf("RunUntil: %v", err)
 	}
+	checkReport(t, rep)
 	fw, rb := rep.Steps[0], rep.Steps[1]
 	var targets []int
 	var starts []time.Duration
@@ -141,3 +143,52 @@ func (o endObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	}
 }
 func (endObserver) StepFinished(*runner.StepReport) {}
+
+// TestFirmwareRolloutReapplied: applying the firmware rollout a second
+// time changes nothing: every twin holds the firmware already (no-ops),
+// the 60 devices that run it pass verify at once, the 3 stuck ones still
+// fail it, and nobody is rebooted again.
+func TestFirmwareRolloutReapplied(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
+	p, ds := plan.Load("examples/firmware-rollout.yaml")
+	if ds.HasErrors() {
+		t.Fatal(ds)
+	}
+	var reps []*runner.Report
+	for range 2 {
+		done := make(chan struct{})
+		var rep *runner.Report
+		go func() {
+			defer close(done)
+			rep, _ = (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
+		}()
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		if err := clk.RunUntil(ctx, done); err != nil {
+			t.Fatalf("RunUntil: %v", err)
+		}
+		cancel()
+		checkReport(t, rep)
+		reps = append(reps, rep)
+	}
+	fw, rb := reps[1].Steps[0], reps[1].Steps[1]
+	if s := fw.Summary; s.Noop != 60 || s.Failed != 3 || s.FailedByClass["verify"] != 3 || s.Succeeded != 0 || len(fw.JobIDs) != 0 {
+		t.Errorf("set-firmware again: %s, %d jobs", s, len(fw.JobIDs))
+	}
+	if rb.Status != string(hub.JobCompleted) || len(rb.JobIDs) != 0 || len(rb.Devices) != 0 {
+		t.Errorf("reboot again: %s %q, %d jobs, %d devices", rb.Status, rb.Reason, len(rb.JobIDs), len(rb.Devices))
+	}
+	if reps[1].Status != runner.StatusSucceeded {
+		t.Errorf("the second run: %s", reps[1].Status)
+	}
+}
+
+// checkReport holds a report to the one truth of every view
+// (internal/reportcheck).
+func checkReport(t *testing.T, rep *runner.Report) {
+	t.Helper()
+	for _, err := range reportcheck.Check(rep) {
+		t.Error(err)
+	}
+}

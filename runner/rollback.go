@@ -81,11 +81,23 @@ type MethodCall struct {
 	ConnectTimeoutInSeconds  int             `json:"connectTimeoutInSeconds"`
 }
 
-func rollbackOn(s *plan.Step) []string {
-	if s.Rollback == nil {
-		return []string{}
+// newRollbackReport is what a step keeps to undo itself: a twin step its
+// replaced values (always, so that iotjobs rollback can undo any run), a
+// method step its compensating method; nil for a method step without one.
+func newRollbackReport(s *plan.Step) *RollbackReport {
+	rb := &RollbackReport{On: []string{}, JobIDs: []string{}, Devices: []DeviceResult{}}
+	if s.Rollback != nil {
+		rb.On = slices.Clone(s.Rollback.On)
 	}
-	return slices.Clone(s.Rollback.On)
+	switch {
+	case s.Twin != nil:
+		rb.Saved = []SavedValues{}
+	case s.Rollback != nil && s.Rollback.Method != nil:
+		rb.Method = methodCall(s.Rollback.Method)
+	default:
+		return nil
+	}
+	return rb
 }
 
 func methodCall(m *plan.Method) *MethodCall {

@@ -159,6 +159,14 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 				kept = append(kept, id)
 			}
 		}
+		if len(kept) == 0 && len(ids) > 0 {
+			// Not a query that matches nothing (a typo, most often): the
+			// steps before left nothing for this one to do.
+			sr.Status = string(hub.JobCompleted)
+			sr.Reason = fmt.Sprintf("none of the %d devices the query matches was acted on and passed %s (onlyPassed): nothing to do", len(ids), strings.Join(s.After, ", "))
+			sr.finish(0)
+			return false, nil
+		}
 		ids = kept
 	}
 	defer sr.finish(len(ids))
@@ -171,9 +179,6 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 			return false, err
 		}
 		w.saved = newSaver(s.Twin, before)
-		sr.Rollback = &RollbackReport{On: rollbackOn(s), Saved: []SavedValues{}, JobIDs: []string{}, Devices: []DeviceResult{}}
-	} else if rb := s.Rollback; rb != nil && rb.Method != nil {
-		sr.Rollback = &RollbackReport{On: rollbackOn(s), Method: methodCall(rb.Method), JobIDs: []string{}, Devices: []DeviceResult{}}
 	}
 	w.noops = len(sr.Devices)
 	// Maintenance windows: the step's own, or one per device from a tag

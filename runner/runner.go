@@ -73,7 +73,8 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 	ended := make(map[string]chan struct{}, len(order))
 	for _, s := range order {
 		ended[s.Name] = make(chan struct{})
-		rep.Steps = append(rep.Steps, &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}})
+		rep.Steps = append(rep.Steps, &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{},
+			Rollback: newRollbackReport(s)})
 	}
 	var wg sync.WaitGroup
 	for i, s := range order {
@@ -144,9 +145,13 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 			default:
 				failed = append(failed, s.Name)
 			}
+			// A step after this one with onlyPassed runs on the devices
+			// this one acted on and that passed: a no-op device was
+			// handled by an earlier run, the steps after included (a
+			// re-applied rollout reboots nobody again).
 			passed[s.Name] = map[string]bool{}
 			for _, d := range sr.Devices {
-				if d.Succeeded {
+				if d.Succeeded && d.Status != DeviceNoop {
 					passed[s.Name][d.DeviceID] = true
 				}
 			}
