@@ -123,7 +123,7 @@ func TestApplyStopsOnPredictedAbort(t *testing.T) {
 	data, planFile, rep := filepath.Join(dir, "data"), filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "report.json")
 	writeTestFile(t, planFile, "version: 1\nname: gate\nsteps:\n  - name: reboot\n    query: \"tags.ring = 'broad'\"\n    method: {name: reboot}\n    abort: {failureRate: 5%, minExecuted: 50}\n")
 	code, _, stderr := runCLI(t, t.Context(), "apply", "--data", data, "--fleet", "testdata/reboot-fleet.yaml", "--report", rep, planFile)
-	if code != 1 || !strings.Contains(stderr, "the dry-run predicts that step reboot aborts; nothing was applied") {
+	if code != 1 || !strings.Contains(stderr, "the dry-run predicts that step reboot aborts: 4 of 50 devices failed") || !strings.Contains(stderr, "; nothing was applied") {
 		t.Fatalf("exit %d, want 1 with the reason\n%s", code, stderr)
 	}
 	r := readReport(t, rep)

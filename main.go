@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return usageError{err}
 		},
 		Commands: []*cli.Command{
-			validateCmd(), planCmd(), checkCmd(), applyCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
+			validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
 		},
 	}
 	err := app.RunContext(ctx, interspersed(app, args))
@@ -168,6 +168,7 @@ func exitCode(err error) int {
 		unsup  *runner.UnsupportedError
 		herr   *hub.Error
 		change changesError
+		undone *runner.RollbackIncompleteError
 	)
 	switch {
 	case err == nil:
@@ -176,7 +177,7 @@ func exitCode(err error) int {
 		return exitChanges
 	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
 		return exitInvalid
-	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift):
+	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift), errors.As(err, &undone):
 		return exitFailed
 	case errors.Is(err, context.Canceled):
 		return exitFailed
@@ -384,8 +385,8 @@ func applyCmd() *cli.Command {
 				dry.DryRun = true
 				stop := ""
 				for _, s := range dry.Steps {
-					if s.Abort != nil && s.Abort.Tripped {
-						stop = fmt.Sprintf("the dry-run predicts that step %s aborts", s.Name)
+					if s.Status == runner.StepAborted {
+						stop = fmt.Sprintf("the dry-run predicts that step %s aborts: %s", s.Name, s.Reason)
 						break
 					}
 				}

@@ -329,30 +329,45 @@ func writePreview(w io.Writer, rep *runner.Report) {
 			fmt.Fprintf(w, "  only on the devices that pass %s (the matched count is an upper bound)\n", strings.Join(pv.After, ", "))
 		}
 		for i, b := range pv.Timeline.Batches {
-			fmt.Fprintf(w, "  batch %d: %d devices, %s\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
+			switch {
+			case i < len(s.Batches):
+				// As played: each batch ends with its verify and analysis
+				// before the pause and the next begin.
+				played := s.Batches[i]
+				fmt.Fprintf(w, "  batch %d: %d devices", i+1, played.Devices)
+				if played.StartTime != nil {
+					fmt.Fprintf(w, ", starts %s", played.StartTime.Format("2006-01-02 15:04:05 MST"))
+				}
+				if played.EndTime != nil {
+					fmt.Fprintf(w, ", ends %s", played.EndTime.Format("15:04:05 MST"))
+				}
+				fmt.Fprintln(w)
+			case s.Status != "planned":
+				fmt.Fprintf(w, "  batch %d: %d devices, not started\n", i+1, b.Devices)
+			default:
+				fmt.Fprintf(w, "  batch %d: %d devices, %s at the earliest\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
+			}
 		}
 		if n := len(pv.Timeline.Occurrences); n > 0 {
 			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
 		}
+		writeSafetyNet(w, s)
 		if s.Status != "planned" {
-			ok, failed, noop := 0, 0, 0
-			for _, d := range s.Devices {
-				switch {
-				case d.Status == runner.DeviceNoop:
-					noop++
-				case d.Succeeded:
-					ok++
-				default:
-					failed++
-				}
-			}
-			fmt.Fprintf(w, "  simulated: %s — %d succeed, %d fail, %d no-op", s.Status, ok, failed, noop)
+			fmt.Fprintf(w, "  simulated: %s — %s", s.Status, s.Summary)
 			if s.EndTime != nil {
 				fmt.Fprintf(w, ", ends %s", s.EndTime.Format("2006-01-02 15:04 MST"))
 			}
 			fmt.Fprintln(w)
 			if s.Reason != "" {
 				fmt.Fprintf(w, "    %s\n", s.Reason)
+			}
+			for _, a := range s.Analysis {
+				if !a.Pass && !strings.Contains(s.Reason, a.Reason) {
+					fmt.Fprintf(w, "    %s\n", a.Reason)
+				}
+			}
+			if rb := s.Rollback; rb != nil && rb.Trigger != "" {
+				fmt.Fprintf(w, "  simulated rollback (%s): %d restored, %d conflicts, %d failed\n", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed)
 			}
 		}
 		if n := len(s.Occurrences); n > 0 {
@@ -378,6 +393,36 @@ func writePreview(w io.Writer, rep *runner.Report) {
 				verdict = "FAILS"
 			}
 			fmt.Fprintf(w, "  pre-flight %s: %s\n", verdict, pf.Message)
+		}
+	}
+}
+
+// writeSafetyNet prints what undoes a step, for the reviewer: per path
+// a twin step sets, the values a rollback would put back and on how many
+// devices (those it would change), or a method step's compensating method.
+func writeSafetyNet(w io.Writer, s *runner.StepReport) {
+	rb := s.Rollback
+	if rb == nil || len(rb.On) == 0 {
+		return
+	}
+	on := strings.Join(rb.On, ", ")
+	if rb.Method != nil {
+		fmt.Fprintf(w, "  rollback on %s: calls %s on the devices whose call succeeded\n", on, rb.Method.Name)
+		return
+	}
+	fmt.Fprintf(w, "  rollback on %s restores, etag-guarded:\n", on)
+	for _, d := range s.Preview.TwinDiff {
+		var parts []string
+		for _, f := range d.From {
+			if f.Value == "undefined" {
+				parts = append(parts, fmt.Sprintf("deletes it on %d", f.Count))
+				continue
+			}
+			v, _ := json.Marshal(f.Value)
+			parts = append(parts, fmt.Sprintf("%s on %d", v, f.Count))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "    %s: %s\n", d.Path, strings.Join(parts, ", "))
 		}
 	}
 }

@@ -37,8 +37,8 @@ func TestPlanCommand(t *testing.T) {
 		"pre-flight ok: 31 devices at 10 operations/s take 3.1s",
 		// Played against the fleet: the three stuck devices never report
 		// the firmware, so verify fails them and reboot skips them.
-		"simulated: completed — 60 succeed, 3 fail, 0 no-op",
-		"simulated: completed — 60 succeed, 0 fail, 0 no-op",
+		"simulated: completed — 60 succeeded, 3 failed (3 verify), 0 no-op, 0 skipped of 63 devices",
+		"simulated: completed — 60 succeeded, 0 failed, 0 no-op, 0 skipped of 60 devices",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
