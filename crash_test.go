@@ -23,9 +23,12 @@ import (
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/plan"
+	"github.com/iotjobs/iotjobs/runner"
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
@@ -226,9 +229,9 @@ func TestCrashResume(t *testing.T) {
 		}
 		return 0
 	}
-	crash := func(jobID string) {
+	crash := func(jobID string, kills int) {
 		last := -1
-		for k := 0; k < killsPerJob; k++ {
+		for k := 0; k < kills; k++ {
 			for {
 				j, err := c.GetJob(ctx, jobID)
 				if err != nil {
@@ -253,7 +256,7 @@ func TestCrashResume(t *testing.T) {
 				t.Fatalf("get job %s: %v", jobID, err)
 			}
 			if j.EndTime != nil {
-				t.Fatalf("job %s ended after %d kills; the test wants %d inside it", jobID, k, killsPerJob)
+				t.Fatalf("job %s ended after %d kills; the test wants %d inside it", jobID, k, kills)
 			}
 			t.Logf("kill %d: job %s %s %+v", k+1, jobID, j.Status, *j.DeviceJobStatistics)
 			last = done(j)
@@ -278,7 +281,7 @@ func TestCrashResume(t *testing.T) {
 		CloudToDeviceMethod:       &hub.MethodRequest{MethodName: "reboot", ResponseTimeoutInSeconds: 30, ConnectTimeoutInSeconds: 60}}); err != nil {
 		t.Fatal(err)
 	}
-	crash("crash-method")
+	crash("crash-method", killsPerJob)
 	j := waitEnded("crash-method")
 	recs := jobRecords(t, ctx, c, "crash-method", devices)
 	mu.Lock()
@@ -305,7 +308,7 @@ func TestCrashResume(t *testing.T) {
 		UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"fw": "2.4.1"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	crash("crash-twin")
+	crash("crash-twin", killsPerJob)
 	j = waitEnded("crash-twin")
 	recs = jobRecords(t, ctx, c, "crash-twin", devices)
 	for id, dj := range recs {
@@ -319,6 +322,77 @@ func TestCrashResume(t *testing.T) {
 		if after[id] != v+1 {
 			t.Errorf("device %s: desired $version %d before the twin job, %d after; want exactly one more", id, v, after[id])
 		}
+	}
+
+	// The rollback of that patch, as iotjobs rollback runs it from a
+	// report: fw was absent before, so it is deleted, etag-guarded, in
+	// restore jobs (about 500 devices each) that the hub is killed inside
+	// twice each. The runner waits out each restart; each twin is restored
+	// exactly once.
+	rep := &runner.Report{ReportVersion: runner.ReportVersion, Plan: runner.PlanRef{Name: "crash"}, Steps: []*runner.StepReport{{
+		Name: "crash-twin", Type: string(hub.JobUpdateTwin), Status: string(hub.JobCompleted),
+		Rollback: &runner.RollbackReport{On: []string{}, Saved: []runner.SavedValues{{
+			Values: map[string]any{"properties.desired.fw": nil}, ETags: etagsOf(t, ctx, c)}}},
+	}}}
+	created := make(chan string, 16)
+	rolled := make(chan error, 1)
+	go func() {
+		r := &runner.Runner{Hub: c, Clock: clock.Real(), Observer: jobObserver(created)}
+		_, err := r.RollBack(ctx, rep, nil)
+		rolled <- err
+	}()
+	for done := false; !done; {
+		select {
+		case id := <-created:
+			crash(id, 2)
+		case err := <-rolled:
+			if err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			done = true
+		}
+	}
+	rb := rep.Steps[0].Rollback
+	if rb.Restored != devices || rb.Conflicts != 0 || rb.Failed != 0 {
+		t.Errorf("rollback: %d restored, %d conflicts, %d failed of %d", rb.Restored, rb.Conflicts, rb.Failed, devices)
+	}
+	restored := desiredVersions(t, ctx, c)
+	for id, v := range after {
+		if restored[id] != v+1 {
+			t.Errorf("device %s: desired $version %d before the rollback, %d after; want exactly one more", id, v, restored[id])
+		}
+	}
+}
+
+// jobObserver sends the id of every job a run creates.
+type jobObserver chan string
+
+func (o jobObserver) StepStarted(_ *plan.Step, jobID string) { o <- jobID }
+func (jobObserver) JobChanged(*plan.Step, *hub.Job)          {}
+func (jobObserver) StepFinished(*runner.StepReport)          {}
+
+// etagsOf reads the etag of every crash- twin, grouped as a report's
+// saved values hold them.
+func etagsOf(t *testing.T, ctx context.Context, c hub.Client) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	opts := hub.QueryOptions{PageSize: 1000}
+	for {
+		res, err := c.Query(ctx, "SELECT deviceId, etag FROM devices WHERE STARTSWITH(deviceId, 'crash-')", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, item := range res.Items {
+			var row struct{ DeviceID, ETag string }
+			if err := json.Unmarshal(item, &row); err != nil {
+				t.Fatal(err)
+			}
+			out[row.ETag] = append(out[row.ETag], row.DeviceID)
+		}
+		if res.Continuation == "" {
+			return out
+		}
+		opts.Continuation = res.Continuation
 	}
 }
 

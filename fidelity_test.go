@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,15 +42,22 @@ func TestExampleFidelity(t *testing.T) {
 		{"examples/lock-door.yaml", "testdata/fidelity/lock-door-fleet.yaml", time.Now(), 1},
 		{"examples/nightly-sync.yaml", "testdata/fidelity/nightly-fleet.yaml", night, 1},
 		{"examples/firmware-rollout.yaml", "testdata/fidelity/firmware-fleet.yaml", time.Now(), 20},
+		// The safety net: an abort on verify failures, with its rollback;
+		// a health analysis that fails against its control cohort, and one
+		// that an incident hitting batch and control alike does not stop.
+		{"testdata/fidelity/abort-verify.yaml", "testdata/fidelity/half-fleet.yaml", time.Now(), 20},
+		{"testdata/fidelity/analysis.yaml", "testdata/fidelity/health-fleet.yaml", time.Now(), 20},
+		{"testdata/fidelity/analysis.yaml", "testdata/fidelity/incident-fleet.yaml", time.Now(), 20},
 	} {
-		t.Run(filepath.Base(tc.plan), func(t *testing.T) {
+		t.Run(filepath.Base(tc.plan)+"/"+filepath.Base(tc.fleet), func(t *testing.T) {
 			dryFile := filepath.Join(t.TempDir(), "dry.json")
 			code, _, stderr := runCLI(t, t.Context(), "plan", "--fleet", tc.fleet, "--report", dryFile, tc.plan)
 			if code > 1 {
 				t.Fatalf("plan exit %d\n%s", code, stderr)
 			}
 			dry := readReport(t, dryFile)
-			preview, live := liveRun(t, tc.plan, tc.fleet, tc.origin, clock.Scaled(tc.origin, tc.speed))
+			preview, live, liveDesired := liveRun(t, tc.plan, tc.fleet, tc.origin, clock.Scaled(tc.origin, tc.speed))
+			checkReport(t, live)
 			if len(dry.Steps) != len(live.Steps) {
 				t.Fatalf("dry-run has %d steps, the live run %d", len(dry.Steps), len(live.Steps))
 			}
@@ -74,10 +82,29 @@ func TestExampleFidelity(t *testing.T) {
 					}
 					t.Errorf("step %s: %d devices in the dry-run, %d live; outcomes differ", ls.Name, len(d), len(l))
 				}
+				if ds.Summary.String() != ls.Summary.String() {
+					t.Errorf("step %s: dry-run %s, live %s", ls.Name, ds.Summary, ls.Summary)
+				}
+				if d, l := analysisOutcome(ds), analysisOutcome(ls); d != l {
+					t.Errorf("step %s: analysis\ndry-run %s\nlive    %s", ls.Name, d, l)
+				}
+				if d, l := rollbackOutcome(ds), rollbackOutcome(ls); d != l {
+					t.Errorf("step %s: rollback\ndry-run %s\nlive    %s", ls.Name, d, l)
+				}
 				t.Logf("step %s: %s, %d devices (%s)", ls.Name, ls.Status, len(l), classCounts(l))
 			}
 			if len(live.Steps[0].Devices) == 0 {
 				t.Error("the live run touched no device")
+			}
+			if rb := live.Steps[0].Rollback; rb != nil && rb.Trigger != "" {
+				// The twins say so too: every restored device holds its
+				// previous desired firmware (none) again.
+				for _, d := range rb.Devices {
+					if fw, ok := liveDesired[d.DeviceID]; d.Status == runner.RolledBack && ok {
+						t.Errorf("device %s: desired firmware %v after its rollback", d.DeviceID, fw)
+					}
+				}
+				t.Logf("rollback (%s): %d restored", rb.Trigger, rb.Restored)
 			}
 		})
 	}
@@ -85,9 +112,9 @@ func TestExampleFidelity(t *testing.T) {
 
 // liveRun runs a plan on a fresh embedded hub with the fleet's devices
 // connected over MQTT, all on clk, set to at when they are: the hub's
-// preview of the plan (read
-// before the run) and the run's report.
-func liveRun(t *testing.T, planFile, fleetFile string, at time.Time, clk *clock.ScaledClock) (preview, rep *runner.Report) {
+// preview of the plan (read before the run), the run's report, and the
+// devices' desired firmware afterwards (where they have one).
+func liveRun(t *testing.T, planFile, fleetFile string, at time.Time, clk *clock.ScaledClock) (preview, rep *runner.Report, firmware map[string]any) {
 	t.Helper()
 	ctx := t.Context()
 	quiet := slog.New(slog.DiscardHandler)
@@ -127,7 +154,47 @@ func liveRun(t *testing.T, planFile, fleetFile string, at time.Time, clk *clock.
 	if rep == nil {
 		t.Fatal("no report from the live run")
 	}
-	return preview, rep
+	twins, err := runner.ReadTwins(ctx, h.Client(), "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	firmware = map[string]any{}
+	for _, tw := range twins {
+		if fw, ok := tw.Properties.Desired["firmware"]; ok {
+			firmware[tw.DeviceID] = fw
+		}
+	}
+	return preview, rep, firmware
+}
+
+// analysisOutcome is what a step's health analyses found, batch by
+// batch: their verdicts, the devices that failed, the control cohort.
+func analysisOutcome(s *runner.StepReport) string {
+	var b strings.Builder
+	for _, a := range s.Analysis {
+		fmt.Fprintf(&b, "batch %d: pass=%v %d/%d failed=%v", a.Batch, a.Pass, a.Passed, a.Devices, a.FailedDevices)
+		if c := a.Control; c != nil {
+			fmt.Fprintf(&b, " control %d/%d %v", c.Passed, len(c.DeviceIDs), c.DeviceIDs)
+		}
+		b.WriteString("; ")
+	}
+	return b.String()
+}
+
+// rollbackOutcome is what a step's rollback did, device by device.
+func rollbackOutcome(s *runner.StepReport) string {
+	rb := s.Rollback
+	if rb == nil || rb.Trigger == "" {
+		return "none"
+	}
+	by := map[string][]string{}
+	for _, d := range rb.Devices {
+		by[d.Status] = append(by[d.Status], d.DeviceID)
+	}
+	for _, ids := range by {
+		slices.Sort(ids)
+	}
+	return fmt.Sprintf("%s: %d restored, %d conflicts, %d failed %v", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed, by)
 }
 
 // outcomeClasses is each device's outcome in a step: its status, whether

@@ -72,6 +72,7 @@ func readReport(t *testing.T, path string) *runner.Report {
 	if err := reportSchema(t).Validate(doc); err != nil {
 		t.Errorf("report %s does not match runner/report.schema.json: %v", path, err)
 	}
+	checkReport(t, &r)
 	return &r
 }
 
