@@ -18,7 +18,7 @@ import (
 // in-process devices, all on the clock clk (what plan --fleet uses).
 func virtualHub(t *testing.T, clk clock.Clock, fleetFile string) *engine.Engine {
 	t.Helper()
-	e, closeHub, err := fleetHub(context.Background(), io.Discard, fleetFile, clk)
+	e, closeHub, err := fleetHub(context.Background(), io.Discard, fleetFile, clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +190,35 @@ func checkReport(t *testing.T, rep *runner.Report) {
 	t.Helper()
 	for _, err := range reportcheck.Check(rep) {
 		t.Error(err)
+	}
+}
+
+// TestFleetHubFromCurrentTwins: apply's dry-run starts the fleet's devices
+// from their twins on the hub, as they will when they connect: the
+// hub's desired properties and reported values, the fleet file's only
+// where the twin lacks one.
+func TestFleetHubFromCurrentTwins(t *testing.T) {
+	ctx := t.Context()
+	clk := clock.NewVirtual(time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC))
+	cur := virtualHub(t, clk, "examples/firmware-fleet.yaml")
+	if _, err := cur.UpdateTwin(ctx, "door-001", &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"firmware": "2.4.1"}}}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cur.ReportedPatch(ctx, "door-001", []byte(`{"firmware": "2.4.1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	e, closeHub, err := fleetHub(ctx, io.Discard, "examples/firmware-fleet.yaml", clk, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHub()
+	for id, want := range map[string]string{"door-001": "2.4.1", "door-002": "2.3.9"} {
+		tw, err := e.GetTwin(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tw.Properties.Reported["firmware"] != want || (id == "door-001") != (tw.Properties.Desired["firmware"] == "2.4.1") {
+			t.Errorf("%s: reported %v desired %v; want reported %s", id, tw.Properties.Reported["firmware"], tw.Properties.Desired["firmware"], want)
+		}
 	}
 }

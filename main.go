@@ -378,7 +378,7 @@ func applyCmd() *cli.Command {
 				// simulated devices (--fleet's, or the hub's twins read with
 				// queries only); a predicted abort stops it here, before
 				// anything touches the hub.
-				dry, err := simulateRun(c, p, t.client, t.name)
+				dry, err := simulateRun(c, p, t.client, t.client, t.name)
 				if err != nil {
 					return err
 				}
@@ -396,7 +396,7 @@ func applyCmd() *cli.Command {
 					// played (--fleet's, which apply registers next).
 					src := t.client
 					if f := c.String("fleet"); f != "" {
-						e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real())
+						e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real(), t.client)
 						if err != nil {
 							return err
 						}

@@ -15,6 +15,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
+	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/hub/store"
 	"github.com/iotjobs/iotjobs/hub/store/memstore"
 	"github.com/iotjobs/iotjobs/plan"
@@ -44,10 +45,10 @@ func planCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var client hub.Client
+			var client, current hub.Client
 			name := "embedded"
 			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
-				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real())
+				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real(), nil)
 				if err != nil {
 					return err
 				}
@@ -59,7 +60,7 @@ func planCmd() *cli.Command {
 					return err
 				}
 				defer t.Close()
-				client, name = t.client, t.name
+				client, current, name = t.client, t.client, t.name
 			}
 			r := &runner.Runner{Hub: client, Clock: clock.Real(), HubName: name}
 			rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
@@ -70,7 +71,7 @@ func planCmd() *cli.Command {
 				// The plan played in virtual time against a simulation of
 				// the devices: the fleet file's, or the hub's twins with
 				// devices that answer 200 and converge at once.
-				sim, err := simulateRun(c, p, client, name)
+				sim, err := simulateRun(c, p, client, current, name)
 				if err != nil {
 					return err
 				}
@@ -149,7 +150,13 @@ func changes(rep *runner.Report) int {
 // tags and reported properties) as in-process simulated devices. They are
 // loaded into the store directly, as a registry import would leave them,
 // so that a fleet of 100,000 devices loads in a second.
-func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Clock) (*engine.Engine, func(), error) {
+//
+// With current (apply's dry-run), the fleet's devices that current holds
+// already start from their twins there, as the simulated devices will
+// when they connect: its tags and desired properties, and its reported
+// values, the fleet file's only where the twin lacks one (a device that
+// reconnects keeps what an earlier update left it with).
+func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Clock, current hub.Client) (*engine.Engine, func(), error) {
 	fl, diags := simulate.Load(path)
 	if len(diags) > 0 {
 		src, _ := os.ReadFile(path)
@@ -158,9 +165,27 @@ func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Cloc
 	if diags.HasErrors() {
 		return nil, nil, diags
 	}
+	devs := fl.Devices()
+	var twins map[string]*hub.Twin
+	if current != nil {
+		var err error
+		if twins, err = currentTwins(ctx, current, devs); err != nil {
+			return nil, nil, fmt.Errorf("fleet %s: read its devices' twins on the hub: %w", path, err)
+		}
+	}
 	st := memstore.New()
 	now := clk.Now().UTC()
-	for _, d := range fl.Devices() {
+	for _, d := range devs {
+		if t := twins[d.ID]; t != nil {
+			sd, err := storedTwin(d, t, now)
+			if err != nil {
+				return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
+			}
+			if err := st.CreateDevice(ctx, sd); err != nil {
+				return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
+			}
+			continue
+		}
 		reported := map[string]any{}
 		if len(d.Reported) > 0 {
 			if _, err := hub.MergeSection(reported, d.Reported, now, 1, false); err != nil {
@@ -179,7 +204,7 @@ func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Cloc
 			return nil, nil, fmt.Errorf("fleet %s: device %s: %w", path, d.ID, err)
 		}
 	}
-	bus := simulate.NewBus(fl.Devices(), clk)
+	bus := simulate.NewBus(devs, clk)
 	e := engine.New(st, bus, clk)
 	bus.SetEvents(e)
 	if err := e.Open(ctx); err != nil {
@@ -188,11 +213,68 @@ func fleetHub(ctx context.Context, stderr io.Writer, path string, clk clock.Cloc
 	return e, func() { e.Close() }, nil
 }
 
+// currentTwins reads the twins of devs that c holds, by id.
+func currentTwins(ctx context.Context, c hub.Client, devs []*simulate.Device) (map[string]*hub.Twin, error) {
+	out := map[string]*hub.Twin{}
+	const chunk = 300 // ids per query, well inside the query's length
+	for i := 0; i < len(devs); i += chunk {
+		quoted := make([]string, 0, chunk)
+		for _, d := range devs[i:min(i+chunk, len(devs))] {
+			quoted = append(quoted, "'"+query.Escape(d.ID)+"'")
+		}
+		ts, err := runner.ReadTwins(ctx, c, "deviceId IN ["+strings.Join(quoted, ", ")+"]")
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			out[t.DeviceID] = t
+		}
+	}
+	return out, nil
+}
+
+// storedTwin is a simulated device d as its twin t on a hub leaves it,
+// with the fleet file's reported values t lacks; d's reported values
+// become what it will have reported.
+func storedTwin(d *simulate.Device, t *hub.Twin, now time.Time) (*store.Device, error) {
+	reported := t.Properties.Reported
+	if reported == nil {
+		reported = map[string]any{"$version": 0.0}
+	}
+	missing := map[string]any{}
+	for k, v := range d.Reported {
+		if _, ok := reported[k]; !ok {
+			missing[k] = v
+		}
+	}
+	if len(missing) > 0 {
+		v, _ := reported["$version"].(float64)
+		if _, err := hub.MergeSection(reported, missing, now, int64(v)+1, false); err != nil {
+			return nil, fmt.Errorf("reported properties: %w", err)
+		}
+		reported["$version"] = v + 1
+	}
+	d.Reported = hub.StripMeta(reported)
+	if t.Tags != nil {
+		d.Tags = t.Tags
+	}
+	desired := t.Properties.Desired
+	if desired == nil {
+		desired = map[string]any{"$version": 1.0}
+	}
+	return &store.Device{
+		Device: hub.Device{DeviceID: d.ID, Status: hub.StatusEnabled, ETag: "MA==", ConnectionState: hub.Disconnected,
+			Authentication: hub.Authentication{Type: "sas"}},
+		Tags: d.Tags, Desired: desired, Reported: reported, Version: t.Version,
+	}, nil
+}
+
 // simulateRun plays p in virtual time against simulated devices: those of
-// --fleet, or a copy of the twins the plan's steps match on the hub
-// (read with queries only), whose devices answer every method with 200
-// and report desired properties back at once. Nothing touches the hub.
-func simulateRun(c *cli.Context, p *plan.Plan, src hub.Client, name string) (*runner.Report, error) {
+// --fleet (starting from their twins on current, when not nil), or a copy
+// of the twins the plan's steps match on src (read with queries only),
+// whose devices answer every method with 200 and report desired
+// properties back at once. Nothing touches the hub.
+func simulateRun(c *cli.Context, p *plan.Plan, src, current hub.Client, name string) (*runner.Report, error) {
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	vclk := clock.NewVirtual(time.Now().UTC())
@@ -200,7 +282,7 @@ func simulateRun(c *cli.Context, p *plan.Plan, src hub.Client, name string) (*ru
 	var closeHub func()
 	var err error
 	if f := c.String("fleet"); f != "" {
-		e, closeHub, err = fleetHub(ctx, io.Discard, f, vclk)
+		e, closeHub, err = fleetHub(ctx, io.Discard, f, vclk, current)
 	} else {
 		e, closeHub, err = snapshotHub(ctx, src, p, vclk)
 	}
@@ -445,7 +527,7 @@ func checkCmd() *cli.Command {
 			}
 			var client hub.Client
 			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
-				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real())
+				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real(), nil)
 				if err != nil {
 					return err
 				}
