@@ -26,19 +26,12 @@ func virtualHub(t *testing.T, clk clock.Clock, fleetFile string) *engine.Engine 
 	return e
 }
 
-// TestFirmwareRolloutExample runs examples/firmware-rollout.yaml on its
-// fleet in virtual time, the clock moved by RunUntil (only when nothing is
-// left to do at the current instant): batches of the declared sizes, each
-// gated by verify (its devices report the firmware 20 s after the patch,
-// which verify sees at its next look, 30 s in) and then the 5-minute
-// pause; the last batch holds the three stuck devices, which verify waits
-// 15 minutes for in vain; then the reboot on exactly the 60 devices that
-// got it.
-func TestFirmwareRolloutExample(t *testing.T) {
-	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
-	clk := clock.NewVirtual(t0)
-	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
-	p, ds := plan.Load("examples/firmware-rollout.yaml")
+// applyVirtual loads a plan and applies it on h in virtual time, the
+// clock moved by RunUntil (only when nothing is left to do at the
+// current instant), and checks the report's one truth.
+func applyVirtual(t *testing.T, h hub.Client, clk *clock.Virtual, planFile string) *runner.Report {
+	t.Helper()
+	p, ds := plan.Load(planFile)
 	if ds.HasErrors() {
 		t.Fatal(ds)
 	}
@@ -54,6 +47,22 @@ func TestFirmwareRolloutExample(t *testing.T) {
 		t.Fatalf("RunUntil: %v", err)
 	}
 	checkReport(t, rep)
+	return rep
+}
+
+// TestFirmwareRolloutExample runs examples/firmware-rollout.yaml on its
+// fleet in virtual time, the clock moved by RunUntil (only when nothing is
+// left to do at the current instant): batches of the declared sizes, each
+// gated by verify (its devices report the firmware 20 s after the patch,
+// which verify sees at its next look, 30 s in) and then the 5-minute
+// pause; the last batch holds the three stuck devices, which verify waits
+// 15 minutes for in vain; then the reboot on exactly the 60 devices that
+// got it.
+func TestFirmwareRolloutExample(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	clk := clock.NewVirtual(t0)
+	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
+	rep := applyVirtual(t, h, clk, "examples/firmware-rollout.yaml")
 	fw, rb := rep.Steps[0], rep.Steps[1]
 	var targets []int
 	var starts []time.Duration
@@ -152,25 +161,9 @@ func TestFirmwareRolloutReapplied(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 	clk := clock.NewVirtual(t0)
 	h := virtualHub(t, clk, "examples/firmware-fleet.yaml")
-	p, ds := plan.Load("examples/firmware-rollout.yaml")
-	if ds.HasErrors() {
-		t.Fatal(ds)
-	}
 	var reps []*runner.Report
 	for range 2 {
-		done := make(chan struct{})
-		var rep *runner.Report
-		go func() {
-			defer close(done)
-			rep, _ = (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
-		}()
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		if err := clk.RunUntil(ctx, done); err != nil {
-			t.Fatalf("RunUntil: %v", err)
-		}
-		cancel()
-		checkReport(t, rep)
-		reps = append(reps, rep)
+		reps = append(reps, applyVirtual(t, h, clk, "examples/firmware-rollout.yaml"))
 	}
 	fw, rb := reps[1].Steps[0], reps[1].Steps[1]
 	if s := fw.Summary; s.Noop != 60 || s.Failed != 3 || s.FailedByClass["verify"] != 3 || s.Succeeded != 0 || len(fw.JobIDs) != 0 {

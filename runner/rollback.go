@@ -297,11 +297,7 @@ func (r *Runner) restore(ctx context.Context, planName string, s *plan.Step, rb 
 				if patch.Desired != nil {
 					j.UpdateTwin.Properties = &hub.Properties{Desired: patch.Desired}
 				}
-				res := &StepReport{}
-				job, err := r.execJob(ctx, s, j, res)
-				if job != nil {
-					rb.JobIDs = append(rb.JobIDs, job.JobID)
-				}
+				res, err := r.rollbackJob(ctx, s, j, rb)
 				if err != nil {
 					return err
 				}
@@ -397,11 +393,7 @@ func (r *Runner) compensate(ctx context.Context, planName string, s *plan.Step, 
 		if len(j.CloudToDeviceMethod.Payload) == 0 {
 			j.CloudToDeviceMethod.Payload = json.RawMessage("null")
 		}
-		res := &StepReport{}
-		job, err := r.execJob(ctx, s, j, res)
-		if job != nil {
-			rb.JobIDs = append(rb.JobIDs, job.JobID)
-		}
+		res, err := r.rollbackJob(ctx, s, j, rb)
 		if err != nil {
 			return err
 		}
@@ -415,6 +407,17 @@ func (r *Runner) compensate(ctx context.Context, planName string, s *plan.Step, 
 		}
 	}
 	return nil
+}
+
+// rollbackJob runs one job of a rollback, noting its id, and returns its
+// devices' results.
+func (r *Runner) rollbackJob(ctx context.Context, s *plan.Step, j *hub.Job, rb *RollbackReport) (*StepReport, error) {
+	res := &StepReport{}
+	job, err := r.execJob(ctx, s, j, res)
+	if job != nil {
+		rb.JobIDs = append(rb.JobIDs, job.JobID)
+	}
+	return res, err
 }
 
 func maxSeconds(s *plan.Step) int64 {

@@ -431,7 +431,7 @@ func (w *wave) tripped(final bool) bool {
 		if d.Succeeded {
 			continue
 		}
-		c := failureClass(d)
+		c := FailureClass(d)
 		if !all && !slices.Contains(a.On, c) {
 			continue
 		}

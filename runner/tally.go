@@ -56,8 +56,10 @@ func outcome(d DeviceResult) string {
 	return outcomeSucceeded
 }
 
-// failureClass sorts a device that did not succeed into its failure class.
-func failureClass(d DeviceResult) string {
+// FailureClass sorts a device that did not succeed into its failure class
+// (plan.FailedClass, TimedOutClass, OfflineClass, VerifyClass,
+// AnalysisClass).
+func FailureClass(d DeviceResult) string {
 	if d.Error != nil {
 		switch d.Error.Code {
 		case hub.CodeDeviceNotOnline:
@@ -84,7 +86,7 @@ func tally(ds []DeviceResult, matched int) Summary {
 			s.Noop++
 		default:
 			s.Failed++
-			s.FailedByClass[failureClass(d)]++
+			s.FailedByClass[FailureClass(d)]++
 		}
 	}
 	s.Skipped = max(0, matched-len(ds))

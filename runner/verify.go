@@ -27,7 +27,7 @@ func (r *Runner) retry(ctx context.Context, p *plan.Plan, s *plan.Step, sr *Step
 		at := map[string]int{}
 		var ids []string
 		for i := from; i < len(sr.Devices); i++ {
-			if d := sr.Devices[i]; !d.Succeeded && slices.Contains(rt.On, failureClass(d)) {
+			if d := sr.Devices[i]; !d.Succeeded && slices.Contains(rt.On, FailureClass(d)) {
 				at[d.DeviceID] = i
 				ids = append(ids, d.DeviceID)
 			}

@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -45,23 +44,10 @@ func TestVerifyThenOnlyPassed(t *testing.T) {
     method: {name: reboot}
     onlyPassed: true
 `)
-	r := &runner.Runner{Hub: h, Clock: clk}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
 	// Time moves only when nothing is left to do at the current instant:
 	// the devices' reports (30 s after the patch) land before verify asks
 	// again (every 15 s, a twentieth of 5 minutes).
-	reports := applying(t, r, p)
-	var rep *runner.Report
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rep = <-reports
-	}()
-	if err := clk.RunUntil(ctx, done); err != nil {
-		t.Fatalf("RunUntil: %v", err)
-	}
-	checkSchema(t, rep)
+	rep := runVirtual(t, &runner.Runner{Hub: h, Clock: clk}, clk, p)
 	fw, rb := rep.Steps[0], rep.Steps[1]
 	verified := map[string]bool{}
 	for _, d := range fw.Devices {

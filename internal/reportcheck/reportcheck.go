@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/iotjobs/iotjobs/hub"
-	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -54,7 +53,7 @@ func Check(rep *runner.Report) []error {
 				if d.Succeeded || d.Status == runner.DeviceNoop {
 					continue
 				}
-				c := className(d)
+				c := runner.FailureClass(d)
 				if all || slices.Contains(a.On, c) {
 					counted[c]++
 					total++
@@ -88,22 +87,4 @@ func Check(rep *runner.Report) []error {
 		}
 	}
 	return errs
-}
-
-// className is a failed device's class, from its error code, as the
-// README defines the classes.
-func className(d runner.DeviceResult) string {
-	if d.Error != nil {
-		switch d.Error.Code {
-		case hub.CodeDeviceNotOnline:
-			return plan.OfflineClass
-		case hub.CodeGatewayTimeout, "JobMaxExecutionTimeExceeded":
-			return plan.TimedOutClass
-		case runner.CodeVerifyTimeout:
-			return plan.VerifyClass
-		case runner.CodeAnalysisFailed:
-			return plan.AnalysisClass
-		}
-	}
-	return plan.FailedClass
 }
