@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -84,5 +86,38 @@ steps:
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("rollback %v: exit %d, want 2 saying %q\n%s", tc.args, code, tc.want, stderr)
 		}
+	}
+}
+
+// TestRollbackReportSize: what a report keeps to undo a twin step over
+// 10,000 devices, grouped by identical values and etags, stays small (the
+// README quotes the figure this logs).
+func TestRollbackReportSize(t *testing.T) {
+	clk := clock.NewVirtual(time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC))
+	h := virtualHub(t, clk, "testdata/bench/fleet-10k.yaml")
+	planFile := filepath.Join(t.TempDir(), "fw.yaml")
+	os.WriteFile(planFile, []byte(`version: 1
+name: fw
+steps:
+  - name: fw
+    query: "tags.model = 'door-ctl'"
+    twin: {desired: {firmware: "2.4.1", channel: stable}}
+`), 0o644)
+	rep := applyVirtual(t, h, clk, planFile)
+	rb := rep.Steps[0].Rollback
+	n := 0
+	for _, sv := range rb.Saved {
+		for _, ids := range sv.ETags {
+			n += len(ids)
+		}
+	}
+	b, err := json.Marshal(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perDevice := float64(len(b)) / float64(n)
+	t.Logf("rollback section: %d bytes for %d devices (%.1f bytes a device) in %d groups", len(b), n, perDevice, len(rb.Saved))
+	if n != 10000 || perDevice > 20 {
+		t.Errorf("%d devices saved in %d bytes (%.1f a device); want all 10,000 at 20 bytes a device at most", n, len(b), perDevice)
 	}
 }
