@@ -43,7 +43,7 @@ func TestTutorialEcho(t *testing.T) {
 // run the firmware keep reporting it (a simulated device reconnects as one
 // that rebooted, not one reflashed), so the later runs leave their twins
 // alone (no-ops) and verify passes them at once; only the three devices
-// whose update never lands fail verify, every time. A clock 100 times as
+// whose update never lands fail verify, every time. A clock 200 times as
 // fast as the real one plays the rollout's 26 minutes.
 func TestFirmwareRolloutReappliedLive(t *testing.T) {
 	if testing.Short() {
@@ -51,7 +51,7 @@ func TestFirmwareRolloutReappliedLive(t *testing.T) {
 	}
 	ctx := t.Context()
 	quiet := slog.New(slog.DiscardHandler)
-	clk := clock.Scaled(time.Now(), 100)
+	clk := clock.Scaled(time.Now(), 200)
 	h, err := hubd.Open(ctx, hubd.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", Clock: clk, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

@@ -47,9 +47,7 @@ func TestOwnConnectionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Close)
-	if err := sim.WaitConnected(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	waitConnected(ctx, t, c, sim)
 	call := func(method string) {
 		t.Helper()
 		r, err := c.InvokeMethod(ctx, "dev1", &hub.MethodRequest{MethodName: method, ResponseTimeoutInSeconds: 10})

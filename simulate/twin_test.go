@@ -2,6 +2,7 @@ package simulate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,10 +97,33 @@ func connectFleet(ctx context.Context, t *testing.T, th *testHub, opts simulate.
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Close)
-	if err := sim.WaitConnected(ctx, th.c); err != nil {
-		t.Fatal(err)
-	}
+	waitConnected(ctx, t, th.c, sim)
 	return sim
+}
+
+// waitConnected waits, on the real clock, until the hub records every
+// device of sim connected (it writes connection states in groups, a
+// moment after the connects). Sim.WaitConnected waits on the fleet's
+// clock, which a test on a virtual clock does not move meanwhile.
+func waitConnected(ctx context.Context, t *testing.T, c hub.Client, sim *simulate.Sim) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		res, err := c.Query(ctx, "SELECT COUNT() AS n FROM devices WHERE connectionState = 'Connected'", hub.QueryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var row struct{ N int }
+		if len(res.Items) == 1 && json.Unmarshal(res.Items[0], &row) == nil && row.N >= sim.Len() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the hub records %d of %d devices connected: %v", row.N, sim.Len(), ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // closeFleet closes sim and waits until the hub has recorded its devices
