@@ -145,6 +145,7 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	if err := r.sleepUntil(ctx, start); err != nil {
 		return false, r.interrupted(sr, "", err)
 	}
+	began := r.Clock.Now()
 	ids := s.Devices // a saved plan's
 	if ids == nil {
 		ids, err = r.devicesOf(ctx, s.Query)
@@ -233,8 +234,8 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 			return false, err
 		}
 	}
-	if now := r.Clock.Now(); sr.StartTime == nil {
-		sr.StartTime, sr.EndTime = &now, &now
+	if now := r.Clock.Now(); sr.StartTime == nil { // no job: no-ops only
+		sr.StartTime, sr.EndTime = &began, &now
 	}
 	// The statistics are the hub's view: the devices its jobs had (no-ops
 	// had none), completed or not; the runner's verdict is the summary.
@@ -287,7 +288,7 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 			return false, r.interrupted(sr, "", err)
 		}
 		next += len(group)
-		jobStart := r.Clock.Now()
+		jobStart, results := r.Clock.Now(), len(sr.Devices)
 		w.pace.record(jobStart, len(group))
 		job, err := r.runJob(ctx, w.p, s, inCondition(group), jobStart, sr)
 		if job != nil {
@@ -300,15 +301,15 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 		if err != nil {
 			return false, err
 		}
+		if w.saved != nil { // what its patch replaced, even if the job then failed
+			if err := w.keepETags(ctx, sr.Devices[results:]); err != nil {
+				return false, err
+			}
+		}
 		if job.Status != hub.JobCompleted {
 			sr.Status = string(job.Status)
 			sr.Reason = fmt.Sprintf("job %s ended %s: %s", job.JobID, job.Status, job.FailureReason)
 			return false, nil
-		}
-		if w.saved != nil {
-			if err := w.keepETags(ctx, sr.Devices[len(sr.Devices)-len(group):]); err != nil {
-				return false, err
-			}
 		}
 		w.pace.grow(r.Clock.Now(), succeededIn(sr.Devices[w.noops:]))
 		if s.Abort != nil && w.tripped(false) {
