@@ -91,19 +91,49 @@ type Diagnostic struct {
 // Errorf returns an error diagnostic at r whose summary is formatted from
 // format and args.
 func Errorf(r Range, path, format string, args ...any) *Diagnostic {
-	return &Diagnostic{Severity: Error, Summary: fmt.Sprintf(format, args...), Path: path, Range: r}
+	return &Diagnostic{Severity: Error, Summary: sprintf(format, args...), Path: bound(path, maxText), Range: r}
 }
 
 // Warningf is [Errorf] for warnings.
 func Warningf(r Range, path, format string, args ...any) *Diagnostic {
-	return &Diagnostic{Severity: Warning, Summary: fmt.Sprintf(format, args...), Path: path, Range: r}
+	return &Diagnostic{Severity: Warning, Summary: sprintf(format, args...), Path: bound(path, maxText), Range: r}
 }
 
 // Hint sets the diagnostic's Detail and returns it, so a diagnostic can be
 // built in one expression.
 func (d *Diagnostic) Hint(format string, args ...any) *Diagnostic {
-	d.Detail = fmt.Sprintf(format, args...)
+	d.Detail = sprintf(format, args...)
 	return d
+}
+
+// Diagnostics quote what the file says, and a file may say a lot (a 1 MB
+// key): a quoted value is cut to maxQuoted runes, and a whole summary,
+// hint or path to maxText, so that output stays readable and small.
+const (
+	maxQuoted = 80
+	maxText   = 400
+)
+
+// sprintf is fmt.Sprintf with long string arguments cut short.
+func sprintf(format string, args ...any) string {
+	args = append([]any(nil), args...) // the caller's slice stays as it was
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = bound(s, maxQuoted)
+		}
+	}
+	return bound(fmt.Sprintf(format, args...), maxText)
+}
+
+// bound cuts s to about n runes, keeping its start and end, and says how
+// long it was.
+func bound(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	tail := n / 4
+	return fmt.Sprintf("%s…%s (%d characters)", string(r[:n-tail]), string(r[len(r)-tail:]), len(r))
 }
 
 // Error formats the diagnostic as FILE:LINE:COL: SEVERITY: SUMMARY, so a

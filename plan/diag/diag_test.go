@@ -369,3 +369,49 @@ func TestRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeInputStaysSmall: a diagnostic about a value on a 1 MB line, or
+// quoting a 1 MB value, renders as a bounded window around its column
+// and a shortened quote, in text and JSON alike.
+func TestHugeInputStaysSmall(t *testing.T) {
+	huge := strings.Repeat("k", 1_000_000)
+	for name, tc := range map[string]struct {
+		line string
+		col  int
+	}{
+		"value at the start": {huge + ": 1", 1},
+		"value at the end":   {"key: " + huge + "!", 1_000_006},
+		"in the middle":      {huge[:500_000] + " x " + huge[:500_000], 500_002},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := []byte("version: 1\n" + tc.line + "\n")
+			r := Range{Filename: "p.yaml", Start: Pos{Line: 2, Column: tc.col}, End: Pos{Line: 2, Column: tc.col + 1}}
+			ds := Diagnostics{Errorf(r, "steps[0]."+huge, "unknown field %q", huge).Hint("did you mean %q?", huge)}
+			var text, js bytes.Buffer
+			if err := WriteText(&text, ds, map[string][]byte{"p.yaml": src}); err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteJSON(&js, ds); err != nil {
+				t.Fatal(err)
+			}
+			if text.Len() > 2000 || js.Len() > 2000 {
+				t.Fatalf("text %d bytes, JSON %d bytes:\n%.600s", text.Len(), js.Len(), text.String())
+			}
+			lines := strings.Split(text.String(), "\n")
+			src2, caret := lines[1], lines[2]
+			at := strings.IndexRune(caret, '^')
+			if at < 0 || at >= len(src2) {
+				t.Fatalf("no caret under the snippet:\n%s\n%s", src2, caret)
+			}
+			// The caret points at the rune of the column.
+			want := []rune(tc.line)[tc.col-1]
+			got := []rune(src2)[len([]rune(caret[:at]))]
+			if got != want {
+				t.Errorf("the caret points at %q, want %q:\n%s\n%s", got, want, src2, caret)
+			}
+			if !strings.Contains(ds[0].Summary, "(1000000 characters)") {
+				t.Errorf("summary %q does not say how long the value was", ds[0].Summary)
+			}
+		})
+	}
+}

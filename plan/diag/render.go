@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 )
 
 // WriteText renders diags for a human reader:
@@ -32,45 +31,60 @@ func WriteText(w io.Writer, diags Diagnostics, sources map[string][]byte) error 
 	return err
 }
 
+// snippetWidth bounds the source shown for a diagnostic: a line longer
+// than this (a 1 MB key, a minified value) is shown as a window around
+// the column, so output stays readable and small.
+const snippetWidth = 120
+
 func writeSnippet(b *bytes.Buffer, r Range, src []byte) {
 	if src == nil || r.Start.Line <= 0 {
 		return
 	}
-	line, ok := sourceLine(src, r.Start.Line)
+	text, ok := sourceLine(src, r.Start.Line)
 	if !ok {
 		return
 	}
-	line = strings.TrimRight(line, "\r")
-	gutter := fmt.Sprintf("%5d | ", r.Start.Line)
-	b.WriteString(gutter)
-	b.WriteString(line)
-	b.WriteByte('\n')
-
+	line := []rune(strings.TrimRight(text, "\r"))
 	col := max(r.Start.Column, 1)
-	var caret strings.Builder
-	caret.WriteString(strings.Repeat(" ", len(gutter)-2))
-	caret.WriteString("| ")
-	i := 0
-	for _, c := range line {
-		if i >= col-1 {
-			break
-		}
-		if c == '\t' {
-			caret.WriteByte('\t')
-		} else {
-			caret.WriteByte(' ')
-		}
-		i++
-	}
 	width := 1
 	if r.End.Line == r.Start.Line && r.End.Column > col {
 		width = r.End.Column - col
 	}
 	// Never underline past the end of the line.
-	if rest := utf8.RuneCountInString(line) - (col - 1); rest > 0 && width > rest {
+	if rest := len(line) - (col - 1); rest > 0 && width > rest {
 		width = rest
 	}
-	caret.WriteString(strings.Repeat("^", width))
+	// The window: the whole line when it fits, else snippetWidth runes
+	// around the column, with … where it was cut.
+	from, to, lead, tail := 0, len(line), "", ""
+	if len(line) > snippetWidth {
+		from = max(0, min(col-1-snippetWidth/2, len(line)-snippetWidth))
+		to = from + snippetWidth
+		if from > 0 {
+			lead = "…"
+		}
+		if to < len(line) {
+			tail = "…"
+		}
+		width = min(width, to-(col-1))
+	}
+	gutter := fmt.Sprintf("%5d | ", r.Start.Line)
+	b.WriteString(gutter + lead + string(line[from:to]) + tail + "\n")
+
+	var caret strings.Builder
+	caret.WriteString(strings.Repeat(" ", len(gutter)-2))
+	caret.WriteString("| ")
+	if lead != "" {
+		caret.WriteString(" ")
+	}
+	for i := from; i < col-1 && i < to; i++ {
+		if line[i] == '\t' {
+			caret.WriteByte('\t')
+		} else {
+			caret.WriteByte(' ')
+		}
+	}
+	caret.WriteString(strings.Repeat("^", max(width, 1)))
 	b.WriteString(caret.String())
 	b.WriteByte('\n')
 }
