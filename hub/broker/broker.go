@@ -196,7 +196,7 @@ func New(cfg Config) *Broker {
 	caps.MaximumSessionExpiryInterval = uint32(sessionExpiry / time.Second)
 	caps.MaximumPacketSize = maxPacketSize
 	caps.MaximumQos = 1             // Azure grants QoS 1 for QoS 2 subscriptions
-	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1; 5 is refused in OnConnect
+	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1; OnPacketRead refuses other levels first
 	caps.TopicAliasMaximum = 0
 	caps.SharedSubAvailable = 0
 	caps.SubIDAvailable = 0

@@ -11,9 +11,20 @@ import (
 // hook is where the broker enforces Azure's device protocol on mochi.
 //
 // The order mochi (v2.7.9) runs these in, which the design relies on:
-//   - CONNECT: OnConnect (after mochi's own validation) → OnConnectAuthenticate
-//     → OnSessionEstablish → session takeover/inheritance → CONNACK →
-//     OnSessionEstablished. A failed OnConnectAuthenticate is CONNACK 5.
+//   - CONNECT: mochi reads the fixed header (closing on a first packet
+//     that is not CONNECT, or on flags that are not 0) and decodes the
+//     fields by their length prefixes → OnPacketRead, which alone sees
+//     the packet's flags and lengths before mochi acts on them → mochi's
+//     validation (whose refusals carry CONNACK codes MQTT 3.1.1 lacks, so
+//     OnPacketRead leaves it nothing to refuse but a full server) →
+//     OnConnect → OnConnectAuthenticate → OnSessionEstablish → session
+//     takeover/inheritance → CONNACK → OnSessionEstablished. An error
+//     from OnPacketRead closes the connection with no CONNACK but the
+//     one it sent; a failed OnConnectAuthenticate is CONNACK 5. mochi's
+//     client id is empty until it takes the first CONNECT's (assigning
+//     one when it is empty), which is how OnPacketRead tells the first
+//     CONNECT from a second; a second CONNECT closes the connection
+//     (mochi).
 //   - SUBSCRIBE: OnSubscribe first, so the rewritten filters are what is
 //     validated, ACL-checked, indexed and stored in the client's session
 //     (and copied to the next connection of a clean-session-0 client).
@@ -41,15 +52,11 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnect refuses what Azure's MQTT endpoint does not speak, caps the
+// OnConnect refuses client ids that are not device ids (Azure's MQTT
+// endpoint speaks only MQTT 3.1.1, which OnPacketRead enforced), caps the
 // keep-alive and confines a Will message to the device's own topics (mochi
 // publishes Wills without an ACL check).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.ProtocolVersion != 4 {
-		h.b.log.Debug("refused connection: not MQTT 3.1.1", "client", cl.ID, "protocol", pk.ProtocolVersion)
-		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
-		return packets.ErrUnsupportedProtocolVersion
-	}
 	id := pk.Connect.ClientIdentifier
 	_, gateway := gatewayName(id)
 	if !gateway && !validDeviceID(id) {
@@ -61,6 +68,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		cl.State.Keepalive = maxKeepalive
 	}
 	if cl.Properties.Will.Flag != 0 {
+		if isEmptyWillMessage(cl.Properties.Will.Payload) {
+			cl.Properties.Will.Payload = []byte{} // as sent (see checkConnect)
+		}
 		if gateway {
 			cl.Properties.Will = mqtt.Will{} // its disconnect withdraws its devices
 		} else if t, ok := canonicalPublish(id, cl.Properties.Will.TopicName); ok {
@@ -230,10 +240,23 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnPacketRead closes the connection of a device that publishes at QoS 2,
-// as Azure does.
+// OnPacketRead holds a client's first CONNECT to MQTT 3.1.1 §3.1
+// (checkConnect), answering a malformed one as the spec requires, and
+// closes the connection of a device that publishes at QoS 2, as Azure
+// does. Only ErrRejectPacket stops mochi: it ignores other errors.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && !cl.Net.Inline {
+	switch {
+	case pk.FixedHeader.Type == packets.Connect && cl.ID == "":
+		rule, connack := checkConnect(&pk)
+		if rule == "" {
+			return pk, nil
+		}
+		h.b.log.Debug("refused connection: CONNECT is not MQTT 3.1.1", "rule", rule, "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote)
+		if connack != packets.CodeSuccess {
+			_ = h.b.srv.SendConnack(cl, connack, false, nil)
+		}
+		return pk, packets.ErrRejectPacket
+	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && !cl.Net.Inline:
 		h.b.log.Debug("disconnecting device: QoS 2 publish", "device", cl.ID, "topic", pk.TopicName)
 		return pk, packets.ErrRejectPacket
 	}
