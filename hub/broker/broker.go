@@ -15,6 +15,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotjobs/iotjobs/hub/sas"
 )
 
 // Settings that are Azure's rules or this broker's policy rather than
@@ -61,7 +63,8 @@ type Config struct {
 	// password) after the broker has checked that username has the form
 	// "{host}/{clientID}/...". An error refuses the connection with
 	// CONNACK 5 "not authorized". Required. It runs on the connection's
-	// goroutine, concurrently for different devices.
+	// goroutine, concurrently for different devices. A SAS token that
+	// names a shared access policy (skn) never reaches it: see Policies.
 	Authenticate func(clientID, username string, password []byte) error
 	// Expires, when set, tells when accepted credentials stop being
 	// valid (the SAS token's se); the broker closes the connection then,
@@ -75,9 +78,26 @@ type Config struct {
 	// a SAS token of a shared access policy allowed to connect devices.
 	// Nil refuses gateways.
 	AuthenticateGateway func(name, username string, password []byte) error
-	// DeviceAllowed says whether a gateway may play device id (it exists
-	// and is enabled); nil allows any.
+	// DeviceAllowed says whether a gateway, or a device connecting with
+	// a policy's token (Policies), may play or connect as device id (it
+	// exists and is enabled); nil allows any.
 	DeviceAllowed func(id string) error
+	// Policies looks up a shared access policy by name: its key and
+	// rights. A device may connect with a SAS token of a policy that has
+	// DeviceConnect (skn={name}, sr "{host}/devices/{id}" or a by-segment
+	// prefix of it, such as "{host}"), as on Azure; the broker checks
+	// such a token with [sas.Token.VerifyPolicy] (the policy's key and
+	// rights, Hosts, expiry at Now), then DeviceAllowed, instead of
+	// passing it to Authenticate: a token that names a policy is never
+	// checked against the device's key. Nil refuses every device token
+	// that names a policy (CONNACK 5). It runs on connection goroutines,
+	// concurrently. Gateways are checked by AuthenticateGateway alone.
+	Policies func(name string) (sas.Policy, bool)
+	// Hosts returns the names a policy token's sr may give the hub
+	// ("localhost", "localhost:8883", ...; compared without regard to
+	// case). It is called for each such token, so it may include ports
+	// bound after New. Nil accepts any host.
+	Hosts func() []string
 	// Events receives presence callbacks; nil means none.
 	Events Events
 	// MaxPendingWrites bounds each client's outbound queue; a message

@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iotjobs/iotjobs/hub/sas"
 )
 
 // hook is where the broker enforces Azure's device protocol on mochi.
@@ -84,8 +87,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-// OnConnectAuthenticate checks the username form, then the hub's
-// credentials check.
+// OnConnectAuthenticate checks the username form, then the credentials: a
+// gateway's with Config.AuthenticateGateway, a device's SAS token that
+// names a shared access policy with Config.Policies (Azure's DeviceConnect
+// rule), any other device password with Config.Authenticate.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	username := string(pk.Connect.Username)
 	if !usernameMatches(username, cl.ID) {
@@ -101,7 +106,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			h.b.log.Debug("refused gateway: not authorized", "gateway", cl.ID, "error", err)
 			return false
 		}
-	} else if err := h.b.cfg.Authenticate(cl.ID, username, pk.Connect.Password); err != nil {
+	} else if err := h.authenticateDevice(cl.ID, username, pk.Connect.Password); err != nil {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
@@ -111,6 +116,32 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		}
 	}
 	return true
+}
+
+// authenticateDevice checks a SAS token that names a shared access policy
+// (skn) against that policy, and passes any other password to
+// Config.Authenticate. Authenticate knows device keys only: given a
+// policy's token it would check the signature against the device's key,
+// and accept a token that claims a policy but is signed by the device.
+func (h *hook) authenticateDevice(id, username string, password []byte) error {
+	tok, err := sas.ParseToken(string(password))
+	if err != nil || tok.KeyName == "" {
+		return h.b.cfg.Authenticate(id, username, password)
+	}
+	if h.b.cfg.Policies == nil {
+		return fmt.Errorf("token names shared access policy %q: policy tokens are not enabled for devices", tok.KeyName)
+	}
+	var hosts []string
+	if h.b.cfg.Hosts != nil {
+		hosts = h.b.cfg.Hosts()
+	}
+	if err := tok.VerifyPolicy(h.b.cfg.Policies, sas.DeviceConnect, hosts, "devices/"+id, h.b.cfg.Now()); err != nil {
+		return err
+	}
+	if h.b.cfg.DeviceAllowed != nil {
+		return h.b.cfg.DeviceAllowed(id)
+	}
+	return nil
 }
 
 // OnACLCheck lets a device receive only its own hub-to-device topics, and
