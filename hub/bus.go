@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 )
 
 // DeviceBus is how the engine reaches devices: over MQTT through the
@@ -25,6 +26,23 @@ type DeviceBus interface {
 	PushDesired(ctx context.Context, deviceID string, patch json.RawMessage, version int64) error
 	// Kick disconnects a device, e.g. after it was disabled or deleted.
 	Kick(deviceID string)
+}
+
+// ErrNotSent is returned (wrapped) by a DeviceBus for a request it could
+// not send at all because it is down: the device was not asked, so it
+// may be asked once the bus is back.
+var ErrNotSent = errors.New("the device bus is down: the request was not sent")
+
+// BusState is implemented by a DeviceBus that can lose its way to the
+// devices as a whole (the hub's connection to an external broker): the
+// engine starts no device operation while it is down, and goes on when it
+// is back, so an outage costs waiting, not results.
+type BusState interface {
+	// Up reports whether devices can be reached now.
+	Up() bool
+	// WaitUp returns nil once they can (at once when they can now), or
+	// ctx.Err() when ctx ends first.
+	WaitUp(ctx context.Context) error
 }
 
 // DeviceEvents is what a DeviceBus reports to the engine: presence and the

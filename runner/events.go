@@ -16,14 +16,17 @@ import (
 // "jobChanged" (its status or statistics changed), "stepFinished" (with
 // the step's status and reason) or "report" (the run's report, last).
 type Event struct {
-	Kind   string                   `json:"event"`
-	Time   time.Time                `json:"time"`
-	Step   string                   `json:"step,omitempty"`
-	JobID  string                   `json:"jobId,omitempty"`
-	Status string                   `json:"status,omitempty"`
-	Reason string                   `json:"reason,omitempty"`
-	Stats  *hub.DeviceJobStatistics `json:"deviceJobStatistics,omitempty"`
-	Report *Report                  `json:"report,omitempty"`
+	Kind   string    `json:"event"`
+	Time   time.Time `json:"time"`
+	Step   string    `json:"step,omitempty"`
+	JobID  string    `json:"jobId,omitempty"`
+	Status string    `json:"status,omitempty"`
+	// Message is the hub job's statusMessage (e.g. that it waits for
+	// the device broker).
+	Message string                   `json:"statusMessage,omitempty"`
+	Reason  string                   `json:"reason,omitempty"`
+	Stats   *hub.DeviceJobStatistics `json:"deviceJobStatistics,omitempty"`
+	Report  *Report                  `json:"report,omitempty"`
 }
 
 // JSONObserver writes every progress event as a JSON line (NDJSON).
@@ -43,7 +46,7 @@ func (o *JSONObserver) StepStarted(s *plan.Step, jobID string) {
 
 // JobChanged implements Observer.
 func (o *JSONObserver) JobChanged(s *plan.Step, j *hub.Job) {
-	o.emit(Event{Kind: "jobChanged", Step: s.Name, JobID: j.JobID, Status: string(j.Status), Stats: j.DeviceJobStatistics})
+	o.emit(Event{Kind: "jobChanged", Step: s.Name, JobID: j.JobID, Status: string(j.Status), Message: j.StatusMessage, Stats: j.DeviceJobStatistics})
 }
 
 // StepFinished implements Observer.

@@ -33,6 +33,7 @@ type stepProgress struct {
 	started   time.Time
 	stats     hub.DeviceJobStatistics
 	jobStatus hub.JobStatus
+	message   string    // the job's statusMessage (waiting for the broker)
 	printed   time.Time // the last plain progress line
 }
 
@@ -64,8 +65,8 @@ func (o *TextObserver) JobChanged(s *plan.Step, j *hub.Job) {
 	if p == nil {
 		p = &stepProgress{started: o.now()}
 	}
-	changed := p.jobStatus != j.Status
-	p.stats, p.jobStatus = *st, j.Status
+	changed := p.jobStatus != j.Status || p.message != j.StatusMessage
+	p.stats, p.jobStatus, p.message = *st, j.Status, j.StatusMessage
 	if o.TTY {
 		o.redraw()
 		return
@@ -75,8 +76,12 @@ func (o *TextObserver) JobChanged(s *plan.Step, j *hub.Job) {
 		return
 	}
 	p.printed = now
-	o.line("%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
-		s.Name, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
+	msg := ""
+	if j.StatusMessage != "" {
+		msg = " — " + j.StatusMessage
+	}
+	o.line("%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending%s\n",
+		s.Name, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount, msg)
 }
 
 // StepFinished implements Observer: the step's verdict, its devices as

@@ -215,6 +215,9 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 	started := 0
 feed:
 	for started < len(pending) {
+		if err := e.waitBus(ctx, opctx, r); err != nil {
+			break
+		}
 		if err := e.pace.wait(ctx, opctx); err != nil {
 			break
 		}
@@ -234,6 +237,36 @@ feed:
 		close(results)
 	}()
 	return started, &inflight, collected
+}
+
+// waitingForBus is a job's statusMessage while the device bus is down.
+const waitingForBus = "waiting for the device broker: the hub lost its connection to it; devices start again when it is back"
+
+// waitBus waits, when the device bus is down (an external broker the hub
+// lost), until it is back: no device operation starts into an outage,
+// which would only drain the pending devices into timeouts. The job says
+// so in its statusMessage meanwhile. It returns ctx's or opctx's error
+// when either ends first.
+func (e *Engine) waitBus(ctx, opctx context.Context, r *run) error {
+	bs, ok := e.bus.(hub.BusState)
+	if !ok || bs.Up() {
+		return nil
+	}
+	e.Logger.Warn("device bus down: job waits", "job", r.id)
+	e.update(r, func(j *hub.Job) { j.StatusMessage = waitingForBus })
+	defer e.update(r, func(j *hub.Job) {
+		if j.StatusMessage == waitingForBus {
+			j.StatusMessage = ""
+		}
+	})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(opctx, cancel)
+	defer stop()
+	if err := bs.WaitUp(wctx); err != nil {
+		return err
+	}
+	return nil
 }
 
 // recoverRecords prepares stored records for a resumed job: a method

@@ -63,15 +63,30 @@ func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodReq
 // just before the request goes out, once the device is online; its error
 // stops the call (a job stores "running" there, so a record still
 // "pending" after a crash means the device was never asked).
+//
+// A request the bus could not send because it went down (hub.ErrNotSent)
+// never reached the device: the device waits for the bus as an offline
+// device does, within the same connect timeout, and is asked then.
 func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, sending func() error) (*hub.MethodResponse, error) {
 	connect := time.Duration(r.ConnectTimeoutInSeconds) * time.Second
-	if connect > 0 || sending != nil {
-		cctx, cancel := ended, func() {} // "online now?"
-		if connect > 0 {
-			cctx, cancel = e.clock.WithTimeout(ctx, connect)
+	cctx, cancelConnect := ended, func() {} // "online now?"
+	if connect > 0 {
+		cctx, cancelConnect = e.clock.WithTimeout(ctx, connect)
+	}
+	defer cancelConnect()
+	for {
+		resp, err := e.invokeOnce(ctx, cctx, id, r, connect, sending)
+		if !errors.Is(err, hub.ErrNotSent) || ctx.Err() != nil {
+			return resp, err
 		}
+		sending = nil // it ran; the device may now be asked, at most once
+	}
+}
+
+// invokeOnce is one try of invoke: cctx ends with the connect timeout.
+func (e *Engine) invokeOnce(ctx, cctx context.Context, id string, r *hub.MethodRequest, connect time.Duration, sending func() error) (*hub.MethodResponse, error) {
+	if connect > 0 || sending != nil {
 		err := e.bus.WaitOnline(cctx, id)
-		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -101,6 +116,8 @@ func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, se
 	switch {
 	case err == nil:
 		return resp, nil
+	case errors.Is(err, hub.ErrNotSent):
+		return nil, err
 	case errors.Is(err, hub.ErrDeviceNotOnline):
 		return nil, notOnline(connect)
 	case ctx.Err() != nil:

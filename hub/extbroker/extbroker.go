@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
 )
 
@@ -24,6 +26,9 @@ type Events interface {
 	Connected(deviceID string)
 	Disconnected(deviceID string)
 	Subscribed(deviceID, deviceFilter string)
+	// BrokerUp says the hub's own connection to the broker was lost
+	// (false) or is back, subscriptions restored (true).
+	BrokerUp(up bool)
 }
 
 // Config configures a [Client].
@@ -54,6 +59,8 @@ type Client struct {
 
 	subMu sync.Mutex
 	subs  map[string][]func(string, []byte) // by filter (without root), resubscribed on reconnect
+
+	lost atomic.Bool // the connection was lost and is not back yet
 }
 
 // Dial connects to the broker and subscribes to device presence; it
@@ -88,7 +95,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		SetConnectTimeout(10 * time.Second).
 		SetOnConnectHandler(cl.resubscribe).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			log.Warn("lost the external broker; reconnecting", "broker", u.String(), "err", err)
+			log.Warn("lost the external broker; no device operation starts until it is back", "broker", u.String(), "err", err)
+			cl.lost.Store(true)
+			cl.events.BrokerUp(false)
+			cl.forgetAll()
 		})
 	if u.TLS {
 		tc := cfg.TLS
@@ -127,6 +137,9 @@ func (cl *Client) Close() error {
 // Publish sends payload on a device-scoped topic at QoS 0, as Azure sends
 // method requests and twin responses.
 func (cl *Client) Publish(topic string, payload []byte) error {
+	if !cl.c.IsConnectionOpen() {
+		return fmt.Errorf("publish %s: %w", topic, hub.ErrNotSent)
+	}
 	tok := cl.c.Publish(cl.url.Root+topic, 0, false, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("publish %s on external broker: %w", topic, errOrTimeout(tok.Error()))
@@ -176,10 +189,26 @@ func (cl *Client) handler(filter string) paho.MessageHandler {
 // arrive again and bring the hub's view up to date.
 func (cl *Client) resubscribe(c paho.Client) {
 	cl.subMu.Lock()
-	defer cl.subMu.Unlock()
+	var toks []paho.Token
 	for f := range cl.subs {
-		c.Subscribe(cl.url.Root+f, 0, cl.handler(f))
+		toks = append(toks, c.Subscribe(cl.url.Root+f, 0, cl.handler(f)))
 	}
+	cl.subMu.Unlock()
+	if !cl.lost.Swap(false) {
+		return // Dial's own connect: nothing was lost
+	}
+	// Back only once the broker has taken the subscriptions again (in
+	// another goroutine: paho calls this handler on its own, and a token
+	// waited for here would wait for this very handler).
+	go func() {
+		for _, t := range toks {
+			if err := waitTimeout(t); err != nil {
+				cl.log.Warn("resubscribe after reconnecting to the external broker", "broker", cl.url.String(), "err", err)
+			}
+		}
+		cl.log.Info("the external broker is back", "broker", cl.url.String())
+		cl.events.BrokerUp(true)
+	}()
 }
 
 // announced is what the hub knows of a device from its presence.
@@ -273,6 +302,24 @@ func (cl *Client) connected(id string, subs, old []string) {
 			cl.events.Subscribed(id, s)
 		}
 	}
+}
+
+// forgetAll forgets every device's presence when the hub loses the
+// broker: a broker that went away may have lost its devices too (and a
+// crashed one sends no Will), so a device counts as online again only
+// once it has announced itself after the reconnect (its retained presence
+// comes back at once from a broker that kept it).
+func (cl *Client) forgetAll() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for id, a := range cl.devices {
+		if cl.effective(a) {
+			cl.events.Disconnected(id)
+		}
+	}
+	cl.devices = map[string]announced{}
+	cl.gateways = map[string]bool{}
+	cl.byGateway = map[string]map[string]struct{}{}
 }
 
 // Online reports whether a device announced itself online and subscribed

@@ -23,6 +23,13 @@ type recorder struct {
 func (r *recorder) Connected(id string)     { r.ch <- "connected " + id }
 func (r *recorder) Disconnected(id string)  { r.ch <- "disconnected " + id }
 func (r *recorder) Subscribed(id, f string) { r.ch <- "subscribed " + id + " " + f }
+func (r *recorder) BrokerUp(up bool) {
+	if up {
+		r.ch <- "broker up"
+	} else {
+		r.ch <- "broker down"
+	}
+}
 func (r *recorder) expect(t *testing.T, want ...string) {
 	t.Helper()
 	for _, w := range want {

@@ -228,6 +228,12 @@ func (h *Hub) serveHTTP(tlsCfg *tls.Config, ln net.Listener) error {
 		Logger:    h.cfg.Logger.With("system", "rest"),
 		Metrics:   h.metrics,
 		Endpoints: h.endpoints(),
+		Ready: func() error {
+			if h.ext != nil && !h.bus.Up() {
+				return fmt.Errorf("the device broker %s is unreachable; jobs wait for it", h.ext.Addr())
+			}
+			return nil
+		},
 	}
 	// MQTT over WebSocket shares the HTTPS port, as on Azure (devices
 	// behind firewalls that pass only 443). "$" is literal in a pattern.
@@ -468,6 +474,7 @@ func (e *events) wait() *mqttbus.Bus {
 func (e *events) Connected(id string)          { e.wait().Connected(id) }
 func (e *events) Disconnected(id string)       { e.wait().Disconnected(id) }
 func (e *events) Subscribed(id, filter string) { e.wait().Subscribed(id, filter) }
+func (e *events) BrokerUp(up bool)             { e.wait().BrokerUp(up) }
 
 // loadOrCreatePolicy returns the owner policy key kept in DATA/policies.json.
 func loadOrCreatePolicy(dir string) (string, error) {

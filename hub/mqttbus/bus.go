@@ -3,6 +3,7 @@ package mqttbus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -12,10 +13,15 @@ import (
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
 )
 
-var _ hub.DeviceBus = (*Bus)(nil)
+var (
+	_ hub.DeviceBus = (*Bus)(nil)
+	_ hub.BusState  = (*Bus)(nil)
+)
 
 // Transport is what the bus needs of a broker. Topics are device-scoped.
 type Transport interface {
+	// Publish sends at QoS 0; an error wrapping hub.ErrNotSent says
+	// nothing was sent (the broker connection is down).
 	Publish(topic string, payload []byte) error
 	Subscribe(filter string, fn func(topic string, payload []byte)) error
 	// Online reports whether a device is connected and subscribed to the
@@ -48,6 +54,7 @@ type Bus struct {
 	telemetry atomic.Int64 // device-to-cloud messages received
 
 	mu       sync.Mutex
+	down     chan struct{}              // non-nil while the transport is down; closed when it is back
 	calls    map[string]*call           // by $rid
 	waiters  map[string][]chan struct{} // by device id, woken on presence changes
 	twinBusy map[string]int             // twin requests in process, by device id
@@ -122,7 +129,10 @@ func (b *Bus) InvokeMethod(ctx context.Context, deviceID, method string, payload
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if !b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+	if !b.Up() {
+		return nil, hub.ErrNotSent // the bus went down since the device was seen online
+	}
+	if !b.online(deviceID, mqttproto.MethodsSubscription) {
 		return nil, hub.ErrDeviceNotOnline
 	}
 	rid := strconv.FormatUint(b.rid.Add(1), 10)
@@ -140,6 +150,9 @@ func (b *Bus) InvokeMethod(ctx context.Context, deviceID, method string, payload
 		payload = json.RawMessage("null")
 	}
 	if err := b.t.Publish(topic, payload); err != nil {
+		if errors.Is(err, hub.ErrNotSent) {
+			return nil, err
+		}
 		return nil, hub.Errorf(hub.CodeServerError, "publish method request: %v", err)
 	}
 	select {
@@ -253,7 +266,7 @@ func errReply(err error) (int, []byte) {
 
 // WaitOnline implements hub.DeviceBus.
 func (b *Bus) WaitOnline(ctx context.Context, deviceID string) error {
-	if b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+	if b.online(deviceID, mqttproto.MethodsSubscription) {
 		return nil // the common case, without registering a waiter
 	}
 	for {
@@ -262,7 +275,7 @@ func (b *Bus) WaitOnline(ctx context.Context, deviceID string) error {
 		b.waiters[deviceID] = append(b.waiters[deviceID], ch)
 		b.mu.Unlock()
 		// Checked after registering, so a change in between still wakes us.
-		if b.t.Online(deviceID, mqttproto.MethodsSubscription) {
+		if b.online(deviceID, mqttproto.MethodsSubscription) {
 			b.wake(deviceID)
 			return nil
 		}
@@ -287,7 +300,7 @@ func (b *Bus) wake(deviceID string) {
 
 // PushDesired implements hub.DeviceBus.
 func (b *Bus) PushDesired(ctx context.Context, deviceID string, patch json.RawMessage, version int64) error {
-	if !b.t.Online(deviceID, mqttproto.DesiredSubscription) {
+	if !b.online(deviceID, mqttproto.DesiredSubscription) {
 		return nil
 	}
 	var m map[string]any
@@ -322,3 +335,60 @@ func (b *Bus) Disconnected(deviceID string) {
 
 // Subscribed is the broker's event for a device subscription.
 func (b *Bus) Subscribed(deviceID, filter string) { b.wake(deviceID) }
+
+// BrokerUp is the transport's event for its connection to the broker
+// lost (false) or back (true). While it is down no device is online:
+// waiters for a device wait (their connect timeout runs), and the engine,
+// which asks Up, starts no operation.
+func (b *Bus) BrokerUp(up bool) {
+	b.mu.Lock()
+	var back chan struct{}
+	switch {
+	case !up && b.down == nil:
+		b.down = make(chan struct{})
+	case up && b.down != nil:
+		back, b.down = b.down, nil
+	}
+	var ws []chan struct{}
+	if up {
+		for id, chs := range b.waiters {
+			ws = append(ws, chs...)
+			delete(b.waiters, id)
+		}
+	}
+	b.mu.Unlock()
+	if back != nil {
+		close(back)
+	}
+	for _, ch := range ws {
+		close(ch) // they look again, now that devices may be reached
+	}
+}
+
+// Up implements hub.BusState.
+func (b *Bus) Up() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.down == nil
+}
+
+// WaitUp implements hub.BusState.
+func (b *Bus) WaitUp(ctx context.Context) error {
+	b.mu.Lock()
+	down := b.down
+	b.mu.Unlock()
+	if down == nil {
+		return nil
+	}
+	select {
+	case <-down:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// online is whether a device can be reached now with deviceFilter.
+func (b *Bus) online(deviceID, deviceFilter string) bool {
+	return b.Up() && b.t.Online(deviceID, deviceFilter)
+}

@@ -806,3 +806,44 @@ func TestTelemetry(t *testing.T) {
 		t.Errorf("Telemetry() = %d, want 3", got)
 	}
 }
+
+// TestBrokerDown: while the transport has lost the broker no device is
+// online: a call is refused as not sent (so it may be made again), a
+// waiter waits, and the bus says it is down; when the broker is back
+// the waiter looks again and the bus is up.
+func TestBrokerDown(t *testing.T) {
+	h := start(t, nil)
+	h.connect(t, "bd", nil, allSubs...)
+	if err := h.bus.WaitOnline(t.Context(), "bd"); err != nil {
+		t.Fatal(err)
+	}
+	h.bus.BrokerUp(false)
+	if h.bus.Up() {
+		t.Fatal("Up while the broker is down")
+	}
+	if _, err := h.bus.InvokeMethod(t.Context(), "bd", "m", nil); !errors.Is(err, hub.ErrNotSent) {
+		t.Fatalf("call while down: %v, want %v", err, hub.ErrNotSent)
+	}
+	online := make(chan error, 1)
+	go func() { online <- h.bus.WaitOnline(t.Context(), "bd") }()
+	up := make(chan error, 1)
+	go func() { up <- h.bus.WaitUp(t.Context()) }()
+	select {
+	case err := <-online:
+		t.Fatalf("WaitOnline returned %v while the broker is down", err)
+	case err := <-up:
+		t.Fatalf("WaitUp returned %v while the broker is down", err)
+	default:
+	}
+	h.bus.BrokerUp(true)
+	for what, ch := range map[string]chan error{"WaitUp": up, "WaitOnline": online} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		case <-time.After(wait):
+			t.Fatalf("%s did not return once the broker was back", what)
+		}
+	}
+}

@@ -24,6 +24,11 @@ type Server struct {
 	// Metrics counts requests by route and status and times them; it is
 	// served on /metrics. nil means a private one.
 	Metrics *Metrics
+	// Ready, when set, says whether the hub can do its work now (nil) or
+	// why not: /healthz answers 503 with the reason meanwhile (a
+	// readiness probe), while /livez answers 200 as long as the process
+	// serves (a liveness probe).
+	Ready func() error
 	// Endpoints, when set, is served on GET /iotjobs/endpoints (our
 	// extension, authenticated like the API): where devices connect, so
 	// that `iotjobs simulate` needs only the connection string.
@@ -56,6 +61,17 @@ func (s *Server) build() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.Ready != nil {
+			if err := s.Ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready: " + err.Error()))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok"))
 	})
