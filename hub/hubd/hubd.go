@@ -161,10 +161,19 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 			Authenticate:        h.authenticateDevice,
 			AuthenticateGateway: h.authenticateGateway,
 			DeviceAllowed:       h.deviceAllowed,
-			Expires:             tokenExpiry,
-			Now:                 cfg.Clock.Now,
-			Events:              ev,
-			Logger:              cfg.Logger.With("system", "broker"),
+			// A device token that names a policy (skn) is checked
+			// against that policy, which must grant DeviceConnect.
+			Policies: func(name string) (sas.Policy, bool) {
+				if name != OwnerPolicy {
+					return sas.Policy{}, false
+				}
+				return sas.Policy{Key: h.owner, Rights: sas.RegistryRead | sas.RegistryWrite | sas.ServiceConnect | sas.DeviceConnect}, true
+			},
+			Hosts:   h.hostAliases, // a method value: ports bound later count too
+			Expires: tokenExpiry,
+			Now:     cfg.Clock.Now,
+			Events:  ev,
+			Logger:  cfg.Logger.With("system", "broker"),
 		})
 		transport = h.broker
 	} else {
