@@ -9,6 +9,9 @@ import "context"
 // Every method returns an *Error whose Code is one of the Code constants;
 // the ones each method documents are those a caller may branch on. A
 // remote implementation also returns CodeUnreachable and CodeUnauthorized.
+// A hub refuses a malformed device or job id, etag or out-of-range number
+// (CheckDeviceID, CheckJobID, ParseETag, limits.go) with ArgumentInvalid
+// before it changes anything.
 type Client interface {
 	// CreateDevice registers a device. Empty keys are generated.
 	// Errors: ArgumentInvalid, DeviceAlreadyExists.

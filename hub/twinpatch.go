@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -120,12 +121,14 @@ func mergeObject(target, meta, patch map[string]any, s stamp) bool {
 func checkPatch(v any, path string) error {
 	switch v := v.(type) {
 	case map[string]any:
-		for k, e := range v {
+		// In key order, so that a patch with several faults is always
+		// refused for the same one.
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			p := joinPath(path, k)
 			if strings.HasPrefix(k, "$") {
 				return Errorf(CodeArgumentInvalid, "property %q is read-only: names starting with '$' cannot be written", p)
 			}
-			if err := checkPatch(e, p); err != nil {
+			if err := checkPatch(v[k], p); err != nil {
 				return err
 			}
 		}
@@ -237,7 +240,8 @@ const (
 
 // CheckLimits validates a section against Azure's twin limits: keys ≤ 1 KB
 // without '.', '$', ' ' or control characters, object depth ≤ 10, string
-// values ≤ 4 KB, and section size ≤ 32 KB (tags 8 KB), the size being the
+// values ≤ 4 KB, whole numbers within [MinTwinInteger; MaxTwinInteger],
+// and section size ≤ 32 KB (tags 8 KB), the size being the
 // sum over properties of key length plus value length (strings without
 // control characters, numbers 8, booleans 4, objects recursively). The
 // section's own "$metadata" and "$version" are not counted. It returns an
@@ -318,11 +322,75 @@ func checkValue(v any, path string, depth int) (int, error) {
 	case nil:
 		return 0, nil
 	default:
-		if _, ok := toFloat(v); ok {
-			return 8, nil
+		f, ok := toFloat(v)
+		if !ok {
+			return 0, Errorf(CodeArgumentInvalid, "%s: value of type %T is not JSON", path, v)
 		}
-		return 0, Errorf(CodeArgumentInvalid, "%s: value of type %T is not JSON", path, v)
+		if f == math.Trunc(f) && (f < MinTwinInteger || f > MaxTwinInteger) {
+			return 0, Errorf(CodeArgumentInvalid, "%s: %v is outside the range of whole numbers a twin holds, [%d; %d]; send it as a string",
+				path, v, int64(MinTwinInteger), int64(MaxTwinInteger))
+		}
+		return 8, nil
 	}
+}
+
+// CheckPatch validates a patch of one twin section, "tags" or "desired",
+// on its own, before it reaches any twin: what MergeSection refuses ('$'
+// keys, values that are not JSON), then CheckLimits of the patch applied
+// to an empty section. Every twin the patch can produce holds that much
+// (a merge keeps each non-null key of the patch, at the same depth), so a
+// patch that fails here fails on every device. A twin PATCH runs it
+// before merging and a scheduleUpdateTwin job when it is created, so both
+// answer the same error for the same patch, and a job that could only
+// fail is refused instead of failing device by device.
+func CheckPatch(kind string, patch map[string]any) error {
+	if err := checkPatch(patch, ""); err != nil {
+		return err
+	}
+	if err := CheckLimits(kind, withoutNulls(patch)); err != nil {
+		return err
+	}
+	// The names of deleted keys too: no twin holds such a key, so a patch
+	// that names one is a mistake, not a delete.
+	prefix := "properties." + kind
+	if kind == "tags" {
+		prefix = kind
+	}
+	return checkNullKeys(patch, prefix)
+}
+
+// checkNullKeys runs checkKey on the keys whose value is null, which
+// CheckLimits of the patch without them does not see.
+func checkNullKeys(patch map[string]any, path string) error {
+	for _, k := range slices.Sorted(maps.Keys(patch)) {
+		switch v := patch[k].(type) {
+		case nil:
+			if err := checkKey(k, path+"."+k); err != nil {
+				return err
+			}
+		case map[string]any:
+			if err := checkNullKeys(v, path+"."+k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// withoutNulls is a patch applied to an empty section: its object members
+// that are null left out, recursively (arrays are values and stay whole).
+func withoutNulls(patch map[string]any) map[string]any {
+	out := make(map[string]any, len(patch))
+	for k, v := range patch {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			out[k] = withoutNulls(v)
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func checkKey(k, path string) error {
