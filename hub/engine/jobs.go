@@ -38,14 +38,18 @@ func (e *Engine) activeJobs() int {
 	return len(e.runs)
 }
 
-// checkJob validates a create request and returns the job as stored.
+// checkJob validates a create request and returns the job as stored. A
+// job is refused here for everything that would make it fail on every
+// device or at once (a twin patch PATCH /twins would refuse, a deadline
+// already passed or out of range), rather than accepted and failed at run
+// time.
 func (e *Engine) checkJob(in *hub.Job) (*hub.Job, query.Expr, error) {
 	if in == nil {
 		return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "job is missing")
 	}
 	j := cloneJob(in)
-	if j.JobID == "" || len(j.JobID) > 128 || strings.ContainsAny(j.JobID, "/?#") {
-		return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "jobId %q must be 1 to 128 characters without / ? #", j.JobID)
+	if err := hub.CheckJobID(j.JobID); err != nil {
+		return nil, nil, err
 	}
 	if strings.TrimSpace(j.QueryCondition) == "" {
 		return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "queryCondition is required (\"*\" selects every device)")
@@ -69,20 +73,32 @@ func (e *Engine) checkJob(in *hub.Job) (*hub.Job, query.Expr, error) {
 		if u.Properties != nil {
 			u.Properties = &hub.Properties{Desired: u.Properties.Desired} // reported is the device's
 		}
-		if u.ETag == "" {
-			u.ETag = "*"
+		// The checks of PATCH /twins (twinChange), which would otherwise
+		// refuse the patch on each device in turn.
+		if err := checkTwinPatch(u); err != nil {
+			return nil, nil, hub.Errorf(hub.ErrorCode(err), "updateTwin: %s", hub.ErrorMessage(err))
 		}
+		et, err := hub.ParseOptionalETag(u.ETag)
+		if err != nil {
+			return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "updateTwin.etag: %s", hub.ErrorMessage(err))
+		}
+		if et == "" {
+			et = "*"
+		}
+		u.ETag = et
 		j.CloudToDeviceMethod = nil
 	default:
 		return nil, nil, hub.Errorf(hub.CodeGenericBadRequest, "BadRequest: job type %q is not supported; use scheduleDeviceMethod or scheduleUpdateTwin", j.Type)
 	}
+	now := e.clock.Now().UTC()
+	// Before the deadline start+max is computed as a time.Duration, where
+	// an unchecked maximum overflows into a deadline already passed.
+	if err := hub.CheckJobTiming(j.StartTime, j.MaxExecutionTimeInSeconds, now); err != nil {
+		return nil, nil, err
+	}
 	if j.MaxExecutionTimeInSeconds == 0 {
 		j.MaxExecutionTimeInSeconds = hub.DefaultMaxExecutionTime
 	}
-	if j.MaxExecutionTimeInSeconds < 0 {
-		return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "maxExecutionTimeInSeconds must be positive")
-	}
-	now := e.clock.Now().UTC()
 	j.CreatedTime = &hub.Time{Time: now}
 	if j.StartTime == nil || j.StartTime.IsZero() {
 		j.StartTime = &hub.Time{Time: now}
@@ -112,6 +128,9 @@ func cloneJob(j *hub.Job) *hub.Job {
 
 // GetJob implements hub.Client.
 func (e *Engine) GetJob(ctx context.Context, id string) (*hub.Job, error) {
+	if err := hub.CheckJobID(id); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	r := e.runs[id]
 	e.mu.Unlock()
@@ -165,6 +184,9 @@ func (e *Engine) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.J
 // started recorded canceled; devices in flight finish or time out, and the
 // job's endTime is set when the last of them has.
 func (e *Engine) CancelJob(ctx context.Context, id string) (*hub.Job, error) {
+	if err := hub.CheckJobID(id); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	r := e.runs[id]
 	e.mu.Unlock()
@@ -218,6 +240,7 @@ func (e *Engine) QueryJobs(ctx context.Context, q hub.JobQuery) ([]*hub.Job, str
 	if size <= 0 {
 		size = defaultPageSize
 	}
+	size = min(size, maxPageSize)
 	if len(out) > size {
 		return out[:size], encodeToken(token{After: out[size-1].JobID, Left: -1}), nil
 	}

@@ -13,25 +13,6 @@ import (
 	"github.com/iotjobs/iotjobs/hub/store"
 )
 
-// validDeviceID checks Azure's device id rules: at most 128 ASCII
-// alphanumerics and - . + % _ # * ? ! ( ) , = @ $ ' : ;
-func validDeviceID(id string) error {
-	if id == "" {
-		return hub.Errorf(hub.CodeArgumentInvalid, "device id is empty")
-	}
-	if len(id) > 128 {
-		return hub.Errorf(hub.CodeArgumentInvalid, "device id %q is longer than 128 characters", id)
-	}
-	for _, c := range id {
-		ok := c < 128 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.ContainsRune("-.+%_#*?!(),=@$':;", c))
-		if !ok {
-			return hub.Errorf(hub.CodeArgumentInvalid, "device id %q contains %q; allowed are ASCII letters, digits and - . + %% _ # * ? ! ( ) , = @ $ ' : ;", id, c)
-		}
-	}
-	return nil
-}
-
 func validKey(name, k string) error {
 	b, err := base64.StdEncoding.DecodeString(k)
 	if err != nil || len(b) < 16 || len(b) > 64 {
@@ -94,7 +75,7 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 	if d == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "device is missing")
 	}
-	if err := validDeviceID(d.DeviceID); err != nil {
+	if err := hub.CheckDeviceID(d.DeviceID); err != nil {
 		return nil, err
 	}
 	nd := *d
@@ -149,6 +130,9 @@ const wireTime = "2006-01-02T15:04:05.9999999Z"
 
 // GetDevice implements hub.Client.
 func (e *Engine) GetDevice(ctx context.Context, id string) (*hub.Device, error) {
+	if err := hub.CheckDeviceID(id); err != nil {
+		return nil, err
+	}
 	d, err := e.store.GetDevice(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
@@ -158,11 +142,18 @@ func (e *Engine) GetDevice(ctx context.Context, id string) (*hub.Device, error) 
 
 // DeleteDevice implements hub.Client.
 func (e *Engine) DeleteDevice(ctx context.Context, id, et string) error {
+	if err := hub.CheckDeviceID(id); err != nil {
+		return err
+	}
+	et, err := hub.ParseOptionalETag(et)
+	if err != nil {
+		return err
+	}
 	d, err := e.store.GetDevice(ctx, id)
 	if err != nil {
 		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
 	}
-	if et = unquote(et); et != "" && et != "*" && et != d.ETag {
+	if et != "" && et != "*" && et != d.ETag {
 		return hub.Errorf(hub.CodePreconditionFailed, "etag %q does not match device '%s' (%q)", et, id, d.ETag)
 	}
 	if err := e.store.DeleteDevice(ctx, id); err != nil {
@@ -242,7 +233,11 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 	if d == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "device is missing")
 	}
-	if err := validDeviceID(d.DeviceID); err != nil {
+	if err := hub.CheckDeviceID(d.DeviceID); err != nil {
+		return nil, err
+	}
+	et, err := hub.ParseOptionalETag(et)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkStatus(d.Status, d.StatusReason); err != nil {
@@ -257,7 +252,6 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 		reason = &r
 	}
 	keys := d.Authentication.SymmetricKey
-	et = unquote(et)
 	now := hub.Time{Time: e.clock.Now().UTC()}
 	sd, err := e.store.UpdateDevice(ctx, d.DeviceID, func(cur *store.Device) error {
 		if et != "" && et != "*" && et != cur.ETag {
@@ -377,7 +371,11 @@ func (e *Engine) importOne(ctx context.Context, i int, in *hub.ImportDevice) err
 		d.Authentication = *in.Authentication
 	}
 	needETag := func() error {
-		if unquote(in.ETag) == "" || unquote(in.ETag) == "*" {
+		et, err := hub.ParseOptionalETag(in.ETag)
+		if err != nil {
+			return err
+		}
+		if et == "" || et == "*" {
 			return hub.Errorf(hub.CodePreconditionFailed, "importMode %s needs the device's eTag", in.ImportMode)
 		}
 		return nil

@@ -12,6 +12,9 @@ import (
 
 // GetTwin implements hub.Client.
 func (e *Engine) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
+	if err := hub.CheckDeviceID(id); err != nil {
+		return nil, err
+	}
 	d, err := e.store.GetDevice(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
@@ -51,15 +54,47 @@ type twinChange struct {
 	version int64          // the desired $version it made
 }
 
+// twinChange checks a patch for one device before anything is stored: the
+// id, the etag (et, or the patch's own when et is ""), and the patch
+// itself with hub.CheckPatch, the check a twin job makes when it is
+// created, so that both refuse the same patches with the same error.
 func (e *Engine) twinChange(id string, patch *hub.TwinPatch, et string) (*twinChange, error) {
 	if patch == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin patch is missing")
 	}
-	et = unquote(et)
-	if et == "" {
-		et = unquote(patch.ETag)
+	if err := hub.CheckDeviceID(id); err != nil {
+		return nil, err
+	}
+	et, err := patchETag(et, patch)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTwinPatch(patch); err != nil {
+		return nil, err
 	}
 	return &twinChange{id: id, patch: patch, et: et, now: e.clock.Now()}, nil
+}
+
+// patchETag is the etag a twin change is conditional on: et, else the
+// patch's own, each as hub.ParseOptionalETag reads it ("" for none).
+func patchETag(et string, patch *hub.TwinPatch) (string, error) {
+	et, err := hub.ParseOptionalETag(et)
+	if err != nil || et != "" {
+		return et, err
+	}
+	return hub.ParseOptionalETag(patch.ETag)
+}
+
+// checkTwinPatch runs hub.CheckPatch on a patch's tags and desired
+// properties (reported ones are the device's, and ignored).
+func checkTwinPatch(p *hub.TwinPatch) error {
+	if err := hub.CheckPatch("tags", p.Tags); err != nil {
+		return err
+	}
+	if p.Properties != nil {
+		return hub.CheckPatch("desired", p.Properties.Desired)
+	}
+	return nil
 }
 
 // apply is the store update of the change.
@@ -192,6 +227,13 @@ func (e *Engine) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, e
 	if t == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin is missing")
 	}
+	if err := hub.CheckDeviceID(id); err != nil {
+		return nil, err
+	}
+	et, err := patchETag(et, t)
+	if err != nil {
+		return nil, err
+	}
 	tags := withoutBookkeeping(t.Tags)
 	var desired map[string]any
 	if t.Properties != nil {
@@ -201,10 +243,6 @@ func (e *Engine) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, e
 	}
 	if err := hub.CheckLimits("tags", tags); err != nil {
 		return nil, err
-	}
-	et = unquote(et)
-	if et == "" {
-		et = unquote(t.ETag)
 	}
 	now := e.clock.Now()
 	var pushed map[string]any
