@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/sas"
 )
 
@@ -31,6 +32,9 @@ func SASAuthorizer(policies map[string]string, hosts []string, now func() time.T
 		}
 		if tok.KeyName == "" {
 			return errors.New("token has no skn: the service API needs a shared access policy token, not a device token")
+		}
+		if err := hub.CheckPolicyName(tok.KeyName); err != nil {
+			return fmt.Errorf("token skn: %s", hub.ErrorMessage(err))
 		}
 		key, ok := policies[tok.KeyName]
 		if !ok {

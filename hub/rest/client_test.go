@@ -263,11 +263,11 @@ func TestClientRoundTrip(t *testing.T) {
 			}
 		}},
 		{name: "create job", call: func(ctx context.Context, c *Client) (any, error) {
-			return c.CreateJob(ctx, &hub.Job{JobID: "job/1", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'dev1'",
+			return c.CreateJob(ctx, &hub.Job{JobID: "job;1", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'dev1'",
 				CloudToDeviceMethod: &hub.MethodRequest{MethodName: "reboot"}})
 		}, check: func(t *testing.T, f *fakeHub, got any) {
 			j := got.(*hub.Job)
-			if j.JobID != "job/1" || j.Status != hub.JobQueued || j.CreatedTime == nil || f.jobs["job/1"] == nil {
+			if j.JobID != "job;1" || j.Status != hub.JobQueued || j.CreatedTime == nil || f.jobs["job;1"] == nil {
 				t.Errorf("job %+v", j)
 			}
 		}},

@@ -3,6 +3,7 @@ package rest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,10 +12,32 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 )
 
+// pathDeviceID is the {id} of a device route, if it is a device id
+// (hub.CheckDeviceID). Every route checks its ids before anything else,
+// so that a malformed id is refused the same way whatever it was for.
+func pathDeviceID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	return id, hub.CheckDeviceID(id)
+}
+
+// pathJobID is the {id} of a job route, if it is a job id
+// (hub.CheckJobID).
+func pathJobID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	return id, hub.CheckJobID(id)
+}
+
 // putDevice creates a device, or with If-Match ("*" or the device's
 // etag, quoted or not) updates it, as Azure's PUT /devices/{id} does.
 func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return err
+	}
+	etag, update, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
 	var d hub.Device
 	if err := readJSON(w, r, &d); err != nil {
 		return err
@@ -25,12 +48,9 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	if d.DeviceID != id {
 		return hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", d.DeviceID, id)
 	}
-	var (
-		out *hub.Device
-		err error
-	)
-	if m := r.Header.Get("If-Match"); m != "" {
-		out, err = s.Hub.UpdateDevice(r.Context(), &d, unquoteETag(m))
+	var out *hub.Device
+	if update {
+		out, err = s.Hub.UpdateDevice(r.Context(), &d, etag)
 	} else {
 		out, err = s.Hub.CreateDevice(r.Context(), &d)
 	}
@@ -41,16 +61,22 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listDevices answers GET /devices?top=n with a bare array; top outside
-// 1..1000 means 1000, as Azure's swagger says, but must be a number.
+// listDevices answers GET /devices?top=n with a bare array. top must be
+// a whole number; outside 1..1000 it means 1000, as Azure's swagger
+// documents ("any value outside 1-1000 is considered to be 1000"), which
+// clients rely on, so that range is not refused. A number too large even
+// for an int64 is outside it too.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	top := 0
 	if v := strings.TrimSpace(r.URL.Query().Get("top")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			n = 0 // outside 1..1000, which the hub reads as 1000
+		case err != nil:
 			return hub.Errorf(hub.CodeArgumentInvalid, "top %q is not a whole number: send 1 to 1000", v)
 		}
-		top = n
+		top = int(n) // the hub applies Azure's rule (hub.Client.ListDevices)
 	}
 	ds, err := s.Hub.ListDevices(r.Context(), top)
 	if err != nil {
@@ -98,7 +124,11 @@ func (s *Server) importDevices(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.Hub.GetDevice(r.Context(), r.PathValue("id"))
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.Hub.GetDevice(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -106,8 +136,18 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// deleteDevice deletes a device; without If-Match, or with "*", whatever
+// its etag.
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Hub.DeleteDevice(r.Context(), r.PathValue("id"), unquoteETag(r.Header.Get("If-Match"))); err != nil {
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return err
+	}
+	etag, _, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	if err := s.Hub.DeleteDevice(r.Context(), id, etag); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -115,7 +155,11 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTwin(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.Hub.GetTwin(r.Context(), r.PathValue("id"))
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.Hub.GetTwin(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -153,9 +197,18 @@ func (s *Server) putTwin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readTwinBody reads the body of a twin PATCH or PUT and its etag.
+// readTwinBody reads the body of a twin PATCH or PUT and its etag: If-Match
+// when present, else the body's "etag" ("" when neither is: no
+// condition).
 func readTwinBody(w http.ResponseWriter, r *http.Request) (string, *hub.TwinPatch, string, error) {
-	id := r.PathValue("id")
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return "", nil, "", err
+	}
+	etag, present, err := ifMatch(r)
+	if err != nil {
+		return "", nil, "", err
+	}
 	var p hub.TwinPatch
 	if err := readJSON(w, r, &p); err != nil {
 		return "", nil, "", err
@@ -163,9 +216,10 @@ func readTwinBody(w http.ResponseWriter, r *http.Request) (string, *hub.TwinPatc
 	if p.DeviceID != nil && *p.DeviceID != "" && *p.DeviceID != id {
 		return "", nil, "", hub.Errorf(hub.CodeArgumentInvalid, "deviceId %q in the body does not match %q in the path", *p.DeviceID, id)
 	}
-	etag := unquoteETag(p.ETag)
-	if h := r.Header.Get("If-Match"); h != "" {
-		etag = unquoteETag(h)
+	if !present {
+		if etag, err = hub.ParseOptionalETag(p.ETag); err != nil {
+			return "", nil, "", hub.Errorf(hub.CodeArgumentInvalid, "etag in the body: %s", hub.ErrorMessage(err))
+		}
 	}
 	return id, &p, etag, nil
 }
@@ -173,6 +227,10 @@ func readTwinBody(w http.ResponseWriter, r *http.Request) (string, *hub.TwinPatc
 // invokeMethod calls a direct method. Its failures are reported in Shape
 // B, as Azure does, except for an unknown device.
 func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathDeviceID(r)
+	if err != nil {
+		return &methodError{err: err}
+	}
 	var req hub.MethodRequest
 	if err := readJSON(w, r, &req); err != nil {
 		return &methodError{err: err}
@@ -180,7 +238,7 @@ func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
 	if err := validateMethod(&req); err != nil {
 		return &methodError{err: err}
 	}
-	res, err := s.Hub.InvokeMethod(r.Context(), r.PathValue("id"), &req)
+	res, err := s.Hub.InvokeMethod(r.Context(), id, &req)
 	if err != nil {
 		return &methodError{err: err, timeout: time.Duration(req.ConnectTimeoutInSeconds) * time.Second}
 	}
@@ -200,17 +258,11 @@ func validateMethod(req *hub.MethodRequest) error {
 	if strings.TrimSpace(req.MethodName) == "" {
 		return hub.Errorf(hub.CodeArgumentInvalid, "methodName is required")
 	}
+	if err := hub.CheckMethodRequest(req); err != nil {
+		return err
+	}
 	if req.ResponseTimeoutInSeconds == 0 {
 		req.ResponseTimeoutInSeconds = hub.DefaultResponseTimeout
-	}
-	if t := req.ResponseTimeoutInSeconds; t < hub.MinResponseTimeout || t > hub.MaxResponseTimeout {
-		return hub.Errorf(hub.CodeArgumentInvalid, "responseTimeoutInSeconds must be within [%d; %d].", hub.MinResponseTimeout, hub.MaxResponseTimeout)
-	}
-	if t := req.ConnectTimeoutInSeconds; t < 0 || t > hub.MaxConnectTimeout {
-		return hub.Errorf(hub.CodeArgumentInvalid, "connectTimeoutInSeconds must be within [0; %d].", hub.MaxConnectTimeout)
-	}
-	if len(req.Payload) > hub.MaxMethodPayload {
-		return hub.Errorf(hub.CodeMessageTooLarge, "method payload is %d bytes, more than the %d allowed", len(req.Payload), hub.MaxMethodPayload)
 	}
 	return nil
 }
@@ -268,7 +320,10 @@ func setPageHeaders(w http.ResponseWriter, itemType, continuation string) {
 
 // putJob creates a job.
 func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := pathJobID(r)
+	if err != nil {
+		return err
+	}
 	var j hub.Job
 	if err := readJSON(w, r, &j); err != nil {
 		return err
@@ -294,7 +349,10 @@ func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
 // x-iotjobs-wait and x-iotjobs-state headers and the job is still in that
 // state.
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := pathJobID(r)
+	if err != nil {
+		return err
+	}
 	wait, err := parseWait(r.Header.Get(headerWait))
 	if err != nil {
 		return err
@@ -350,7 +408,11 @@ func writeJob(w http.ResponseWriter, j *hub.Job) {
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.Hub.CancelJob(r.Context(), r.PathValue("id"))
+	id, err := pathJobID(r)
+	if err != nil {
+		return err
+	}
+	j, err := s.Hub.CancelJob(r.Context(), id)
 	if err != nil {
 		return err
 	}

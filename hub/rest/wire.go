@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -66,9 +67,15 @@ func writeArray(w http.ResponseWriter, items []json.RawMessage) {
 	_, _ = w.Write(b.Bytes())
 }
 
-// readJSON decodes the request body, at most maxBody bytes, into v. An
-// oversized body is MessageTooLarge; anything that is not exactly one JSON
-// value of the right shape is IotHubFormatError naming the problem.
+// readJSON decodes the request body, at most maxBody bytes, into v, the
+// one body reader of every route. An oversized body is MessageTooLarge.
+// The body must be exactly one JSON value of the kind v is: an object for
+// a struct or map, an array for a slice. Anything else, null included, is
+// IotHubFormatError naming the problem, and v is left as it was: encoding/
+// json would decode null (or a body of the wrong kind that it skips) as
+// "nothing", which a PUT would then store as an empty twin or device. A
+// number outside the range of a known field (hub.FieldRange) is
+// ArgumentInvalid naming the range, as an in-range but wrong value is.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -77,17 +84,91 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return hub.Errorf(hub.CodeFormatError, "read request body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return hub.Errorf(hub.CodeFormatError, "request body is empty: send a JSON object")
+	return decodeBody(body, v)
+}
+
+// decodeBody is readJSON after reading: the checks and the decoding of a
+// whole body, apart so that fuzzing reaches it without HTTP.
+func decodeBody(body []byte, v any) error {
+	want := bodyKind(v)
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return hub.Errorf(hub.CodeFormatError, "request body is empty: send a JSON %s", want.name)
+	}
+	if want.open != 0 && trimmed[0] != want.open {
+		return hub.Errorf(hub.CodeFormatError, "request body is %s, not a JSON %s: send a JSON %s", jsonKind(trimmed), want.name, want.name)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
+		if e := numberRangeError(err); e != nil {
+			return e
+		}
 		return hub.Errorf(hub.CodeFormatError, "invalid JSON body: %s", describeJSONError(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return hub.Errorf(hub.CodeFormatError, "invalid JSON body: data after the JSON value")
 	}
 	return nil
+}
+
+// kind is the JSON kind a body must have: its opening byte (0: any) and
+// its name for messages.
+type kind struct {
+	open byte
+	name string
+}
+
+// bodyKind is the JSON kind that decodes into v, a pointer.
+func bodyKind(v any) kind {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return kind{name: "value"}
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return kind{'{', "object"}
+	case reflect.Slice, reflect.Array:
+		return kind{'[', "array"}
+	}
+	return kind{name: "value"}
+}
+
+// jsonKind names the kind of the JSON value that b starts with.
+func jsonKind(b []byte) string {
+	switch c := b[0]; {
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 'n':
+		return "null"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == '-' || c >= '0' && c <= '9':
+		return "a number"
+	}
+	return "not JSON"
+}
+
+// numberRangeError turns a number that did not fit its field (too large
+// for an int64, or not whole) into the ArgumentInvalid of that field's
+// range, when the field has one; otherwise nil.
+func numberRangeError(err error) error {
+	te, ok := errors.AsType[*json.UnmarshalTypeError](err)
+	if !ok || !strings.HasPrefix(te.Value, "number") {
+		return nil
+	}
+	min, max, ok := hub.FieldRange(te.Field)
+	if !ok {
+		return nil
+	}
+	got := strings.TrimSpace(strings.TrimPrefix(te.Value, "number"))
+	return hub.Errorf(hub.CodeArgumentInvalid, "%s must be within [%d; %d]. It was %s.", te.Field, min, max, got)
 }
 
 // describeJSONError names the field and offset of a decoding error where
@@ -108,8 +189,29 @@ func describeJSONError(err error) string {
 	return err.Error()
 }
 
-// unquoteETag strips the quotes of an If-Match value: Node sends "\"*\""
-// and "\"AAAAAAAAAAE=\"".
+// ifMatch reads the If-Match header, which Node sends quoted ("\"*\"",
+// "\"AAAAAAAAAAE=\""): absent is ("", false); present, it must be one
+// etag as hub.ParseETag reads them, returned unquoted ("*" for the
+// wildcard). An empty, repeated or malformed If-Match is ArgumentInvalid:
+// taken as absent, it would make a guarded update unconditional (or a PUT
+// of a device a create).
+func ifMatch(r *http.Request) (string, bool, error) {
+	vs, ok := r.Header[http.CanonicalHeaderKey("If-Match")]
+	if !ok {
+		return "", false, nil
+	}
+	if len(vs) != 1 {
+		return "", true, hub.Errorf(hub.CodeArgumentInvalid, "If-Match is sent %d times: send it once, with \"*\" or the etag you read", len(vs))
+	}
+	et, err := hub.ParseETag(vs[0])
+	if err != nil {
+		return "", true, hub.Errorf(hub.CodeArgumentInvalid, "If-Match header: %s", hub.ErrorMessage(err))
+	}
+	return et, true, nil
+}
+
+// unquoteETag strips the quotes of an etag: Node sends "\"*\"" and
+// "\"AAAAAAAAAAE=\"".
 func unquoteETag(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
@@ -147,15 +249,19 @@ func stateToken(j *hub.Job) string {
 }
 
 // parsePageSize reads x-ms-max-item-count: absent is 0 (the hub's
-// default); anything else must be a positive integer.
+// default); anything else must be a whole number from 1 to
+// hub.MaxPageSize.
 func parsePageSize(h http.Header) (int, error) {
 	v := strings.TrimSpace(h.Get(headerMaxItems))
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, hub.Errorf(hub.CodeArgumentInvalid, "%s %q is not a positive integer", headerMaxItems, v)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, hub.Errorf(hub.CodeArgumentInvalid, "%s %q is not a whole number: send 1 to %d", headerMaxItems, v, hub.MaxPageSize)
 	}
-	return n, nil
+	if err != nil || n < 1 || n > hub.MaxPageSize {
+		return 0, hub.Errorf(hub.CodeArgumentInvalid, "%s must be within [1; %d]. It was %s.", headerMaxItems, hub.MaxPageSize, v)
+	}
+	return int(n), nil
 }
