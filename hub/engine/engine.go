@@ -220,11 +220,3 @@ func storeErr(err error, code, what, id string) error {
 
 // etag renders a twin version as Azure does.
 func etag(v int64) string { return store.ETag(v) }
-
-// unquote strips the quotes an If-Match etag arrives with.
-func unquote(s string) string {
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		return s[1 : len(s)-1]
-	}
-	return s
-}

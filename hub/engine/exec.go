@@ -102,7 +102,9 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 	}
 	// Device operations run until the job's deadline; a cancel does not
 	// stop those in flight (only the engine closing does).
-	deadline := j.StartTime.Add(time.Duration(j.MaxExecutionTimeInSeconds) * time.Second)
+	// Bounded again here: a job stored before creation checked the range
+	// must not overflow into a deadline in the past.
+	deadline := j.StartTime.Add(time.Duration(min(j.MaxExecutionTimeInSeconds, hub.MaxJobExecutionTime)) * time.Second)
 	opctx, cancelOps := e.clock.WithDeadline(e.ctx, deadline)
 	defer cancelOps()
 

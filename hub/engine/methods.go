@@ -20,20 +20,14 @@ func checkMethod(req *hub.MethodRequest) (*hub.MethodRequest, error) {
 	if err := mqttproto.ValidMethodName(r.MethodName); err != nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "methodName: %v", err)
 	}
+	if err := hub.CheckMethodRequest(&r); err != nil {
+		return nil, err
+	}
 	if r.ResponseTimeoutInSeconds == 0 {
 		r.ResponseTimeoutInSeconds = hub.DefaultResponseTimeout
 	}
-	if r.ResponseTimeoutInSeconds < hub.MinResponseTimeout || r.ResponseTimeoutInSeconds > hub.MaxResponseTimeout {
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "responseTimeoutInSeconds must be within [%d; %d].", hub.MinResponseTimeout, hub.MaxResponseTimeout)
-	}
-	if r.ConnectTimeoutInSeconds < 0 || r.ConnectTimeoutInSeconds > hub.MaxConnectTimeout {
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "connectTimeoutInSeconds must be within [0; %d].", hub.MaxConnectTimeout)
-	}
 	if len(r.Payload) == 0 {
 		r.Payload = json.RawMessage("null")
-	}
-	if len(r.Payload) > hub.MaxMethodPayload {
-		return nil, hub.Errorf(hub.CodeMessageTooLarge, "method payload is %d bytes; the limit is %d", len(r.Payload), hub.MaxMethodPayload)
 	}
 	if !json.Valid(r.Payload) {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "method payload is not valid JSON")
