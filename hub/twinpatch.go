@@ -412,3 +412,28 @@ func checkKey(k, path string) error {
 
 // isControl reports C0 and C1 control characters (and DEL).
 func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }
+
+// MergePlain applies a JSON merge patch (RFC 7386: null deletes, an object
+// merges key by key, anything else replaces) to dst, with no metadata
+// (tags have none; a device's own view of its reported properties
+// neither). It changes dst's own keys only: a nested object is copied
+// before it is changed, so a shallow copy of dst never sees a change.
+func MergePlain(dst, patch map[string]any) {
+	for k, v := range patch {
+		switch pv := v.(type) {
+		case nil:
+			delete(dst, k)
+		case map[string]any:
+			cur, ok := dst[k].(map[string]any)
+			if ok {
+				cur = maps.Clone(cur)
+			} else {
+				cur = make(map[string]any, len(pv))
+			}
+			MergePlain(cur, pv)
+			dst[k] = cur
+		default:
+			dst[k] = v
+		}
+	}
+}

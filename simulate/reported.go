@@ -3,8 +3,9 @@ package simulate
 import (
 	"bytes"
 	"encoding/json"
-	"maps"
 	"strings"
+
+	"github.com/iotjobs/iotjobs/hub"
 )
 
 // A simulated device keeps its own view of its reported properties, as a
@@ -12,30 +13,9 @@ import (
 // both track it (to tell when a degradation starts, and which desired
 // properties still differ), with the helpers of this file.
 
-// mergeReported applies a JSON merge patch (RFC 7386: null deletes, an
-// object merges key by key, anything else replaces) to dst. It changes
-// dst's own keys only: a nested object is copied before it is changed, and
-// every object it stores is new, so views that share nested values with
-// dst (a copy of its top level) never see a change.
-func mergeReported(dst, patch map[string]any) {
-	for k, v := range patch {
-		switch pv := v.(type) {
-		case nil:
-			delete(dst, k)
-		case map[string]any:
-			cur, ok := dst[k].(map[string]any)
-			if ok {
-				cur = maps.Clone(cur)
-			} else {
-				cur = make(map[string]any, len(pv))
-			}
-			mergeReported(cur, pv)
-			dst[k] = cur
-		default:
-			dst[k] = v
-		}
-	}
-}
+// mergeReported applies a reported-properties patch to the device's own
+// view (hub.MergePlain: a shallow copy of the view never sees a change).
+func mergeReported(dst, patch map[string]any) { hub.MergePlain(dst, patch) }
 
 // sameJSON reports whether two JSON values are equal as JSON: objects
 // compare key by key whatever their order, and numbers by value whatever

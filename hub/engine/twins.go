@@ -113,7 +113,7 @@ func (c *twinChange) apply(d *store.Device) error {
 		if tags == nil {
 			tags = map[string]any{}
 		}
-		mergePlain(tags, c.patch.Tags)
+		hub.MergePlain(tags, c.patch.Tags)
 		if err := hub.CheckLimits("tags", tags); err != nil {
 			return err
 		}
@@ -340,27 +340,6 @@ func withVersion(section map[string]any) map[string]any {
 	out := hub.StripMeta(section)
 	out["$version"] = section["$version"]
 	return out
-}
-
-// mergePlain applies a JSON merge patch without metadata (tags have none).
-func mergePlain(dst, patch map[string]any) {
-	for k, v := range patch {
-		switch pv := v.(type) {
-		case nil:
-			delete(dst, k)
-		case map[string]any:
-			cur, ok := dst[k].(map[string]any)
-			if !ok {
-				cur = map[string]any{}
-			} else {
-				cur = maps.Clone(cur)
-			}
-			mergePlain(cur, pv)
-			dst[k] = cur
-		default:
-			dst[k] = v
-		}
-	}
 }
 
 func deepCopy(m map[string]any) map[string]any {
