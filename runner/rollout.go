@@ -313,7 +313,8 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 		}
 		w.pace.grow(r.Clock.Now(), succeededIn(sr.Devices[w.noops:]))
 		if s.Abort != nil && w.tripped(false) {
-			return true, w.abortReason(to)
+			w.setAborted()
+			return true, nil
 		}
 	}
 	if s.Retry != nil {
@@ -344,7 +345,8 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 		sr.Reason = fmt.Sprintf("%s; %d devices were not started", ar.Reason, len(w.ids)-to)
 		return true, nil
 	case s.Abort != nil && w.tripped(true):
-		return true, w.abortReason(to)
+		w.setAborted()
+		return true, nil
 	}
 	return false, nil
 }
@@ -383,9 +385,8 @@ func (w *wave) jobSize() int {
 	return max(10, (len(w.ids)+19)/20)
 }
 
-// abortReason sets the step aborted by its thresholds, saying why; to is
-// where the batch under way ends.
-func (w *wave) abortReason(to int) error {
+// setAborted sets the step aborted by its thresholds, saying why.
+func (w *wave) setAborted() {
 	s, sr, ar := w.s, w.sr, w.sr.Abort
 	sr.Status = StepAborted
 	threshold := fmt.Sprintf("%d failed devices", s.Abort.Failures)
@@ -396,10 +397,9 @@ func (w *wave) abortReason(to int) error {
 	sr.Reason = fmt.Sprintf("%d of %d devices failed (%.1f%%%s), over the abort threshold of %s (checked from %d devices on); %d devices were not started",
 		ar.Failed, ar.Executed, 100*float64(ar.Failed)/float64(max(ar.Executed, 1)), classList(ar.ByClass),
 		threshold, s.Abort.MinExecuted, len(w.ids)-started)
-	return nil
 }
 
-// classList is " — 3 verify, 1 failed" for failures by class.
+// classList is ": 3 verify, 1 failed" for failures by class ("" for none).
 func classList(by map[string]int) string {
 	var parts []string
 	for _, c := range plan.AbortClasses {
