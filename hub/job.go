@@ -61,6 +61,10 @@ type DeviceJobStatistics struct {
 	SucceededCount int `json:"succeededCount"`
 	RunningCount   int `json:"runningCount"`
 	PendingCount   int `json:"pendingCount"`
+	// WaitingForBrokerCount is an iotjobs extension: how many of the
+	// pending devices are held back because the device broker is down
+	// (no operation starts into an outage). Zero, and absent, otherwise.
+	WaitingForBrokerCount int `json:"waitingForBrokerCount,omitempty"`
 }
 
 // DeviceJobStatus is the status of one device within a job. Azure spells

@@ -80,6 +80,9 @@ func (o *TextObserver) JobChanged(s *plan.Step, j *hub.Job) {
 	if j.StatusMessage != "" {
 		msg = " — " + j.StatusMessage
 	}
+	if st.WaitingForBrokerCount > 0 {
+		msg += fmt.Sprintf(" (%d waiting for the broker)", st.WaitingForBrokerCount)
+	}
 	o.line("%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending%s\n",
 		s.Name, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount, msg)
 }
@@ -163,6 +166,9 @@ func (o *TextObserver) redraw() {
 			if left := st.DeviceCount - done; left > 0 {
 				part += " ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
 			}
+		}
+		if st.WaitingForBrokerCount > 0 {
+			part += fmt.Sprintf(" (%d waiting for the broker)", st.WaitingForBrokerCount)
 		}
 		parts = append(parts, part)
 	}

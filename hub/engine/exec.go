@@ -255,10 +255,18 @@ func (e *Engine) waitBus(ctx, opctx context.Context, r *run) error {
 		return nil
 	}
 	e.Logger.Warn("device bus down: job waits", "job", r.id)
-	e.update(r, func(j *hub.Job) { j.StatusMessage = waitingForBus })
+	e.update(r, func(j *hub.Job) {
+		j.StatusMessage = waitingForBus
+		if s := j.DeviceJobStatistics; s != nil {
+			s.WaitingForBrokerCount = s.PendingCount
+		}
+	})
 	defer e.update(r, func(j *hub.Job) {
 		if j.StatusMessage == waitingForBus {
 			j.StatusMessage = ""
+		}
+		if s := j.DeviceJobStatistics; s != nil {
+			s.WaitingForBrokerCount = 0
 		}
 	})
 	wctx, cancel := context.WithCancel(ctx)
@@ -364,6 +372,7 @@ func (e *Engine) count(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 			s.RunningCount--
 		} else {
 			s.PendingCount--
+			s.WaitingForBrokerCount = min(s.WaitingForBrokerCount, s.PendingCount)
 		}
 		switch dj.Status {
 		case hub.DeviceJobCompleted:
@@ -389,6 +398,11 @@ type result struct {
 func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.DeviceJob, durable func() error) result {
 	dj = cloneRecord(dj)
 	from := hub.DeviceJobPending
+	// A device handed over just before the bus went down waits with the
+	// others (a deadline that passes meanwhile ends it below).
+	if bs, ok := e.bus.(hub.BusState); ok && !bs.Up() {
+		_ = bs.WaitUp(ctx)
+	}
 	// start marks the device running (in the job's statistics).
 	start := func() {
 		now := &hub.Time{Time: e.clock.Now().UTC()}

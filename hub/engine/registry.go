@@ -339,6 +339,14 @@ func (e *Engine) ImportDevices(ctx context.Context, devs []*hub.ImportDevice) (*
 	if len(devs) > hub.MaxImportDevices {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "%d devices in one bulk operation; at most %d are allowed: split them into several calls", len(devs), hub.MaxImportDevices)
 	}
+	// Malformed entries refuse the whole operation before any applies:
+	// only what depends on the registry (a device that exists, or not,
+	// or has another etag) fails per entry.
+	for i, in := range devs {
+		if err := checkImportEntry(in); err != nil {
+			return nil, hub.Errorf(hub.ErrorCode(err), "bulk entry %d: %s; nothing was applied", i, hub.ErrorMessage(err))
+		}
+	}
 	res := &hub.BulkResult{Errors: []hub.DeviceImportError{}, Warnings: []hub.DeviceImportWarning{}}
 	for i, in := range devs {
 		err := e.importOne(ctx, i, in)
@@ -356,6 +364,36 @@ func (e *Engine) ImportDevices(ctx context.Context, devs []*hub.ImportDevice) (*
 	}
 	res.IsSuccessful = len(res.Errors) == 0
 	return res, nil
+}
+
+// checkImportEntry checks what a bulk entry says by itself: an entry, a
+// valid id, a known importMode, a status, keys and (for the IfMatchETag
+// modes) an etag that is well formed.
+func checkImportEntry(in *hub.ImportDevice) error {
+	if in == nil {
+		return hub.Errorf(hub.CodeArgumentInvalid, "the entry is null")
+	}
+	if err := hub.CheckDeviceID(in.ID); err != nil {
+		return err
+	}
+	known := false
+	for _, m := range []string{hub.ImportCreate, hub.ImportCreateOrUpdate, hub.ImportUpdate, hub.ImportUpdateIfMatchETag, hub.ImportDelete, hub.ImportDeleteIfMatchETag} {
+		known = known || strings.EqualFold(in.ImportMode, m)
+	}
+	if !known {
+		return hub.Errorf(hub.CodeArgumentInvalid, "importMode %q is not one of %s, %s, %s, %s, %s, %s", in.ImportMode,
+			hub.ImportCreate, hub.ImportCreateOrUpdate, hub.ImportUpdate, hub.ImportUpdateIfMatchETag, hub.ImportDelete, hub.ImportDeleteIfMatchETag)
+	}
+	if _, err := hub.ParseOptionalETag(in.ETag); err != nil {
+		return err
+	}
+	if err := checkStatus(in.Status, in.StatusReason); err != nil {
+		return err
+	}
+	if in.Authentication != nil {
+		return checkAuth(in.Authentication)
+	}
+	return nil
 }
 
 // importOne applies entry i of a bulk operation.

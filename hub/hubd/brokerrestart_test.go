@@ -153,6 +153,9 @@ func TestBrokerRestart(t *testing.T) {
 		}
 		at := *j.DeviceJobStatistics
 		t.Logf("%s when the hub noticed: %+v; %q", jobID, at, j.StatusMessage)
+		if at.WaitingForBrokerCount != at.PendingCount || at.PendingCount == 0 {
+			t.Errorf("statistics during the outage: %+v, want every pending device counted as waiting for the broker", at)
+		}
 		if code := healthz(); code != 503 {
 			t.Errorf("/healthz during the outage: %d, want 503", code)
 		}

@@ -275,8 +275,13 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var q *string
+	seen := ""
 	for k, v := range body {
 		if strings.EqualFold(k, "query") {
+			if seen != "" {
+				return hub.Errorf(hub.CodeFormatError, "invalid JSON body: both %q and %q: send the query once, as \"query\"", seen, k)
+			}
+			seen = k
 			if err := json.Unmarshal(v, &q); err != nil {
 				return hub.Errorf(hub.CodeFormatError, "invalid JSON body: %q must be a string", k)
 			}

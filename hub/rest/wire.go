@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/iotjobs/iotjobs/hub"
 )
@@ -77,6 +79,9 @@ func writeArray(w http.ResponseWriter, items []json.RawMessage) {
 // number outside the range of a known field (hub.FieldRange) is
 // ArgumentInvalid naming the range, as an in-range but wrong value is.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := checkContentType(r.Header); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -98,6 +103,12 @@ func decodeBody(body []byte, v any) error {
 	if want.open != 0 && trimmed[0] != want.open {
 		return hub.Errorf(hub.CodeFormatError, "request body is %s, not a JSON %s: send a JSON %s", jsonKind(trimmed), want.name, want.name)
 	}
+	if !utf8.Valid(body) {
+		return hub.Errorf(hub.CodeFormatError, "request body is not valid UTF-8 (at byte %d): send JSON in UTF-8", invalidUTF8At(body))
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		if e := numberRangeError(err); e != nil {
@@ -109,6 +120,92 @@ func decodeBody(body []byte, v any) error {
 		return hub.Errorf(hub.CodeFormatError, "invalid JSON body: data after the JSON value")
 	}
 	return nil
+}
+
+// checkContentType refuses a body declared as something other than JSON
+// in UTF-8 (a form, text, XML, JSON in UTF-16): it would be read as what
+// it is not. No Content-Type at all is read as JSON.
+func checkContentType(h http.Header) error {
+	ct := h.Get("Content-Type")
+	if strings.TrimSpace(ct) == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return hub.Errorf(hub.CodeFormatError, "Content-Type %q is malformed: send %s", ct, contentTypeJSON)
+	}
+	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+		return hub.Errorf(hub.CodeFormatError, "Content-Type %q is not JSON: send %s", ct, contentTypeJSON)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return hub.Errorf(hub.CodeFormatError, "Content-Type %q: the hub reads JSON in UTF-8 only: send %s", ct, contentTypeJSON)
+	}
+	return nil
+}
+
+// invalidUTF8At is the offset of the first byte of b that is not valid
+// UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// checkDuplicateKeys refuses a body in which one object has the same key
+// twice: encoding/json keeps the last, another reader the first, so such
+// a body means different things to different parsers. It only walks a
+// body that is valid JSON; the decoder reports the rest.
+func checkDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// One frame per open object or array: the keys seen in an object,
+	// nil for an array.
+	var stack []map[string]bool
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end, or a syntax error the decoder reports
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, map[string]bool{})
+				expectKey = true
+				continue
+			case '[':
+				stack = append(stack, nil)
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if expectKey {
+				keys := stack[len(stack)-1]
+				if keys[t] {
+					return hub.Errorf(hub.CodeFormatError, "invalid JSON body: key %q appears twice in one object (offset %d): send each key once", truncate(t, 64), dec.InputOffset())
+				}
+				keys[t] = true
+				expectKey = false
+				continue
+			}
+		}
+		// After a value: inside an object the next token is a key.
+		expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+	}
+}
+
+// truncate shortens s to at most n bytes for a message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // kind is the JSON kind a body must have: its opening byte (0: any) and
