@@ -38,6 +38,7 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"jobId":"j","startTime":"10000-01-01T00:00:00Z"}`,
 		`{"Query":"SELECT * FROM devices"}`,
 		`[{"id":"a","importMode":"create"}]`,
+		`{"tags":{"a":1,"a":2}}`, "{\"x\":\"\xff\"}", `[{"id":"a"},{"id":"a","id":"b"}]`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -425,6 +426,18 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// azureJobTypes and azureJobStatuses are the values Azure's GET
+// /jobs/v2/query documents for its filters. A value the hub never runs
+// (an export job) is a filter that matches nothing; a value that is none
+// of these is a mistake, and refused.
+var (
+	azureJobTypes = []string{"unknown", "export", "import", "backup", "readDeviceProperties", "writeDeviceProperties",
+		"updateDeviceConfiguration", "rebootDevice", "factoryResetDevice", "firmwareUpdate",
+		string(hub.JobDeviceMethod), string(hub.JobUpdateTwin), "restoreFromBackup", "failoverDataCopy"}
+	azureJobStatuses = []string{"unknown", "enqueued", string(hub.JobRunning), string(hub.JobCompleted), string(hub.JobFailed),
+		string(hub.JobCancelled), string(hub.JobScheduled), string(hub.JobQueued)}
+)
+
 // queryJobs lists jobs as a bare array, as real clients expect (not the
 // swagger's QueryResult object).
 func (s *Server) queryJobs(w http.ResponseWriter, r *http.Request) error {
@@ -432,9 +445,15 @@ func (s *Server) queryJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	params := r.URL.Query()
+	for name, allowed := range map[string][]string{"jobType": azureJobTypes, "jobStatus": azureJobStatuses} {
+		if v := params.Get(name); v != "" && !slices.Contains(allowed, v) {
+			return hub.Errorf(hub.CodeArgumentInvalid, "%s %q is not one of %s", name, v, strings.Join(allowed, ", "))
+		}
+	}
 	q := hub.JobQuery{
-		Type:         hub.JobType(r.URL.Query().Get("jobType")),
-		Status:       hub.JobStatus(r.URL.Query().Get("jobStatus")),
+		Type:         hub.JobType(params.Get("jobType")),
+		Status:       hub.JobStatus(params.Get("jobStatus")),
 		QueryOptions: opts,
 	}
 	jobs, next, err := s.Hub.QueryJobs(r.Context(), q)
