@@ -205,48 +205,6 @@ var (
 	brokerFlag = &cli.StringFlag{Name: "broker", Usage: "external MQTT broker, mqtt[s]://[user:pass@]host:port[/root]: the embedded hub runs on it, and --fleet devices connect to it"}
 )
 
-// target is the hub a command works on, and how to stop using it.
-type target struct {
-	client   hub.Client
-	name     string
-	embedded *hubd.Hub
-	cs       *sas.ConnectionString
-}
-
-func (t *target) Close() {
-	if t.embedded != nil {
-		t.embedded.Close()
-	}
-}
-
-// openTarget connects to the hub named by --hub, or opens the embedded
-// default under --data.
-func openTarget(c *cli.Context) (*target, error) {
-	if c.String("hub") == "" {
-		h, err := hubd.Open(c.Context, hubd.Config{DataDir: c.String("data"), MQTTAddr: "127.0.0.1:0",
-			Broker: c.String("broker"), Logger: slog.Default()})
-		if err != nil {
-			return nil, fmt.Errorf("open the embedded hub in %s: %w", c.String("data"), err)
-		}
-		return &target{client: h.Client(), name: "embedded", embedded: h}, nil
-	}
-	cs, err := sas.ParseConnectionString(c.String("hub"))
-	if err != nil {
-		return nil, usagef("--hub: %w", err)
-	}
-	opts := rest.Options{}
-	if f := c.String("ca"); f != "" {
-		if opts.RootCAs, err = hubd.LoadCA(f); err != nil {
-			return nil, usagef("--ca: %w", err)
-		}
-	}
-	cl, err := rest.NewClient(cs, opts)
-	if err != nil {
-		return nil, usagef("--hub: %w", err)
-	}
-	return &target{client: cl, name: cs.HostName, cs: cs}, nil
-}
-
 // loadPlan parses and validates a plan, rendering diagnostics to stderr.
 func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
 	p, _, err := loadAnyPlan(c, path)
@@ -618,7 +576,7 @@ func attachFleet(c *cli.Context, t *target, path string) (*simulate.Sim, error) 
 		}
 	} else {
 		opts.PolicyName, opts.PolicyKey = t.cs.SharedAccessKeyName, t.cs.SharedAccessKey
-		opts.HostName, caFile = t.cs.HostName, c.String("ca")
+		opts.HostName, caFile = t.cs.HostName, t.caFile
 		opts.Addr = c.String("mqtt")
 		if opts.Addr == "" && opts.Broker == "" {
 			opts.Addr, opts.Broker = deviceEndpoint(c.Context, t)
@@ -722,6 +680,9 @@ func hubCmd() *cli.Command {
 					TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Logger: slog.Default(),
 					MaxActiveJobs: c.Int("max-active-jobs"), OpsPerSecond: c.Float64("ops-per-second"),
 				})
+				if owned, ok := errors.AsType[*hubd.OwnedError](err); ok {
+					return fmt.Errorf("%w: stop it first, or give --data another directory", owned)
+				}
 				if err != nil {
 					return err
 				}

@@ -28,6 +28,10 @@ import (
 	"github.com/iotjobs/iotjobs/hub/store/sqlite"
 )
 
+// ownerStartWait is how long Open waits for another process that owns
+// the data directory and is still starting to say where it serves.
+const ownerStartWait = 30 * time.Second
+
 // OwnerPolicy is the shared access policy with every right.
 const OwnerPolicy = "iothubowner"
 
@@ -105,6 +109,18 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 			h.Close()
 		}
 	}()
+	// One owner per data directory, before anything in it is read: a
+	// second hub on the same store would resume and overwrite the
+	// first's jobs.
+	lock, err := lockDir(ctx, cfg.DataDir, ownerStartWait)
+	if err != nil {
+		return nil, err
+	}
+	h.closers = append(h.closers, lock.release) // the first in, the last out
+	since := time.Now()
+	if err := lock.record(h.ownerRecord(since, false)); err != nil {
+		return nil, err
+	}
 
 	if h.owner, err = loadOrCreatePolicy(cfg.DataDir); err != nil {
 		return nil, err
@@ -225,6 +241,9 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	}
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "connection-string"), []byte(h.ConnectionString()+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write connection string: %w", err)
+	}
+	if err := lock.record(h.ownerRecord(since, true)); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
