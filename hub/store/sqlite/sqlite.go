@@ -76,14 +76,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and it keeps
 	// read-modify-write transactions simple and free of SQLITE_BUSY.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
-	}
 	s := &Store{db: db}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.upgrade(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate sqlite %q: %w", path, err)
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
 	for _, st := range []struct {
 		stmt **sql.Stmt

@@ -2,10 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,4 +203,35 @@ func TestQueries(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestSchemaVersion: a new file gets the current schema version; a file
+// of a newer version than this code knows is refused with a message
+// that names both and says what to do, and is left as it was.
+func TestSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	s := open(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 1 {
+		t.Fatalf("schema version of a new file: %d, %v; want 1", v, err)
+	}
+	if _, err := db.ExecContext(ctx, `PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = sqlite.Open(ctx, path)
+	if err == nil || !strings.Contains(err.Error(), "newer iotjobs (schema 99; this one knows 1)") || !strings.Contains(err.Error(), "upgrade iotjobs") {
+		t.Fatalf("Open of a schema-99 file: %v, want a refusal naming both versions", err)
+	}
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 99 {
+		t.Errorf("schema version after the refusal: %d, %v; want 99 untouched", v, err)
+	}
 }
