@@ -26,6 +26,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/rest"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
@@ -138,6 +139,22 @@ func TestCrashResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts a hub process 8 to 22 times")
 	}
+	crashResume(t, "")
+}
+
+// TestCrashResumePostgres is TestCrashResume with the hub's store on
+// PostgreSQL (a schema of its own).
+func TestCrashResumePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts a hub process 8 to 22 times")
+	}
+	_, u := pgtest.Schema(t)
+	crashResume(t, u)
+}
+
+// crashResume is the crash test on the store of storeURL ("": SQLite in
+// the data directory).
+func crashResume(t *testing.T, storeURL string) {
 	// Under -race the test's own 2,000 devices reconnect slowly after each
 	// restart, so it kills fewer times, in slower jobs.
 	const devices = 2000
@@ -147,6 +164,11 @@ func TestCrashResume(t *testing.T) {
 	killsPerJob, opsPerSecond := 11, "50"
 	if raceEnabled {
 		killsPerJob, opsPerSecond = 4, "40"
+	}
+	if storeURL != "" {
+		// The second store's run: the same kills in faster jobs, to keep
+		// CI's time in bounds.
+		opsPerSecond = "100"
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("IOTJOBS_CRASH_SEED"); s != "" {
@@ -162,6 +184,9 @@ func TestCrashResume(t *testing.T) {
 		exe = plainBinary(t)
 	}
 	h := &hubProcess{t: t, exe: exe, args: []string{"--data", dir, "--https", freeAddr(t), "--mqtts", mqttAddr, "--ops-per-second", opsPerSecond}}
+	if storeURL != "" {
+		h.args = append(h.args, "--store", storeURL)
+	}
 	cs := h.start()
 	defer func() {
 		if h.cmd.ProcessState == nil {

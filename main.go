@@ -663,7 +663,7 @@ func hubCmd() *cli.Command {
 			Usage: "serve the REST API over HTTPS and MQTT over TLS until interrupted",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "data", Value: ".iotjobs-hub", Usage: "data directory (store, TLS CA, connection string)"},
-				&cli.StringFlag{Name: "store", Usage: "store URL; default DATA/hub.db (SQLite)"},
+				&cli.StringFlag{Name: "store", Usage: "the hub's state: a SQLite file (default DATA/hub.db) or a PostgreSQL URL, postgres://user[:password]@host:5432/db[?search_path=schema]"},
 				&cli.StringFlag{Name: "https", Value: ":8443", Usage: "HTTPS listen address (:443 makes the Azure service SDKs work unchanged)"},
 				&cli.StringFlag{Name: "mqtts", Value: ":8883", Usage: "MQTT-over-TLS listen address"},
 				&cli.StringFlag{Name: "broker", Usage: "join this external MQTT broker, mqtt[s]://[user:pass@]host:port[/root], instead of running the embedded one (README \"External brokers\")"},

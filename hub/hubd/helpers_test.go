@@ -57,9 +57,15 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // when the test ends (Close is idempotent, so tests may close it earlier).
 func openHub(t *testing.T, dir, httpAddr string) *hubd.Hub {
 	t.Helper()
+	return openHubOn(t, dir, httpAddr, "")
+}
+
+// openHubOn is openHub on the store of storeURL ("": DATA/hub.db).
+func openHubOn(t *testing.T, dir, httpAddr, storeURL string) *hubd.Hub {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	h, err := hubd.Open(ctx, hubd.Config{DataDir: dir, HTTPAddr: httpAddr, MQTTAddr: "127.0.0.1:0", Logger: quiet})
+	h, err := hubd.Open(ctx, hubd.Config{DataDir: dir, StoreURL: storeURL, HTTPAddr: httpAddr, MQTTAddr: "127.0.0.1:0", Logger: quiet})
 	if err != nil {
 		t.Fatalf("open hub: %v", err)
 	}
@@ -132,7 +138,13 @@ func parseFleet(t *testing.T) []*simulate.Device {
 // kind k.
 func newEnv(t *testing.T, k clientKind) *env {
 	t.Helper()
-	h := openHub(t, t.TempDir(), "127.0.0.1:0")
+	return newEnvOn(t, k, "")
+}
+
+// newEnvOn is newEnv with the hub on the store of storeURL.
+func newEnvOn(t *testing.T, k clientKind, storeURL string) *env {
+	t.Helper()
+	h := openHubOn(t, t.TempDir(), "127.0.0.1:0", storeURL)
 	e := &env{h: h, pool: caPool(t, h), devs: parseFleet(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

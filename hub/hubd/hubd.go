@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/hub/store"
+	"github.com/iotjobs/iotjobs/hub/store/postgres"
 	"github.com/iotjobs/iotjobs/hub/store/sqlite"
 )
 
@@ -141,10 +143,7 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, "hub.db")
 	}
-	if strings.Contains(path, "://") {
-		return nil, fmt.Errorf("store %q: only SQLite files are supported so far", path)
-	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := openStore(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +325,27 @@ func (h *Hub) registerMetrics(reg prometheus.Registerer) {
 		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
 		gauge("iotjobs_broker_messages_dropped", "Messages the broker dropped for full client queues; must stay 0.", func(s broker.Stats) int64 { return s.MessagesDropped }),
 	)
+}
+
+// openStore opens the store a URL names: postgres:// or postgresql://
+// (package postgres), or else a SQLite file's path.
+func openStore(ctx context.Context, url string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://"):
+		return postgres.Open(ctx, url)
+	case strings.Contains(url, "://"):
+		return nil, fmt.Errorf("store %q: use a SQLite file's path or a postgres:// URL", redactURL(url))
+	}
+	return sqlite.Open(ctx, url)
+}
+
+// redactURL hides a URL's password for messages.
+func redactURL(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // Close stops the parts in reverse order of starting.

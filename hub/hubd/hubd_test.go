@@ -14,6 +14,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
@@ -57,6 +58,19 @@ func TestConformance(t *testing.T) {
 					tc.run(t, newEnv(t, k))
 				})
 			}
+		})
+	}
+}
+
+// TestConformancePostgres runs the conformance cases on a hub whose store
+// is PostgreSQL (a schema of its own per case), through the REST client.
+func TestConformancePostgres(t *testing.T) {
+	t.Parallel()
+	for _, tc := range conformance {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, u := pgtest.Schema(t)
+			tc.run(t, newEnvOn(t, kinds[1], u))
 		})
 	}
 }
