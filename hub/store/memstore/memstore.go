@@ -28,6 +28,8 @@ type Store struct {
 	jobs      map[string]*hub.Job    // copies, never handed out (clone.go)
 	djobs     map[string]*jobRecords // job id → its device records
 	djobIDs   []string               // sorted
+	leases    map[string]store.Lease // job id → its lease (lease.go)
+	replicas  map[string]store.Replica
 }
 
 // entry is a stored device: a copy of it, and the query document of its
@@ -63,7 +65,8 @@ func (e *entry) JSON() (json.RawMessage, error) {
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{turn: make(chan struct{}, 1), devices: map[string]*entry{}, jobs: map[string]*hub.Job{}, djobs: map[string]*jobRecords{}}
+	return &Store{turn: make(chan struct{}, 1), devices: map[string]*entry{}, jobs: map[string]*hub.Job{}, djobs: map[string]*jobRecords{},
+		leases: map[string]store.Lease{}, replicas: map[string]store.Replica{}}
 }
 
 // lock takes the store for one operation, or fails when ctx ends first.
@@ -139,6 +142,9 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 		return nil, err
 	}
 	defer s.unlock()
+	if err := s.fenced(ctx, nil, recs); err != nil {
+		return nil, err
+	}
 	return s.updateLocked(id, fn, recs)
 }
 
@@ -174,7 +180,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 	defer s.unlock()
 	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
 	for i, u := range ups {
-		devs[i], errs[i] = s.updateLocked(u.ID, u.Fn, u.Recs)
+		if errs[i] = s.fenced(ctx, nil, u.Recs); errs[i] == nil {
+			devs[i], errs[i] = s.updateLocked(u.ID, u.Fn, u.Recs)
+		}
 	}
 	return devs, errs, nil
 }
@@ -325,6 +333,9 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 		if _, ok := s.jobs[j.JobID]; !ok {
 			return fmt.Errorf("job %q: %w", j.JobID, store.ErrNotFound)
 		}
+	}
+	if err := s.fenced(ctx, jobs, djs); err != nil {
+		return err
 	}
 	s.putRecords(recs)
 	for i, j := range jobs {

@@ -144,3 +144,7 @@ func TestQueryAfterUpdate(t *testing.T) {
 		t.Fatalf("after the caller changed its copy: %s", got)
 	}
 }
+
+func TestLeaser(t *testing.T) {
+	storetest.RunLeaser(t, func(t *testing.T) store.Store { return memstore.New() }, nil)
+}
