@@ -124,6 +124,9 @@ type compiler struct {
 	t      *target
 	args   []any
 	params map[string]string // type and value → parameter
+	// readsDoc is set when the compiler emits SQL that reads the
+	// document (see where).
+	readsDoc bool
 }
 
 // newCompiler reserves the parameters $1..$n for the statement's own.
@@ -177,6 +180,7 @@ func canonical(segs []string) ([]string, bool) {
 // The steps are -> with text operands, which walk objects only, as
 // query.Resolve does (#> would index arrays with segments like "0").
 func (c *compiler) at(canon []string) (jsonb, text string) {
+	c.readsDoc = true
 	var b strings.Builder
 	b.WriteString(c.t.doc)
 	for _, s := range canon[:len(canon)-1] {
@@ -195,13 +199,17 @@ func (c *compiler) jsonbAt(canon []string) string {
 
 func (c *compiler) path(segs []string) sqlExpr {
 	canon, ok := canonical(segs)
-	if !ok {
-		return undefined
-	}
-	if len(canon) == 1 {
+	if ok && len(canon) == 1 {
 		if col, ok := c.t.cols[canon[0]]; ok {
 			return sqlExpr{k: kStr, v: col, depth: 1}
 		}
+	}
+	// Whatever SQL comes of it is about jsonb documents only, even
+	// where it is a constant: a path with a NUL is undefined in them, but
+	// not in a document kept as text.
+	c.readsDoc = true
+	if !ok {
+		return undefined
 	}
 	v, text := c.at(canon)
 	return sqlExpr{k: kDyn, v: v, t: "jsonb_typeof" + v, s: text, depth: 2}
@@ -476,6 +484,35 @@ type cond struct {
 	exact bool
 }
 
+// where compiles a WHERE condition as two conditions that must both
+// hold: keys reads only the key columns, and holds for the rows whose
+// documents are not jsonb as well (a key column is the same field of the
+// document), so that an index of the key columns serves it; doc reads the
+// document, and the statement asks it only of jsonb documents.
+func (c *compiler) where(e query.Expr) (keys, doc cond) {
+	ops := []query.Expr{e}
+	if b, ok := e.(query.Binary); ok && b.Op == "AND" {
+		ops = chain(b)
+	}
+	var kp, dp []cond
+	for _, x := range ops {
+		c.readsDoc = false
+		w := c.truth(x)
+		if c.readsDoc {
+			dp = append(dp, w)
+		} else {
+			kp = append(kp, w)
+		}
+	}
+	join := func(parts []cond) cond {
+		if len(parts) == 0 {
+			return cond{"", true}
+		}
+		return balanced(parts, func(l, r cond) cond { return cond{"(" + l.sql + " AND " + r.sql + ")", l.exact && r.exact} })
+	}
+	return join(kp), join(dp)
+}
+
 // truth compiles e where only whether it is true matters: the WHERE
 // condition and, through AND, OR and NOT, its parts. A row whose
 // condition is false and one whose condition is unknown are both left
@@ -547,6 +584,7 @@ func (c *compiler) containment(canon []string, v any) string {
 	if err != nil {
 		panic(err) // v is a constant: nil, bool, float64 or string
 	}
+	c.readsDoc = true
 	return "(" + c.t.doc + " @> " + c.param(string(b), "jsonb") + ")"
 }
 
@@ -580,6 +618,7 @@ func (c *compiler) jsonbPath(e query.Expr) ([]string, bool) {
 	if _, col := c.t.cols[canon[0]]; col && len(canon) == 1 {
 		return nil, false
 	}
+	c.readsDoc = true // see path
 	return canon, true
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -204,41 +205,95 @@ func (r *deviceRow) rawArg() any {
 // whether it holds a NUL character (and so cannot be jsonb). Its numbers
 // are float64s in Go's shortest form, so that PostgreSQL's numeric
 // equality and order of the jsonb values are those of the float64s the
-// reference evaluator compares: a document built in code (Go integers in
-// tags) takes the JSON round trip that store.Doc gives it.
+// reference evaluator compares (an int64 such as 1<<60 written as an
+// integer would be a different numeric than its float64).
 func encodeDoc(doc map[string]any) (string, bool, error) {
-	if !plain(doc) {
-		var err error
-		if doc, err = store.Doc(doc); err != nil {
-			return "", false, err
-		}
+	v, err := normalize(doc)
+	if err != nil {
+		return "", false, err
 	}
-	b, err := store.AppendJSON(make([]byte, 0, 1024), doc)
+	b, err := store.AppendJSON(make([]byte, 0, 1024), v)
 	if err != nil {
 		return "", false, err
 	}
 	return string(b), hasNUL(b), nil
 }
 
-// plain reports whether v holds only the types encoding/json decodes to.
-func plain(v any) bool {
-	switch v := v.(type) {
+// normalize is v as its JSON round trip (store.Doc) decodes it: numbers
+// float64, other Go types as encoding/json writes them. Only the maps and
+// slices on the way to a value it changes are copied: a twin's metadata
+// holds int64 versions (hub.MergeSection), and a round trip of the whole
+// document cost a twin update more than the rest of its encoding.
+func normalize(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, float64:
+		return v, nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case int32:
+		return float64(x), nil
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil && !same(n, e) {
+				out = make(map[string]any, len(x))
+				for k2, e2 := range x {
+					out[k2] = e2
+				}
+			}
+			if out != nil {
+				out[k] = n
+			}
+		}
+		if out == nil {
+			return x, nil
+		}
+		return out, nil
+	case []any:
+		var out []any
+		for i, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil && !same(n, e) {
+				out = append([]any(nil), x...)
+			}
+			if out != nil {
+				out[i] = n
+			}
+		}
+		if out == nil {
+			return x, nil
+		}
+		return out, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var n any
+	return n, json.Unmarshal(b, &n)
+}
+
+// same reports whether normalize returned its argument itself.
+func same(n, v any) bool {
+	switch v.(type) {
 	case nil, bool, string, float64:
 		return true
 	case map[string]any:
-		for _, x := range v {
-			if !plain(x) {
-				return false
-			}
-		}
-		return true
+		m, ok := n.(map[string]any)
+		return ok && reflect.ValueOf(m).UnsafePointer() == reflect.ValueOf(v).UnsafePointer()
 	case []any:
-		for _, x := range v {
-			if !plain(x) {
-				return false
-			}
-		}
-		return true
+		s, ok := n.([]any)
+		vs := v.([]any)
+		return ok && len(s) == len(vs) && (len(s) == 0 || &s[0] == &vs[0])
 	}
 	return false
 }

@@ -20,22 +20,24 @@ import (
 // which each batch of rows binds anew (keyCond), and its arguments.
 //
 // The statement reads, in key order after the key and at most limit rows
-// (none when grouped), the rows whose condition holds, and every row
-// whose document is not jsonb (doc.go); its columns are the key columns,
-// the raw JSON of such a row (NULL otherwise), and then either the jsonb
-// document (star, or inexact: the row is decided in Go) or the jsonb of
-// each of paths.
+// (none when grouped), the rows whose condition holds, and the rows whose
+// document is not jsonb (doc.go) that the key columns do not rule out.
+// Its columns are the key columns, the raw JSON of such a row (NULL
+// otherwise), and then either the jsonb document (star, or inexact: the
+// row is decided in Go) or the jsonb of each of paths.
 type plan struct {
-	t       *target
-	sel     string // the select list
-	where   string // the condition of the rows wanted, "" for all
-	args    []any  // $1..$k are the key, $k+1 the limit
-	exact   bool
-	grouped bool
-	counted bool       // grouped by SQL (countedSQL)
-	star    bool       // SELECT *
-	paths   [][]string // the projected (or, grouped, fetched) paths, canonical, one column each
-	keys    []string   // output keys of the projected paths (not grouped)
+	t   *target
+	sel string // the select list
+	// The condition of the rows wanted ("" for none): keyWhere on the
+	// key columns, where on the jsonb document (see compiler.where).
+	keyWhere, where string
+	args            []any // $1..$k are the key, $k+1 the limit
+	exact           bool
+	grouped         bool
+	counted         bool       // grouped by SQL (countedSQL)
+	star            bool       // SELECT *
+	paths           [][]string // the projected (or, grouped, fetched) paths, canonical, one column each
+	keys            []string   // output keys of the projected paths (not grouped)
 	// groupVals are the SQL of the fetched paths' values (counted).
 	groupVals []string
 	// lastKeys is the key of the last row read (scan).
@@ -48,8 +50,8 @@ func compileQuery(t *target, q *query.Query) *plan {
 	c := newCompiler(t, nk+1)
 	p := &plan{t: t, grouped: q.Grouped(), star: q.Select == nil, exact: true}
 	if _, all := q.Where.(query.All); q.Where != nil && !all {
-		w := c.truth(q.Where)
-		p.where, p.exact = w.sql, w.exact
+		k, d := c.where(q.Where)
+		p.keyWhere, p.where, p.exact = k.sql, d.sql, k.exact && d.exact
 	}
 	cols := append([]string(nil), t.keys...)
 	cols = append(cols, t.raw)
@@ -102,6 +104,9 @@ func (p *plan) countedSQL(after []string) (string, []any) {
 	kc, kargs := keyCond(t.keys, after, 1)
 	args := slices.Clone(p.args)
 	copy(args, kargs)
+	if p.keyWhere != "" {
+		kc += " AND " + p.keyWhere
+	}
 	where := t.doc + " IS NOT NULL AND " + kc
 	if p.where != "" {
 		where += " AND " + p.where
@@ -128,6 +133,9 @@ func (p *plan) rowsSQL(after []string, limit int) (string, []any) {
 	copy(args, kargs)
 	args[len(p.t.keys)] = sqlLimit(limit)
 	w := kc
+	if p.keyWhere != "" {
+		w += " AND " + p.keyWhere
+	}
 	if p.where != "" {
 		w += " AND (" + p.t.doc + " IS NULL OR " + p.where + ")"
 	}
