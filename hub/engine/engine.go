@@ -57,10 +57,23 @@ type Engine struct {
 	// once: a virtual clock would see the linger among the timers it
 	// drives. DefaultWriteLinger suits a hub on the real clock.
 	WriteLinger time.Duration
+	// Replica names this engine among hubs that share its store, which
+	// must then implement store.Leaser: each job runs on one replica at a
+	// time, under a lease, and another takes it over when its replica
+	// stops renewing (cluster.go). "" (the default) runs every job here:
+	// one hub per store.
+	Replica string
+	// LeaseTTL is how long a job's lease lasts unrenewed among replicas:
+	// a replica that dies or is cut off loses its jobs after at most
+	// this long. 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// Endpoint is where this replica's API is, reported to the others.
+	Endpoint string
 
-	store store.Store
-	bus   hub.DeviceBus
-	clock clock.Clock
+	store  store.Store
+	leaser store.Leaser // among replicas, else nil
+	bus    hub.DeviceBus
+	clock  clock.Clock
 
 	pace     *pacer
 	createMu sync.Mutex // serialises CreateJob's limit check and create
@@ -132,6 +145,16 @@ func (e *Engine) Open(ctx context.Context) error {
 	if e.Logger == nil {
 		e.Logger = slog.Default().With("system", "engine")
 	}
+	if e.Replica != "" {
+		l, ok := e.store.(store.Leaser)
+		if !ok {
+			return fmt.Errorf("replica %s: the store (%T) cannot be shared by replicas: use PostgreSQL", e.Replica, e.store)
+		}
+		e.leaser = l
+		if e.LeaseTTL <= 0 {
+			e.LeaseTTL = DefaultLeaseTTL
+		}
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.writes = make(chan *write, 4096)
 	e.twinCommits = make(chan *twinCommit, 1024)
@@ -144,6 +167,13 @@ func (e *Engine) Open(ctx context.Context) error {
 	// After the reset: presence reported meanwhile is newer than it.
 	e.wg.Add(1)
 	go e.presenceWriter()
+	if e.leaser != nil {
+		// The first round before Open returns: the replicas are known
+		// (the hub's rate is shared among them) and free jobs adopted.
+		e.claimRound(ctx)
+		e.wg.Add(1)
+		go e.claimer()
+	}
 	return e.resume(ctx)
 }
 

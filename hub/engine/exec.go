@@ -43,8 +43,17 @@ const CodeMethodOutcomeUnknown = "DeviceMethodOutcomeUnknown"
 // it, and a channel closed on every change so watchers wake without
 // polling.
 type run struct {
-	id      string   // the job's id, which never changes
-	job     *hub.Job // guarded by Engine.mu; readers take copies
+	id  string   // the job's id, which never changes
+	job *hub.Job // guarded by Engine.mu; readers take copies
+	// life ends when the engine closes or, among replicas, when the job's
+	// lease is lost: the run is then abandoned where it stands (it
+	// resumes on the next Open, or on the replica that takes it over),
+	// and stores nothing more.
+	life    context.Context
+	endLife context.CancelCauseFunc
+	// lease is the job's lease when replicas share the store (else the
+	// zero Lease); guarded by Engine.mu.
+	lease   store.Lease
 	cancel  context.CancelCauseFunc
 	changed chan struct{} // closed on a change once someone waits on it
 	watched bool          // someone took changed since it was made
@@ -52,18 +61,29 @@ type run struct {
 	done    chan struct{} // closed when the job's goroutine returned
 }
 
-// start registers a job and runs it in its own goroutine. recs are the
-// stored device records when resumed is true.
-func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resumed bool) {
-	ctx, cancel := context.WithCancelCause(e.ctx)
-	r := &run{id: j.JobID, job: cloneJob(j), cancel: cancel, changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
-	if j.Status == hub.JobCancelled {
-		cancel(errCancelled) // cancelled before the hub stopped
+// start registers a job and runs it in its own goroutine, under lease l
+// among replicas. recs are the stored device records when resumed is
+// true. It returns false, and does nothing, when the job runs here
+// already.
+func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resumed bool, l store.Lease) bool {
+	life, endLife := context.WithCancelCause(e.ctx)
+	ctx, cancel := context.WithCancelCause(life)
+	r := &run{id: j.JobID, job: cloneJob(j), life: life, endLife: endLife, lease: l, cancel: cancel,
+		changed: make(chan struct{}), stopped: make(chan struct{}), done: make(chan struct{})}
+	if j.Status == hub.JobCancelled || l.Cancel {
+		r.job.Status = hub.JobCancelled
+		cancel(errCancelled) // cancelled before the hub stopped, or through another replica
 	}
 	e.mu.Lock()
+	if e.runs[j.JobID] != nil {
+		e.mu.Unlock()
+		endLife(nil)
+		return false
+	}
 	e.runs[j.JobID] = r
 	e.mu.Unlock()
 	go func() {
+		defer endLife(nil)
 		var once sync.Once
 		stop := func() { once.Do(func() { close(r.stopped) }) }
 		defer close(r.done)
@@ -71,7 +91,12 @@ func (e *Engine) start(j *hub.Job, cond query.Expr, recs []*hub.DeviceJob, resum
 		defer cancel(nil)
 		e.execute(ctx, r, cond, recs, resumed, stop)
 	}()
+	return true
 }
+
+// abandoned says the run stops where it stands: the engine closes, or
+// the job's lease was lost.
+func (r *run) abandoned() bool { return r.life.Err() != nil }
 
 // execute runs a job to its end: it waits for the start time, fixes the
 // device set (or takes the stored one when resuming), starts the devices
@@ -105,7 +130,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 	// Bounded again here: a job stored before creation checked the range
 	// must not overflow into a deadline in the past.
 	deadline := j.StartTime.Add(time.Duration(min(j.MaxExecutionTimeInSeconds, hub.MaxJobExecutionTime)) * time.Second)
-	opctx, cancelOps := e.clock.WithDeadline(e.ctx, deadline)
+	opctx, cancelOps := e.clock.WithDeadline(r.life, deadline)
 	defer cancelOps()
 
 	var changed []*hub.DeviceJob // records to store with the running status
@@ -114,8 +139,8 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 	} else {
 		ids, err := e.resolve(opctx, cond)
 		if err != nil {
-			if e.ctx.Err() != nil {
-				return // the engine is closing: the job resumes on the next Open
+			if r.abandoned() {
+				return // the job resumes on the next Open, or on another replica
 			}
 			e.update(r, func(j *hub.Job) {
 				j.Status, j.FailureReason = hub.JobFailed, "resolving the query condition: "+hub.ErrorMessage(err)
@@ -138,7 +163,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 		j.DeviceJobStatistics = statsOf(recs)
 	})
 	if err := e.commit(changed, r); err != nil {
-		if e.ctx.Err() != nil {
+		if r.abandoned() || errors.Is(err, store.ErrLeaseLost) {
 			return
 		}
 		e.update(r, func(j *hub.Job) {
@@ -158,8 +183,8 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 	slices.SortFunc(pending, func(a, b *hub.DeviceJob) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	started, inflight, collected := e.dispatch(ctx, opctx, r, j, pending)
 	rest := pending[started:]
-	if e.ctx.Err() != nil {
-		inflight.Wait() // the engine is closing: the job resumes on the next Open
+	if r.abandoned() {
+		inflight.Wait() // the job resumes on the next Open, or on another replica
 		<-collected
 		return
 	}
@@ -172,7 +197,7 @@ func (e *Engine) execute(ctx context.Context, r *run, cond query.Expr, recs []*h
 	stop()
 	inflight.Wait()
 	<-collected
-	if e.ctx.Err() != nil {
+	if r.abandoned() {
 		return
 	}
 	e.end(r, rest, cancelled) // the deadline passed before they started
@@ -192,7 +217,7 @@ func (e *Engine) dispatch(ctx, opctx context.Context, r *run, j *hub.Job, pendin
 		defer close(collected)
 		for res := range results {
 			switch {
-			case e.ctx.Err() != nil:
+			case r.abandoned():
 			case res.stored:
 				e.count(r, res.dj, res.from)
 			default:
@@ -335,7 +360,7 @@ func (e *Engine) end(r *run, djs []*hub.DeviceJob, cancelled bool) {
 		e.stopDevice(dj, cancelled)
 		e.count(r, dj, hub.DeviceJobPending)
 	}
-	if err := e.commit(djs, r); err != nil && e.ctx.Err() == nil {
+	if err := e.commit(djs, r); err != nil && !r.abandoned() {
 		e.Logger.Error("store final device statuses", "job", r.job.JobID, "err", err)
 	}
 }
@@ -439,7 +464,10 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 		end := &hub.Time{Time: e.clock.Now().UTC()}
 		done.Status, done.EndTimeUtc, done.LastUpdatedDateTimeUtc = hub.DeviceJobCompleted, end, end
 		done.Outcome = &hub.DeviceJobOutcome{}
-		if err = e.jobTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done); err == nil {
+		e.mu.Lock()
+		l := r.lease
+		e.mu.Unlock()
+		if err = e.jobTwin(ctx, dj.DeviceID, j.UpdateTwin, j.UpdateTwin.ETag, done, l); err == nil {
 			return result{done, from, true}
 		}
 	}
@@ -518,10 +546,10 @@ func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
 	j := cloneJob(r.job)
 	e.mu.Unlock()
 	switch {
+	case r.abandoned():
+		return // the job resumes on the next Open, or on another replica
 	case j.Status == hub.JobCancelled || errors.Is(context.Cause(ctx), errCancelled):
 		j.Status = hub.JobCancelled
-	case e.ctx.Err() != nil:
-		return // the engine is closing: the job resumes on the next Open
 	case j.Status == hub.JobFailed:
 	case opctx != nil && opctx.Err() != nil && j.DeviceJobStatistics.FailedCount > 0:
 		j.Status = hub.JobFailed
@@ -531,7 +559,10 @@ func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
 	}
 	j.EndTime = &hub.Time{Time: e.clock.Now().UTC()}
 	done := make(chan error, 1)
-	e.write(&write{final: j, done: done})
+	e.mu.Lock()
+	l := r.lease
+	e.mu.Unlock()
+	e.write(&write{final: j, lease: l, done: done})
 	if err := <-done; err != nil {
 		e.Logger.Error("store final job state", "job", j.JobID, "err", err)
 	}
@@ -540,6 +571,7 @@ func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
 	e.notify(r)
 	delete(e.runs, j.JobID)
 	e.mu.Unlock()
+	e.release(l)
 }
 
 // update applies fn to a run's job and wakes its watchers. It changes the
@@ -574,50 +606,69 @@ func (e *Engine) commit(djs []*hub.DeviceJob, r *run) error {
 }
 
 // resume restarts the jobs a previous run left unfinished, from their
-// stored device records (see the top of this file).
+// stored device records (see the top of this file). Among replicas, the
+// claimer adopts them instead, under leases (cluster.go).
 func (e *Engine) resume(ctx context.Context) error {
+	if e.leaser != nil {
+		return nil
+	}
 	jobs, err := e.store.ListJobs(ctx)
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		if j.Status.Terminal() && j.EndTime != nil {
-			continue
-		}
-		cond, err := query.ParseCondition(j.QueryCondition)
-		if err != nil {
-			j.Status, j.FailureReason = hub.JobFailed, "invalid queryCondition: "+err.Error()
-			j.EndTime = &hub.Time{Time: e.clock.Now().UTC()}
-			if err := e.store.PutJob(ctx, j); err != nil {
+		if unfinished(j) {
+			if err := e.adopt(ctx, j, store.Lease{}); err != nil {
 				return err
 			}
-			continue
 		}
-		var recs []*hub.DeviceJob
-		after := [2]string{}
-		for {
-			batch, err := e.store.ScanDeviceJobs(ctx, j.JobID, after, scanBatch)
-			if err != nil {
-				return fmt.Errorf("resume job %s: %w", j.JobID, err)
-			}
-			recs = append(recs, batch...)
-			if len(batch) < scanBatch {
-				break
-			}
-			last := batch[len(batch)-1]
-			after = [2]string{last.JobID, last.DeviceID}
-		}
-		// The device set and "running" are stored together: a job that
-		// never reached "running" has no records and starts afresh.
-		resumed := j.Status == hub.JobRunning || j.Status.Terminal() || len(recs) > 0
-		if !resumed {
-			j.Status = hub.JobQueued
-		}
-		if j.DeviceJobStatistics == nil {
-			j.DeviceJobStatistics = &hub.DeviceJobStatistics{}
-		}
-		e.start(j, cond, recs, resumed)
 	}
+	return nil
+}
+
+// unfinished says a stored job still has to be run (or finished).
+func unfinished(j *hub.Job) bool { return !j.Status.Terminal() || j.EndTime == nil }
+
+// adopt runs a stored, unfinished job here from its stored records, under
+// lease l among replicas.
+func (e *Engine) adopt(ctx context.Context, j *hub.Job, l store.Lease) error {
+	if l.JobID != "" {
+		ctx = store.WithLease(ctx, l)
+	}
+	cond, err := query.ParseCondition(j.QueryCondition)
+	if err != nil {
+		j.Status, j.FailureReason = hub.JobFailed, "invalid queryCondition: "+err.Error()
+		j.EndTime = &hub.Time{Time: e.clock.Now().UTC()}
+		if err := e.store.PutJob(ctx, j); err != nil {
+			return err
+		}
+		e.release(l)
+		return nil
+	}
+	var recs []*hub.DeviceJob
+	after := [2]string{}
+	for {
+		batch, err := e.store.ScanDeviceJobs(ctx, j.JobID, after, scanBatch)
+		if err != nil {
+			return fmt.Errorf("resume job %s: %w", j.JobID, err)
+		}
+		recs = append(recs, batch...)
+		if len(batch) < scanBatch {
+			break
+		}
+		last := batch[len(batch)-1]
+		after = [2]string{last.JobID, last.DeviceID}
+	}
+	// The device set and "running" are stored together: a job that
+	// never reached "running" has no records and starts afresh.
+	resumed := j.Status == hub.JobRunning || j.Status.Terminal() || len(recs) > 0
+	if !resumed {
+		j.Status = hub.JobQueued
+	}
+	if j.DeviceJobStatistics == nil {
+		j.DeviceJobStatistics = &hub.DeviceJobStatistics{}
+	}
+	e.start(j, cond, recs, resumed, l)
 	return nil
 }
 
@@ -628,6 +679,7 @@ type write struct {
 	djs   []*hub.DeviceJob
 	job   *run
 	final *hub.Job
+	lease store.Lease // final's, among replicas
 	done  chan error
 }
 
@@ -664,7 +716,6 @@ func (e *Engine) send(w *write) {
 // transaction: records and job snapshots together.
 func (e *Engine) writer() {
 	defer e.wg.Done()
-	ctx := context.Background()
 	linger := e.clock.NewTimer(time.Hour)
 	linger.Stop()
 	for w := range e.writes {
@@ -706,50 +757,115 @@ func (e *Engine) writer() {
 			default:
 			}
 		}
-		// Each job is stored once per transaction: its final state, or
-		// else its run's snapshot, taken now.
-		var djs []*hub.DeviceJob
-		type latest struct {
-			r     *run
-			final *hub.Job
-		}
-		jobs := map[string]latest{}
-		var order []string
-		for _, w := range batch {
-			djs = append(djs, w.djs...)
-			var l latest
-			var id string
-			switch {
-			case w.final != nil:
-				l, id = latest{final: w.final}, w.final.JobID
-			case w.job != nil:
-				l, id = latest{r: w.job}, w.job.id
-			default:
-				continue
-			}
-			if _, ok := jobs[id]; !ok {
-				order = append(order, id)
-			}
-			jobs[id] = l
-		}
-		list := make([]*hub.Job, 0, len(order))
-		for _, id := range order {
-			l := jobs[id]
-			if l.final == nil {
-				e.mu.Lock()
-				l.final = cloneJob(l.r.job)
-				e.mu.Unlock()
-			}
-			list = append(list, l.final)
-		}
-		err := e.store.PutDeviceJobs(ctx, djs, list...)
-		if err != nil {
-			e.Logger.Error("store job results", "err", err)
-		}
-		for _, w := range batch {
+		errs := e.storeBatch(batch)
+		for i, w := range batch {
 			if w.done != nil {
-				w.done <- err
+				w.done <- errs[i]
 			}
 		}
 	}
+}
+
+// storeBatch stores a writer's batch in one transaction, and returns each
+// write's error. Among replicas, the transaction carries the lease of
+// every job in it; when one was lost, the jobs are stored one by one, so
+// that only the lost job's writes fail.
+func (e *Engine) storeBatch(batch []*write) []error {
+	errs := make([]error, len(batch))
+	err := e.putBatch(batch)
+	if errors.Is(err, store.ErrLeaseLost) {
+		byJob := map[string][]int{}
+		var order []string
+		for i, w := range batch {
+			id := w.jobID()
+			if _, ok := byJob[id]; !ok {
+				order = append(order, id)
+			}
+			byJob[id] = append(byJob[id], i)
+		}
+		if len(order) > 1 {
+			for _, id := range order {
+				var part []*write
+				for _, i := range byJob[id] {
+					part = append(part, batch[i])
+				}
+				perr := e.putBatch(part)
+				for _, i := range byJob[id] {
+					errs[i] = perr
+				}
+			}
+			return errs
+		}
+	}
+	if err != nil {
+		e.Logger.Error("store job results", "err", err)
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// jobID is the job a write is for.
+func (w *write) jobID() string {
+	switch {
+	case w.final != nil:
+		return w.final.JobID
+	case w.job != nil:
+		return w.job.id
+	case len(w.djs) > 0:
+		return w.djs[0].JobID
+	}
+	return ""
+}
+
+// putBatch stores writes in one transaction: every record, and each
+// job once, its final state or else its run's snapshot, taken now.
+func (e *Engine) putBatch(batch []*write) error {
+	var djs []*hub.DeviceJob
+	type latest struct {
+		r     *run
+		final *hub.Job
+	}
+	jobs := map[string]latest{}
+	var order []string
+	var leases []store.Lease
+	for _, w := range batch {
+		djs = append(djs, w.djs...)
+		var l latest
+		var id string
+		switch {
+		case w.final != nil:
+			l, id = latest{final: w.final}, w.final.JobID
+			if w.lease.JobID != "" {
+				leases = append(leases, w.lease)
+			}
+		case w.job != nil:
+			l, id = latest{r: w.job}, w.job.id
+		default:
+			continue
+		}
+		if _, ok := jobs[id]; !ok {
+			order = append(order, id)
+		}
+		jobs[id] = l
+	}
+	list := make([]*hub.Job, 0, len(order))
+	for _, id := range order {
+		l := jobs[id]
+		e.mu.Lock()
+		if l.final == nil {
+			l.final = cloneJob(l.r.job)
+		}
+		if l.r != nil && l.r.lease.JobID != "" {
+			leases = append(leases, l.r.lease)
+		}
+		e.mu.Unlock()
+		list = append(list, l.final)
+	}
+	ctx := context.Background()
+	if len(leases) > 0 {
+		ctx = store.WithLease(ctx, leases...)
+	}
+	return e.store.PutDeviceJobs(ctx, djs, list...)
 }

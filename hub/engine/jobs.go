@@ -7,6 +7,7 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/query"
+	"github.com/iotjobs/iotjobs/hub/store"
 )
 
 var errCancelled = errors.New("job cancelled")
@@ -21,21 +22,44 @@ func (e *Engine) CreateJob(ctx context.Context, in *hub.Job) (*hub.Job, error) {
 	// MaxActiveJobs.
 	e.createMu.Lock()
 	defer e.createMu.Unlock()
-	if n := e.activeJobs(); e.MaxActiveJobs > 0 && n >= e.MaxActiveJobs {
+	n, err := e.activeJobs(ctx)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeServerError, "", "")
+	}
+	if e.MaxActiveJobs > 0 && n >= e.MaxActiveJobs {
 		return nil, hub.Errorf(hub.CodeTooManyJobs, "429: %d jobs are queued, scheduled or running, the most this hub runs at once; wait for one to finish or cancel one", n)
 	}
 	if err := e.store.CreateJob(ctx, j); err != nil {
 		return nil, storeErr(err, hub.CodeJobAlreadyExists, "job", j.JobID)
 	}
-	e.start(j, cond, nil, false)
+	var l store.Lease
+	if e.leaser != nil {
+		// The replica that creates a job runs it, unless the claimer
+		// of another was quicker.
+		if l, err = e.leaser.ClaimJob(ctx, j.JobID, e.Replica, e.LeaseTTL); err != nil {
+			return cloneJob(j), nil
+		}
+	}
+	e.start(j, cond, nil, false, l)
 	return cloneJob(j), nil
 }
 
-// activeJobs counts the jobs not yet finished.
-func (e *Engine) activeJobs() int {
+// activeJobs counts the jobs not yet finished: among replicas, the whole
+// hub's, from the store.
+func (e *Engine) activeJobs(ctx context.Context) (int, error) {
+	if e.leaser != nil {
+		jobs, err := e.store.ListJobs(ctx)
+		n := 0
+		for _, j := range jobs {
+			if unfinished(j) {
+				n++
+			}
+		}
+		return n, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.runs)
+	return len(e.runs), nil
 }
 
 // checkJob validates a create request and returns the job as stored. A
@@ -159,6 +183,9 @@ func (e *Engine) WatchJob(ctx context.Context, id string, last *hub.Job) (*hub.J
 			r.watched = true
 		}
 		e.mu.Unlock()
+		if r == nil && e.leaser != nil {
+			return e.watchRemote(ctx, id, last)
+		}
 		if r == nil {
 			j, err := e.GetJob(ctx, id)
 			if err != nil || last == nil || !hub.SameJobState(j, last) {
@@ -190,16 +217,15 @@ func (e *Engine) CancelJob(ctx context.Context, id string) (*hub.Job, error) {
 	e.mu.Lock()
 	r := e.runs[id]
 	e.mu.Unlock()
+	if r == nil && e.leaser != nil {
+		return e.remoteCancel(ctx, id) // it runs on another replica, or on none yet
+	}
 	if r == nil {
 		return e.GetJob(ctx, id) // finished: cancelling is a no-op, as in Azure
 	}
-	e.update(r, func(j *hub.Job) { j.Status = hub.JobCancelled })
-	// Stored before the answer: a hub that crashes now resumes the job as
-	// cancelled, not as running.
-	if err := e.commit(nil, r); err != nil && e.ctx.Err() == nil {
-		return nil, hub.Errorf(hub.CodeServerError, "store the cancel of job '%s': %v", id, err)
+	if err := e.cancelRun(r); err != nil {
+		return nil, err
 	}
-	r.cancel(errCancelled)
 	select {
 	case <-r.stopped:
 	case <-ctx.Done():

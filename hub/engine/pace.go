@@ -13,10 +13,10 @@ import (
 // jobs take turns; unused time does not accumulate into a burst.
 type pacer struct {
 	clock clock.Clock
-	every time.Duration // 0: no limit
 
-	mu   sync.Mutex
-	next time.Time // when the next token is free
+	mu    sync.Mutex
+	every time.Duration // 0: no limit
+	next  time.Time     // when the next token is free
 }
 
 func newPacer(clk clock.Clock, rate float64) *pacer {
@@ -30,10 +30,11 @@ func newPacer(clk clock.Clock, rate float64) *pacer {
 // wait takes a token, waiting for its turn; it fails when either context
 // ends first (the token is then lost, which only slows the rate down).
 func (p *pacer) wait(a, b context.Context) error {
+	p.mu.Lock()
 	if p.every == 0 {
+		p.mu.Unlock()
 		return nil
 	}
-	p.mu.Lock()
 	now := p.clock.Now()
 	if p.next.Before(now) {
 		p.next = now
@@ -54,5 +55,14 @@ func (p *pacer) wait(a, b context.Context) error {
 		return a.Err()
 	case <-b.Done():
 		return b.Err()
+	}
+}
+
+// setRate changes the rate (replicas share the hub's: cluster.go).
+func (p *pacer) setRate(rate float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rate > 0 {
+		p.every = time.Duration(float64(time.Second) / rate)
 	}
 }

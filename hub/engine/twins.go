@@ -158,12 +158,12 @@ func (e *Engine) pushChange(ctx context.Context, c *twinChange) {
 // jobTwin applies a twin job's patch to one device together with the
 // record that says so, in a group commit with the job's other devices
 // (twinCommitter), then pushes it.
-func (e *Engine) jobTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob) error {
+func (e *Engine) jobTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob, l store.Lease) error {
 	c, err := e.twinChange(id, patch, et)
 	if err != nil {
 		return err
 	}
-	req := &twinCommit{up: store.DeviceUpdate{ID: id, Fn: c.apply, Recs: recs(rec)}, done: make(chan error, 1)}
+	req := &twinCommit{up: store.DeviceUpdate{ID: id, Fn: c.apply, Recs: recs(rec)}, lease: l, done: make(chan error, 1)}
 	select {
 	case e.twinCommits <- req:
 	case <-ctx.Done():
@@ -180,8 +180,9 @@ func (e *Engine) jobTwin(ctx context.Context, id string, patch *hub.TwinPatch, e
 
 // twinCommit is one device's update waiting for the group commit.
 type twinCommit struct {
-	up   store.DeviceUpdate
-	done chan error
+	up    store.DeviceUpdate
+	lease store.Lease // the job's, among replicas
+	done  chan error
 }
 
 // twinCommitter commits twin jobs' device updates in groups: whatever has
@@ -204,10 +205,18 @@ func (e *Engine) twinCommitter() {
 			}
 		}
 		ups := make([]store.DeviceUpdate, len(group))
+		var leases []store.Lease
 		for i, c := range group {
 			ups[i] = c.up
+			if c.lease.JobID != "" {
+				leases = append(leases, c.lease)
+			}
 		}
-		_, errs, err := e.store.UpdateDevices(context.Background(), ups)
+		ctx := context.Background()
+		if len(leases) > 0 {
+			ctx = store.WithLease(ctx, leases...)
+		}
+		_, errs, err := e.store.UpdateDevices(ctx, ups)
 		for i, c := range group {
 			if err != nil {
 				c.done <- err

@@ -31,6 +31,10 @@ type Lease struct {
 	// Expires is when the lease ends unless renewed, by the store's
 	// clock.
 	Expires time.Time
+	// Cancel says that a cancel of the job was asked for (RequestCancel),
+	// through whichever replica: its holder cancels the job when it
+	// sees it. It survives takeovers.
+	Cancel bool
 }
 
 // Replica is a hub process sharing the store, as it last reported itself.
@@ -52,6 +56,10 @@ type Leaser interface {
 	// for it to expire; a lease that is no longer the job's is left
 	// alone.
 	ReleaseJob(ctx context.Context, l Lease) error
+	// RequestCancel asks the job's holder, or its next one, to cancel
+	// it: the next ClaimJob of the job says Cancel. A job that is not
+	// stored is ErrNotFound.
+	RequestCancel(ctx context.Context, id string) error
 	// Heartbeat records that replica is alive (with its endpoint) and
 	// returns the replicas seen within ttl, itself included, in id order.
 	Heartbeat(ctx context.Context, replica, endpoint string, ttl time.Duration) ([]Replica, error)

@@ -33,7 +33,7 @@ func (s *Store) ClaimJob(ctx context.Context, id, replica string, ttl time.Durat
 	case held && cur.Expires.After(now):
 		return store.Lease{}, store.ErrLeaseLost
 	default:
-		cur = store.Lease{JobID: id, Replica: replica, Epoch: cur.Epoch + 1}
+		cur = store.Lease{JobID: id, Replica: replica, Epoch: cur.Epoch + 1, Cancel: cur.Cancel}
 	}
 	cur.Expires = now.Add(ttl)
 	s.leases[id] = cur
@@ -50,6 +50,21 @@ func (s *Store) ReleaseJob(ctx context.Context, l store.Lease) error {
 		cur.Expires = time.Time{} // expired: the epoch stays, the next holder's is one more
 		s.leases[l.JobID] = cur
 	}
+	return nil
+}
+
+// RequestCancel implements store.Leaser.
+func (s *Store) RequestCancel(ctx context.Context, id string) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	if _, ok := s.jobs[id]; !ok {
+		return store.ErrNotFound
+	}
+	l := s.leases[id]
+	l.JobID, l.Cancel = id, true
+	s.leases[id] = l
 	return nil
 }
 

@@ -25,6 +25,7 @@ func RunLeaser(t *testing.T, open func(t *testing.T) store.Store, openShared fun
 		{"Fencing", testFencing},
 		{"ClaimRace", testClaimRace},
 		{"Heartbeat", testHeartbeat},
+		{"RequestCancel", testRequestCancel},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,5 +248,43 @@ func testHeartbeat(t *testing.T, a, b store.Store) {
 	}
 	if err != nil || len(live) != 1 || live[0].ID != "r1" {
 		t.Errorf("live replicas once r2's heartbeat is stale: %+v, %v; want r1 alone", live, err)
+	}
+}
+
+// testRequestCancel: a cancel asked for through any replica shows in the
+// holder's next claim, and in the claim of whoever takes the job over;
+// it may come before anyone holds the job.
+func testRequestCancel(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	for _, id := range []string{"held", "free"} {
+		if err := a.CreateJob(ctx, methodJob(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	la, lb := leaser(t, a), leaser(t, b)
+	if err := lb.RequestCancel(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("cancel of a job that is not stored: %v, want ErrNotFound", err)
+	}
+	l, err := la.ClaimJob(ctx, "held", "r1", time.Minute)
+	if err != nil || l.Cancel {
+		t.Fatalf("claim: %+v, %v; want no cancel yet", l, err)
+	}
+	if err := lb.RequestCancel(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = la.ClaimJob(ctx, "held", "r1", time.Minute); err != nil || !l.Cancel || l.Epoch != 1 {
+		t.Errorf("renewal after a cancel request: %+v, %v; want Cancel in epoch 1", l, err)
+	}
+	if err := la.ReleaseJob(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = lb.ClaimJob(ctx, "held", "r2", time.Minute); err != nil || !l.Cancel || l.Epoch != 2 {
+		t.Errorf("takeover after a cancel request: %+v, %v; want Cancel in epoch 2", l, err)
+	}
+	if err := lb.RequestCancel(ctx, "free"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = la.ClaimJob(ctx, "free", "r1", time.Minute); err != nil || !l.Cancel || l.Epoch != 1 {
+		t.Errorf("first claim of a job cancelled before anyone held it: %+v, %v; want Cancel in epoch 1", l, err)
 	}
 }

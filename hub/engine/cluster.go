@@ -1,0 +1,217 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/store"
+)
+
+// Replicas: several engines (hub processes) on one shared store, which
+// implements store.Leaser. Each job runs on the replica that holds its
+// lease; the claimer of every replica, once a tick:
+//
+//   - reports the replica alive (Heartbeat) and shares the hub's rate
+//     (OpsPerSecond) equally among the live replicas;
+//   - renews the lease of every job it runs; a renewal that fails with
+//     ErrLeaseLost, or none succeeding for a whole LeaseTTL, abandons the
+//     run where it stands (the store refuses its writes from then on
+//     anyway: every write carries the lease, see store.WithLease);
+//   - cancels the jobs whose lease says a cancel was asked for through
+//     another replica;
+//   - claims every unfinished job nobody holds (never started, or its
+//     replica's lease expired) and resumes it from its stored records,
+//     with the same guarantees as a restart: no twin patched twice, no
+//     method called twice (devices that may have been called end
+//     DeviceMethodOutcomeUnknown).
+
+// DefaultLeaseTTL is a job lease's lifetime unrenewed: a job whose
+// replica died resumes elsewhere within about this long.
+const DefaultLeaseTTL = 15 * time.Second
+
+// errLeaseLost ends a run whose lease another replica holds now.
+var errLeaseLost = errors.New("the job's lease was lost to another replica")
+
+// tick is the claimer's period: a third of the lease, at most a second
+// (a cancel through another replica takes effect within it).
+func (e *Engine) tick() time.Duration { return min(time.Second, e.LeaseTTL/3) }
+
+// claimer runs claimRound every tick until the engine closes.
+func (e *Engine) claimer() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+			e.claimRound(e.ctx)
+		}
+	}
+}
+
+// claimRound is one tick of the claimer.
+func (e *Engine) claimRound(ctx context.Context) {
+	if live, err := e.leaser.Heartbeat(ctx, e.Replica, e.Endpoint, e.LeaseTTL); err == nil && len(live) > 0 && e.OpsPerSecond > 0 {
+		e.pace.setRate(e.OpsPerSecond / float64(len(live)))
+	}
+	e.renew(ctx)
+	jobs, err := e.store.ListJobs(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.Logger.Warn("list jobs to claim", "err", err)
+		}
+		return
+	}
+	for _, j := range jobs {
+		if !unfinished(j) {
+			continue
+		}
+		e.mu.Lock()
+		mine := e.runs[j.JobID] != nil
+		e.mu.Unlock()
+		if mine {
+			continue
+		}
+		l, err := e.leaser.ClaimJob(ctx, j.JobID, e.Replica, e.LeaseTTL)
+		if err != nil {
+			continue // another replica runs it, or the store is away
+		}
+		// Read again under the lease: the previous holder's last writes
+		// are in, and no later one can be.
+		if j, err = e.store.GetJob(ctx, j.JobID); err != nil || !unfinished(j) {
+			e.release(l)
+			continue
+		}
+		e.Logger.Info("job adopted", "job", j.JobID, "epoch", l.Epoch)
+		if err := e.adopt(ctx, j, l); err != nil {
+			e.Logger.Warn("adopt job", "job", j.JobID, "err", err)
+			e.release(l)
+		}
+	}
+}
+
+// renew renews the lease of every job running here, abandons those whose
+// lease is lost, and cancels those cancelled through another replica.
+func (e *Engine) renew(ctx context.Context) {
+	e.mu.Lock()
+	runs := make([]*run, 0, len(e.runs))
+	for _, r := range e.runs {
+		if r.lease.JobID != "" {
+			runs = append(runs, r)
+		}
+	}
+	e.mu.Unlock()
+	for _, r := range runs {
+		l, err := e.leaser.ClaimJob(ctx, r.id, e.Replica, e.LeaseTTL)
+		switch {
+		case err == nil:
+			e.mu.Lock()
+			r.lease = l
+			cancelled := r.job.Status == hub.JobCancelled
+			e.mu.Unlock()
+			if l.Cancel && !cancelled {
+				e.cancelRun(r)
+			}
+		case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound):
+			e.abandon(r)
+		default:
+			// The store is away: the lease runs out by itself, and the
+			// store refuses writes under it from then on.
+			e.mu.Lock()
+			expired := time.Now().After(r.lease.Expires)
+			e.mu.Unlock()
+			if expired {
+				e.abandon(r)
+			}
+		}
+	}
+}
+
+// abandon stops a run whose lease is lost, where it stands: another
+// replica resumes the job from what was stored.
+func (e *Engine) abandon(r *run) {
+	if r.abandoned() {
+		return
+	}
+	e.Logger.Warn("job lease lost: the job continues on another replica", "job", r.id)
+	r.endLife(errLeaseLost)
+	go func() {
+		<-r.done
+		e.mu.Lock()
+		if e.runs[r.id] == r {
+			delete(e.runs, r.id)
+		}
+		e.mu.Unlock()
+	}()
+}
+
+// cancelRun cancels a job running here: it stops starting devices, and
+// its cancelled status is stored.
+func (e *Engine) cancelRun(r *run) error {
+	e.update(r, func(j *hub.Job) { j.Status = hub.JobCancelled })
+	// Stored before the answer: a hub that crashes now resumes the job as
+	// cancelled, not as running.
+	err := e.commit(nil, r)
+	r.cancel(errCancelled)
+	if err != nil && !r.abandoned() {
+		return hub.Errorf(hub.CodeServerError, "store the cancel of job '%s': %v", r.id, err)
+	}
+	return nil
+}
+
+// release gives up lease l (a zero Lease: nothing), so that nobody waits
+// for it to expire.
+func (e *Engine) release(l store.Lease) {
+	if e.leaser == nil || l.JobID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.leaser.ReleaseJob(ctx, l); err != nil {
+		e.Logger.Warn("release job lease", "job", l.JobID, "err", err)
+	}
+}
+
+// remoteCancel cancels a job that runs on another replica, or on none
+// yet: the holder (or the next) cancels it at its next tick. The answer
+// says cancelled at once, as Azure's does.
+func (e *Engine) remoteCancel(ctx context.Context, id string) (*hub.Job, error) {
+	j, err := e.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, storeErr(err, hub.CodeJobNotFound, "job", id)
+	}
+	if !unfinished(j) {
+		return j, nil // finished: cancelling is a no-op, as in Azure
+	}
+	if err := e.leaser.RequestCancel(ctx, id); err != nil {
+		return nil, storeErr(err, hub.CodeJobNotFound, "job", id)
+	}
+	j.Status = hub.JobCancelled
+	return j, nil
+}
+
+// watchRemote is WatchJob for a job this replica does not run: it polls
+// the store until the job differs from last.
+func (e *Engine) watchRemote(ctx context.Context, id string, last *hub.Job) (*hub.Job, error) {
+	for {
+		j, err := e.GetJob(ctx, id)
+		if err != nil || last == nil || !hub.SameJobState(j, last) {
+			return j, err
+		}
+		e.mu.Lock()
+		local := e.runs[id] != nil
+		e.mu.Unlock()
+		if local {
+			return e.WatchJob(ctx, id, last) // adopted here meanwhile
+		}
+		select {
+		case <-time.After(250 * time.Millisecond): // polling the shared store
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
