@@ -672,13 +672,14 @@ func hubCmd() *cli.Command {
 				&cli.StringFlag{Name: "tls-key", Usage: "server key PEM"},
 				&cli.IntFlag{Name: "max-active-jobs", Value: engine.DefaultMaxActiveJobs, Usage: "jobs queued, scheduled or running at once; one more is refused with 429 (negative: no limit)"},
 				&cli.Float64Flag{Name: "ops-per-second", Usage: "device operations (method calls, twin updates) jobs start per second, shared by all jobs (0: no limit)"},
+				&cli.DurationFlag{Name: "lease-ttl", Value: engine.DefaultLeaseTTL, Usage: "with a PostgreSQL --store that several hubs share: how long a job's lease lasts unrenewed, so how soon another hub takes over the jobs of one that died"},
 			},
 			Action: func(c *cli.Context) error {
 				h, err := hubd.Open(c.Context, hubd.Config{
 					DataDir: c.String("data"), StoreURL: c.String("store"),
 					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), Broker: c.String("broker"), HostName: c.String("hostname"),
 					TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Logger: slog.Default(),
-					MaxActiveJobs: c.Int("max-active-jobs"), OpsPerSecond: c.Float64("ops-per-second"),
+					MaxActiveJobs: c.Int("max-active-jobs"), OpsPerSecond: c.Float64("ops-per-second"), LeaseTTL: c.Duration("lease-ttl"),
 				})
 				if owned, ok := errors.AsType[*hubd.OwnedError](err); ok {
 					return fmt.Errorf("%w: stop it first, or give --data another directory", owned)

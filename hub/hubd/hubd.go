@@ -68,6 +68,10 @@ type Config struct {
 	// OpsPerSecond bounds the device operations jobs start per second,
 	// shared by all jobs (0: no limit).
 	OpsPerSecond float64
+	// LeaseTTL is how long a job's lease lasts unrenewed when hubs share
+	// the store (PostgreSQL): another replica takes over a dead one's
+	// jobs after at most this long. 0 means engine.DefaultLeaseTTL.
+	LeaseTTL time.Duration
 	// Clock defaults to the real clock.
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -208,6 +212,19 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	h.engine.MaxActiveJobs, h.engine.OpsPerSecond = cfg.MaxActiveJobs, cfg.OpsPerSecond
 	if realClock {
 		h.engine.WriteLinger = engine.DefaultWriteLinger
+	}
+	if _, shared := st.(store.Leaser); shared {
+		// A store replicas may share: jobs run under leases. The id is
+		// the data directory's, so a hub restarted on it (which owns it,
+		// so the previous process is gone) resumes its jobs at once
+		// instead of waiting for their leases to expire.
+		if h.engine.Replica, err = replicaID(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		h.engine.LeaseTTL = cfg.LeaseTTL
+		if h.httpAddr != "" {
+			h.engine.Endpoint = "https://" + h.httpAddr
+		}
 	}
 	h.metrics = &rest.Metrics{}
 	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())

@@ -2,6 +2,7 @@ package hubd
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,4 +174,26 @@ func (h *Hub) ownerRecord(since time.Time, ready bool) *OwnerInfo {
 		o.ConnectionString = cs.String()
 	}
 	return o
+}
+
+// replicaID is the data directory's replica id, made on first use: the
+// host name and a random suffix, in DATA/replica-id.
+func replicaID(dir string) (string, error) {
+	path := filepath.Join(dir, "replica-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "hub"
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", err
+	}
+	id := fmt.Sprintf("%s-%x", host, suffix)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write the replica id: %w", err)
+	}
+	return id, nil
 }
