@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub/store/postgres"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 )
 
 // schemaRows returns the versions recorded in a schema's version table.
 func schemaRows(t *testing.T, schema string) []int {
 	t.Helper()
 	ctx := context.Background()
-	c := admin(t)
+	c := pgtest.Admin(t)
 	defer c.Close(ctx)
 	rows, err := c.Query(ctx, "SELECT version FROM "+schema+".iotjobs_schema ORDER BY version")
 	if err != nil {
@@ -53,14 +54,14 @@ func TestRefuseNewerSchema(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			schema, u := newSchema(t)
+			schema, u := pgtest.Schema(t)
 			s, err := postgres.Open(ctx, u)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.Close()
 			newer := postgres.LatestSchema() + tt.ahead
-			c := admin(t)
+			c := pgtest.Admin(t)
 			defer c.Close(ctx)
 			if _, err := c.Exec(ctx, "INSERT INTO "+schema+".iotjobs_schema (version, what) VALUES ($1, 'from a newer iotjobs')", newer); err != nil {
 				t.Fatal(err)
@@ -88,7 +89,7 @@ func TestRefuseNewerSchema(t *testing.T) {
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	const n = 6
 	ctx := context.Background()
-	schema, u := newSchema(t)
+	schema, u := pgtest.Schema(t)
 	var arrived sync.WaitGroup
 	arrived.Add(n)
 	all := make(chan struct{})
@@ -152,8 +153,8 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	admin(t).Close(context.Background()) // skip without a server
-	_, u := newSchema(t)
+	pgtest.Admin(t).Close(context.Background()) // skip without a server
+	_, u := pgtest.Schema(t)
 	missing := strings.Replace(u, "search_path=iotjobs_test_", "search_path=missing_", 1)
 	tests := []struct {
 		name, url, want string

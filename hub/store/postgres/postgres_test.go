@@ -2,100 +2,28 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"reflect"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/store"
 	"github.com/iotjobs/iotjobs/hub/store/postgres"
 	"github.com/iotjobs/iotjobs/hub/store/storetest"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 )
 
-// The tests run against the PostgreSQL of IOTJOBS_POSTGRES_URL (default
-// the machine's own, trust auth, database test), each in a schema of its
-// own that it drops afterwards. Without a server they skip, unless
-// IOTJOBS_REQUIRE_POSTGRES is set (CI), which makes them fail.
-
-func baseURL() string {
-	if u := os.Getenv("IOTJOBS_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test"
-}
-
-var reach = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, baseURL())
-	if err != nil {
-		return err
-	}
-	return c.Close(ctx)
-})
-
-// admin connects to the test database for setup, or skips t (fails it
-// under IOTJOBS_REQUIRE_POSTGRES) when there is no server.
-func admin(t testing.TB) *pgx.Conn {
-	t.Helper()
-	if err := reach(); err != nil {
-		if os.Getenv("IOTJOBS_REQUIRE_POSTGRES") != "" {
-			t.Fatalf("PostgreSQL at %s is not reachable: %v (IOTJOBS_REQUIRE_POSTGRES is set, so this fails instead of skipping)", baseURL(), err)
-		}
-		t.Skipf("PostgreSQL at %s is not reachable, skipping: %v (set IOTJOBS_POSTGRES_URL to use another server)", baseURL(), err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, baseURL())
-	if err != nil {
-		t.Fatalf("connect to %s: %v", baseURL(), err)
-	}
-	return c
-}
-
-// newSchema creates a schema with a random name, dropped when t ends, and
-// returns its name and the URL whose search_path is it.
-func newSchema(t testing.TB) (string, string) {
-	t.Helper()
-	c := admin(t)
-	ctx := context.Background()
-	defer c.Close(ctx)
-	b := make([]byte, 8)
-	rand.Read(b)
-	name := "iotjobs_test_" + hex.EncodeToString(b)
-	if _, err := c.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		c := admin(t)
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(baseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := u.Query()
-	v.Set("search_path", name)
-	u.RawQuery = v.Encode()
-	return name, u.String()
-}
+// The tests run against the PostgreSQL of internal/pgtest (the machine's
+// own unless IOTJOBS_POSTGRES_URL says otherwise), each in a schema of its
+// own that it drops afterwards; without a server they skip, or fail under
+// IOTJOBS_REQUIRE_POSTGRES (CI).
 
 // open opens a store on a fresh schema, closed when t ends (before the
 // schema is dropped).
 func open(t testing.TB) *postgres.Store {
 	t.Helper()
-	_, u := newSchema(t)
+	_, u := pgtest.Schema(t)
 	s, err := postgres.Open(context.Background(), u)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -114,7 +42,7 @@ func TestQueries(t *testing.T) {
 
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
-	_, u := newSchema(t)
+	_, u := pgtest.Schema(t)
 	s, err := postgres.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func TestRandomConditions(t *testing.T) {
 	s := open(t)
 	storetest.FillFleet(t, s, 3)
 	snap := snapshot(t, s)
-	n := 600
+	n := 400
 	if testing.Short() {
 		n = 100
 	}
@@ -138,7 +138,7 @@ type docRow map[string]any
 func (d docRow) Doc() (map[string]any, error)   { return d, nil }
 func (d docRow) JSON() (json.RawMessage, error) { return store.AppendJSON(nil, map[string]any(d)) }
 
-func snapshot(t *testing.T, s store.Store) *snapshotScanner {
+func snapshot(t testing.TB, s store.Store) *snapshotScanner {
 	ctx := context.Background()
 	devs, err := s.ScanDevices(ctx, "", 1_000_000)
 	if err != nil {
