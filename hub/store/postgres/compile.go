@@ -227,8 +227,10 @@ func (c *compiler) constant(v any, ok bool) sqlExpr {
 	case bool:
 		return sqlExpr{k: kBool, v: strings.ToUpper(strconv.FormatBool(v)), konst: true, val: v, depth: 1}
 	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			break // from a tree built in code; Go compares NaN as undefined
+		if math.IsNaN(v) {
+			// From a tree built in code. Go compares NaN as undefined,
+			// PostgreSQL as a number above all others.
+			break
 		}
 		return sqlExpr{k: kNum, v: c.param(v, "float8"), konst: true, val: v, depth: 1}
 	case string:
@@ -327,13 +329,10 @@ func as(k kind, e sqlExpr) (sqlExpr, bool) {
 }
 
 // asBool converts e for a logical operator: booleans stay, everything
-// else is unknown.
+// else is unknown (a number is never a boolean, even an inexact one).
 func asBool(e sqlExpr) sqlExpr {
 	if x, ok := as(kBool, e); ok {
 		return x
-	}
-	if e.inexact {
-		return inexact(kBool, e.defd)
 	}
 	return sqlExpr{k: kBool, v: "NULL", depth: 1}
 }
@@ -598,7 +597,9 @@ func containable(k sqlExpr) (ok, never bool) {
 	case kStr:
 		// A string with NUL or invalid UTF-8 is never a jsonb string.
 		return k.bad == "", k.bad != ""
-	case kNull, kBool, kNum:
+	case kNum:
+		return !math.IsInf(k.val.(float64), 0), false // JSON has no infinities
+	case kNull, kBool:
 		return true, false
 	}
 	return false, false

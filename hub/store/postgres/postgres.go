@@ -53,11 +53,34 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres %s: %w (is the server running, and may this user connect to this database?)", where, ctxErr(ctx, err))
 	}
+	if err := checkServer(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", where, ctxErr(ctx, err))
+	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres %s: %w", where, ctxErr(ctx, err))
 	}
 	return &Store{pool: pool}, nil
+}
+
+// checkServer refuses a server the store would misread: text must be
+// UTF-8 (ids sort by their UTF-8 bytes, and queries compare strings as
+// Go does), and the SQL here needs PostgreSQL 11 (jsonb casts,
+// starts_with, hashtextextended; tested on 15).
+func checkServer(ctx context.Context, pool *pgxpool.Pool) error {
+	var version int
+	var encoding string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_encoding')`).Scan(&version, &encoding); err != nil {
+		return fmt.Errorf("read the server's version: %w", err)
+	}
+	if version < 110000 {
+		return fmt.Errorf("PostgreSQL %d.%d is too old: iotjobs needs 11 or newer", version/10000, version%10000)
+	}
+	if encoding != "UTF8" {
+		return fmt.Errorf("the database's encoding is %s: iotjobs needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)", encoding)
+	}
+	return nil
 }
 
 // Close closes the store's connections.

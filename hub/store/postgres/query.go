@@ -37,7 +37,7 @@ type plan struct {
 	counted         bool       // grouped by SQL (countedSQL)
 	star            bool       // SELECT *
 	paths           [][]string // the projected (or, grouped, fetched) paths, canonical, one column each
-	keys            []string   // output keys of the projected paths (not grouped)
+	names           []string   // output keys of the projected paths (not grouped)
 	// groupVals are the SQL of the fetched paths' values (counted).
 	groupVals []string
 	// lastKeys is the key of the last row read (scan).
@@ -68,7 +68,7 @@ func compileQuery(t *target, q *query.Query) *plan {
 				continue // never defined in a jsonb document
 			}
 			p.paths = append(p.paths, canon)
-			p.keys = append(p.keys, qkeys[i])
+			p.names = append(p.names, qkeys[i])
 			cols = append(cols, c.jsonbAt(canon))
 		}
 	default:
@@ -198,10 +198,11 @@ func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after strin
 // see compile.go). The storetest suite prints it for failing queries.
 func (s *Store) ExplainQuery(q *query.Query) (string, bool) {
 	t, after := devicesTarget, []string{""}
-	if q.From == query.DevicesJobs {
+	switch q.From {
+	case query.Devices:
+	case query.DevicesJobs:
 		t, after = deviceJobsTarget, []string{"", ""}
-	}
-	if q.From != query.Devices && q.From != query.DevicesJobs {
+	default:
 		return "FROM " + string(q.From) + ": answered by the reference evaluator", false
 	}
 	p := compileQuery(t, q)
@@ -385,7 +386,7 @@ func (p *plan) item(all *query.Query, r *row, doc map[string]any) (json.RawMessa
 		if err := json.Unmarshal(v, &x); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", strings.Join(p.paths[i], "."), err)
 		}
-		out[p.keys[i]] = x
+		out[p.names[i]] = x
 	}
 	return store.AppendJSON(nil, out)
 }
