@@ -35,7 +35,9 @@ import (
 //     float8 arithmetic is IEEE arithmetic as in Go, but PostgreSQL raises
 //     errors where Go gives infinities (undefined in queries) or an
 //     underflow to zero: iotjobs_add and friends (migrate.go) give Go's
-//     results instead. Division by zero is NULL.
+//     results instead. Division by zero is NULL. PostgreSQL has no float8
+//     remainder (a decimal one is not Go's): iotjobs_mod computes
+//     math.Mod's exact result.
 //   - Strings compare with COLLATE "C" (bytes, as Go). LOWER and UPPER map
 //     every character as Go's unicode.ToLower and ToUpper do (translate
 //     with tables built from Go's, iotjobs_case); LENGTH counts
@@ -50,9 +52,8 @@ import (
 //   - Every constant and every path is a bound parameter: no text of the
 //     query is ever part of the SQL.
 //
-// What is not compiled faithfully is inexact: % (PostgreSQL has no float8
-// remainder, and a decimal one is not Go's math.Mod), string constants
-// that are not valid UTF-8, and expressions nested beyond maxDepth. An
+// What is not compiled faithfully is inexact: string constants that are
+// not valid UTF-8, and expressions nested beyond maxDepth. An
 // inexact boolean carries two SQL conditions, mayT and mayF, true at least
 // on the rows where it is true (false); logic combines them, so the WHERE
 // condition stays a filter that keeps every matching row, and the store
@@ -671,7 +672,7 @@ func (c *compiler) containsIn(e query.In) (cond, bool) {
 }
 
 // arithFns are the float8 operators with Go's results (migrate.go).
-var arithFns = map[string]string{"+": "iotjobs_add", "-": "iotjobs_sub", "*": "iotjobs_mul", "/": "iotjobs_div"}
+var arithFns = map[string]string{"+": "iotjobs_add", "-": "iotjobs_sub", "*": "iotjobs_mul", "/": "iotjobs_div", "%": "iotjobs_mod"}
 
 func arith(op string, l, r sqlExpr) sqlExpr {
 	a, ok1 := as(kNum, l)
@@ -679,7 +680,7 @@ func arith(op string, l, r sqlExpr) sqlExpr {
 	if !ok1 || !ok2 {
 		return undefined
 	}
-	if a.inexact || b.inexact || op == "%" {
+	if a.inexact || b.inexact {
 		// Defined only where both operands are numbers.
 		return inexact(kNum, and(defined(a), defined(b)))
 	}

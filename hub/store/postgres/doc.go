@@ -14,10 +14,10 @@
 //
 // Queries are compiled to one SQL statement over the jsonb documents with
 // the semantics of the reference evaluator in package query (compile.go).
-// What the compiler cannot express faithfully (the remainder operator,
-// string constants that are not valid UTF-8, expressions nested too
-// deeply) becomes a condition that holds for at least every matching row,
-// and the rows it selects are decided in Go with query.Match.
+// What the compiler cannot express faithfully (string constants that are
+// not valid UTF-8, expressions nested too deeply) becomes a condition that
+// holds for at least every matching row, and the rows it selects are
+// decided in Go with query.Match.
 //
 // The schema is versioned (migrate.go): Open applies pending migrations
 // under an advisory lock and refuses a database written by a newer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/hub/store"
@@ -36,6 +37,9 @@ func (s *Store) LoadDevices(ctx context.Context, ds []*store.Device) error {
 	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"devices"}, []string{"id", "identity", "version", "twin", "raw"}, pgx.CopyFromRows(rows))
 	return err
 }
+
+// Pool is the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Exec runs a statement on the store's database.
 func (s *Store) Exec(ctx context.Context, sql string) error {

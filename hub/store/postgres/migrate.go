@@ -20,6 +20,7 @@ type migration struct {
 
 var migrations = []migration{
 	{1, "devices, jobs and device-job records; their indexes; query helpers", schemaV1},
+	{2, "the query language's remainder as Go's math.Mod", schemaV2},
 }
 
 // versionTable records the applied migrations, one row each.
@@ -257,4 +258,43 @@ CREATE FUNCTION iotjobs_endswith(s text, suffix text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 	SELECT right(s, length(suffix)) = suffix COLLATE "C"
 $$;
+`
+
+// schemaV2 is the remainder operator with Go's result: math.Mod is exact
+// (x - n*y for the integer n that truncates x/y), and so is this. t is the
+// largest |y|*2^k not above r = |x|, found by doubling (exact: no
+// overflow, since 2t <= r); then r - t is exact (t <= r < 2t, Sterbenz's
+// lemma), and halving t back to |y| is exact (t is |y| times a power of
+// two). At most about 2,100 steps each way, for the largest exponent
+// difference of two float8s.
+const schemaV2 = `
+CREATE FUNCTION iotjobs_mod(x float8, y float8) RETURNS float8
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+	r float8 := abs(x);
+	t float8;
+BEGIN
+	y := abs(y);
+	IF y = 0 THEN
+		RETURN NULL; -- Go: NaN, undefined in queries
+	END IF;
+	IF r < y THEN
+		RETURN x;
+	END IF;
+	t := y;
+	WHILE t <= r - t LOOP
+		t := t + t;
+	END LOOP;
+	LOOP
+		IF r >= t THEN
+			r := r - t;
+		END IF;
+		EXIT WHEN t = y;
+		t := t / 2;
+	END LOOP;
+	IF x < 0 THEN
+		RETURN -r;
+	END IF;
+	RETURN r;
+END $$;
 `
