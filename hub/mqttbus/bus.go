@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,7 @@ type reply struct {
 
 // New returns a bus over t that reports device events to events.
 func New(t Transport, events hub.DeviceEvents) *Bus {
-	return &Bus{
+	b := &Bus{
 		Logger:  slog.Default().With("system", "mqttbus"),
 		t:       t,
 		events:  events,
@@ -82,6 +83,13 @@ func New(t Transport, events hub.DeviceEvents) *Bus {
 
 		twinBusy: map[string]int{},
 	}
+	// Request ids start at a random point, not 1: hubs that share a
+	// broker (replicas) then never reuse each other's for a device, and
+	// a restarted hub never reuses its predecessor's (a late answer to
+	// an old call must not answer a new one). They stay decimal numbers,
+	// as Azure's are, for device SDKs that parse them.
+	b.rid.Store(mrand.Uint64N(1 << 62))
+	return b
 }
 
 // Telemetry is how many device-to-cloud messages devices have sent. The
