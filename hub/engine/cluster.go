@@ -108,6 +108,12 @@ func (e *Engine) renew(ctx context.Context) {
 	for _, r := range runs {
 		l, err := e.leaser.ClaimJob(ctx, r.id, e.Replica, e.LeaseTTL)
 		switch {
+		case err == nil && l.Epoch != r.lease.Epoch:
+			// It had expired: writes made meanwhile were refused, so
+			// the run no longer matches the store. Start over from
+			// what was stored, under the new lease, at the next round.
+			e.abandon(r)
+			e.release(l)
 		case err == nil:
 			e.mu.Lock()
 			r.lease = l
@@ -128,6 +134,16 @@ func (e *Engine) renew(ctx context.Context) {
 				e.abandon(r)
 			}
 		}
+	}
+}
+
+// abandonJob abandons the run of job id, if it runs here.
+func (e *Engine) abandonJob(id string) {
+	e.mu.Lock()
+	r := e.runs[id]
+	e.mu.Unlock()
+	if r != nil {
+		e.abandon(r)
 	}
 }
 

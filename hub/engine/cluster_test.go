@@ -17,6 +17,8 @@ import (
 	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/store"
 	"github.com/iotjobs/iotjobs/hub/store/memstore"
+	"github.com/iotjobs/iotjobs/hub/store/postgres"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 )
 
 // The tests of this file run several engines (replicas) on one shared
@@ -108,20 +110,55 @@ func (c *cutStore) ListJobs(ctx context.Context) ([]*hub.Job, error) {
 	return c.Store.ListJobs(ctx)
 }
 
-// cluster is n replicas on one memory store, with leases of ttl.
+// cluster is n replicas on one shared store, with leases of ttl.
 type cluster struct {
-	st    *memstore.Store
+	st    store.Store // a handle of the test's own on the shared store
 	bus   *fleetBus
 	links []*cutStore
 	reps  []*engine.Engine
 }
 
-func newCluster(t *testing.T, n, devices int, ttl time.Duration, opsPerSecond float64) *cluster {
+// shared opens n+1 handles on one new store: the replicas' and the
+// test's.
+type shared func(t *testing.T, n int) []store.Store
+
+// sharedStores are the stores replicas can share: memory (one store,
+// several references) and PostgreSQL (one schema, a pool per replica, as
+// separate processes would have).
+var sharedStores = []struct {
+	name string
+	open shared
+}{
+	{"memory", func(t *testing.T, n int) []store.Store {
+		st := memstore.New()
+		out := make([]store.Store, n)
+		for i := range out {
+			out[i] = st
+		}
+		return out
+	}},
+	{"postgres", func(t *testing.T, n int) []store.Store {
+		_, u := pgtest.Schema(t)
+		out := make([]store.Store, n)
+		for i := range out {
+			st, err := postgres.Open(context.Background(), u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			out[i] = st
+		}
+		return out
+	}},
+}
+
+func newCluster(t *testing.T, open shared, n, devices int, ttl time.Duration, opsPerSecond float64) *cluster {
 	t.Helper()
 	ctx := context.Background()
-	c := &cluster{st: memstore.New(), bus: &fleetBus{calls: map[string]int{}, delay: 20 * time.Millisecond}}
+	handles := open(t, n+1)
+	c := &cluster{st: handles[n], bus: &fleetBus{calls: map[string]int{}, delay: 20 * time.Millisecond}}
 	for i := range n {
-		link := &cutStore{Store: c.st, leaser: c.st}
+		link := &cutStore{Store: handles[i], leaser: handles[i].(store.Leaser)}
 		e := engine.New(link, c.bus, clock.Real())
 		e.Replica, e.LeaseTTL, e.OpsPerSecond = fmt.Sprintf("r%d", i+1), ttl, opsPerSecond
 		e.Logger = slog.New(slog.DiscardHandler)
@@ -169,7 +206,7 @@ func (c *cluster) waitRounds(ctx context.Context, t *testing.T, id string, k int
 	since := time.Now()
 	for range k {
 		for {
-			live, err := c.st.Heartbeat(ctx, "observer", "", time.Minute)
+			live, err := c.st.(store.Leaser).Heartbeat(ctx, "observer", "", time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,8 +241,14 @@ func waitDone(ctx context.Context, t *testing.T, e *engine.Engine, id string) *h
 // one replica, and any replica answers for them: their progress, their
 // end, a cancel.
 func TestReplicasShareJobs(t *testing.T) {
+	for _, ss := range sharedStores {
+		t.Run(ss.name, func(t *testing.T) { replicasShareJobs(t, ss.open) })
+	}
+}
+
+func replicasShareJobs(t *testing.T, open shared) {
 	const n = 300
-	c := newCluster(t, 3, n, time.Second, 0)
+	c := newCluster(t, open, 3, n, time.Second, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := c.reps[1].CreateJob(ctx, &hub.Job{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*",
@@ -267,84 +310,88 @@ func TestReplicasShareJobs(t *testing.T) {
 // record, none is called twice, only calls in flight at the stop end
 // DeviceMethodOutcomeUnknown, and every twin is patched once.
 func TestReplicaStopsJobTakenOver(t *testing.T) {
-	for _, how := range []string{"stopped", "cut off"} {
-		t.Run(how, func(t *testing.T) {
-			const n = 400
-			// 400 ops/s shared by two replicas: each job takes about 2 s.
-			c := newCluster(t, 2, n, 500*time.Millisecond, 400)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			first := c.reps[0]
-			for _, j := range []*hub.Job{
-				{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}},
-				{JobID: "t", Type: hub.JobUpdateTwin, QueryCondition: "*", UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"mode": "eco"}}}},
-			} {
-				if _, err := first.CreateJob(ctx, j); err != nil {
-					t.Fatal(err)
+	for _, ss := range sharedStores {
+		for _, how := range []string{"stopped", "cut off"} {
+			t.Run(ss.name+" "+how, func(t *testing.T) { replicaStops(t, ss.open, how) })
+		}
+	}
+}
+
+func replicaStops(t *testing.T, open shared, how string) {
+	const n = 400
+	// 400 ops/s shared by two replicas: each job takes about 2 s.
+	c := newCluster(t, open, 2, n, 500*time.Millisecond, 400)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := c.reps[0]
+	for _, j := range []*hub.Job{
+		{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}},
+		{JobID: "t", Type: hub.JobUpdateTwin, QueryCondition: "*", UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"mode": "eco"}}}},
+	} {
+		if _, err := first.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Stop r1 once both jobs are a quarter done.
+	for _, id := range []string{"m", "t"} {
+		j, err := first.GetJob(ctx, id)
+		for err == nil && j.DeviceJobStatistics.SucceededCount < n/4 {
+			j, err = first.WatchJob(ctx, id, j)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if how == "stopped" {
+		first.Close()
+	} else {
+		c.links[0].cut.Store(true)
+	}
+	for _, id := range []string{"m", "t"} {
+		j := waitDone(ctx, t, c.reps[1], id)
+		recs := c.records(t, id)
+		unknown := 0
+		for _, dj := range recs {
+			if dj.Status != hub.DeviceJobCompleted {
+				if dj.Error == nil || dj.Error.Code != engine.CodeMethodOutcomeUnknown {
+					t.Errorf("job %s, device %s: %s %+v", id, dj.DeviceID, dj.Status, dj.Error)
 				}
+				unknown++
 			}
-			// Stop r1 once both jobs are a quarter done.
-			for _, id := range []string{"m", "t"} {
-				j, err := first.GetJob(ctx, id)
-				for err == nil && j.DeviceJobStatistics.SucceededCount < n/4 {
-					j, err = first.WatchJob(ctx, id, j)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+		}
+		t.Logf("job %s: %s %+v, %d outcome unknown", id, j.Status, *j.DeviceJobStatistics, unknown)
+		if len(recs) != n || j.Status != hub.JobCompleted {
+			t.Errorf("job %s: %d records, %s; want %d, completed", id, len(recs), j.Status, n)
+		}
+		if id == "t" && unknown > 0 {
+			t.Errorf("twin job: %d devices without a result", unknown)
+		}
+	}
+	if how == "cut off" {
+		// Back on the link, r1 writes nothing for the jobs: its
+		// lease is gone.
+		before := c.records(t, "m")
+		c.links[0].cut.Store(false)
+		c.waitRounds(ctx, t, "r1", 2) // r1's claimer has been back twice: nothing may change
+		after := c.records(t, "m")
+		for id, dj := range before {
+			if after[id].Status != dj.Status {
+				t.Errorf("device %s changed after the takeover: %s to %s", id, dj.Status, after[id].Status)
 			}
-			if how == "stopped" {
-				first.Close()
-			} else {
-				c.links[0].cut.Store(true)
-			}
-			for _, id := range []string{"m", "t"} {
-				j := waitDone(ctx, t, c.reps[1], id)
-				recs := c.records(t, id)
-				unknown := 0
-				for _, dj := range recs {
-					if dj.Status != hub.DeviceJobCompleted {
-						if dj.Error == nil || dj.Error.Code != engine.CodeMethodOutcomeUnknown {
-							t.Errorf("job %s, device %s: %s %+v", id, dj.DeviceID, dj.Status, dj.Error)
-						}
-						unknown++
-					}
-				}
-				t.Logf("job %s: %s %+v, %d outcome unknown", id, j.Status, *j.DeviceJobStatistics, unknown)
-				if len(recs) != n || j.Status != hub.JobCompleted {
-					t.Errorf("job %s: %d records, %s; want %d, completed", id, len(recs), j.Status, n)
-				}
-				if id == "t" && unknown > 0 {
-					t.Errorf("twin job: %d devices without a result", unknown)
-				}
-			}
-			if how == "cut off" {
-				// Back on the link, r1 writes nothing for the jobs: its
-				// lease is gone.
-				before := c.records(t, "m")
-				c.links[0].cut.Store(false)
-				c.waitRounds(ctx, t, "r1", 2) // r1's claimer has been back twice: nothing may change
-				after := c.records(t, "m")
-				for id, dj := range before {
-					if after[id].Status != dj.Status {
-						t.Errorf("device %s changed after the takeover: %s to %s", id, dj.Status, after[id].Status)
-					}
-				}
-			}
-			c.bus.mu.Lock()
-			defer c.bus.mu.Unlock()
-			for id, k := range c.bus.calls {
-				if k != 1 {
-					t.Errorf("device %s called %d times", id, k)
-				}
-			}
-			for i := range n {
-				d, err := c.st.GetDevice(ctx, fmt.Sprintf("d%04d", i))
-				if err != nil || d.Desired["$version"] != 2.0 {
-					t.Errorf("device %d: desired $version %v (%v), want 2: patched once", i, d.Desired["$version"], err)
-					break
-				}
-			}
-		})
+		}
+	}
+	c.bus.mu.Lock()
+	defer c.bus.mu.Unlock()
+	for id, k := range c.bus.calls {
+		if k != 1 {
+			t.Errorf("device %s called %d times", id, k)
+		}
+	}
+	for i := range n {
+		d, err := c.st.GetDevice(ctx, fmt.Sprintf("d%04d", i))
+		if err != nil || d.Desired["$version"] != 2.0 {
+			t.Errorf("device %d: desired $version %v (%v), want 2: patched once", i, d.Desired["$version"], err)
+			break
+		}
 	}
 }

@@ -793,9 +793,13 @@ func (e *Engine) storeBatch(batch []*write) []error {
 				for _, i := range byJob[id] {
 					errs[i] = perr
 				}
+				if errors.Is(perr, store.ErrLeaseLost) {
+					e.abandonJob(id)
+				}
 			}
 			return errs
 		}
+		e.abandonJob(order[0])
 	}
 	if err != nil {
 		e.Logger.Error("store job results", "err", err)

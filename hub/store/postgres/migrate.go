@@ -21,6 +21,7 @@ type migration struct {
 var migrations = []migration{
 	{1, "devices, jobs and device-job records; their indexes; query helpers", schemaV1},
 	{2, "the query language's remainder as Go's math.Mod", schemaV2},
+	{3, "job leases and replicas, for hubs that share the database", schemaV3},
 }
 
 // versionTable records the applied migrations, one row each.
@@ -297,4 +298,24 @@ BEGIN
 	END IF;
 	RETURN r;
 END $$;
+`
+
+// schemaV3 holds the leases of jobs among replicas (lease.go) and the
+// replicas' heartbeats. A lease row outlives its holder: its epoch
+// counts the job's holders, and its cancel flag a cancel asked for
+// through any replica.
+const schemaV3 = `
+CREATE TABLE job_leases (
+	job_id  text COLLATE "C" PRIMARY KEY,
+	replica text COLLATE "C" NOT NULL DEFAULT '',
+	epoch   bigint NOT NULL DEFAULT 0,
+	expires timestamptz NOT NULL DEFAULT '-infinity',
+	cancel  boolean NOT NULL DEFAULT false
+);
+
+CREATE TABLE replicas (
+	id       text COLLATE "C" PRIMARY KEY,
+	endpoint text NOT NULL,
+	seen     timestamptz NOT NULL
+);
 `

@@ -456,11 +456,25 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 			return nil, nil, ctxErr(ctx, err)
 		}
 	}
+	// Updates whose records are for a job whose lease ctx carries and
+	// that is no longer current are left out: their replica lost the job.
+	var all []string
+	for _, u := range ups {
+		all = append(all, recJobs(u.Recs)...)
+	}
+	lost, err := fence(ctx, tx, all)
+	if err != nil {
+		return nil, nil, ctxErr(ctx, err)
+	}
 	// An id updated twice in the group is decoded again from the first
 	// update's row: a failed update in between changed only its own copy.
 	changed := map[string]*deviceRow{}
 	var recs []*hub.DeviceJob
 	for i, u := range ups {
+		if id := lostJob(lost, u.Recs); id != "" {
+			errs[i] = lostErr(id)
+			continue
+		}
 		r, ok := rows[u.ID]
 		if !ok {
 			errs[i] = store.ErrNotFound
@@ -666,6 +680,9 @@ func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, fenced := store.LeaseOf(ctx, j.JobID); fenced {
+		return s.PutDeviceJobs(ctx, nil, j) // the lease is checked in its transaction
+	}
 	if !storable(j.JobID) {
 		return fmt.Errorf("job %q: %w", j.JobID, store.ErrNotFound)
 	}
@@ -747,6 +764,19 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 		return ctxErr(ctx, err)
 	}
 	defer rollback(ctx, tx)
+	ids := recJobs(djs)
+	for _, j := range jobs {
+		ids = append(ids, j.JobID)
+	}
+	lost, err := fence(ctx, tx, ids)
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	for _, id := range ids {
+		if lost[id] {
+			return lostErr(id)
+		}
+	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return ctxErr(ctx, err)
 	}
