@@ -70,7 +70,6 @@ func TestDataDirOwner(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &listed); err != nil || len(listed) != 1 || listed[0].Status != hub.JobRunning {
 		t.Errorf("jobs list --data while owned: %v %s, want the live job running", err, stdout)
 	}
-	t.Logf("jobs list: %s", stderr)
 	pid := fmt.Sprint(h.cmd.Process.Pid)
 	if !strings.Contains(stderr, "in use by process "+pid) {
 		t.Errorf("jobs list --data does not say whose hub it used: %q", stderr)
