@@ -41,14 +41,15 @@ func (e *Engine) tick() time.Duration { return min(time.Second, e.LeaseTTL/3) }
 // claimer runs claimRound every tick until the engine closes.
 func (e *Engine) claimer() {
 	defer e.wg.Done()
-	t := time.NewTicker(e.tick())
+	t := e.clock.NewTimer(e.tick())
 	defer t.Stop()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			e.claimRound(e.ctx)
+			t.Reset(e.tick())
 		}
 	}
 }
@@ -128,7 +129,7 @@ func (e *Engine) renew(ctx context.Context) {
 			// The store is away: the lease runs out by itself, and the
 			// store refuses writes under it from then on.
 			e.mu.Lock()
-			expired := time.Now().After(r.lease.Expires)
+			expired := e.clock.Now().After(r.lease.Expires)
 			e.mu.Unlock()
 			if expired {
 				e.abandon(r)
@@ -185,7 +186,7 @@ func (e *Engine) release(l store.Lease) {
 	if e.leaser == nil || l.JobID == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := e.clock.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.leaser.ReleaseJob(ctx, l); err != nil {
 		e.Logger.Warn("release job lease", "job", l.JobID, "err", err)
@@ -224,9 +225,11 @@ func (e *Engine) watchRemote(ctx context.Context, id string, last *hub.Job) (*hu
 		if local {
 			return e.WatchJob(ctx, id, last) // adopted here meanwhile
 		}
+		t := e.clock.NewTimer(250 * time.Millisecond) // polling the shared store
 		select {
-		case <-time.After(250 * time.Millisecond): // polling the shared store
+		case <-t.C():
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
 		}
 	}
