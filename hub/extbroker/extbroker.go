@@ -158,14 +158,37 @@ func (cl *Client) Subscribe(filter string, fn func(topic string, payload []byte)
 	if !first {
 		return nil // the broker already sends it; handler() fans out
 	}
-	tok := cl.c.Subscribe(cl.url.Root+filter, 0, cl.handler(filter))
+	tok := cl.c.Subscribe(cl.brokerFilter(filter), 0, cl.handler(filter))
 	if err := waitTimeout(tok); err != nil {
 		return fmt.Errorf("subscribe %s on external broker: %w", filter, err)
 	}
-	if code := tok.(*paho.SubscribeToken).Result()[cl.url.Root+filter]; code > 2 {
+	if code := tok.(*paho.SubscribeToken).Result()[cl.brokerFilter(filter)]; code > 2 {
 		return fmt.Errorf("subscribe %s on external broker: refused (0x%02x); check the hub's ACL entry", filter, code)
 	}
 	return nil
+}
+
+// SubscribeShared is Subscribe through the shared subscription of group
+// ($share/group/filter, MQTT 5's, which Mosquitto 2 and the clustered
+// brokers also give MQTT 3.1.1 clients): each message goes to one of the
+// group's subscribers, so hubs that share a broker (replicas) handle
+// each device request once.
+func (cl *Client) SubscribeShared(group, filter string, fn func(topic string, payload []byte)) error {
+	return cl.Subscribe(sharePrefix+group+"/"+filter, fn)
+}
+
+// sharePrefix starts a shared subscription's filter.
+const sharePrefix = "$share/"
+
+// brokerFilter is a filter as the broker takes it: the URL's root goes
+// after a shared subscription's prefix.
+func (cl *Client) brokerFilter(filter string) string {
+	if rest, ok := strings.CutPrefix(filter, sharePrefix); ok {
+		if group, f, ok := strings.Cut(rest, "/"); ok {
+			return sharePrefix + group + "/" + cl.url.Root + f
+		}
+	}
+	return cl.url.Root + filter
 }
 
 // handler passes a filter's messages to each of its handlers.
@@ -191,7 +214,7 @@ func (cl *Client) resubscribe(c paho.Client) {
 	cl.subMu.Lock()
 	var toks []paho.Token
 	for f := range cl.subs {
-		toks = append(toks, c.Subscribe(cl.url.Root+f, 0, cl.handler(f)))
+		toks = append(toks, c.Subscribe(cl.brokerFilter(f), 0, cl.handler(f)))
 	}
 	cl.subMu.Unlock()
 	if !cl.lost.Swap(false) {

@@ -213,6 +213,11 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 	if realClock {
 		h.engine.WriteLinger = engine.DefaultWriteLinger
 	}
+	if _, shared := st.(store.Leaser); shared && h.ext != nil {
+		// Hubs on one database and one broker are replicas of one hub:
+		// each device request goes to one of them.
+		h.bus.ShareGroup = "iotjobs-hub"
+	}
 	if _, shared := st.(store.Leaser); shared {
 		// A store replicas may share: jobs run under leases. The id is
 		// the data directory's, so a hub restarted on it (which owns it,

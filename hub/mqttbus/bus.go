@@ -31,6 +31,12 @@ type Transport interface {
 	Kick(deviceID string)
 }
 
+// SharedTransport is a Transport that can share a subscription among
+// several hubs on one broker (each message to one of them).
+type SharedTransport interface {
+	SubscribeShared(group, filter string, fn func(topic string, payload []byte)) error
+}
+
 // DefaultWindow is the most method requests in flight across the hub.
 // Without a bound, a burst overflows the broker's per-client queues and
 // replies are silently lost (PERFORMANCE.md §0).
@@ -46,6 +52,10 @@ const MaxTwinRequests = 8
 // Subscribed methods are the broker's presence events.
 type Bus struct {
 	Logger *slog.Logger
+	// ShareGroup, when set on a SharedTransport before Open, shares the
+	// device requests (twin GETs, reported patches, telemetry) among the
+	// hubs of this group on the broker: each is handled by one of them.
+	ShareGroup string
 
 	t      Transport
 	events hub.DeviceEvents
@@ -115,14 +125,24 @@ func (b *Bus) Open() error {
 	subs := []struct {
 		filter string
 		fn     func(string, []byte)
+		shared bool // a device request: handled by one hub of several
 	}{
-		{"devices/+/$iothub/methods/res/#", b.onMethodResponse},
-		{"devices/+/$iothub/twin/GET/#", b.onTwinRequest},
-		{"devices/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest},
-		{"devices/+/messages/events/#", b.onTelemetry},
+		// Every hub hears every method answer, and takes those whose
+		// request id is its own: the answer reaches the hub waiting.
+		{"devices/+/$iothub/methods/res/#", b.onMethodResponse, false},
+		{"devices/+/$iothub/twin/GET/#", b.onTwinRequest, true},
+		{"devices/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest, true},
+		{"devices/+/messages/events/#", b.onTelemetry, true},
 	}
+	st, sharing := b.t.(SharedTransport)
 	for _, s := range subs {
-		if err := b.t.Subscribe(s.filter, s.fn); err != nil {
+		var err error
+		if s.shared && sharing && b.ShareGroup != "" {
+			err = st.SubscribeShared(b.ShareGroup, s.filter, s.fn)
+		} else {
+			err = b.t.Subscribe(s.filter, s.fn)
+		}
+		if err != nil {
 			return err
 		}
 	}
