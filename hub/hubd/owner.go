@@ -176,12 +176,21 @@ func (h *Hub) ownerRecord(since time.Time, ready bool) *OwnerInfo {
 	return o
 }
 
-// replicaID is the data directory's replica id, made on first use: the
-// host name and a random suffix, in DATA/replica-id.
+// replicaID is the data directory's replica id: the host name and a
+// random suffix, made on first use and kept in DATA/replica-id with the
+// directory's inode. A copy of the directory (another replica seeded
+// from this one) has another inode, so it makes an id of its own: two
+// live hubs with one id would both hold the same leases.
 func replicaID(dir string) (string, error) {
 	path := filepath.Join(dir, "replica-id")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
+	ino, err := inode(dir)
+	if err != nil {
+		return "", fmt.Errorf("replica id: %w", err)
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		if id, at, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && id != "" && at == ino {
+			return id, nil
+		}
 	}
 	host, _ := os.Hostname()
 	if host == "" {
@@ -192,8 +201,21 @@ func replicaID(dir string) (string, error) {
 		return "", err
 	}
 	id := fmt.Sprintf("%s-%x", host, suffix)
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(id+" "+ino+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write the replica id: %w", err)
 	}
 	return id, nil
+}
+
+// inode names dir's file system object: device and inode number.
+func inode(dir string) (string, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("%s: no inode on this system", dir)
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }

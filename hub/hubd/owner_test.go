@@ -63,3 +63,21 @@ func portOf(addr string) string {
 	}
 	return addr
 }
+
+// TestReplicaID: a data directory keeps its replica id across restarts;
+// a copy of it (a replica seeded from another's directory) gets its own.
+func TestReplicaID(t *testing.T) {
+	dir := t.TempDir()
+	a, err := hubd.ReplicaID(dir)
+	must(t, "replica id", err)
+	again, err := hubd.ReplicaID(dir)
+	must(t, "replica id again", err)
+	copied := t.TempDir()
+	b, _ := os.ReadFile(dir + "/replica-id")
+	must(t, "copy", os.WriteFile(copied+"/replica-id", b, 0o600))
+	other, err := hubd.ReplicaID(copied)
+	must(t, "replica id of the copy", err)
+	if a == "" || again != a || other == a {
+		t.Errorf("ids %q, then %q, and %q for the copy; want the same twice, another for the copy", a, again, other)
+	}
+}

@@ -1,0 +1,4 @@
+package hubd
+
+// ReplicaID is replicaID, for tests.
+var ReplicaID = replicaID
