@@ -437,6 +437,11 @@ func (h *Hub) hostAliases() []string {
 		names = append(names, hn)
 	}
 	var out []string
+	if strings.Contains(h.cfg.HostName, ":") {
+		// The name clients use, as given: a load balancer's host and
+		// port, which differ from this replica's own.
+		out = append(out, h.cfg.HostName)
+	}
 	ports := []string{""}
 	for _, a := range []string{h.httpAddr, h.MQTTAddr()} {
 		if _, p, err := net.SplitHostPort(a); err == nil {

@@ -1,13 +1,16 @@
 package hubd_test
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/hubd"
+	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
@@ -110,6 +113,34 @@ func TestReplicasOnOneBroker(t *testing.T) {
 	for id, k := range calls {
 		if k > 2 {
 			t.Errorf("device %s called %d times by two jobs", id, k)
+		}
+	}
+}
+
+// TestLoadBalancerHostName: a hub given --hostname host:port (a load
+// balancer's, in front of replicas listening elsewhere) accepts tokens
+// for that name and port.
+func TestLoadBalancerHostName(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	h, err := hubd.Open(ctx, hubd.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", HostName: "hub.example:9443", Logger: quiet})
+	must(t, "open hub", err)
+	t.Cleanup(func() { h.Close() })
+	cs, err := sas.ParseConnectionString(h.ConnectionString())
+	must(t, "connection string", err)
+	web := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool(t, h), ServerName: "localhost"}}}
+	for _, tc := range []struct {
+		host string
+		want int
+	}{{"hub.example:9443", 200}, {"hub.example:9444", 401}} {
+		tok, err := sas.ServiceToken(tc.host, cs.SharedAccessKeyName, cs.SharedAccessKey, time.Now().Add(time.Hour))
+		must(t, "token", err)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+h.HTTPAddr()+"/devices?api-version=2021-04-12", nil)
+		req.Header.Set("Authorization", tok)
+		resp, err := web.Do(req)
+		must(t, "GET /devices", err)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("token for %s: %d, want %d", tc.host, resp.StatusCode, tc.want)
 		}
 	}
 }
