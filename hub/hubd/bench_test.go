@@ -18,12 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/mqttbus"
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
@@ -147,7 +149,11 @@ func BenchmarkMethodJob(b *testing.B) {
 	n := benchDevices(b)
 	ctx := context.Background()
 	dir := b.TempDir()
-	h, err := Open(ctx, Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	storeURL := ""
+	if os.Getenv("IOTJOBS_BENCH_STORE") == "postgres" {
+		_, storeURL = pgtest.Schema(b)
+	}
+	h, err := Open(ctx, Config{DataDir: dir, StoreURL: storeURL, MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -224,11 +230,14 @@ func BenchmarkMethodJob(b *testing.B) {
 	// listens on too; the bus ignores $rids it did not send, and so does
 	// this counter.
 	fanout := newRawFanout(b, h.broker, ids)
-	var rawTotal, busTotal, jobTotal time.Duration
+	var rawTotal, busTotal, jobTotal, twinTotal time.Duration
+	var rawCPU, jobCPU, twinCPU time.Duration
 	iter := 0
 	for b.Loop() {
 		iter++
+		c0 := hubSideCPU()
 		raw := fanout.run(b, iter)
+		rawCPU += hubSideCPU() - c0
 
 		// The hub's device bus alone: the same calls through mqttbus
 		// ($rid correlation, timeouts), no engine, no store.
@@ -257,6 +266,7 @@ func BenchmarkMethodJob(b *testing.B) {
 		jobID := fmt.Sprintf("bench-%d", iter)
 		runtime.GC() // the raw fan-out's garbage is not the job's
 		t0 = time.Now()
+		c0 = hubSideCPU()
 		var err error
 		// Labelled, so that a CPU profile can tell the job's goroutines
 		// (-tagfocus phase=job).
@@ -272,13 +282,37 @@ func BenchmarkMethodJob(b *testing.B) {
 			j, err = c.WatchJob(ctx, jobID, j)
 		}
 		job := time.Since(t0)
+		jobCPU += hubSideCPU() - c0
 		if err != nil || j.Status != hub.JobCompleted || j.DeviceJobStatistics.SucceededCount != n {
 			b.Fatalf("job %s: %v %+v", jobID, err, j)
 		}
+		// A twin job over the same devices: a desired patch each.
+		runtime.GC()
+		t0, c0 = time.Now(), hubSideCPU()
+		twinID := fmt.Sprintf("bench-twin-%d", iter)
+		if _, err := c.CreateJob(ctx, &hub.Job{JobID: twinID, Type: hub.JobUpdateTwin, QueryCondition: "*",
+			UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"bench": iter}}}}); err != nil {
+			b.Fatal(err)
+		}
+		tj, err := c.WatchJob(ctx, twinID, nil)
+		for err == nil && tj.EndTime == nil {
+			tj, err = c.WatchJob(ctx, twinID, tj)
+		}
+		twin := time.Since(t0)
+		twinCPU += hubSideCPU() - c0
+		if err != nil || tj.Status != hub.JobCompleted || tj.DeviceJobStatistics.SucceededCount != n {
+			b.Fatalf("twin job %s: %v %+v", twinID, err, tj)
+		}
+		twinTotal += twin
 		b.Logf("run %d: raw fan-out %s, bus %s, job %s (%.2f×)", iter, raw.Round(time.Millisecond), bus.Round(time.Millisecond), job.Round(time.Millisecond), job.Seconds()/raw.Seconds())
 		rawTotal += raw
 		jobTotal += job
 	}
+	ops := float64(iter * n)
+	b.ReportMetric(float64(rawCPU.Microseconds())/ops, "raw-cpu-µs/device")
+	b.ReportMetric(float64(jobCPU.Microseconds())/ops, "job-cpu-µs/device")
+	b.ReportMetric(float64(twinCPU.Microseconds())/ops, "twin-cpu-µs/device")
+	b.ReportMetric(twinTotal.Seconds()/float64(iter), "twin-s/op")
 	b.ReportMetric(rawTotal.Seconds()/float64(iter), "raw-s/op")
 	b.ReportMetric(busTotal.Seconds()/float64(iter), "bus-s/op")
 	b.ReportMetric(jobTotal.Seconds()/float64(iter), "job-s/op")
@@ -340,4 +374,41 @@ func (f *rawFanout) run(b *testing.B, iter int) time.Duration {
 		b.Fatalf("raw fan-out: %d of %d replies after 5 minutes", f.replies.Load(), len(f.ids))
 	}
 	return time.Since(t0)
+}
+
+// hubSideCPU is the CPU time used so far by the hub's side: this process
+// (the hub; the fleet runs in its own) and every PostgreSQL server
+// process of the machine (its backends and background workers, which
+// are idle but for the hub's work during a benchmark).
+func hubSideCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return self + postgresCPU()
+}
+
+// postgresCPU sums utime and stime of the processes named postgres, from
+// /proc (in clock ticks of 10 ms, Linux's USER_HZ).
+func postgresCPU() time.Duration {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || close < open || string(b[open+1:close]) != "postgres" {
+			continue
+		}
+		fields := strings.Fields(string(b[close+1:]))
+		// After the command: state is field 3; utime and stime are 14 and 15.
+		if len(fields) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(fields[11], 10, 64)
+		st, _ := strconv.ParseInt(fields[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
