@@ -230,6 +230,11 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 		if h.httpAddr != "" {
 			h.engine.Endpoint = "https://" + h.httpAddr
 		}
+		if h.ext == nil {
+			if err := aloneOnStore(ctx, st.(store.Leaser), h.engine.Replica, cfg.LeaseTTL); err != nil {
+				return nil, err
+			}
+		}
 	}
 	h.metrics = &rest.Metrics{}
 	h.engine.Metrics = newEngineMetrics(h.metrics.Registerer())
@@ -347,6 +352,30 @@ func (h *Hub) registerMetrics(reg prometheus.Registerer) {
 		gauge("iotjobs_broker_inflight_dropped", "QoS 1 messages the broker dropped for in-flight quotas; must stay 0.", func(s broker.Stats) int64 { return s.InflightDropped }),
 		gauge("iotjobs_broker_messages_dropped", "Messages the broker dropped for full client queues; must stay 0.", func(s broker.Stats) int64 { return s.MessagesDropped }),
 	)
+}
+
+// aloneOnStore refuses a hub with its embedded broker on a database
+// another live hub uses: its devices could reach only one of them, and a
+// job adopted by the other would find every device offline. Hubs that
+// share a database must share an external broker.
+func aloneOnStore(ctx context.Context, l store.Leaser, replica string, ttl time.Duration) error {
+	if ttl <= 0 {
+		ttl = engine.DefaultLeaseTTL
+	}
+	live, err := l.Heartbeat(ctx, replica, "", ttl)
+	if err != nil {
+		return fmt.Errorf("register with the store: %w", err)
+	}
+	for _, r := range live {
+		if r.ID != replica {
+			where := r.Endpoint
+			if where == "" {
+				where = "no REST API"
+			}
+			return fmt.Errorf("another hub (%s, %s) uses this database; hubs that share a database must share an external broker: start every one of them with the same --broker, or give this one a database (or schema) of its own", r.ID, where)
+		}
+	}
+	return nil
 }
 
 // openStore opens the store a URL names: postgres:// or postgresql://

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,5 +143,21 @@ func TestLoadBalancerHostName(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("token for %s: %d, want %d", tc.host, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestEmbeddedBrokerRefusesSharedStore: a second hub with its embedded
+// broker on a database another live hub uses is refused, naming the
+// other and what to do; nothing of the first changes.
+func TestEmbeddedBrokerRefusesSharedStore(t *testing.T) {
+	_, storeURL := pgtest.Schema(t)
+	ctx := testCtx(t, 30*time.Second)
+	first := openHubOn(t, t.TempDir(), "127.0.0.1:0", storeURL)
+	_, err := hubd.Open(ctx, hubd.Config{DataDir: t.TempDir(), StoreURL: storeURL, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "hubs that share a database must share an external broker") || !strings.Contains(err.Error(), first.HTTPAddr()) {
+		t.Fatalf("second hub on the same database with its embedded broker: %v, want a refusal naming the first", err)
+	}
+	if _, err := first.Client().ListDevices(ctx, 10); err != nil {
+		t.Errorf("the first hub after the refusal: %v", err)
 	}
 }
