@@ -159,8 +159,12 @@ func (c *Client) do(ctx context.Context, k call) (http.Header, error) {
 	}
 	if k.out != nil {
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(k.out); err != nil {
-			if ctx.Err() != nil {
-				return nil, c.transportError(ctx, k, err)
+			// A connection that broke in the middle of the answer (the
+			// hub was killed) is the hub being unreachable, which
+			// callers wait out, not a hub that answered garbage.
+			var opErr *net.OpError
+			if ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.As(err, &opErr) {
+				return nil, c.transportError(ctx, k, fmt.Errorf("the connection broke while reading the answer: %w", err))
 			}
 			return nil, hub.Errorf(hub.CodeServerError, "%s %s: decode answer: %v", k.method, k.path, err)
 		}

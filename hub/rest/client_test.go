@@ -600,3 +600,27 @@ func TestNewClientRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerCutOff: a hub that dies in the middle of an answer (the
+// connection closes before the body's end) is unreachable, which callers
+// wait out, not a ServerError.
+func TestAnswerCutOff(t *testing.T) {
+	cut := func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentTypeJSON)
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte(`{"jobId":"j","status":"runn`))
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		})
+	}
+	c, _ := startTLS(t, newFakeHub(), cut, Options{})
+	_, err := c.GetJob(testCtx(t), "j")
+	if hub.ErrorCode(err) != hub.CodeUnreachable || !strings.Contains(err.Error(), "broke while reading the answer") {
+		t.Errorf("an answer cut off: %v, want Unreachable", err)
+	}
+}
