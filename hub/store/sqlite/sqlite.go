@@ -279,12 +279,12 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		if err != nil {
 			return nil, nil, err
 		}
-		before := snapshotIdentity(d)
+		before := store.SnapshotIdentity(d)
 		if err := u.Fn(d); err != nil {
 			errs[i] = err
 			continue
 		}
-		next, err := encodeDevice(d, before.same(d), r.identity)
+		next, err := encodeDevice(d, before.Same(d), r.identity)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -329,35 +329,6 @@ func getDevices(ctx context.Context, tx *sql.Tx, ups []store.DeviceUpdate) (map[
 		rows[id] = r
 	}
 	return rows, res.Err()
-}
-
-// identitySnapshot is a device's identity before an update function ran,
-// to tell whether it changed (a twin update leaves it alone, and then its
-// stored JSON is kept instead of encoded again).
-type identitySnapshot struct {
-	d                      hub.Device
-	reason, thumb1, thumb2 string
-}
-
-func snapshotIdentity(d *store.Device) identitySnapshot {
-	s := identitySnapshot{d: d.Device}
-	s.reason, s.thumb1, s.thumb2 = deref(d.StatusReason), deref(d.Authentication.X509Thumbprint.PrimaryThumbprint), deref(d.Authentication.X509Thumbprint.SecondaryThumbprint)
-	return s
-}
-
-// same reports whether d's identity is as it was, pointed-to strings
-// included.
-func (s identitySnapshot) same(d *store.Device) bool {
-	return d.Device == s.d && deref(d.StatusReason) == s.reason &&
-		deref(d.Authentication.X509Thumbprint.PrimaryThumbprint) == s.thumb1 &&
-		deref(d.Authentication.X509Thumbprint.SecondaryThumbprint) == s.thumb2
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }
 
 // DeleteDevice implements store.Store.
