@@ -510,26 +510,7 @@ func fetchPaths(q *query.Query) [][]string {
 	for _, pr := range q.Select {
 		add(pr.Path.Segments)
 	}
-	var out [][]string
-	for i, p := range all {
-		covered := false
-		for j, o := range all {
-			if len(o) < len(p) || len(o) == len(p) && j < i {
-				if hasPrefix(p, o) {
-					covered = true
-					break
-				}
-			}
-		}
-		if !covered {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func hasPrefix(p, prefix []string) bool {
-	return len(prefix) <= len(p) && slices.Equal(p[:len(prefix)], prefix)
+	return store.OutermostPaths(all)
 }
 
 // setPath stores v at segs in doc, creating objects on the way.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/iotjobs/iotjobs/hub/query"
+	"github.com/iotjobs/iotjobs/hub/store"
 	msqlite "modernc.org/sqlite"
 )
 
@@ -826,34 +827,7 @@ func fetchPaths(q *query.Query) [][]string {
 	for _, pr := range q.Select {
 		add(pr.Path.Segments)
 	}
-	var out [][]string
-	for i, p := range all {
-		covered := false
-		for j, o := range all {
-			if len(o) < len(p) || len(o) == len(p) && j < i {
-				if hasPrefix(p, o) {
-					covered = true
-					break
-				}
-			}
-		}
-		if !covered {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func hasPrefix(p, prefix []string) bool {
-	if len(prefix) > len(p) {
-		return false
-	}
-	for i := range prefix {
-		if p[i] != prefix[i] {
-			return false
-		}
-	}
-	return true
+	return store.OutermostPaths(all)
 }
 
 // setPath stores v at segs in doc, creating objects on the way.
