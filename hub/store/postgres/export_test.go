@@ -65,3 +65,7 @@ func (s *Store) ExplainPlan(ctx context.Context, q *query.Query) (json.RawMessag
 	}
 	return plan, nil
 }
+
+// SetAfterFence makes s run fn inside each fenced write's transaction,
+// once it holds its leases' row locks.
+func (s *Store) SetAfterFence(fn func()) { s.afterFence = fn }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,7 +28,19 @@ var _ store.Store = (*Store)(nil)
 // use.
 type Store struct {
 	pool *pgxpool.Pool
+	// afterFence, set by tests, runs inside a fenced write's transaction
+	// once it holds its leases' row locks.
+	afterFence func()
 }
+
+// IdleInTransactionTimeout is how long the server lets a session of the
+// store sit in an open transaction: a hub that stops mid-transaction (its
+// host lost, its link cut, the process frozen) would otherwise hold the
+// row locks of its job leases until the server's TCP keep-alive gives up,
+// hours later, and no replica could take its jobs over. The store's
+// transactions never wait on anything but the server. A URL may set
+// idle_in_transaction_session_timeout itself.
+const IdleInTransactionTimeout = 5 * time.Second
 
 // Open connects to the database at url, a postgres:// URL in pgx's syntax
 // (runtime parameters such as search_path may be given in the query
@@ -44,6 +57,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// which leaves the server working until it next writes to it.
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 5 * time.Second}
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -466,6 +482,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 	if err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}
+	if s.afterFence != nil {
+		s.afterFence()
+	}
 	// An id updated twice in the group is decoded again from the first
 	// update's row: a failed update in between changed only its own copy.
 	changed := map[string]*deviceRow{}
@@ -742,6 +761,9 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 	lost, err := fence(ctx, tx, ids)
 	if err != nil {
 		return ctxErr(ctx, err)
+	}
+	if s.afterFence != nil {
+		s.afterFence()
 	}
 	for _, id := range ids {
 		if lost[id] {
