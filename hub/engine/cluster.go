@@ -54,13 +54,49 @@ func (e *Engine) claimer() {
 	}
 }
 
+// claim claims or renews job id's lease for this replica. The store
+// judges expiry by its own clock; the replica judges by its own, so the
+// returned lease's Expires is the local time it surely ends by: the
+// lease was granted no earlier than the request went out.
+func (e *Engine) claim(ctx context.Context, id string) (store.Lease, error) {
+	asked := e.clock.Now()
+	l, err := e.leaser.ClaimJob(ctx, id, e.Replica, e.LeaseTTL)
+	if err == nil {
+		l.Expires = asked.Add(e.LeaseTTL)
+	}
+	return l, err
+}
+
+// leaseHeld says run r may still act for its job: it runs alone, or its
+// lease has not run out by this replica's clock. A method request goes
+// out only while it holds: a replica cut off from the store keeps going
+// until it notices, and the store's fencing refuses its writes, but the
+// request itself is no write.
+func (e *Engine) leaseHeld(r *run) bool {
+	e.mu.Lock()
+	l := r.lease
+	e.mu.Unlock()
+	return l.JobID == "" || e.clock.Now().Before(l.Expires)
+}
+
+// bounded is ctx for one call of the claimer to the store: a call that
+// hangs (the server or the link lost) must not keep the claimer from
+// seeing this replica's leases run out.
+func (e *Engine) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return e.clock.WithTimeout(ctx, max(e.LeaseTTL/3, time.Second))
+}
+
 // claimRound is one tick of the claimer.
 func (e *Engine) claimRound(ctx context.Context) {
-	if live, err := e.leaser.Heartbeat(ctx, e.Replica, e.Endpoint, e.LeaseTTL); err == nil && len(live) > 0 && e.OpsPerSecond > 0 {
+	hctx, cancel := e.bounded(ctx)
+	if live, err := e.leaser.Heartbeat(hctx, e.Replica, e.Endpoint, e.LeaseTTL); err == nil && len(live) > 0 && e.OpsPerSecond > 0 {
 		e.pace.setRate(e.OpsPerSecond / float64(len(live)))
 	}
+	cancel()
 	e.renew(ctx)
-	jobs, err := e.store.ListJobs(ctx)
+	lctx, cancel := e.bounded(ctx)
+	jobs, err := e.store.ListJobs(lctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			e.Logger.Warn("list jobs to claim", "err", err)
@@ -77,7 +113,9 @@ func (e *Engine) claimRound(ctx context.Context) {
 		if mine {
 			continue
 		}
-		l, err := e.leaser.ClaimJob(ctx, j.JobID, e.Replica, e.LeaseTTL)
+		cctx, cancel := e.bounded(ctx)
+		l, err := e.claim(cctx, j.JobID)
+		cancel()
 		if err != nil {
 			continue // another replica runs it, or the store is away
 		}
@@ -107,7 +145,9 @@ func (e *Engine) renew(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	for _, r := range runs {
-		l, err := e.leaser.ClaimJob(ctx, r.id, e.Replica, e.LeaseTTL)
+		cctx, cancel := e.bounded(ctx)
+		l, err := e.claim(cctx, r.id)
+		cancel()
 		switch {
 		case err == nil && l.Epoch != r.lease.Epoch:
 			// It had expired: writes made meanwhile were refused, so

@@ -51,63 +51,140 @@ func (b *fleetBus) PushDesired(context.Context, string, json.RawMessage, int64) 
 func (b *fleetBus) Kick(string)                                                       {}
 
 // cutStore is a replica's connection to the shared store, which the test
-// can cut (every call fails, as when the replica's link is down).
+// can cut: every call fails at once (the link down, the error seen), or
+// hangs until its context ends or the link is back (packets lost without
+// a word, as on a cut cable).
 type cutStore struct {
 	store.Store
 	leaser store.Leaser
-	cut    atomic.Bool
+	mu     sync.Mutex
+	mode   string        // "", "cut" or "hung"
+	back   chan struct{} // closed when the link is restored
 }
 
 var errCut = errors.New("link to the store is cut")
 
-func (c *cutStore) err() error {
-	if c.cut.Load() {
+// set cuts the link ("cut", "hung") or restores it ("").
+func (c *cutStore) set(mode string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mode == "" && c.back != nil {
+		close(c.back)
+	}
+	c.mode, c.back = mode, nil
+	if mode != "" {
+		c.back = make(chan struct{})
+	}
+}
+
+func (c *cutStore) err(ctx context.Context) error {
+	c.mu.Lock()
+	mode, back := c.mode, c.back
+	c.mu.Unlock()
+	switch mode {
+	case "cut":
 		return errCut
+	case "hung":
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-back:
+		}
 	}
 	return nil
 }
 
 func (c *cutStore) ClaimJob(ctx context.Context, id, replica string, ttl time.Duration) (store.Lease, error) {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return store.Lease{}, err
 	}
 	return c.leaser.ClaimJob(ctx, id, replica, ttl)
 }
 func (c *cutStore) ReleaseJob(ctx context.Context, l store.Lease) error {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return err
 	}
 	return c.leaser.ReleaseJob(ctx, l)
 }
 func (c *cutStore) RequestCancel(ctx context.Context, id string) error {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return err
 	}
 	return c.leaser.RequestCancel(ctx, id)
 }
 func (c *cutStore) Heartbeat(ctx context.Context, replica, endpoint string, ttl time.Duration) ([]store.Replica, error) {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return nil, err
 	}
 	return c.leaser.Heartbeat(ctx, replica, endpoint, ttl)
 }
 func (c *cutStore) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ...*hub.Job) error {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return err
 	}
 	return c.Store.PutDeviceJobs(ctx, djs, jobs...)
 }
 func (c *cutStore) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return nil, nil, err
 	}
 	return c.Store.UpdateDevices(ctx, ups)
 }
 func (c *cutStore) ListJobs(ctx context.Context) ([]*hub.Job, error) {
-	if err := c.err(); err != nil {
+	if err := c.err(ctx); err != nil {
 		return nil, err
 	}
 	return c.Store.ListJobs(ctx)
+}
+
+// cutBus is a replica's link to the devices: while down, requests are not
+// sent (hub.ErrNotSent) and nobody is online; late counts the requests it
+// sends once back up.
+type cutBus struct {
+	*fleetBus
+	mu   sync.Mutex
+	down chan struct{} // non-nil while down; closed when back
+	was  bool          // it has been down
+	late atomic.Int32
+}
+
+func (b *cutBus) set(down bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if down {
+		b.down, b.was = make(chan struct{}), true
+	} else if b.down != nil {
+		close(b.down)
+		b.down = nil
+	}
+}
+
+func (b *cutBus) state() (chan struct{}, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.down, b.was
+}
+
+func (b *cutBus) InvokeMethod(ctx context.Context, id, method string, payload json.RawMessage) (*hub.MethodResponse, error) {
+	down, was := b.state()
+	if down != nil {
+		return nil, hub.ErrNotSent
+	}
+	if was {
+		b.late.Add(1)
+	}
+	return b.fleetBus.InvokeMethod(ctx, id, method, payload)
+}
+
+func (b *cutBus) WaitOnline(ctx context.Context, id string) error {
+	if down, _ := b.state(); down != nil {
+		select {
+		case <-down:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // cluster is n replicas on one shared store, with leases of ttl.
@@ -115,6 +192,7 @@ type cluster struct {
 	st    store.Store // a handle of the test's own on the shared store
 	bus   *fleetBus
 	links []*cutStore
+	buses []*cutBus
 	reps  []*engine.Engine
 }
 
@@ -159,14 +237,15 @@ func newCluster(t *testing.T, open shared, n, devices int, ttl time.Duration, op
 	c := &cluster{st: handles[n], bus: &fleetBus{calls: map[string]int{}, delay: 20 * time.Millisecond}}
 	for i := range n {
 		link := &cutStore{Store: handles[i], leaser: handles[i].(store.Leaser)}
-		e := engine.New(link, c.bus, clock.Real())
+		bus := &cutBus{fleetBus: c.bus}
+		e := engine.New(link, bus, clock.Real())
 		e.Replica, e.LeaseTTL, e.OpsPerSecond = fmt.Sprintf("r%d", i+1), ttl, opsPerSecond
 		e.Logger = slog.New(slog.DiscardHandler)
 		if err := e.Open(ctx); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.Close() })
-		c.links, c.reps = append(c.links, link), append(c.reps, e)
+		c.links, c.buses, c.reps = append(c.links, link), append(c.buses, bus), append(c.reps, e)
 	}
 	for i := range devices {
 		if _, err := c.reps[0].CreateDevice(ctx, &hub.Device{DeviceID: fmt.Sprintf("d%04d", i)}); err != nil {
@@ -311,7 +390,7 @@ func replicasShareJobs(t *testing.T, open shared) {
 // DeviceMethodOutcomeUnknown, and every twin is patched once.
 func TestReplicaStopsJobTakenOver(t *testing.T) {
 	for _, ss := range sharedStores {
-		for _, how := range []string{"stopped", "cut off"} {
+		for _, how := range []string{"stopped", "cut off", "isolated"} {
 			t.Run(ss.name+" "+how, func(t *testing.T) { replicaStops(t, ss.open, how) })
 		}
 	}
@@ -325,7 +404,7 @@ func replicaStops(t *testing.T, open shared, how string) {
 	defer cancel()
 	first := c.reps[0]
 	for _, j := range []*hub.Job{
-		{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}},
+		{JobID: "m", Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping", ConnectTimeoutInSeconds: 60}},
 		{JobID: "t", Type: hub.JobUpdateTwin, QueryCondition: "*", UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"mode": "eco"}}}},
 	} {
 		if _, err := first.CreateJob(ctx, j); err != nil {
@@ -342,10 +421,17 @@ func replicaStops(t *testing.T, open shared, how string) {
 			t.Fatal(err)
 		}
 	}
-	if how == "stopped" {
+	switch how {
+	case "stopped":
 		first.Close()
-	} else {
-		c.links[0].cut.Store(true)
+	case "cut off":
+		c.links[0].set("cut")
+	case "isolated":
+		// Store calls hang and the devices are out of reach: what
+		// r1 had started waits for the bus, and must not go out
+		// when it is back, the lease long lost.
+		c.links[0].set("hung")
+		c.buses[0].set(true)
 	}
 	for _, id := range []string{"m", "t"} {
 		j := waitDone(ctx, t, c.reps[1], id)
@@ -367,17 +453,21 @@ func replicaStops(t *testing.T, open shared, how string) {
 			t.Errorf("twin job: %d devices without a result", unknown)
 		}
 	}
-	if how == "cut off" {
-		// Back on the link, r1 writes nothing for the jobs: its
-		// lease is gone.
+	if how != "stopped" {
+		// Back on the link, r1 writes nothing for the jobs and calls
+		// no device: its lease is gone.
 		before := c.records(t, "m")
-		c.links[0].cut.Store(false)
+		c.links[0].set("")
+		c.buses[0].set(false)
 		c.waitRounds(ctx, t, "r1", 2) // r1's claimer has been back twice: nothing may change
 		after := c.records(t, "m")
 		for id, dj := range before {
 			if after[id].Status != dj.Status {
 				t.Errorf("device %s changed after the takeover: %s to %s", id, dj.Status, after[id].Status)
 			}
+		}
+		if n := c.buses[0].late.Load(); n > 0 {
+			t.Errorf("r1 sent %d method requests once back, its leases lost", n)
 		}
 	}
 	c.bus.mu.Lock()

@@ -441,10 +441,18 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 	var err error
 	switch j.Type {
 	case hub.JobDeviceMethod:
+		marked := false // mark runs again before each try (invoke)
 		mark := func() error {
-			start()
-			if err := durable(); err != nil {
-				return hub.Errorf(hub.CodeServerError, "store that the device is running: %v", err)
+			if !marked {
+				start()
+				if err := durable(); err != nil {
+					return hub.Errorf(hub.CodeServerError, "store that the device is running: %v", err)
+				}
+				marked = true
+			}
+			if !e.leaseHeld(r) {
+				e.abandon(r)
+				return errLeaseLost
 			}
 			return nil
 		}

@@ -36,7 +36,7 @@ func (e *Engine) CreateJob(ctx context.Context, in *hub.Job) (*hub.Job, error) {
 	if e.leaser != nil {
 		// The replica that creates a job runs it, unless the claimer
 		// of another was quicker.
-		if l, err = e.leaser.ClaimJob(ctx, j.JobID, e.Replica, e.LeaseTTL); err != nil {
+		if l, err = e.claim(ctx, j.JobID); err != nil {
 			return cloneJob(j), nil
 		}
 	}

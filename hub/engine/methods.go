@@ -54,9 +54,10 @@ func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodReq
 // invoke calls a validated method on a device: it waits up to the connect
 // timeout for the device to be online, then up to the response timeout
 // for its answer, both on the engine's clock. sending, when not nil, runs
-// just before the request goes out, once the device is online; its error
-// stops the call (a job stores "running" there, so a record still
-// "pending" after a crash means the device was never asked).
+// just before the request goes out, once the device is online, and again
+// before each later try; its error stops the call (a job stores "running"
+// there, so a record still "pending" after a crash means the device was
+// never asked; among replicas it checks that the job's lease holds).
 //
 // A request the bus could not send because it went down (hub.ErrNotSent)
 // never reached the device: the device waits for the bus as an offline
@@ -73,7 +74,6 @@ func (e *Engine) invoke(ctx context.Context, id string, r *hub.MethodRequest, se
 		if !errors.Is(err, hub.ErrNotSent) || ctx.Err() != nil {
 			return resp, err
 		}
-		sending = nil // it ran; the device may now be asked, at most once
 	}
 }
 
