@@ -135,14 +135,21 @@ func (cl *Client) Close() error {
 }
 
 // Publish sends payload on a device-scoped topic at QoS 0, as Azure sends
-// method requests and twin responses.
+// method requests and twin responses. A publish that failed (the write to
+// a connection that just broke, or no room to queue it) never reached the
+// broker, so it says hub.ErrNotSent, and a method request is sent again
+// once the broker is back; one still queued after 10 s may yet go out, so
+// it is only an error.
 func (cl *Client) Publish(topic string, payload []byte) error {
 	if !cl.c.IsConnectionOpen() {
 		return fmt.Errorf("publish %s: %w", topic, hub.ErrNotSent)
 	}
 	tok := cl.c.Publish(cl.url.Root+topic, 0, false, payload)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		return fmt.Errorf("publish %s on external broker: %w", topic, errOrTimeout(tok.Error()))
+	if !tok.WaitTimeout(10 * time.Second) {
+		return fmt.Errorf("publish %s on external broker: %w", topic, errOrTimeout(nil))
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("publish %s on external broker: %v: %w", topic, err, hub.ErrNotSent)
 	}
 	return nil
 }
