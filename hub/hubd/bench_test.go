@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -23,8 +24,10 @@ import (
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/extbroker"
 	"github.com/iotjobs/iotjobs/hub/mqttbus"
 	"github.com/iotjobs/iotjobs/hub/mqttproto"
+	"github.com/iotjobs/iotjobs/internal/mqtttest"
 	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
@@ -41,6 +44,15 @@ import (
 // IOTJOBS_BENCH_DEVICES sets another fleet size. A process may hold 20,000
 // open files here, so the devices run in a process of their own: this test
 // binary again, started with simulatorEnv set.
+//
+// IOTJOBS_BENCH_STORE=postgres puts the hub's store on PostgreSQL (a
+// schema of its own). IOTJOBS_BENCH_REPLICAS=N runs N replicas of one hub
+// instead (hub serve --store postgres://… --broker mqtt://…): a PostgreSQL
+// schema, a Mosquitto of the benchmark's own that the devices connect to,
+// each job split in N jobs over a slice of the fleet, one created through
+// each replica (which runs it), and the raw fan-out through that broker.
+// The CPU figures count this process (every replica, or the hub), every
+// PostgreSQL process and every Mosquitto process of the machine.
 
 // simulatorEnv names the file that tells a child process to be the
 // benchmark's device fleet (see runSimulator).
@@ -50,6 +62,7 @@ const simulatorEnv = "IOTJOBS_BENCH_SIMULATOR"
 // and every device's id and key.
 type simSpec struct {
 	Addr, HostName, CAFile string
+	Broker                 string // an external broker's URL, instead of Addr
 	Keys                   map[string]string
 }
 
@@ -73,10 +86,12 @@ func runSimulator(specFile string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	pool, err := LoadCA(spec.CAFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	var pool *x509.CertPool
+	if spec.CAFile != "" {
+		if pool, err = LoadCA(spec.CAFile); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	var devs []*simulate.Device
 	for id := range spec.Keys {
@@ -86,7 +101,7 @@ func runSimulator(specFile string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	_, rss0 := memStats()
-	sim, err := simulate.Connect(ctx, devs, spec.Keys, simulate.Options{Addr: spec.Addr, HostName: spec.HostName, RootCAs: pool,
+	sim, err := simulate.Connect(ctx, devs, spec.Keys, simulate.Options{Addr: spec.Addr, Broker: spec.Broker, HostName: spec.HostName, RootCAs: pool,
 		Dialers: 128, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -149,15 +164,32 @@ func BenchmarkMethodJob(b *testing.B) {
 	n := benchDevices(b)
 	ctx := context.Background()
 	dir := b.TempDir()
-	storeURL := ""
-	if os.Getenv("IOTJOBS_BENCH_STORE") == "postgres" {
+	storeURL, brokerURL := "", ""
+	replicas := 1
+	if v := os.Getenv("IOTJOBS_BENCH_REPLICAS"); v != "" {
+		var err error
+		if replicas, err = strconv.Atoi(v); err != nil || replicas < 1 {
+			b.Fatalf("IOTJOBS_BENCH_REPLICAS=%q: want a number of replicas", v)
+		}
+		brokerURL = mqtttest.Start(b).URL()
+	}
+	if os.Getenv("IOTJOBS_BENCH_STORE") == "postgres" || brokerURL != "" {
 		_, storeURL = pgtest.Schema(b)
 	}
-	h, err := Open(ctx, Config{DataDir: dir, StoreURL: storeURL, MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
+	var reps []*Hub
+	for i := range replicas {
+		cfg := Config{DataDir: filepath.Join(dir, fmt.Sprintf("r%d", i)), StoreURL: storeURL, MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+		if brokerURL != "" {
+			cfg.MQTTAddr, cfg.HTTPAddr, cfg.Broker = "", "127.0.0.1:0", brokerURL
+		}
+		h, err := Open(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		reps = append(reps, h)
 	}
-	defer h.Close()
+	h := reps[0]
 	c := h.Client()
 
 	// Registry memory: what n registered devices add to the hub.
@@ -189,7 +221,11 @@ func BenchmarkMethodJob(b *testing.B) {
 	twinJSON, _ := json.Marshal(tw)
 
 	// The fleet, in a process of its own.
-	spec, _ := json.Marshal(simSpec{Addr: h.MQTTAddr(), HostName: h.HostName(), CAFile: h.CAFile(), Keys: keys})
+	fleet := simSpec{Addr: h.MQTTAddr(), HostName: h.HostName(), CAFile: h.CAFile(), Keys: keys}
+	if brokerURL != "" {
+		fleet = simSpec{Broker: brokerURL, HostName: h.HostName(), Keys: keys}
+	}
+	spec, _ := json.Marshal(fleet)
 	specFile := filepath.Join(dir, "fleet.json")
 	if err := os.WriteFile(specFile, spec, 0o600); err != nil {
 		b.Fatal(err)
@@ -229,7 +265,18 @@ func BenchmarkMethodJob(b *testing.B) {
 	// The raw fan-out's replies come back on the topic the hub's bus
 	// listens on too; the bus ignores $rids it did not send, and so does
 	// this counter.
-	fanout := newRawFanout(b, h.broker, ids)
+	var tr mqttbus.Transport = h.broker
+	if brokerURL != "" {
+		// A client of its own: the replicas' clients have their
+		// subscriptions.
+		ext, err := extbroker.Dial(ctx, extbroker.Config{URL: brokerURL, Events: noEvents{}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ext.Close()
+		tr = ext
+	}
+	fanout := newRawFanout(b, tr, ids)
 	var rawTotal, busTotal, jobTotal, twinTotal time.Duration
 	var rawCPU, jobCPU, twinCPU time.Duration
 	iter := 0
@@ -267,42 +314,21 @@ func BenchmarkMethodJob(b *testing.B) {
 		runtime.GC() // the raw fan-out's garbage is not the job's
 		t0 = time.Now()
 		c0 = hubSideCPU()
-		var err error
 		// Labelled, so that a CPU profile can tell the job's goroutines
 		// (-tagfocus phase=job).
 		pprof.Do(ctx, pprof.Labels("phase", "job"), func(ctx context.Context) {
-			_, err = c.CreateJob(ctx, &hub.Job{JobID: jobID, Type: hub.JobDeviceMethod, QueryCondition: "*",
+			runBenchJobs(ctx, b, reps, ids, &hub.Job{JobID: jobID, Type: hub.JobDeviceMethod,
 				CloudToDeviceMethod: &hub.MethodRequest{MethodName: "bench", ResponseTimeoutInSeconds: 60}})
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		j, err := c.WatchJob(ctx, jobID, nil)
-		for err == nil && j.EndTime == nil {
-			j, err = c.WatchJob(ctx, jobID, j)
-		}
 		job := time.Since(t0)
 		jobCPU += hubSideCPU() - c0
-		if err != nil || j.Status != hub.JobCompleted || j.DeviceJobStatistics.SucceededCount != n {
-			b.Fatalf("job %s: %v %+v", jobID, err, j)
-		}
 		// A twin job over the same devices: a desired patch each.
 		runtime.GC()
 		t0, c0 = time.Now(), hubSideCPU()
-		twinID := fmt.Sprintf("bench-twin-%d", iter)
-		if _, err := c.CreateJob(ctx, &hub.Job{JobID: twinID, Type: hub.JobUpdateTwin, QueryCondition: "*",
-			UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"bench": iter}}}}); err != nil {
-			b.Fatal(err)
-		}
-		tj, err := c.WatchJob(ctx, twinID, nil)
-		for err == nil && tj.EndTime == nil {
-			tj, err = c.WatchJob(ctx, twinID, tj)
-		}
+		runBenchJobs(ctx, b, reps, ids, &hub.Job{JobID: fmt.Sprintf("bench-twin-%d", iter), Type: hub.JobUpdateTwin,
+			UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{Desired: map[string]any{"bench": iter}}}})
 		twin := time.Since(t0)
 		twinCPU += hubSideCPU() - c0
-		if err != nil || tj.Status != hub.JobCompleted || tj.DeviceJobStatistics.SucceededCount != n {
-			b.Fatalf("twin job %s: %v %+v", twinID, err, tj)
-		}
 		twinTotal += twin
 		b.Logf("run %d: raw fan-out %s, bus %s, job %s (%.2f×)", iter, raw.Round(time.Millisecond), bus.Round(time.Millisecond), job.Round(time.Millisecond), job.Seconds()/raw.Seconds())
 		rawTotal += raw
@@ -322,11 +348,59 @@ func BenchmarkMethodJob(b *testing.B) {
 	b.ReportMetric(float64(int64(rss2)-int64(rss1))/float64(n), "rss-B/connected")
 	b.ReportMetric(float64(simRSS), "sim-rss-B/connected")
 	b.ReportMetric(float64(len(twinJSON)), "twin-B")
-	stats := h.broker.Stats()
-	if stats.InflightDropped+stats.MessagesDropped > 0 {
-		b.Errorf("the broker dropped messages: %+v", stats)
+	if h.broker != nil {
+		stats := h.broker.Stats()
+		if stats.InflightDropped+stats.MessagesDropped > 0 {
+			b.Errorf("the broker dropped messages: %+v", stats)
+		}
 	}
 }
+
+// runBenchJobs runs job j over every device and waits for its end: one
+// job over the whole fleet on one hub, or, among replicas, one job per
+// replica (created through it, so run by it) over a slice of the fleet,
+// all at once. Every device must succeed.
+func runBenchJobs(ctx context.Context, b *testing.B, reps []*Hub, ids []string, j *hub.Job) {
+	type slice struct {
+		c  hub.Client
+		id string
+		n  int
+	}
+	var jobs []slice
+	for i, r := range reps {
+		lo, hi := i*len(ids)/len(reps), (i+1)*len(ids)/len(reps)
+		sj := *j
+		sj.QueryCondition = "*"
+		if len(reps) > 1 {
+			sj.JobID = fmt.Sprintf("%s-r%d", j.JobID, i)
+			sj.QueryCondition = fmt.Sprintf("deviceId >= '%s'", ids[lo])
+			if hi < len(ids) {
+				sj.QueryCondition += fmt.Sprintf(" AND deviceId < '%s'", ids[hi])
+			}
+		}
+		if _, err := r.Client().CreateJob(ctx, &sj); err != nil {
+			b.Fatalf("create job %s: %v", sj.JobID, err)
+		}
+		jobs = append(jobs, slice{r.Client(), sj.JobID, hi - lo})
+	}
+	for _, s := range jobs {
+		j, err := s.c.WatchJob(ctx, s.id, nil)
+		for err == nil && j.EndTime == nil {
+			j, err = s.c.WatchJob(ctx, s.id, j)
+		}
+		if err != nil || j.Status != hub.JobCompleted || j.DeviceJobStatistics.SucceededCount != s.n {
+			b.Fatalf("job %s: %v %+v, want %d succeeded", s.id, err, j, s.n)
+		}
+	}
+}
+
+// noEvents ignores presence: the raw fan-out's own client needs none.
+type noEvents struct{}
+
+func (noEvents) Connected(string)          {}
+func (noEvents) Disconnected(string)       {}
+func (noEvents) Subscribed(string, string) {}
+func (noEvents) BrokerUp(bool)             {}
 
 // rawFanout is the baseline of the job benchmarks: a method request
 // published by a transport straight to every device, 1,000 in flight, and
@@ -377,19 +451,20 @@ func (f *rawFanout) run(b *testing.B, iter int) time.Duration {
 }
 
 // hubSideCPU is the CPU time used so far by the hub's side: this process
-// (the hub; the fleet runs in its own) and every PostgreSQL server
-// process of the machine (its backends and background workers, which
-// are idle but for the hub's work during a benchmark).
+// (the hub or its replicas; the fleet runs in its own), and every
+// PostgreSQL server process and Mosquitto of the machine (backends,
+// background workers, brokers: idle but for the hub's work during a
+// benchmark).
 func hubSideCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return self + postgresCPU()
+	return self + serverCPU()
 }
 
-// postgresCPU sums utime and stime of the processes named postgres, from
-// /proc (in clock ticks of 10 ms, Linux's USER_HZ).
-func postgresCPU() time.Duration {
+// serverCPU sums utime and stime of the processes named postgres or
+// mosquitto, from /proc (in clock ticks of 10 ms, Linux's USER_HZ).
+func serverCPU() time.Duration {
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var ticks int64
 	for _, f := range dirs {
@@ -398,7 +473,10 @@ func postgresCPU() time.Duration {
 			continue
 		}
 		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-		if open < 0 || close < open || string(b[open+1:close]) != "postgres" {
+		if open < 0 || close < open {
+			continue
+		}
+		if name := string(b[open+1 : close]); name != "postgres" && name != "mosquitto" {
 			continue
 		}
 		fields := strings.Fields(string(b[close+1:]))

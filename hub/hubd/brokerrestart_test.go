@@ -3,84 +3,16 @@ package hubd_test
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/hubd"
+	"github.com/iotjobs/iotjobs/internal/mqtttest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
-
-// mosquitto is a Mosquitto of the test's own (the machine's binary, a
-// temporary port and configuration), to kill and restart.
-type mosquitto struct {
-	t    *testing.T
-	conf string
-	addr string
-	cmd  *exec.Cmd
-}
-
-func startMosquitto(t *testing.T) *mosquitto {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if os.Getenv("IOTJOBS_REQUIRE_MOSQUITTO") != "" {
-			t.Fatalf("mosquitto is required (IOTJOBS_REQUIRE_MOSQUITTO): %v", err)
-		}
-		t.Skip("no mosquitto binary")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	// No persistence: a restarted broker has forgotten every retained
-	// presence and session, so devices must announce themselves again.
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_type none\n", port)), 0o644)
-	m := &mosquitto{t: t, conf: conf, addr: addr}
-	m.cmd = exec.Command(bin, "-c", conf)
-	m.start()
-	t.Cleanup(m.kill)
-	return m
-}
-
-// start runs the broker and waits until it accepts connections.
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.cmd = exec.Command(m.cmd.Path, "-c", m.conf)
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", m.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("mosquitto on %s did not start: %v", m.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a port that is not there yet
-	}
-}
-
-// kill ends the broker at once (SIGKILL: no Will, no clean goodbye).
-func (m *mosquitto) kill() {
-	if m.cmd.Process != nil && m.cmd.ProcessState == nil {
-		m.cmd.Process.Kill()
-		m.cmd.Wait()
-	}
-}
 
 // TestBrokerRestart: the hub on an external broker that is killed at 40%
 // of a 1,000-device method job and restarted 2 s later. While it is down
@@ -93,8 +25,8 @@ func TestBrokerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts a broker under two 1,000-device jobs")
 	}
-	m := startMosquitto(t)
-	broker := "mqtt://" + m.addr
+	m := mqtttest.Start(t)
+	broker := m.URL()
 	ctx := testCtx(t, 4*time.Minute)
 	h, err := hubd.Open(ctx, hubd.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Broker: broker, Logger: quiet, OpsPerSecond: 100})
 	must(t, "open hub", err)
@@ -143,7 +75,7 @@ func TestBrokerRestart(t *testing.T) {
 		}
 		must(t, "watch "+jobID, err)
 		killed := *j.DeviceJobStatistics
-		m.kill()
+		m.Kill()
 		// The hub notices (the closed socket, or its keep-alive), says
 		// the job waits, and that it is not ready.
 		for j.StatusMessage == "" {
@@ -163,7 +95,7 @@ func TestBrokerRestart(t *testing.T) {
 		if now, err := c.GetJob(ctx, jobID); err != nil || now.DeviceJobStatistics.PendingCount != at.PendingCount {
 			t.Errorf("devices started while the broker was down: %+v then %+v", at, now.DeviceJobStatistics)
 		}
-		m.start()
+		m.Start()
 		return killed, killed.RunningCount + killed.PendingCount - at.PendingCount
 	}
 

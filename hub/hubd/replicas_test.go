@@ -12,6 +12,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/hubd"
 	"github.com/iotjobs/iotjobs/hub/sas"
+	"github.com/iotjobs/iotjobs/internal/mqtttest"
 	"github.com/iotjobs/iotjobs/internal/pgtest"
 	"github.com/iotjobs/iotjobs/simulate"
 )
@@ -28,8 +29,8 @@ func TestReplicasOnOneBroker(t *testing.T) {
 		t.Skip("two hubs, a broker and 300 devices")
 	}
 	_, storeURL := pgtest.Schema(t)
-	m := startMosquitto(t)
-	broker := "mqtt://" + m.addr
+	m := mqtttest.Start(t)
+	broker := m.URL()
 	ctx := testCtx(t, 3*time.Minute)
 	var reps []*hubd.Hub
 	for range 2 {
