@@ -40,11 +40,23 @@ const execMainEnv = "IOTJOBS_TEST_EXEC_MAIN"
 // hubProcess is `iotjobs hub serve` in a process of its own: the test
 // binary running main(), or exe when set.
 type hubProcess struct {
-	t    *testing.T
-	exe  string
-	args []string
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when the process has exited
+	t      *testing.T
+	exe    string
+	wrap   []string // a command that runs it, such as ip netns exec NS
+	args   []string
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exit   chan struct{} // closed when the process has exited
+}
+
+// dir is the hub's --data.
+func (h *hubProcess) dir() string {
+	for i, a := range h.args {
+		if a == "--data" && i+1 < len(h.args) {
+			return h.args[i+1]
+		}
+	}
+	return ""
 }
 
 // plainBinary builds iotjobs without the race detector. Under -race the
@@ -70,14 +82,16 @@ func (h *hubProcess) start() *sas.ConnectionString {
 	if exe == "" {
 		exe = os.Args[0]
 	}
-	cmd := exec.Command(exe, append([]string{"hub", "serve"}, h.args...)...)
+	argv := append(append(append([]string{}, h.wrap...), exe, "hub", "serve"), h.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), execMainEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	stderr := new(syncBuffer)
+	h.stderr = stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -473,13 +487,20 @@ func jobRecords(t *testing.T, ctx context.Context, c hub.Client, jobID string, d
 	return out
 }
 
-// desiredVersions reads every twin's desired $version.
+// desiredVersions reads every crash test twin's desired $version.
 func desiredVersions(t *testing.T, ctx context.Context, c hub.Client) map[string]int {
+	t.Helper()
+	return twinDesiredVersions(t, ctx, c, "crash-")
+}
+
+// twinDesiredVersions reads the desired $version of every twin whose id
+// starts with prefix.
+func twinDesiredVersions(t *testing.T, ctx context.Context, c hub.Client, prefix string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	opts := hub.QueryOptions{PageSize: 1000}
 	for {
-		res, err := c.Query(ctx, "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'crash-')", opts)
+		res, err := c.Query(ctx, "SELECT * FROM devices WHERE STARTSWITH(deviceId, '"+prefix+"')", opts)
 		if err != nil {
 			t.Fatal(err)
 		}

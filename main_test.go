@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
+	if spec := os.Getenv(labFleetEnv); spec != "" {
+		os.Exit(labFleetMain(spec))
+	}
 	os.Exit(m.Run())
 }
 
