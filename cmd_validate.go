@@ -1,0 +1,96 @@
+// The validate command, and loading plan files and saved plans for every
+// command that takes one.
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/iotjobs/iotjobs/plan"
+	"github.com/iotjobs/iotjobs/plan/diag"
+	"github.com/iotjobs/iotjobs/runner"
+)
+
+// loadPlan parses and validates a plan, rendering diagnostics to stderr.
+func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
+	p, _, err := loadAnyPlan(c, path)
+	return p, err
+}
+
+// loadAnyPlan loads a plan file, or a saved plan (iotjobs plan --out),
+// which it returns too: its plan is parsed from the source it saved.
+func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, error) {
+	if b, err := os.ReadFile(path); err == nil && bytes.Contains(b[:min(len(b), 200)], []byte(`"savedPlanVersion"`)) {
+		var sp runner.SavedPlan
+		if err := json.Unmarshal(b, &sp); err != nil {
+			return nil, nil, usagef("saved plan %s: %v", path, err)
+		}
+		if sp.Version != runner.SavedPlanVersion {
+			return nil, nil, usagef("saved plan %s has version %d; this iotjobs reads version %d", path, sp.Version, runner.SavedPlanVersion)
+		}
+		p, diags := plan.Parse(sp.File, []byte(sp.Source))
+		if len(diags) > 0 {
+			diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{sp.File: []byte(sp.Source)})
+		}
+		if diags.HasErrors() {
+			return nil, nil, diags
+		}
+		if err := sp.Fix(p); err != nil {
+			return nil, nil, usagef("saved plan %s: %v", path, err)
+		}
+		return p, &sp, nil
+	}
+	p, err := loadPlanFile(c, path)
+	return p, nil, err
+}
+
+func loadPlanFile(c *cli.Context, path string) (*plan.Plan, error) {
+	p, diags := plan.Load(path)
+	if len(diags) > 0 {
+		src, _ := os.ReadFile(path)
+		diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{path: src})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, nil
+}
+
+func validateCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check plans; diagnostics as FILE:LINE:COL: message",
+		ArgsUsage: "PLAN...",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("validate: name at least one plan file")
+			}
+			var all diag.Diagnostics
+			sources := map[string][]byte{}
+			for _, path := range c.Args().Slice() {
+				_, diags := plan.Load(path)
+				all.Extend(diags)
+				sources[path], _ = os.ReadFile(path)
+			}
+			all.Sort()
+			if c.String("output") == "json" {
+				diag.WriteJSON(c.App.Writer, all)
+			} else {
+				diag.WriteText(c.App.ErrWriter, all, sources)
+			}
+			if all.HasErrors() {
+				return all
+			}
+			if c.String("output") != "json" {
+				fmt.Fprintf(c.App.Writer, "%d plan(s) valid\n", c.NArg())
+			}
+			return nil
+		},
+	}
+}
