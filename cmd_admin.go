@@ -174,12 +174,14 @@ func jobsCmd() *cli.Command {
 						return err
 					}
 					var j *hub.Job
+					// Statistics are omitempty in the contract: a job
+					// that failed before it started has none.
+					st := &hub.DeviceJobStatistics{}
 					for j == nil || !j.Status.Terminal() {
 						if j, err = h.WatchJob(c.Context, id, j); err != nil {
 							return err
 						}
-						st := j.DeviceJobStatistics
-						if st == nil {
+						if st = j.DeviceJobStatistics; st == nil {
 							st = &hub.DeviceJobStatistics{}
 						}
 						fmt.Fprintf(c.App.ErrWriter, "%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
@@ -188,8 +190,8 @@ func jobsCmd() *cli.Command {
 					if err := printJSON(c.App.Writer, j); err != nil {
 						return err
 					}
-					if j.Status != hub.JobCompleted || (j.DeviceJobStatistics != nil && j.DeviceJobStatistics.FailedCount > 0) {
-						return failedError{fmt.Sprintf("job %s ended %s with %d failed device(s)", id, j.Status, j.DeviceJobStatistics.FailedCount)}
+					if j.Status != hub.JobCompleted || st.FailedCount > 0 {
+						return failedError{fmt.Sprintf("job %s ended %s with %d failed device(s)", id, j.Status, st.FailedCount)}
 					}
 					return nil
 				})},
