@@ -31,6 +31,29 @@ const jobIDPunct = "-:.+_*!(),=@;$'"
 // ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '.
 func CheckDeviceID(id string) error { return checkID("device id", id, deviceIDPunct) }
 
+// DeviceIDByte reports whether c may appear in a device id (Azure's
+// alphabet).
+func DeviceIDByte(c byte) bool { return isAlnum(c) || strings.IndexByte(deviceIDPunct, c) >= 0 }
+
+// MQTTWildcard reports whether c is '+' or '#': Azure allows both in
+// device ids, but a device's MQTT topics carry its id, where they would
+// be wildcards, so a device whose id holds one cannot connect over MQTT.
+// The embedded broker refuses such a client id, and fleet files such a
+// device.
+func MQTTWildcard(c byte) bool { return c == '+' || c == '#' }
+
+// CheckMQTTDeviceID is CheckDeviceID for a device that connects over
+// MQTT: it refuses '+' and '#' too (MQTTWildcard).
+func CheckMQTTDeviceID(id string) error {
+	if err := CheckDeviceID(id); err != nil {
+		return err
+	}
+	if i := strings.IndexAny(id, "+#"); i >= 0 {
+		return Errorf(CodeArgumentInvalid, "device id %s contains %q at byte %d, an MQTT wildcard: a device with it cannot connect over MQTT", quoteID(id), id[i], i)
+	}
+	return nil
+}
+
 // CheckJobID returns an ArgumentInvalid *Error unless id is 1 to 128
 // ASCII letters, digits and - : . + _ * ! ( ) , = @ ; $ '.
 func CheckJobID(id string) error { return checkID("job id", id, jobIDPunct) }

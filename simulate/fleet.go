@@ -17,9 +17,6 @@ import (
 // before anything connects.
 const MaxDevices = 1_000_000
 
-// maxIDLen is Azure IoT Hub's limit on the length of a device id.
-const maxIDLen = 128
-
 // Fleet is a parsed fleet file: groups of simulated devices and the seed
 // from which everything random about them is derived.
 type Fleet struct {
@@ -298,8 +295,8 @@ func (p *parser) decodeIDs(obj *diag.Object, g *Group, index int) {
 	if !countOK || !p.reserve(countNd, count) {
 		return
 	}
-	if longest := pat.id(count); len(longest) > maxIDLen {
-		ids.Errorf("device id %q is %d characters long; the limit is %d", longest, len(longest), maxIDLen).
+	if longest := pat.id(count); len(longest) > hub.MaxIDLength {
+		ids.Errorf("device id %q is %d characters long; the limit is %d", longest, len(longest), hub.MaxIDLength).
 			Hint("shorten the pattern")
 		return
 	}
@@ -410,11 +407,11 @@ func parsePattern(n *diag.Node, s string) (idPattern, bool) {
 // checkID reports an id that Azure IoT Hub would refuse.
 func checkID(n *diag.Node, id string) bool {
 	if id == "" {
-		n.Errorf("device id is empty").Hint("give the device a name of 1 to %d characters", maxIDLen)
+		n.Errorf("device id is empty").Hint("give the device a name of 1 to %d characters", hub.MaxIDLength)
 		return false
 	}
-	if len(id) > maxIDLen {
-		n.Errorf("device id is %d characters long; the limit is %d", len(id), maxIDLen).Hint("shorten it")
+	if len(id) > hub.MaxIDLength {
+		n.Errorf("device id is %d characters long; the limit is %d", len(id), hub.MaxIDLength).Hint("shorten it")
 		return false
 	}
 	return checkIDChars(n, id, 0)
@@ -424,22 +421,19 @@ func checkID(n *diag.Node, id string) bool {
 // off of n's value) that is not allowed in a device id.
 func checkIDChars(n *diag.Node, s string, off int) bool {
 	for i := 0; i < len(s); i++ {
-		if !validIDChar(s[i]) {
+		switch c := s[i]; {
+		case hub.MQTTWildcard(c):
+			errAt(n, n.ValueRange(off+i, off+i+1), "device id contains %q, an MQTT wildcard", c).
+				Hint("Azure allows %q in device ids, but a simulated device connects over MQTT, where its id is part of its topics; choose another character", c)
+			return false
+		case !hub.DeviceIDByte(c):
 			r, _ := firstRune(s[i:])
 			errAt(n, n.ValueRange(off+i, off+i+len(string(r))), "device id contains %q, which is not allowed", r).
-				Hint("device ids use ASCII letters, digits and - . + %% _ # * ? ! ( ) , = @ $ ' : ;")
+				Hint("device ids use ASCII letters, digits and - . %% _ * ? ! ( ) , = @ $ ' : ;")
 			return false
 		}
 	}
 	return true
-}
-
-func validIDChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("-.+%_#*?!(),=@$':;", c) >= 0
 }
 
 func firstRune(s string) (rune, int) {

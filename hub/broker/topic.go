@@ -3,6 +3,8 @@ package broker
 import (
 	"slices"
 	"strings"
+
+	"github.com/iotjobs/iotjobs/hub"
 )
 
 // Device-relative topic shapes of Azure IoT Hub's device protocol
@@ -164,26 +166,10 @@ func isDevicePublish(rest string) bool {
 	return false
 }
 
-// validDeviceID reports whether id can be a client id here: Azure's device
-// id alphabet (letters, digits and - . % _ * ? ! ( ) , : = @ $ '), at most
-// 128 characters. Azure also allows '+' and '#', which this broker refuses
-// because they are MQTT wildcards inside a device-scoped topic; '/' (module
-// identities) is out of scope.
-func validDeviceID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-.%_*?!(),:=@$'", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validDeviceID reports whether id can be a client id here: a device id
+// (hub.CheckDeviceID) without '+' and '#', which are MQTT wildcards inside
+// a device-scoped topic ('/', module identities, is out of scope).
+func validDeviceID(id string) bool { return hub.CheckMQTTDeviceID(id) == nil }
 
 // usernameMatches reports whether an MQTT username has Azure's form
 // "{host}/{clientID}/" followed by the query, with or without the '?' that
