@@ -25,8 +25,8 @@ func printJSON(w io.Writer, v any) error {
 // withTarget runs fn against the command's hub.
 func withTarget(fn func(c *cli.Context, h hub.Client) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if o := c.String("output"); o != "" && o != "text" && o != "json" {
-			return usagef("--output %q: use text or json", o)
+		if _, err := outputFormat(c); err != nil {
+			return err
 		}
 		t, err := openTarget(c)
 		if err != nil {

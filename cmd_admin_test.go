@@ -36,3 +36,26 @@ func TestJobsWatchWithoutStatistics(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 saying the job ended failed", code, stdout, stderr)
 	}
 }
+
+// TestOutputCheckedFirst: a bad --output is refused (exit 2, naming the
+// flag) before the command reads a plan or a fleet or contacts a hub:
+// here the hub is unreachable and the plan file missing, which would
+// otherwise answer first.
+func TestOutputCheckedFirst(t *testing.T) {
+	unreachable := "HostName=127.0.0.1:1;SharedAccessKeyName=iothubowner;SharedAccessKey=" + base64.StdEncoding.EncodeToString([]byte("k"))
+	for _, args := range [][]string{
+		{"plan", "missing.yaml", "-o", "bogus", "--hub", unreachable},
+		{"plan", "missing.yaml", "-o", "bogus", "--fleet", "missing-fleet.yaml"},
+		{"check", "missing.yaml", "-o", "bogus", "--hub", unreachable},
+		{"apply", "missing.yaml", "-o", "bogus", "--hub", unreachable},
+		{"validate", "missing.yaml", "-o", "bogus"},
+		{"jobs", "list", "-o", "bogus", "--hub", unreachable},
+	} {
+		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
+			code, _, stderr := runCLI(t, t.Context(), args...)
+			if code != exitInvalid || !strings.Contains(stderr, `--output "bogus": use text or json`) {
+				t.Errorf("iotjobs %s: exit %d, stderr %q; want exit 2 naming --output", strings.Join(args, " "), code, stderr)
+			}
+		})
+	}
+}

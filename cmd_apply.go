@@ -17,7 +17,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
@@ -45,14 +44,12 @@ func applyCmd() *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("apply: name exactly one plan file")
 			}
-			if o := c.String("output"); o != "text" && o != "json" {
-				return usagef("apply: --output %q: use text or json", o)
-			}
-			p, saved, err := loadAnyPlan(c, c.Args().First())
+			output, err := outputFormat(c)
 			if err != nil {
 				return err
 			}
-			if err := runner.Check(p); err != nil {
+			p, saved, err := loadAnyPlan(c, c.Args().First())
+			if err != nil {
 				return err
 			}
 			t, err := openTarget(c)
@@ -67,7 +64,7 @@ func applyCmd() *cli.Command {
 				}
 			}
 			var events *runner.JSONObserver
-			if c.String("output") == "json" {
+			if output == "json" {
 				events = &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
 			}
 			if !c.Bool("watch") && !c.Bool("skip-dry-run") {
@@ -120,13 +117,7 @@ func applyCmd() *cli.Command {
 					}
 					var dryErr error
 					if dry.Status != runner.StatusSucceeded {
-						var failed []string
-						for _, s := range dry.Steps {
-							if s.Status != string(hub.JobCompleted) {
-								failed = append(failed, s.Name)
-							}
-						}
-						dryErr = &runner.StepFailedError{Steps: failed}
+						dryErr = &runner.StepFailedError{Steps: dry.FailedSteps()}
 					}
 					return finishApply(c, dry, events, dryErr)
 				}

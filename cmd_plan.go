@@ -36,88 +36,105 @@ func planCmd() *cli.Command {
 			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usagef("plan: name exactly one plan file")
-			}
-			p, saved, err := loadAnyPlan(c, c.Args().First())
+			o, err := parsePlanOptions(c)
 			if err != nil {
 				return err
 			}
-			var client, current hub.Client
-			name := "embedded"
-			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
-				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real(), nil)
-				if err != nil {
-					return err
-				}
-				defer closeHub()
-				client, name = e, "fleet "+f
-			} else {
-				t, err := openTarget(c)
-				if err != nil {
-					return err
-				}
-				defer t.Close()
-				client, current, name = t.client, t.client, t.name
-			}
-			r := &runner.Runner{Hub: client, Clock: clock.Real(), HubName: name}
-			rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
-			if rep == nil {
-				return runErr
-			}
-			if !c.Bool("no-simulate") {
-				// The plan played in virtual time against a simulation of
-				// the devices: the fleet file's, or the hub's twins with
-				// devices that answer 200 and converge at once.
-				sim, err := simulateRun(c, p, client, current, name)
-				if err != nil {
-					return err
-				}
-				rep, runErr = mergeDryRun(rep, sim)
-			}
-			if path := c.String("out"); path != "" {
-				var src []byte
-				if saved != nil {
-					src = []byte(saved.Source)
-				} else if src, err = os.ReadFile(c.Args().First()); err != nil {
-					return err
-				}
-				sp, err := r.Save(c.Context, p, src)
-				if err != nil {
-					return errors.Join(runErr, err)
-				}
-				if err := writeFile(path, func(w io.Writer) error {
-					enc := json.NewEncoder(w)
-					enc.SetIndent("", "  ")
-					return enc.Encode(sp)
-				}); err != nil {
-					return errors.Join(runErr, fmt.Errorf("write saved plan: %w", err))
-				}
-				fmt.Fprintf(c.App.ErrWriter, "saved plan written to %s; iotjobs apply %s acts on exactly these devices\n", path, path)
-			}
-			if path := c.String("report"); path != "" {
-				if err := writeFile(path, rep.WriteJSON); err != nil {
-					return errors.Join(runErr, fmt.Errorf("write report: %w", err))
-				}
-			}
-			switch c.String("output") {
-			case "json":
-				if err := rep.WriteJSON(c.App.Writer); err != nil {
-					return errors.Join(runErr, err)
-				}
-			case "text":
-				writePreview(c.App.Writer, rep)
-			default:
-				return usagef("plan: --output %q: use text or json", c.String("output"))
-			}
-			if runErr == nil && c.Bool("detailed-exitcode") {
-				if n := changes(rep); n > 0 {
-					return changesError{n}
-				}
-			}
-			return runErr
+			return o.run(c)
 		},
 	}
+}
+
+// planOptions are plan's arguments, parsed and checked before any work.
+type planOptions struct {
+	path             string
+	output           string // text or json
+	fleet            string
+	rate             float64
+	report, out      string
+	noSimulate       bool
+	detailedExitCode bool
+}
+
+func parsePlanOptions(c *cli.Context) (*planOptions, error) {
+	if c.NArg() != 1 {
+		return nil, usagef("plan: name exactly one plan file")
+	}
+	o := &planOptions{path: c.Args().First(), fleet: c.String("fleet"), rate: c.Float64("rate"),
+		report: c.String("report"), out: c.String("out"), noSimulate: c.Bool("no-simulate"), detailedExitCode: c.Bool("detailed-exitcode")}
+	var err error
+	if o.output, err = outputFormat(c); err != nil {
+		return nil, err
+	}
+	if o.rate < 0 {
+		return nil, usagef("plan: --rate %g: give the hub's device operations per second (0: unknown)", o.rate)
+	}
+	return o, nil
+}
+
+func (o *planOptions) run(c *cli.Context) error {
+	p, saved, err := loadAnyPlan(c, o.path)
+	if err != nil {
+		return err
+	}
+	h, err := openDryRunHub(c, o.fleet)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	r := &runner.Runner{Hub: h.client, Clock: clock.Real(), HubName: h.name}
+	rep, runErr := r.Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: o.rate})
+	if rep == nil {
+		return runErr
+	}
+	if !o.noSimulate {
+		// The plan played in virtual time against a simulation of
+		// the devices: the fleet file's, or the hub's twins with
+		// devices that answer 200 and converge at once.
+		sim, err := simulateRun(c, p, h.client, h.current, h.name)
+		if err != nil {
+			return err
+		}
+		rep, runErr = mergeDryRun(rep, sim)
+	}
+	if o.out != "" {
+		var src []byte
+		if saved != nil {
+			src = []byte(saved.Source)
+		} else if src, err = os.ReadFile(o.path); err != nil {
+			return err
+		}
+		sp, err := r.Save(c.Context, p, src)
+		if err != nil {
+			return errors.Join(runErr, err)
+		}
+		if err := writeFile(o.out, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(sp)
+		}); err != nil {
+			return errors.Join(runErr, fmt.Errorf("write saved plan: %w", err))
+		}
+		fmt.Fprintf(c.App.ErrWriter, "saved plan written to %s; iotjobs apply %s acts on exactly these devices\n", o.out, o.out)
+	}
+	if o.report != "" {
+		if err := writeFile(o.report, rep.WriteJSON); err != nil {
+			return errors.Join(runErr, fmt.Errorf("write report: %w", err))
+		}
+	}
+	if o.output == "json" {
+		if err := rep.WriteJSON(c.App.Writer); err != nil {
+			return errors.Join(runErr, err)
+		}
+	} else {
+		writePreview(c.App.Writer, rep)
+	}
+	if runErr == nil && o.detailedExitCode {
+		if n := changes(rep); n > 0 {
+			return changesError{n}
+		}
+	}
+	return runErr
 }
 
 // changesError is plan --detailed-exitcode's answer when the plan would
@@ -165,17 +182,12 @@ func simulateRun(c *cli.Context, p *plan.Plan, src, current hub.Client, name str
 		return nil, fmt.Errorf("dry-run: %w", err)
 	}
 	defer closeHub()
-	done := make(chan struct{})
-	var rep *runner.Report
-	go func() {
-		defer close(done)
-		rep, _ = (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).ApplyUntil(ctx, p, vclk.Now().Add(runner.DefaultHorizon))
-	}()
-	if err := vclk.RunUntil(ctx, done); err != nil {
-		cancel()
-		<-done
+	rep, err := (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).ApplyVirtual(ctx, p, vclk.Now().Add(runner.DefaultHorizon))
+	if rep == nil {
 		return nil, fmt.Errorf("dry-run: %w", err)
 	}
+	// A failing step is in the report; the dry-run's own verdict comes
+	// from it (mergeDryRun).
 	return rep, nil
 }
 
@@ -185,7 +197,6 @@ func simulateRun(c *cli.Context, p *plan.Plan, src, current hub.Client, name str
 func mergeDryRun(preview, sim *runner.Report) (*runner.Report, error) {
 	sim.DryRun = true
 	sim.Hub = preview.Hub
-	var failed []string
 	for i, s := range sim.Steps {
 		if i < len(preview.Steps) && preview.Steps[i].Name == s.Name {
 			s.Preview = preview.Steps[i].Preview
@@ -193,11 +204,8 @@ func mergeDryRun(preview, sim *runner.Report) (*runner.Report, error) {
 				s.Status, s.Reason = runner.StepFailed, pf.Message
 			}
 		}
-		if s.Failed() {
-			failed = append(failed, s.Name)
-		}
 	}
-	if len(failed) > 0 {
+	if failed := sim.FailedSteps(); len(failed) > 0 {
 		sim.Status = runner.StatusFailed
 		return sim, &runner.StepFailedError{Steps: failed}
 	}
@@ -361,41 +369,32 @@ func checkCmd() *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("check: name exactly one plan file")
 			}
+			output, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
 			p, _, err := loadAnyPlan(c, c.Args().First())
 			if err != nil {
 				return err
 			}
-			var client hub.Client
-			if f := c.String("fleet"); f != "" && c.String("hub") == "" {
-				e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, f, clock.Real(), nil)
-				if err != nil {
-					return err
-				}
-				defer closeHub()
-				client = e
-			} else {
-				t, err := openTarget(c)
-				if err != nil {
-					return err
-				}
-				defer t.Close()
-				client = t.client
+			h, err := openDryRunHub(c, c.String("fleet"))
+			if err != nil {
+				return err
 			}
+			defer h.close()
+			client := h.client
 			res, err := (&runner.Runner{Hub: client, Clock: clock.Real()}).Check(c.Context, p)
 			if err != nil {
 				return err
 			}
-			switch c.String("output") {
-			case "json":
+			if output == "json" {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(res); err != nil {
 					return err
 				}
-			case "text":
+			} else {
 				writeCompliance(c.App.Writer, res)
-			default:
-				return usagef("check: --output %q: use text or json", c.String("output"))
 			}
 			if !res.Compliant {
 				n := 0

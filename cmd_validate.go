@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -25,7 +24,12 @@ func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
 // loadAnyPlan loads a plan file, or a saved plan (iotjobs plan --out),
 // which it returns too: its plan is parsed from the source it saved.
 func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, error) {
-	if b, err := os.ReadFile(path); err == nil && bytes.Contains(b[:min(len(b), 200)], []byte(`"savedPlanVersion"`)) {
+	// A saved plan is a JSON object with savedPlanVersion; a plan file is
+	// YAML, which is no such object even when written as JSON.
+	var probe struct {
+		Version *int `json:"savedPlanVersion"`
+	}
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &probe) == nil && probe.Version != nil {
 		var sp runner.SavedPlan
 		if err := json.Unmarshal(b, &sp); err != nil {
 			return nil, nil, usagef("saved plan %s: %v", path, err)
@@ -71,6 +75,10 @@ func validateCmd() *cli.Command {
 			if c.NArg() == 0 {
 				return usagef("validate: name at least one plan file")
 			}
+			output, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
 			var all diag.Diagnostics
 			sources := map[string][]byte{}
 			for _, path := range c.Args().Slice() {
@@ -79,7 +87,7 @@ func validateCmd() *cli.Command {
 				sources[path], _ = os.ReadFile(path)
 			}
 			all.Sort()
-			if c.String("output") == "json" {
+			if output == "json" {
 				diag.WriteJSON(c.App.Writer, all)
 			} else {
 				diag.WriteText(c.App.ErrWriter, all, sources)
@@ -87,7 +95,7 @@ func validateCmd() *cli.Command {
 			if all.HasErrors() {
 				return all
 			}
-			if c.String("output") != "json" {
+			if output != "json" {
 				fmt.Fprintf(c.App.Writer, "%d plan(s) valid\n", c.NArg())
 			}
 			return nil

@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
 		},
 	}
+	usageErrors(app.Commands, "iotjobs")
 	err := app.RunContext(ctx, interspersed(app, args))
 	code := exitCode(err)
 	if err != nil && !errors.As(err, new(diag.Diagnostics)) {
@@ -152,7 +153,6 @@ func exitCode(err error) int {
 		failed *runner.StepFailedError
 		drift  *runner.DriftError
 		subj   failedError
-		unsup  *runner.UnsupportedError
 		herr   *hub.Error
 		change changesError
 		undone *runner.RollbackIncompleteError
@@ -162,7 +162,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &change):
 		return exitChanges
-	case errors.As(err, &diags), errors.As(err, &usage), errors.As(err, &unsup):
+	case errors.As(err, &diags), errors.As(err, &usage):
 		return exitInvalid
 	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift), errors.As(err, &undone):
 		return exitFailed
@@ -173,10 +173,33 @@ func exitCode(err error) int {
 	case errors.As(err, &herr) && !hub.IsInfrastructure(err):
 		return exitFailed
 	}
-	if strings.Contains(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
-		return exitInvalid
-	}
 	return exitInfra
+}
+
+// usageErrors makes every command's flag errors usage errors (exit 2),
+// naming where to find the command's flags; urfave/cli would otherwise
+// print its help on stdout and return an untyped error.
+func usageErrors(cmds []*cli.Command, parent string) {
+	for _, cmd := range cmds {
+		name := parent + " " + cmd.Name
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+				return usageError{fmt.Errorf("%w (%s --help lists its flags)", err, name)}
+			}
+		}
+		usageErrors(cmd.Subcommands, name)
+	}
+}
+
+// outputFormat is a command's --output: text or json, refused otherwise
+// before the command does any work.
+func outputFormat(c *cli.Context) (string, error) {
+	switch o := c.String("output"); o {
+	case "text", "json":
+		return o, nil
+	default:
+		return "", usagef("%s: --output %q: use text or json", c.Command.FullName(), o)
+	}
 }
 
 // Flags shared by commands that talk to a hub.

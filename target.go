@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/hubd"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
@@ -84,4 +85,28 @@ func ownedTarget(c *cli.Context, owned *hubd.OwnedError) (*target, error) {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "note: %s; using its hub through that API\n", owned)
 	return &target{client: cl, name: fmt.Sprintf("hub of process %d (%s)", o.PID, o.Command), cs: cs, caFile: owned.CAFile()}, nil
+}
+
+// dryRunHub is the hub plan and check read: a fleet file's devices in
+// memory (--fleet without --hub), or the command's target. current is
+// the live hub a dry-run's simulation starts from (nil for a fleet).
+type dryRunHub struct {
+	client, current hub.Client
+	name            string
+	close           func()
+}
+
+func openDryRunHub(c *cli.Context, fleet string) (*dryRunHub, error) {
+	if fleet != "" && c.String("hub") == "" {
+		e, closeHub, err := fleetHub(c.Context, c.App.ErrWriter, fleet, clock.Real(), nil)
+		if err != nil {
+			return nil, err
+		}
+		return &dryRunHub{client: e, name: "fleet " + fleet, close: closeHub}, nil
+	}
+	t, err := openTarget(c)
+	if err != nil {
+		return nil, err
+	}
+	return &dryRunHub{client: t.client, current: t.client, name: t.name, close: t.Close}, nil
 }
