@@ -35,16 +35,11 @@ func applyVirtual(t *testing.T, h hub.Client, clk *clock.Virtual, planFile strin
 	if ds.HasErrors() {
 		t.Fatal(ds)
 	}
-	done := make(chan struct{})
-	var rep *runner.Report
-	go func() {
-		defer close(done)
-		rep, _ = (&runner.Runner{Hub: h, Clock: clk}).Apply(t.Context(), p)
-	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if err := clk.RunUntil(ctx, done); err != nil {
-		t.Fatalf("RunUntil: %v", err)
+	rep, err := (&runner.Runner{Hub: h, Clock: clk}).ApplyVirtual(ctx, p, time.Time{})
+	if rep == nil {
+		t.Fatalf("ApplyVirtual: %v", err)
 	}
 	checkReport(t, rep)
 	return rep

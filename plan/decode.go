@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/plan/diag"
 )
 
@@ -20,8 +19,7 @@ import (
 type Option func(*options)
 
 type options struct {
-	env            func(string) (string, bool)
-	parseCondition func(string) (query.Expr, error)
+	env func(string) (string, bool)
 }
 
 // WithEnv sets the lookup for ${env.NAME} references; the default is
@@ -55,7 +53,7 @@ func unwrapPathError(err error) error {
 // problem it finds, sorted by position; the plan is nil when any of them
 // is an error. filename is used in diagnostics and recorded in Plan.File.
 func Parse(filename string, src []byte, opts ...Option) (*Plan, diag.Diagnostics) {
-	o := options{env: os.LookupEnv, parseCondition: query.ParseCondition}
+	o := options{env: os.LookupEnv}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -11,30 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iotjobs/iotjobs/hub/query"
 	"github.com/iotjobs/iotjobs/plan/diag"
 )
 
 // testEnv is the environment the fixtures see.
 var testEnv = map[string]string{"IOTJOBS_TEST_SITE": "hq", "IOTJOBS_TEST_REGION": "eu"}
 
-// stubParseCondition stands in for hub/query while its parser is not
-// there yet: it rejects '@', which the real parser rejects too.
-func stubParseCondition(src string) (query.Expr, error) {
-	if i := strings.IndexByte(src, '@'); i >= 0 {
-		return nil, &query.SyntaxError{Offset: i, Msg: "unexpected character '@'"}
-	}
-	return nil, nil
-}
-
-// testOptions fixes the environment and, when hub/query is still a
-// placeholder that accepts anything, uses the stub parser.
+// testOptions fixes the environment the fixtures see.
 func testOptions() []Option {
-	opts := []Option{WithEnv(func(k string) (string, bool) { v, ok := testEnv[k]; return v, ok })}
-	if _, err := query.ParseCondition("deviceId = 'a' AND @x"); err == nil {
-		opts = append(opts, func(o *options) { o.parseCondition = stubParseCondition })
-	}
-	return opts
+	return []Option{WithEnv(func(k string) (string, bool) { v, ok := testEnv[k]; return v, ok })}
 }
 
 func files(t testing.TB, pattern string) []string {
@@ -246,7 +231,6 @@ func TestEnvDefaultIsProcessEnvironment(t *testing.T) {
 
 func TestQueryErrorPosition(t *testing.T) {
 	t.Parallel()
-	stub := func(o *options) { o.parseCondition = stubParseCondition }
 	tests := []struct {
 		name   string
 		query  string // as written after "query: "
@@ -264,7 +248,7 @@ func TestQueryErrorPosition(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			src := "version: 1\nname: q\nvars: {v: deviceId}\nsteps:\n  - name: a\n    query: " + tt.query + "\n    method: {name: m}\n"
-			_, ds := Parse("q.yaml", []byte(src), stub)
+			_, ds := Parse("q.yaml", []byte(src))
 			if len(ds) != 1 || !strings.Contains(ds[0].Summary, "invalid query: unexpected character '@'") {
 				t.Fatalf("got %s", describe(ds))
 			}

@@ -75,9 +75,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			input := get("input.yaml")
 			src := []byte(input.body)
-			// The stub query parser keeps the golden output independent of
-			// hub/query's exact messages.
-			_, ds := Parse("input.yaml", src, append(testOptions(), func(o *options) { o.parseCondition = stubParseCondition })...)
+			_, ds := Parse("input.yaml", src, testOptions()...)
 			var text, js bytes.Buffer
 			if err := diag.WriteText(&text, ds, map[string][]byte{"input.yaml": src}); err != nil {
 				t.Fatal(err)

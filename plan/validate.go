@@ -629,11 +629,7 @@ func (v *validator) checkQuery(path string, fallback diag.Range, q string) {
 			Hint(`write only the part after WHERE, e.g. "deviceId IN ['a', 'b']"`)
 		return
 	}
-	parse := query.ParseCondition
-	if v.d != nil {
-		parse = v.d.opts.parseCondition
-	}
-	err := safeParseCondition(parse, q)
+	err := safeParseCondition(query.ParseCondition, q)
 	if err == nil || v.reported[path] {
 		return
 	}

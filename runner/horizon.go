@@ -75,6 +75,19 @@ func (r *Runner) ApplyUntil(ctx context.Context, p *plan.Plan, until time.Time) 
 	return out, nil
 }
 
+// FailedSteps names the report's steps that did not succeed
+// (StepReport.Failed), in order: what the exit code, apply's dry-run gate
+// and --watch call a failed plan.
+func (r *Report) FailedSteps() []string {
+	var failed []string
+	for _, s := range r.Steps {
+		if s.Failed() {
+			failed = append(failed, s.Name)
+		}
+	}
+	return failed
+}
+
 // Failed reports whether the step did not succeed: its (first) run, or
 // one of its occurrences that ran.
 func (sr *StepReport) Failed() bool {
