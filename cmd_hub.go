@@ -79,12 +79,15 @@ func simulateCmd() *cli.Command {
 		Name:  "simulate",
 		Usage: "connect a fleet of simulated devices to a hub over MQTT until interrupted",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
-			&cli.StringFlag{Name: "fleet", Required: true, Usage: "fleet file"},
+			&cli.StringFlag{Name: "fleet", Usage: "fleet file (required)"},
 			connectionsFlag,
 			&cli.DurationFlag{Name: "every", Value: 5 * time.Second, Usage: "how often to print the live counts (connected, calls, errors)"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port (default: the hub's host, port 8883)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.String("fleet") == "" {
+				return usagef("simulate: --fleet FILE is required: the fleet file of the devices to connect")
+			}
 			if c.String("hub") == "" {
 				return usagef("simulate: --hub (or IOTJOBS_HUB_CONNECTION_STRING) is required")
 			}
