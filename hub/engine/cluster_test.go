@@ -485,3 +485,63 @@ func replicaStops(t *testing.T, open shared, how string) {
 		}
 	}
 }
+
+// TestReplicasShareLimits: --max-active-jobs and --ops-per-second hold
+// for the hub as a whole. With a limit of two active jobs, a third job is
+// refused through any replica; and three replicas, each running a job at
+// once, together start no more device operations a second than the hub's
+// rate (each replica takes a third of it).
+func TestReplicasShareLimits(t *testing.T) {
+	for _, ss := range sharedStores {
+		t.Run(ss.name, func(t *testing.T) { replicasShareLimits(t, ss.open) })
+	}
+}
+
+func replicasShareLimits(t *testing.T, open shared) {
+	const n, rate = 300, 150.0
+	c := newCluster(t, open, 3, n, time.Second, rate)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, r := range c.reps {
+		c.waitRounds(ctx, t, r.Replica, 2) // each has seen the others alive
+	}
+
+	// Three jobs at once, one through each replica, a third of the fleet
+	// each: 300 operations at 150 a second take 2 s; were the rate each
+	// replica's own, they would take 0.7 s.
+	started := time.Now()
+	for i, r := range c.reps {
+		cond := fmt.Sprintf("deviceId >= 'd%04d' AND deviceId < 'd%04d'", i*n/3, (i+1)*n/3)
+		if _, err := r.CreateJob(ctx, &hub.Job{JobID: fmt.Sprintf("rate-%d", i), Type: hub.JobDeviceMethod, QueryCondition: cond,
+			CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range c.reps {
+		if j := waitDone(ctx, t, r, fmt.Sprintf("rate-%d", i)); j.DeviceJobStatistics.SucceededCount != n/3 {
+			t.Errorf("job rate-%d: %+v", i, j.DeviceJobStatistics)
+		}
+	}
+	// Only a lower bound: a slow machine makes it longer, never shorter.
+	if took, least := time.Since(started), time.Duration(float64(n)/rate*0.75*float64(time.Second)); took < least {
+		t.Errorf("%d operations through three replicas took %s; at the hub's %g a second they take at least %s", n, took.Round(time.Millisecond), rate, least)
+	}
+
+	// Two active jobs (scheduled an hour ahead, so they stay active),
+	// created through two replicas: the third replica refuses a third.
+	for _, r := range c.reps {
+		r.MaxActiveJobs = 2
+	}
+	later := &hub.Time{Time: time.Now().Add(time.Hour)}
+	for i, r := range c.reps[:2] {
+		if _, err := r.CreateJob(ctx, &hub.Job{JobID: fmt.Sprintf("active-%d", i), Type: hub.JobDeviceMethod, QueryCondition: "*",
+			StartTime: later, CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.reps[2].CreateJob(ctx, &hub.Job{JobID: "one-too-many", Type: hub.JobDeviceMethod, QueryCondition: "*",
+		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "ping"}})
+	if !errors.Is(err, &hub.Error{Code: hub.CodeTooManyJobs}) {
+		t.Errorf("a third active job through r3: %v, want %s", err, hub.CodeTooManyJobs)
+	}
+}
