@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,6 +63,71 @@ var banned = map[string][]struct{ prefix, why string }{
 		{module + "/hub/store/sqlite", "the engine gets a store.Store"},
 		{"github.com/eclipse/paho.mqtt.golang", "the engine reaches devices through hub.DeviceBus"},
 	},
+}
+
+// allowed is, per package, every package of this module its production
+// code may import directly, and why its place allows them: a package not
+// listed, or an import not listed, fails TestAllowedImports. Only main
+// assembles a hub (hub/hubd); leaves import nothing of ours.
+var allowed = map[string]struct {
+	may []string
+	why string
+}{
+	"": {[]string{"hub", "hub/clock", "hub/engine", "hub/hubd", "hub/mqttproto", "hub/query", "hub/rest", "hub/sas", "hub/store", "hub/store/memstore", "plan", "plan/diag", "runner", "simulate"},
+		"main wires everything: the CLI chooses the hub and hands the runner a hub.Client"},
+	"hub":                         {nil, "the domain: types, interfaces, errors"},
+	"hub/clock":                   {nil, "a leaf: the only source of time"},
+	"hub/query":                   {nil, "a leaf: the query language"},
+	"hub/sas":                     {nil, "a leaf: connection strings and tokens"},
+	"hub/mqttproto":               {nil, "a leaf: the device protocol"},
+	"hub/store":                   {[]string{"hub", "hub/query"}, "the persistence port speaks the domain and queries"},
+	"hub/store/memstore":          {[]string{"hub", "hub/query", "hub/store"}, "a store"},
+	"hub/store/sqlite":            {[]string{"hub", "hub/query", "hub/store"}, "a store"},
+	"hub/store/postgres":          {[]string{"hub", "hub/query", "hub/store"}, "a store"},
+	"hub/store/storetest":         {[]string{"hub", "hub/query", "hub/store"}, "the suite every store passes"},
+	"hub/engine":                  {[]string{"hub", "hub/clock", "hub/mqttproto", "hub/query", "hub/sas", "hub/store"}, "the engine gets a store and a device bus; it knows no transport"},
+	"hub/broker":                  {[]string{"hub", "hub/mqttproto", "hub/sas"}, "the embedded broker authenticates devices and scopes their topics"},
+	"hub/extbroker":               {[]string{"hub", "hub/mqttproto"}, "a client of an external broker"},
+	"hub/extbroker/extbrokertest": {[]string{"hub/mqttproto"}, "a device of the external-broker tests"},
+	"hub/mqttbus":                 {[]string{"hub", "hub/mqttproto"}, "the device bus over any MQTT transport"},
+	"hub/rest":                    {[]string{"hub", "hub/clock", "hub/sas"}, "the REST API serves and calls a hub.Client"},
+	"hub/hubd": {[]string{"hub", "hub/broker", "hub/clock", "hub/engine", "hub/extbroker", "hub/mqttbus", "hub/rest", "hub/sas", "hub/store", "hub/store/postgres", "hub/store/sqlite"},
+		"hubd assembles a hub: store, broker, bus, engine, REST"},
+	"plan":                    {[]string{"hub/query", "plan/diag"}, "plans are data; queries are checked for syntax"},
+	"plan/diag":               {nil, "a leaf: diagnostics"},
+	"runner":                  {[]string{"hub", "hub/clock", "hub/query", "plan"}, "the runner sees hubs only through hub.Client"},
+	"simulate":                {[]string{"hub", "hub/clock", "hub/mqttproto", "hub/query", "hub/sas", "plan/diag", "simulate/internal/mqttc"}, "simulated devices speak the device protocol to any hub"},
+	"simulate/internal/mqttc": {nil, "a leaf: the simulator's MQTT client"},
+	"internal/mqtttest":       {nil, "a test broker"},
+	"internal/pgtest":         {nil, "a test database"},
+	"internal/testcert":       {nil, "a test certificate"},
+	"internal/reportcheck":    {[]string{"hub", "runner"}, "checks a runner's report against the hub's records"},
+}
+
+// TestAllowedImports checks every package's direct imports of this
+// module against allowed.
+func TestAllowedImports(t *testing.T) {
+	for _, pkg := range packages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		a, ok := allowed[rel]
+		if !ok {
+			t.Errorf("package %q is not in deps_test.go's allowed list: add it, with what it may import and why", rel)
+			continue
+		}
+		for _, imp := range imports(t, pkg) {
+			if !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module+"/")
+			if !slices.Contains(a.may, dep) {
+				name := rel
+				if name == "" {
+					name = "main"
+				}
+				t.Errorf("%s imports %s, which its entry in allowed does not list (%s)", name, dep, a.why)
+			}
+		}
+	}
 }
 
 // onlyImporters lists third-party packages that a single package of ours
