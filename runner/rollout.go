@@ -374,15 +374,19 @@ func (w *wave) nextGroup(ctx context.Context, ids []string) ([]string, error) {
 // about 5% of the step's devices (at least 10), so that an abort stops
 // the step soon; otherwise no bound.
 func (w *wave) jobSize() int {
-	a := w.s.Abort
+	return jobSize(w.s.Abort, len(w.sr.Devices)-w.noops, len(w.ids))
+}
+
+// jobSize is the rule of (*wave).jobSize: executed devices have started
+// so far, of the step's total.
+func jobSize(a *plan.Abort, executed, total int) int {
 	if a == nil {
 		return 0
 	}
-	executed := len(w.sr.Devices) - w.noops
 	if executed < a.MinExecuted {
 		return a.MinExecuted - executed
 	}
-	return max(10, (len(w.ids)+19)/20)
+	return max(10, (total+19)/20)
 }
 
 // setAborted sets the step aborted by its thresholds, saying why.
@@ -420,11 +424,18 @@ func classList(by map[string]int) string {
 // final already: a lower bound, so a step it stops would have stopped
 // anyway. The report always holds every failure counted.
 func (w *wave) tripped(final bool) bool {
-	a, ar := w.s.Abort, w.sr.Abort
+	judgeAbort(w.s.Abort, w.s.Retry, w.sr.Devices[w.noops:], final, w.sr.Abort)
+	return w.sr.Abort.Tripped
+}
+
+// judgeAbort is the rule of (*wave).tripped: it counts devices (the
+// step's results, no-ops aside) against a's thresholds into ar, the
+// failures retry may still turn around left undecided unless final.
+func judgeAbort(a *plan.Abort, retry *plan.Retry, devices []DeviceResult, final bool, ar *AbortReport) {
 	all := slices.Contains(a.On, "all")
 	ar.Executed, ar.Failed, ar.ByClass = 0, 0, map[string]int{}
 	decided := 0
-	for _, d := range w.sr.Devices[w.noops:] {
+	for _, d := range devices {
 		if d.Status == DeviceNoop {
 			continue
 		}
@@ -438,7 +449,7 @@ func (w *wave) tripped(final bool) bool {
 		}
 		ar.Failed++
 		ar.ByClass[c]++
-		if final || w.s.Retry == nil || !slices.Contains(w.s.Retry.On, c) {
+		if final || retry == nil || !slices.Contains(retry.On, c) {
 			decided++
 		}
 	}
@@ -448,7 +459,6 @@ func (w *wave) tripped(final bool) bool {
 	} else {
 		ar.Tripped = enough && decided >= a.Failures
 	}
-	return ar.Tripped
 }
 
 // indexes is [from, to).
