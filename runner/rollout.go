@@ -146,73 +146,17 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		return false, r.interrupted(sr, "", err)
 	}
 	began := r.Clock.Now()
-	ids := s.Devices // a saved plan's
-	if ids == nil {
-		ids, err = r.devicesOf(ctx, s.Query)
-		if err != nil {
-			return false, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
-		}
-	}
-	if only != nil {
-		kept := ids[:0:0]
-		for _, id := range ids {
-			if only[id] {
-				kept = append(kept, id)
-			}
-		}
-		if len(kept) == 0 && len(ids) > 0 {
-			// Not a query that matches nothing (a typo, most often): the
-			// steps before left nothing for this one to do.
-			sr.Status = string(hub.JobCompleted)
-			sr.Reason = fmt.Sprintf("none of the %d devices the query matches was acted on and passed %s (onlyPassed): nothing to do", len(ids), strings.Join(s.After, ", "))
-			sr.finish(0)
-			return false, nil
-		}
-		ids = kept
+	ids, err := r.stepDevices(ctx, s, only, sr)
+	if err != nil || ids == nil {
+		return false, err
 	}
 	defer sr.finish(len(ids))
 	w := &wave{r: r, p: p, s: s, sr: sr, pace: newPacer(s.Rollout)}
-	// A twin that holds what the step sets already is not patched: it is
-	// a no-op, and succeeds. The others' values are kept for a rollback.
-	if s.Twin != nil {
-		var before map[string]*hub.Twin
-		if ids, before, err = r.skipCompliant(ctx, s, ids, sr); err != nil {
-			return false, err
-		}
-		w.saved = newSaver(s.Twin, before)
+	if err := w.prepare(ctx, ids); err != nil {
+		return false, err
 	}
-	w.noops = len(sr.Devices)
-	// Maintenance windows: the step's own, or one per device from a tag
-	// (devices grouped by window, in the order their windows open; a
-	// device whose tag holds no window fails at once).
-	if w.win, err = stepWindow(s); err != nil {
-		return false, fmt.Errorf("step %s: window: %w", s.Name, err)
-	}
-	if s.Window != nil && s.Window.FromTag != "" {
-		var bad map[string]string
-		w.windows, bad, err = r.deviceWindows(ctx, s.Window.FromTag, ids)
-		if err != nil {
-			return false, fmt.Errorf("step %s: read device windows: %w", s.Name, err)
-		}
-		kept := ids[:0:0]
-		for _, id := range ids {
-			if reason, isBad := bad[id]; isBad {
-				sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: string(hub.DeviceJobFailed),
-					Error: &hub.DeviceJobError{Code: CodeNoMaintenanceWindow, Description: reason}})
-				continue
-			}
-			kept = append(kept, id)
-		}
-		ids = kept
-		orderByWindow(ids, w.windows, r.Clock.Now())
-	}
-	w.ids = ids
-	if a := s.Abort; a != nil {
-		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On, ByClass: map[string]int{}}
-	}
-	sr.Batches = []BatchReport{}
 	done := 0
-	for bi, target := range batchTargets(s.Rollout, len(ids)) {
+	for bi, target := range batchTargets(s.Rollout, len(w.ids)) {
 		if bi > 0 && s.Rollout.Pause > 0 {
 			if err := r.sleepUntil(ctx, r.Clock.Now().Add(s.Rollout.Pause)); err != nil {
 				return false, r.interrupted(sr, "", err)
@@ -237,8 +181,103 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	if now := r.Clock.Now(); sr.StartTime == nil { // no job: no-ops only
 		sr.StartTime, sr.EndTime = &began, &now
 	}
-	// The statistics are the hub's view: the devices its jobs had (no-ops
-	// had none), completed or not; the runner's verdict is the summary.
+	w.conclude(done)
+	return false, nil
+}
+
+// stepDevices are the devices a controlled step acts on: a saved plan's,
+// or its query's now, limited to only when not nil (onlyPassed). When
+// only leaves none of them, the step is done (nothing to do) and ids is
+// nil.
+func (r *Runner) stepDevices(ctx context.Context, s *plan.Step, only map[string]bool, sr *StepReport) ([]string, error) {
+	ids := s.Devices // a saved plan's
+	if ids == nil {
+		var err error
+		if ids, err = r.devicesOf(ctx, s.Query); err != nil {
+			return nil, fmt.Errorf("step %s: resolve its devices: %w", s.Name, err)
+		}
+	}
+	if only == nil {
+		return nonNil(ids), nil
+	}
+	kept := ids[:0:0]
+	for _, id := range ids {
+		if only[id] {
+			kept = append(kept, id)
+		}
+	}
+	if len(kept) == 0 && len(ids) > 0 {
+		// Not a query that matches nothing (a typo, most often): the
+		// steps before left nothing for this one to do.
+		sr.Status = string(hub.JobCompleted)
+		sr.Reason = fmt.Sprintf("none of the %d devices the query matches was acted on and passed %s (onlyPassed): nothing to do", len(ids), strings.Join(s.After, ", "))
+		sr.finish(0)
+		return nil, nil
+	}
+	return nonNil(kept), nil
+}
+
+// nonNil is ids, or an empty list: nil means "nothing to do" to
+// runControlled.
+func nonNil(ids []string) []string {
+	if ids == nil {
+		return []string{}
+	}
+	return ids
+}
+
+// prepare readies the wave over ids: twins that comply already become
+// no-ops (and the others' values are kept for a rollback); maintenance
+// windows order the devices (the step's own, or one per device from a
+// tag: devices grouped by window, in the order their windows open; a
+// device whose tag holds no window fails at once); the abort report
+// starts.
+func (w *wave) prepare(ctx context.Context, ids []string) error {
+	r, s, sr := w.r, w.s, w.sr
+	var err error
+	if s.Twin != nil {
+		var before map[string]*hub.Twin
+		if ids, before, err = r.skipCompliant(ctx, s, ids, sr); err != nil {
+			return err
+		}
+		w.saved = newSaver(s.Twin, before)
+	}
+	w.noops = len(sr.Devices)
+	if w.win, err = stepWindow(s); err != nil {
+		return fmt.Errorf("step %s: window: %w", s.Name, err)
+	}
+	if s.Window != nil && s.Window.FromTag != "" {
+		var bad map[string]string
+		w.windows, bad, err = r.deviceWindows(ctx, s.Window.FromTag, ids)
+		if err != nil {
+			return fmt.Errorf("step %s: read device windows: %w", s.Name, err)
+		}
+		kept := ids[:0:0]
+		for _, id := range ids {
+			if reason, isBad := bad[id]; isBad {
+				sr.Devices = append(sr.Devices, DeviceResult{DeviceID: id, Status: string(hub.DeviceJobFailed),
+					Error: &hub.DeviceJobError{Code: CodeNoMaintenanceWindow, Description: reason}})
+				continue
+			}
+			kept = append(kept, id)
+		}
+		ids = kept
+		orderByWindow(ids, w.windows, r.Clock.Now())
+	}
+	w.ids = ids
+	if a := s.Abort; a != nil {
+		sr.Abort = &AbortReport{FailureRate: a.FailureRate, Failures: a.Failures, MinExecuted: a.MinExecuted, On: a.On, ByClass: map[string]int{}}
+	}
+	sr.Batches = []BatchReport{}
+	return nil
+}
+
+// conclude gives a step that was not aborted its statistics and verdict,
+// its batches having started done devices. The statistics are the hub's
+// view: the devices its jobs had (no-ops had none), completed or not; the
+// runner's verdict is the summary.
+func (w *wave) conclude(done int) {
+	sr := w.sr
 	stats := &sr.DeviceJobStatistics
 	stats.DeviceCount, stats.SucceededCount, stats.FailedCount = 0, 0, 0
 	for _, d := range sr.Devices {
@@ -253,11 +292,10 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		stats.DeviceCount++
 	}
 	sr.Status = string(hub.JobCompleted)
-	if done < len(ids) {
-		sr.Reason = fmt.Sprintf("the rollout's last batch ends at %d of the %d matched devices", done, len(ids))
+	if done < len(w.ids) {
+		sr.Reason = fmt.Sprintf("the rollout's last batch ends at %d of the %d matched devices", done, len(w.ids))
 	}
-	judge(s, sr)
-	return false, nil
+	judge(w.s, sr)
 }
 
 // wave is a controlled step under way.
