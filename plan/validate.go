@@ -201,6 +201,50 @@ func (v *validator) step(i int, s *Step) {
 		path = fmt.Sprintf("steps[%d]", i)
 	}
 	r := s.Range
+	v.stepName(i, path, s)
+	if strings.TrimSpace(s.Query) == "" {
+		if v.present(path + ".query") {
+			v.errorf(path+".query", r, "query is empty").
+				Hint(`select devices with a condition such as "deviceId IN ['a', 'b']", or "*" for every device`)
+		}
+	} else {
+		v.checkQuery(path+".query", r, s.Query)
+	}
+	v.stepAction(path, s)
+	v.stepTiming(path, s)
+	if ro := s.Rollout; ro != nil {
+		v.rollout(path+".rollout", ro)
+	}
+	if a := s.Abort; a != nil {
+		v.abort(path+".abort", a)
+	}
+	if su := s.Success; su != nil {
+		v.checkFraction(path+".success.minSuccessRate", su.Range, su.MinSuccessRate)
+	}
+	if rt := s.Retry; rt != nil {
+		v.retry(path+".retry", rt)
+	}
+	if vf := s.Verify; vf != nil {
+		v.verify(path+".verify", vf)
+	}
+	if w := s.Window; w != nil {
+		v.window(path+".window", w)
+	}
+	if a := s.Analysis; a != nil {
+		v.analysis(path+".analysis", a)
+	}
+	if rb := s.Rollback; rb != nil {
+		v.rollback(path+".rollback", s, rb)
+	}
+	if s.OnlyPassed && len(s.After) == 0 {
+		v.errorf(path+".onlyPassed", r, "onlyPassed needs a step to be after").
+			Hint("add after: [a step name]; onlyPassed runs this step on the devices that passed it")
+	}
+}
+
+// stepName checks step i's name, and that no earlier step has it.
+func (v *validator) stepName(i int, path string, s *Step) {
+	r := s.Range
 	v.checkName(path+".name", r, "step", s.Name)
 	if j, dup := v.names[s.Name]; dup && s.Name != "" {
 		prev := v.p.Steps[j]
@@ -213,17 +257,11 @@ func (v *validator) step(i int, s *Step) {
 	} else if !dup {
 		v.names[s.Name] = i
 	}
+}
 
-	if strings.TrimSpace(s.Query) == "" {
-		if v.present(path + ".query") {
-			v.errorf(path+".query", r, "query is empty").
-				Hint(`select devices with a condition such as "deviceId IN ['a', 'b']", or "*" for every device`)
-		}
-	} else {
-		v.checkQuery(path+".query", r, s.Query)
-	}
-
-	// Actions.
+// stepAction checks that the step does exactly one thing, and that thing.
+func (v *validator) stepAction(path string, s *Step) {
+	r := s.Range
 	hasMethod := s.Method != nil || (v.d != nil && v.node(path+".method") != nil)
 	hasTwin := s.Twin != nil || (v.d != nil && v.node(path+".twin") != nil)
 	switch {
@@ -250,8 +288,12 @@ func (v *validator) step(i int, s *Step) {
 			v.errorf(path+".twin.etag", t.Range, "etag is empty").Hint(`use "*" to patch whatever the current twin is`)
 		}
 	}
+}
 
-	// Timing.
+// stepTiming checks when the step runs: start or cron (and its policy),
+// and how long it may take.
+func (v *validator) stepTiming(path string, s *Step) {
+	r := s.Range
 	hasStart := (v.d == nil && s.Start != (Start{}) && !s.Start.Now) || (v.d != nil && v.node(path+".start") != nil)
 	if hasStart && s.Cron != "" {
 		later := path + ".cron"
@@ -296,64 +338,46 @@ func (v *validator) step(i int, s *Step) {
 	if v.d == nil || s.maxExecutionTimeSet {
 		v.checkMaxExecutionTime(path+".maxExecutionTime", r, s.MaxExecutionTime)
 	}
-	if ro := s.Rollout; ro != nil {
-		v.rollout(path+".rollout", ro)
+}
+
+// abort checks a step's abort thresholds.
+func (v *validator) abort(path string, a *Abort) {
+	hasFailures := v.d == nil && a.Failures != 0 || v.node(path+".failures") != nil
+	switch {
+	case a.HasRate && hasFailures:
+		v.keyErrorf(path+".failures", a.Range, "abort has both failureRate and failures").
+			Hint("abort on a share of the devices run (failureRate: 5%%) or on a number of them (failures: 10), not both")
+	case !a.HasRate && !hasFailures && !v.reported[path]:
+		v.errorf(path, a.Range, "abort has no threshold").
+			Hint("add failureRate: 5%% (a share of the devices run) or failures: 10 (a number of them)")
 	}
-	if a := s.Abort; a != nil {
-		hasFailures := v.d == nil && a.Failures != 0 || v.node(path+".abort.failures") != nil
-		switch {
-		case a.HasRate && hasFailures:
-			v.keyErrorf(path+".abort.failures", a.Range, "abort has both failureRate and failures").
-				Hint("abort on a share of the devices run (failureRate: 5%%) or on a number of them (failures: 10), not both")
-		case !a.HasRate && !hasFailures && !v.reported[path+".abort"]:
-			v.errorf(path+".abort", a.Range, "abort has no threshold").
-				Hint("add failureRate: 5%% (a share of the devices run) or failures: 10 (a number of them)")
+	if a.HasRate {
+		v.checkFraction(path+".failureRate", a.Range, a.FailureRate)
+	}
+	if hasFailures && a.Failures < 1 && !v.reported[path+".failures"] {
+		v.errorf(path+".failures", a.Range, "failures must be at least 1").
+			Hint("give how many failed devices stop the step, e.g. failures: 10")
+	}
+	if a.MinExecuted < 0 {
+		v.errorf(path+".minExecuted", a.Range, "minExecuted %d is negative", a.MinExecuted).
+			Hint("give the number of finished devices needed before the failure rate counts, e.g. 50")
+	}
+	v.classes(path+".on", a.Range, a.On, true)
+}
+
+// verify checks a step's post-condition.
+func (v *validator) verify(path string, vf *Verify) {
+	if vf.Query == "" {
+		if v.present(path + ".query") {
+			v.errorf(path+".query", vf.Range, "verify query is empty").
+				Hint(`give the condition each device must come to satisfy, e.g. "properties.reported.firmware = '2.4.1'"`)
 		}
-		if a.HasRate {
-			v.checkFraction(path+".abort.failureRate", a.Range, a.FailureRate)
-		}
-		if hasFailures && a.Failures < 1 && !v.reported[path+".abort.failures"] {
-			v.errorf(path+".abort.failures", a.Range, "failures must be at least 1").
-				Hint("give how many failed devices stop the step, e.g. failures: 10")
-		}
-		if a.MinExecuted < 0 {
-			v.errorf(path+".abort.minExecuted", a.Range, "minExecuted %d is negative", a.MinExecuted).
-				Hint("give the number of finished devices needed before the failure rate counts, e.g. 50")
-		}
-		v.classes(path+".abort.on", a.Range, a.On, true)
+	} else {
+		v.checkQuery(path+".query", vf.Range, vf.Query)
 	}
-	if su := s.Success; su != nil {
-		v.checkFraction(path+".success.minSuccessRate", su.Range, su.MinSuccessRate)
-	}
-	if rt := s.Retry; rt != nil {
-		v.retry(path+".retry", rt)
-	}
-	if vf := s.Verify; vf != nil {
-		if vf.Query == "" {
-			if v.present(path + ".verify.query") {
-				v.errorf(path+".verify.query", vf.Range, "verify query is empty").
-					Hint(`give the condition each device must come to satisfy, e.g. "properties.reported.firmware = '2.4.1'"`)
-			}
-		} else {
-			v.checkQuery(path+".verify.query", vf.Range, vf.Query)
-		}
-		if vf.Timeout <= 0 && !v.reported[path+".verify.timeout"] {
-			v.errorf(path+".verify.timeout", vf.Range, "verify timeout must be positive").
-				Hint("give how long devices have to converge, e.g. timeout: 15m")
-		}
-	}
-	if w := s.Window; w != nil {
-		v.window(path+".window", w)
-	}
-	if a := s.Analysis; a != nil {
-		v.analysis(path+".analysis", a)
-	}
-	if rb := s.Rollback; rb != nil {
-		v.rollback(path+".rollback", s, rb)
-	}
-	if s.OnlyPassed && len(s.After) == 0 {
-		v.errorf(path+".onlyPassed", r, "onlyPassed needs a step to be after").
-			Hint("add after: [a step name]; onlyPassed runs this step on the devices that passed it")
+	if vf.Timeout <= 0 && !v.reported[path+".timeout"] {
+		v.errorf(path+".timeout", vf.Range, "verify timeout must be positive").
+			Hint("give how long devices have to converge, e.g. timeout: 15m")
 	}
 }
 
