@@ -81,7 +81,7 @@ type Engine struct {
 	ctx    context.Context // the engine's own, for job goroutines
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	writes chan *write
+	writes chan *writeReq
 	// writesMu orders sends on writes (read-locked) before Close closes
 	// it (locked): an API call racing Close gets errEngineClosed instead
 	// of a send on a closed channel.
@@ -156,10 +156,10 @@ func (e *Engine) Open(ctx context.Context) error {
 		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.writes = make(chan *write, 4096)
+	e.writes = make(chan *writeReq, 4096)
 	e.twinCommits = make(chan *twinCommit, 1024)
 	e.wg.Add(2)
-	go e.writer()
+	go e.runWriter()
 	go e.twinCommitter()
 	if err := e.resetConnections(ctx); err != nil {
 		return err

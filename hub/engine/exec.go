@@ -382,7 +382,7 @@ func (e *Engine) stopDevice(dj *hub.DeviceJob, cancelled bool) {
 // is the store's from now on: nobody changes a final record.
 func (e *Engine) record(r *run, dj *hub.DeviceJob, from hub.DeviceJobStatus) {
 	e.count(r, dj, from)
-	e.send(&write{djs: []*hub.DeviceJob{dj}, job: r})
+	e.queue(&writeReq{djs: []*hub.DeviceJob{dj}, job: r})
 }
 
 // count moves a device from status from to its final status in the job's
@@ -570,7 +570,7 @@ func (e *Engine) finish(ctx context.Context, r *run, opctx context.Context) {
 	e.mu.Lock()
 	l := r.lease
 	e.mu.Unlock()
-	e.write(&write{final: j, lease: l, done: done})
+	e.enqueue(&writeReq{final: j, lease: l, done: done})
 	if err := <-done; err != nil {
 		e.Logger.Error("store final job state", "job", j.JobID, "err", err)
 	}
@@ -603,13 +603,13 @@ func (e *Engine) notify(r *run) {
 }
 
 // persist queues the run's current snapshot for the store.
-func (e *Engine) persist(r *run) { e.write(&write{job: r}) }
+func (e *Engine) persist(r *run) { e.enqueue(&writeReq{job: r}) }
 
 // commit stores records and the run's current snapshot, after everything
 // queued before, and waits until they are stored.
 func (e *Engine) commit(djs []*hub.DeviceJob, r *run) error {
 	done := make(chan error, 1)
-	e.write(&write{djs: djs, job: r, done: done})
+	e.enqueue(&writeReq{djs: djs, job: r, done: done})
 	return <-done
 }
 
@@ -678,206 +678,4 @@ func (e *Engine) adopt(ctx context.Context, j *hub.Job, l store.Lease) error {
 	}
 	e.start(j, cond, recs, resumed, l)
 	return nil
-}
-
-// write is one unit for the store writer: device-job records, the current
-// snapshot of a run, or a final job state, with an optional channel to
-// report when it and everything queued before it are stored.
-type write struct {
-	djs   []*hub.DeviceJob
-	job   *run
-	final *hub.Job
-	lease store.Lease // final's, among replicas
-	done  chan error
-}
-
-func (e *Engine) write(w *write) {
-	// Snapshot the device records now: the executor keeps using them.
-	djs := make([]*hub.DeviceJob, len(w.djs))
-	for i, dj := range w.djs {
-		djs[i] = cloneRecord(dj)
-	}
-	w.djs = djs
-	e.send(w)
-}
-
-// errEngineClosed answers a write that came after Close.
-var errEngineClosed = errors.New("the engine is closed")
-
-// send queues w for the writer, or answers it errEngineClosed after
-// Close.
-func (e *Engine) send(w *write) {
-	e.writesMu.RLock()
-	defer e.writesMu.RUnlock()
-	if e.writesClosed {
-		if w.done != nil {
-			w.done <- errEngineClosed
-		}
-		return
-	}
-	e.writes <- w
-}
-
-// writer stores results in groups: whatever has queued up while the
-// previous transaction ran goes into the next one, so a burst of results
-// costs a few transactions instead of one each. Each group is one
-// transaction: records and job snapshots together.
-func (e *Engine) writer() {
-	defer e.wg.Done()
-	linger := e.clock.NewTimer(time.Hour)
-	linger.Stop()
-	for w := range e.writes {
-		batch := []*write{w}
-		waited := w.done != nil
-		lingering := false
-	drain:
-		for len(batch) < 1024 {
-			var w *write
-			var ok bool
-			select {
-			case w, ok = <-e.writes:
-			default:
-				if waited || e.WriteLinger <= 0 {
-					break drain
-				}
-				// Nobody waits on these (a job's results): wait a little
-				// for more (see WriteLinger).
-				if !lingering {
-					lingering = true
-					linger.Reset(e.WriteLinger)
-				}
-				select {
-				case w, ok = <-e.writes:
-				case <-linger.C():
-					lingering = false
-					break drain
-				}
-			}
-			if !ok {
-				break drain
-			}
-			batch = append(batch, w)
-			waited = waited || w.done != nil
-		}
-		if lingering && !linger.Stop() {
-			select {
-			case <-linger.C():
-			default:
-			}
-		}
-		errs := e.storeBatch(batch)
-		for i, w := range batch {
-			if w.done != nil {
-				w.done <- errs[i]
-			}
-		}
-	}
-}
-
-// storeBatch stores a writer's batch in one transaction, and returns each
-// write's error. Among replicas, the transaction carries the lease of
-// every job in it; when one was lost, the jobs are stored one by one, so
-// that only the lost job's writes fail.
-func (e *Engine) storeBatch(batch []*write) []error {
-	errs := make([]error, len(batch))
-	err := e.putBatch(batch)
-	if errors.Is(err, store.ErrLeaseLost) {
-		byJob := map[string][]int{}
-		var order []string
-		for i, w := range batch {
-			id := w.jobID()
-			if _, ok := byJob[id]; !ok {
-				order = append(order, id)
-			}
-			byJob[id] = append(byJob[id], i)
-		}
-		if len(order) > 1 {
-			for _, id := range order {
-				var part []*write
-				for _, i := range byJob[id] {
-					part = append(part, batch[i])
-				}
-				perr := e.putBatch(part)
-				for _, i := range byJob[id] {
-					errs[i] = perr
-				}
-				if errors.Is(perr, store.ErrLeaseLost) {
-					e.abandonJob(id)
-				}
-			}
-			return errs
-		}
-		e.abandonJob(order[0])
-	}
-	if err != nil {
-		e.Logger.Error("store job results", "err", err)
-	}
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
-}
-
-// jobID is the job a write is for.
-func (w *write) jobID() string {
-	switch {
-	case w.final != nil:
-		return w.final.JobID
-	case w.job != nil:
-		return w.job.id
-	case len(w.djs) > 0:
-		return w.djs[0].JobID
-	}
-	return ""
-}
-
-// putBatch stores writes in one transaction: every record, and each
-// job once, its final state or else its run's snapshot, taken now.
-func (e *Engine) putBatch(batch []*write) error {
-	var djs []*hub.DeviceJob
-	type latest struct {
-		r     *run
-		final *hub.Job
-	}
-	jobs := map[string]latest{}
-	var order []string
-	var leases []store.Lease
-	for _, w := range batch {
-		djs = append(djs, w.djs...)
-		var l latest
-		var id string
-		switch {
-		case w.final != nil:
-			l, id = latest{final: w.final}, w.final.JobID
-			if w.lease.JobID != "" {
-				leases = append(leases, w.lease)
-			}
-		case w.job != nil:
-			l, id = latest{r: w.job}, w.job.id
-		default:
-			continue
-		}
-		if _, ok := jobs[id]; !ok {
-			order = append(order, id)
-		}
-		jobs[id] = l
-	}
-	list := make([]*hub.Job, 0, len(order))
-	for _, id := range order {
-		l := jobs[id]
-		e.mu.Lock()
-		if l.final == nil {
-			l.final = cloneJob(l.r.job)
-		}
-		if l.r != nil && l.r.lease.JobID != "" {
-			leases = append(leases, l.r.lease)
-		}
-		e.mu.Unlock()
-		list = append(list, l.final)
-	}
-	ctx := context.Background()
-	if len(leases) > 0 {
-		ctx = store.WithLease(ctx, leases...)
-	}
-	return e.store.PutDeviceJobs(ctx, djs, list...)
 }
