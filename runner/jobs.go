@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
@@ -141,4 +142,45 @@ func (r *Runner) outage(ctx context.Context, call func() error) error {
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// Device lists as jobs: a controlled step runs its devices as hub jobs
+// over explicit lists.
+
+const (
+	// maxConditionLen bounds the queryCondition of one job; the hub's query
+	// language takes at most 8,192 characters.
+	maxConditionLen = 7000
+)
+
+// devicesOf returns the ids of the devices a step's query selects now.
+func (r *Runner) devicesOf(ctx context.Context, query string) ([]string, error) {
+	var ids []string
+	err := eachRow(ctx, r.Hub, deviceQuery("deviceId", query), func(row *idRow) error {
+		ids = append(ids, row.DeviceID)
+		return nil
+	})
+	return ids, err
+}
+
+// take returns the first devices of ids for one job: at most size (0: no
+// bound) and few enough that the job's condition fits the query language.
+func take(ids []string, size int) []string {
+	length := 0
+	for i, id := range ids {
+		length += len(quote(id)) + 4 // 'id', plus ", "
+		if i > 0 && (length > maxConditionLen || (size > 0 && i >= size)) {
+			return ids[:i]
+		}
+	}
+	return ids
+}
+
+// inCondition is the job condition selecting exactly ids.
+func inCondition(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = "'" + quote(id) + "'"
+	}
+	return "deviceId IN [" + strings.Join(q, ", ") + "]"
 }

@@ -19,12 +19,6 @@ import (
 // jobs over an explicit device list (deviceId IN [...]), one job at a time,
 // and judges the abort thresholds after every job.
 
-const (
-	// maxConditionLen bounds the queryCondition of one job; the hub's query
-	// language takes at most 8,192 characters.
-	maxConditionLen = 7000
-)
-
 // controlled reports whether a step is run by the runner over explicit
 // device lists rather than as one hub job over its query.
 func controlled(s *plan.Step) bool {
@@ -62,16 +56,6 @@ type AbortReport struct {
 	Tripped bool           `json:"tripped"`
 }
 
-// devicesOf returns the ids of the devices a step's query selects now.
-func (r *Runner) devicesOf(ctx context.Context, query string) ([]string, error) {
-	var ids []string
-	err := eachRow(ctx, r.Hub, deviceQuery("deviceId", query), func(row *idRow) error {
-		ids = append(ids, row.DeviceID)
-		return nil
-	})
-	return ids, err
-}
-
 // batchTargets turns a rollout's batches into cumulative device counts
 // over n devices: percentages round up (1% of 20 devices is 1), counts are
 // capped at n, and a batch that adds nobody is dropped. Without a rollout
@@ -94,28 +78,6 @@ func batchTargets(ro *plan.Rollout, n int) []int {
 		}
 	}
 	return out
-}
-
-// take returns the first devices of ids for one job: at most size (0: no
-// bound) and few enough that the job's condition fits the query language.
-func take(ids []string, size int) []string {
-	length := 0
-	for i, id := range ids {
-		length += len(quote(id)) + 4 // 'id', plus ", "
-		if i > 0 && (length > maxConditionLen || (size > 0 && i >= size)) {
-			return ids[:i]
-		}
-	}
-	return ids
-}
-
-// inCondition is the job condition selecting exactly ids.
-func inCondition(ids []string) string {
-	q := make([]string, len(ids))
-	for i, id := range ids {
-		q[i] = "'" + quote(id) + "'"
-	}
-	return "deviceId IN [" + strings.Join(q, ", ") + "]"
 }
 
 // runControlled runs a step over its devices in waves: for each rollout
