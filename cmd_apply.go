@@ -101,7 +101,7 @@ func applyCmd() *cli.Command {
 					if pv == nil {
 						return err
 					}
-					dry, _ = mergeDryRun(pv, dry)
+					dry, _ = runner.MergeDryRun(pv, dry)
 					for _, s := range dry.Steps {
 						if s.Preview == nil {
 							continue

@@ -1,0 +1,215 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/iotjobs/iotjobs/hub"
+)
+
+// Changes counts what a plan would do, by its dry-run report: the twins
+// its twin steps would patch (not those that comply already) and the
+// devices its method steps would call.
+func (rep *Report) Changes() int {
+	n := 0
+	for _, s := range rep.Steps {
+		if pv := s.Preview; pv != nil {
+			n += pv.Matched
+			if s.Type == string(hub.JobUpdateTwin) {
+				n -= pv.Noop
+			}
+		}
+	}
+	return n
+}
+
+// MergeDryRun is the dry-run report: the simulated run's, each step with
+// what was read from the hub (its preview), failed where the pre-flight
+// fails.
+func MergeDryRun(preview, sim *Report) (*Report, error) {
+	sim.DryRun = true
+	sim.Hub = preview.Hub
+	for i, s := range sim.Steps {
+		if i < len(preview.Steps) && preview.Steps[i].Name == s.Name {
+			s.Preview = preview.Steps[i].Preview
+			if pf := s.Preview.Preflight; pf != nil && !pf.OK {
+				s.Status, s.Reason = StepFailed, pf.Message
+			}
+		}
+	}
+	if failed := sim.FailedSteps(); len(failed) > 0 {
+		sim.Status = StatusFailed
+		return sim, &StepFailedError{Steps: failed}
+	}
+	sim.Status = StatusSucceeded
+	return sim, nil
+}
+
+// WritePreview prints a dry-run report for people.
+func (rep *Report) WritePreview(w io.Writer) {
+	fmt.Fprintf(w, "plan %s (dry run against %s): %s\n", rep.Plan.Name, rep.Hub, rep.Status)
+	for _, s := range rep.Steps {
+		pv := s.Preview
+		if pv == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\nstep %s (%s): %d devices match %s", s.Name, s.Type, pv.Matched, s.QueryCondition)
+		if len(pv.Sample) > 0 {
+			more := ""
+			if pv.Matched > len(pv.Sample) {
+				more = ", …"
+			}
+			fmt.Fprintf(w, " (%s%s)", strings.Join(pv.Sample, ", "), more)
+		}
+		fmt.Fprintln(w)
+		for _, d := range pv.TwinDiff {
+			to, _ := json.Marshal(d.To)
+			var from []string
+			for _, f := range d.From {
+				v, _ := json.Marshal(f.Value)
+				if f.Value == "undefined" {
+					v = []byte("undefined")
+				}
+				from = append(from, fmt.Sprintf("%d from %s", f.Count, v))
+			}
+			fmt.Fprintf(w, "  %s → %s: %d change", d.Path, to, d.Change)
+			if len(from) > 0 {
+				fmt.Fprintf(w, " (%s)", strings.Join(from, ", "))
+			}
+			fmt.Fprintf(w, ", %d comply\n", d.Comply)
+		}
+		if s.Type == string(hub.JobUpdateTwin) {
+			fmt.Fprintf(w, "  %d twins comply with the whole patch already\n", pv.Noop)
+		}
+		switch {
+		case len(pv.After) > 0:
+			fmt.Fprintf(w, "  starts after %s\n", strings.Join(pv.After, ", "))
+		default:
+			fmt.Fprintf(w, "  starts %s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"))
+		}
+		if pv.OnlyPassed {
+			fmt.Fprintf(w, "  only on the devices that pass %s (the matched count is an upper bound)\n", strings.Join(pv.After, ", "))
+		}
+		for i, b := range pv.Timeline.Batches {
+			switch {
+			case i < len(s.Batches):
+				// As played: each batch ends with its verify and analysis
+				// before the pause and the next begin.
+				played := s.Batches[i]
+				fmt.Fprintf(w, "  batch %d: %d devices", i+1, played.Devices)
+				if played.StartTime != nil {
+					fmt.Fprintf(w, ", starts %s", played.StartTime.Format("2006-01-02 15:04:05 MST"))
+				}
+				if played.EndTime != nil {
+					fmt.Fprintf(w, ", ends %s", played.EndTime.Format("15:04:05 MST"))
+				}
+				fmt.Fprintln(w)
+			case s.Status != "planned":
+				fmt.Fprintf(w, "  batch %d: %d devices, not started\n", i+1, b.Devices)
+			default:
+				fmt.Fprintf(w, "  batch %d: %d devices, %s at the earliest\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
+			}
+		}
+		if n := len(pv.Timeline.Occurrences); n > 0 {
+			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
+		}
+		writeSafetyNet(w, s)
+		if s.Status != "planned" {
+			fmt.Fprintf(w, "  simulated: %s — %s", s.Status, s.Summary)
+			if s.EndTime != nil {
+				fmt.Fprintf(w, ", ends %s", s.EndTime.Format("2006-01-02 15:04 MST"))
+			}
+			fmt.Fprintln(w)
+			if s.Reason != "" {
+				fmt.Fprintf(w, "    %s\n", s.Reason)
+			}
+			for _, a := range s.Analysis {
+				if !a.Pass && !strings.Contains(s.Reason, a.Reason) {
+					fmt.Fprintf(w, "    %s\n", a.Reason)
+				}
+			}
+			if rb := s.Rollback; rb != nil && rb.Trigger != "" {
+				fmt.Fprintf(w, "  simulated rollback (%s): %d restored, %d conflicts, %d failed\n", rb.Trigger, rb.Restored, rb.Conflicts, rb.Failed)
+			}
+		}
+		if n := len(s.Occurrences); n > 0 {
+			fmt.Fprintf(w, "  simulated runs in the next 7 days (%d):\n", n)
+			for i, o := range s.Occurrences {
+				if i == 10 {
+					fmt.Fprintf(w, "    … and %d more (--report lists all)\n", n-10)
+					break
+				}
+				fmt.Fprintf(w, "    %s: %s — %d succeed, %d fail, %d no-op", o.ScheduledAt.Format("2006-01-02 15:04 MST"), o.Status, o.Succeeded, o.Failed, o.Noop)
+				if o.EndTime != nil {
+					fmt.Fprintf(w, ", ends %s", o.EndTime.Format("15:04 MST"))
+				}
+				if o.Reason != "" && o.Status != string(hub.JobCompleted) {
+					fmt.Fprintf(w, " (%s)", o.Reason)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+		if pf := pv.Preflight; pf != nil {
+			verdict := "ok"
+			if !pf.OK {
+				verdict = "FAILS"
+			}
+			fmt.Fprintf(w, "  pre-flight %s: %s\n", verdict, pf.Message)
+		}
+	}
+}
+
+// writeSafetyNet prints what undoes a step, for the reviewer: per path
+// a twin step sets, the values a rollback would put back and on how many
+// devices (those it would change), or a method step's compensating method.
+func writeSafetyNet(w io.Writer, s *StepReport) {
+	rb := s.Rollback
+	if rb == nil || len(rb.On) == 0 {
+		return
+	}
+	on := strings.Join(rb.On, ", ")
+	if rb.Method != nil {
+		fmt.Fprintf(w, "  rollback on %s: calls %s on the devices whose call succeeded\n", on, rb.Method.Name)
+		return
+	}
+	fmt.Fprintf(w, "  rollback on %s restores, etag-guarded:\n", on)
+	for _, d := range s.Preview.TwinDiff {
+		var parts []string
+		for _, f := range d.From {
+			if f.Value == "undefined" {
+				parts = append(parts, fmt.Sprintf("deletes it on %d", f.Count))
+				continue
+			}
+			v, _ := json.Marshal(f.Value)
+			parts = append(parts, fmt.Sprintf("%s on %d", v, f.Count))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "    %s: %s\n", d.Path, strings.Join(parts, ", "))
+		}
+	}
+}
+
+// WriteText prints a drift check for people.
+func (res *Compliance) WriteText(w io.Writer) {
+	verdict := "compliant"
+	if !res.Compliant {
+		verdict = "drift"
+	}
+	fmt.Fprintf(w, "plan %s: %s\n", res.Plan.Name, verdict)
+	for _, s := range res.Steps {
+		fmt.Fprintf(w, "  step %s: %d of %d devices drift\n", s.Name, len(s.Drifting), s.Matched)
+		for i, d := range s.Drifting {
+			if i == 20 {
+				fmt.Fprintf(w, "    … and %d more (-o json lists all)\n", len(s.Drifting)-20)
+				break
+			}
+			why := strings.Join(d.Paths, ", ")
+			if d.FailsVerify {
+				why = strings.TrimPrefix(why+", fails verify", ", ")
+			}
+			fmt.Fprintf(w, "    %s: %s\n", d.DeviceID, why)
+		}
+	}
+}
