@@ -443,6 +443,12 @@ func (e *Engine) runDevice(ctx context.Context, r *run, j *hub.Job, dj *hub.Devi
 	case hub.JobDeviceMethod:
 		marked := false // mark runs again before each try (invoke)
 		mark := func() error {
+			// A worker that saw the device online just before the bus
+			// went down waits for the bus (invoke tries again) instead of
+			// starting the device: nothing starts while the bus is down.
+			if bs, ok := e.bus.(hub.BusState); ok && !bs.Up() {
+				return hub.ErrNotSent
+			}
 			if !marked {
 				start()
 				if err := durable(); err != nil {
