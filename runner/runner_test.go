@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
-	"github.com/iotjobs/iotjobs/hub/engine"
 	"github.com/iotjobs/iotjobs/hub/store/sqlite"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
@@ -59,30 +57,14 @@ func newFleetHub(t *testing.T, clk clock.Clock, fleet string) hub.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := simulate.NewBus(fl.Devices(), clk)
-	e := engine.New(st, bus, clk)
-	bus.SetEvents(e)
-	if err := e.Open(ctx); err != nil {
+	e, err := simulate.NewHub(ctx, fl.Devices(), clk, simulate.HubOptions{Store: st})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		e.Close()
 		st.Close()
 	})
-	for _, d := range fl.Devices() {
-		if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.UpdateTwin(ctx, d.ID, &hub.TwinPatch{Tags: d.Tags}, "*"); err != nil {
-			t.Fatal(err)
-		}
-		if len(d.Reported) > 0 { // as the device reports them when it connects
-			b, _ := json.Marshal(d.Reported)
-			if _, err := e.ReportedPatch(ctx, d.ID, b); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	return e
 }
 
