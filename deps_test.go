@@ -15,11 +15,11 @@ const module = "github.com/iotjobs/iotjobs"
 
 // banned lists, per package (and its sub-packages where the key ends in
 // "/..."), import prefixes its production code must not reach, directly or
-// not, with the reason (STYLE.md "Dependency rules", SPEC §2).
+// not, with the reason (README "Layout").
 var banned = map[string][]struct{ prefix, why string }{
 	"hub/...": {
-		{module + "/plan", "the hub knows nothing of plans (SPEC §2)"},
-		{module + "/runner", "the hub knows nothing of the runner (SPEC §2)"},
+		{module + "/plan", "the hub knows nothing of plans"},
+		{module + "/runner", "the hub knows nothing of the runner"},
 		{module + "/simulate", "the simulator depends on the hub, not the reverse"},
 	},
 	"runner": {
@@ -133,7 +133,7 @@ func TestAllowedImports(t *testing.T) {
 }
 
 // onlyImporters lists third-party packages that a single package of ours
-// wraps, so that nothing else depends on them (STYLE.md rule 1).
+// wraps, so that nothing else depends on them.
 var onlyImporters = map[string][]string{
 	"github.com/mochi-mqtt/server/v2":     {"hub/broker"},
 	"github.com/eclipse/paho.mqtt.golang": {"hub/extbroker", "simulate"},
@@ -242,7 +242,7 @@ func TestPackageDocs(t *testing.T) {
 	}
 }
 
-// TestClockOnly enforces SPEC §2: no code under the engine, the runner or
+// TestClockOnly: no code under the engine, the runner or
 // the simulator reads the wall clock or sleeps directly; the dry-run's
 // virtual time depends on it.
 func TestClockOnly(t *testing.T) {

@@ -229,7 +229,7 @@ func StripMeta(section map[string]any) map[string]any {
 	return out
 }
 
-// Twin limits (azure-contract.md §6).
+// Twin limits (Azure IoT Hub's, README "The hub").
 const (
 	maxKeyBytes     = 1024
 	maxStringBytes  = 4096

@@ -23,7 +23,7 @@ import (
 // knobs.
 const (
 	// defaultMaxPendingWrites bounds each client's outbound queue. mochi's
-	// default (8192) costs ~64 KB per connection (PERFORMANCE.md §0).
+	// default (8192) costs ~64 KB per connection (README "Performance").
 	defaultMaxPendingWrites = 256
 	// bufferSize is each client's read buffer (and the size at which
 	// queued writes are flushed; the write buffer exists only while

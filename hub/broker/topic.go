@@ -8,7 +8,7 @@ import (
 )
 
 // Device-relative topic shapes of Azure IoT Hub's device protocol
-// (azure-contract.md §3.1).
+// (Azure IoT Hub's device MQTT topics, README "The hub").
 const (
 	devicesPrefix = "devices/"
 	iothubPrefix  = "$iothub/"

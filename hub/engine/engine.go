@@ -20,7 +20,7 @@ var (
 
 // DefaultWindow is how many device operations one job keeps in flight at
 // most. About 1,000 is where broker throughput plateaus; beyond it replies
-// start to be lost (PERFORMANCE.md).
+// start to be lost (README "A method job over 10,000 connected devices").
 const DefaultWindow = 1000
 
 // DefaultWriteLinger is the WriteLinger of a hub on the real clock:

@@ -39,7 +39,7 @@ type SharedTransport interface {
 
 // DefaultWindow is the most method requests in flight across the hub.
 // Without a bound, a burst overflows the broker's per-client queues and
-// replies are silently lost (PERFORMANCE.md §0).
+// replies are silently lost (README "A method job over 10,000 connected devices").
 const DefaultWindow = 1000
 
 // MaxTwinRequests is the most twin requests (GET or reported patch) one

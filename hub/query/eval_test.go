@@ -131,8 +131,8 @@ func TestEvalNil(t *testing.T) {
 	}
 }
 
-// TestContractExamples runs the example queries of azure-contract.md §4
-// and the SPEC through Parse and Eval.
+// TestContractExamples runs the example queries of Azure IoT Hub's query
+// documentation and of README "Queries" through Parse and Eval.
 func TestContractExamples(t *testing.T) {
 	docs := fleet(t)
 	for _, src := range []string{
