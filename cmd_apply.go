@@ -63,9 +63,11 @@ func applyCmd() *cli.Command {
 					return err
 				}
 			}
-			var events *runner.JSONObserver
+			// Progress for people on stderr, or as JSON lines on stdout,
+			// the report the last.
+			var obs runner.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: clock.Real(), TTY: isTerminal(c.App.ErrWriter)}
 			if output == "json" {
-				events = &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
+				obs = &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
 			}
 			if !c.Bool("watch") && !c.Bool("skip-dry-run") {
 				// validate → dry-run → execute: the plan plays first against
@@ -119,7 +121,7 @@ func applyCmd() *cli.Command {
 					if dry.Status != runner.StatusSucceeded {
 						dryErr = &runner.StepFailedError{Steps: dry.FailedSteps()}
 					}
-					return finishApply(c, dry, events, dryErr)
+					return finishApply(c, dry, obs, output, dryErr)
 				}
 			}
 			if f := c.String("fleet"); f != "" {
@@ -139,34 +141,31 @@ func applyCmd() *cli.Command {
 					sim.Close()
 				}()
 			}
-			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name}
-			r.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: r.Clock, TTY: isTerminal(c.App.ErrWriter)}
-			if events != nil {
-				// Progress as JSON lines on stdout; the report is the last.
-				r.Observer = events
-			}
+			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name, Observer: obs}
 			if c.Bool("watch") {
-				return watch(c, r, p)
+				return watch(c, r, p, output)
 			}
 			rep, runErr := r.Apply(c.Context, p)
-			return finishApply(c, rep, events, runErr)
+			return finishApply(c, rep, obs, output, runErr)
 		},
 	}
 }
 
-// finishApply writes a run's report (the events' last line, or --report
-// or stdout; --junit) and its summary, and returns runErr.
-func finishApply(c *cli.Context, rep *runner.Report, events *runner.JSONObserver, runErr error) error {
+// finishApply ends a run: the observer shows its report (the events'
+// last line, or the summary), unless JSON output goes to --report
+// instead; the report goes to --report or stdout; --junit. It returns
+// runErr.
+func finishApply(c *cli.Context, rep *runner.Report, obs runner.Observer, output string, runErr error) error {
 	if rep == nil {
 		return runErr
 	}
-	if events == nil {
-		rep.WriteSummary(c.App.ErrWriter)
-	}
-	if events != nil && c.String("report") == "" {
-		if err := events.Report(rep); err != nil {
+	events := output == "json"
+	if !events || c.String("report") == "" {
+		if err := obs.Finish(rep); err != nil {
 			return errors.Join(runErr, fmt.Errorf("write events: %w", err))
 		}
+	}
+	if events && c.String("report") == "" {
 		if path := c.String("junit"); path != "" {
 			if err := writeFile(path, rep.WriteJUnit); err != nil {
 				return errors.Join(runErr, fmt.Errorf("write JUnit report: %w", err))
@@ -183,15 +182,15 @@ func finishApply(c *cli.Context, rep *runner.Report, events *runner.JSONObserver
 // watch runs apply --watch until interrupted: each report goes to its
 // own file next to --report (or as a JSON line to stdout) as soon as its
 // occurrence ends.
-func watch(c *cli.Context, r *runner.Runner, p *plan.Plan) error {
+func watch(c *cli.Context, r *runner.Runner, p *plan.Plan, output string) error {
 	var writeErr error
 	err := r.Watch(c.Context, p, func(rep *runner.Report) {
 		if writeErr != nil {
 			return
 		}
 		if c.String("report") == "" && c.String("junit") == "" {
-			if ev, ok := r.Observer.(*runner.JSONObserver); ok {
-				writeErr = ev.Report(rep)
+			if output == "json" {
+				writeErr = r.Observer.Finish(rep)
 				return
 			}
 			b, err := json.Marshal(rep)

@@ -409,6 +409,7 @@ type jobObserver chan string
 func (o jobObserver) StepStarted(_ *plan.Step, jobID string) { o <- jobID }
 func (jobObserver) JobChanged(*plan.Step, *hub.Job)          {}
 func (jobObserver) StepFinished(*runner.StepReport)          {}
+func (jobObserver) Finish(*runner.Report) error              { return nil }
 
 // etagsOf reads the etag of every crash- twin, grouped as a report's
 // saved values hold them.

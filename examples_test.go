@@ -147,6 +147,7 @@ func (o endObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	}
 }
 func (endObserver) StepFinished(*runner.StepReport) {}
+func (endObserver) Finish(*runner.Report) error     { return nil }
 
 // TestFirmwareRolloutReapplied: applying the firmware rollout a second
 // time changes nothing: every twin holds the firmware already (no-ops),

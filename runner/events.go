@@ -55,9 +55,9 @@ func (o *JSONObserver) StepFinished(sr *StepReport) {
 	o.emit(Event{Kind: "stepFinished", Step: sr.Name, Status: sr.Status, Reason: sr.Reason, Stats: &st})
 }
 
-// Report writes the run's report as the last event, and returns the first
-// error any write had.
-func (o *JSONObserver) Report(r *Report) error {
+// Finish implements Observer: it writes the run's report as the last
+// event, and returns the first error any write had.
+func (o *JSONObserver) Finish(r *Report) error {
 	o.emit(Event{Kind: "report", Report: r})
 	o.mu.Lock()
 	defer o.mu.Unlock()

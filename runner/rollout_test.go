@@ -184,6 +184,7 @@ type finishObserver chan string
 func (finishObserver) StepStarted(*plan.Step, string)      {}
 func (finishObserver) JobChanged(*plan.Step, *hub.Job)     {}
 func (o finishObserver) StepFinished(s *runner.StepReport) { o <- s.Name }
+func (finishObserver) Finish(*runner.Report) error         { return nil }
 
 // TestAbortClassesAndCount: only the counted failure classes trip an
 // abort; failures: N trips at the Nth.

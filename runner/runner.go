@@ -32,11 +32,15 @@ type Runner struct {
 	Observer Observer
 }
 
-// Observer receives progress while a plan runs.
+// Observer receives progress while a plan runs, and the report once the
+// run has ended (Finish, called by the caller of Apply or of Watch's
+// callback: an observer that streams events writes the report as its
+// last; one for people clears its live status and writes the summary).
 type Observer interface {
 	StepStarted(step *plan.Step, jobID string)
 	JobChanged(step *plan.Step, job *hub.Job)
 	StepFinished(step *StepReport)
+	Finish(rep *Report) error
 }
 
 // Apply runs the plan's steps in order and monitors each to the end. It

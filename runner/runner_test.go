@@ -271,6 +271,7 @@ type startObserver struct{ started chan string }
 func (o *startObserver) StepStarted(_ *plan.Step, id string) { o.started <- id }
 func (o *startObserver) JobChanged(*plan.Step, *hub.Job)     {}
 func (o *startObserver) StepFinished(*runner.StepReport)     {}
+func (o *startObserver) Finish(*runner.Report) error         { return nil }
 
 // applying runs r.Apply(p) in the background; the channel gets its report.
 func applying(t *testing.T, r *runner.Runner, p *plan.Plan) <-chan *runner.Report {

@@ -174,6 +174,7 @@ type conflictObserver struct {
 
 func (o *conflictObserver) StepStarted(*plan.Step, string)  {}
 func (o *conflictObserver) StepFinished(*runner.StepReport) {}
+func (o *conflictObserver) Finish(*runner.Report) error     { return nil }
 func (o *conflictObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	if j.Status == hub.JobCompleted {
 		o.once.Do(func() {

@@ -115,6 +115,18 @@ func (o *TextObserver) StepFinished(sr *StepReport) {
 	}
 }
 
+// Finish implements Observer: it clears the status line and writes the
+// run's summary.
+func (o *TextObserver) Finish(rep *Report) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.status {
+		fmt.Fprint(o.W, "\r\033[K")
+		o.status = false
+	}
+	return rep.WriteSummary(o.W)
+}
+
 // maxFailuresShown is how many failed devices progress names per step.
 const maxFailuresShown = 10
 

@@ -122,3 +122,4 @@ func (o jobEndObserver) JobChanged(_ *plan.Step, j *hub.Job) {
 	}
 }
 func (jobEndObserver) StepFinished(*runner.StepReport) {}
+func (jobEndObserver) Finish(*runner.Report) error     { return nil }
