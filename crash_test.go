@@ -369,7 +369,7 @@ func crashResume(t *testing.T, storeURL string) {
 	// twice each. The runner waits out each restart; each twin is restored
 	// exactly once.
 	rep := &runner.Report{ReportVersion: runner.ReportVersion, Plan: runner.PlanRef{Name: "crash"}, Steps: []*runner.StepReport{{
-		Name: "crash-twin", Type: string(hub.JobUpdateTwin), Status: string(hub.JobCompleted),
+		Name: "crash-twin", Type: string(hub.JobUpdateTwin), Status: runner.StepCompleted,
 		Rollback: &runner.RollbackReport{On: []string{}, Saved: []runner.SavedValues{{
 			Values: map[string]any{"properties.desired.fw": nil}, ETags: etagsOf(t, ctx, c)}}},
 	}}}

@@ -77,10 +77,10 @@ func TestFirmwareRolloutExample(t *testing.T) {
 			passed[d.DeviceID] = true
 		}
 	}
-	if len(passed) != 60 || passed["door-stuck-1"] || fw.Status != string(hub.JobCompleted) || fw.Abort.Tripped {
+	if len(passed) != 60 || passed["door-stuck-1"] || fw.Status != runner.StepCompleted || fw.Abort.Tripped {
 		t.Errorf("set-firmware: %s %q, %d passed, abort %+v", fw.Status, fw.Reason, len(passed), fw.Abort)
 	}
-	if len(rb.Devices) != 60 || rb.Status != string(hub.JobCompleted) || !rb.EndTime.Equal(t0.Add(26*time.Minute)) {
+	if len(rb.Devices) != 60 || rb.Status != runner.StepCompleted || !rb.EndTime.Equal(t0.Add(26*time.Minute)) {
 		t.Fatalf("reboot: %s %q on %d devices ending %v, want the 60 that passed at 22:26", rb.Status, rb.Reason, len(rb.Devices), rb.EndTime)
 	}
 	for _, d := range rb.Devices {
@@ -165,7 +165,7 @@ func TestFirmwareRolloutReapplied(t *testing.T) {
 	if s := fw.Summary; s.Noop != 60 || s.Failed != 3 || s.FailedByClass["verify"] != 3 || s.Succeeded != 0 || len(fw.JobIDs) != 0 {
 		t.Errorf("set-firmware again: %s, %d jobs", s, len(fw.JobIDs))
 	}
-	if rb.Status != string(hub.JobCompleted) || len(rb.JobIDs) != 0 || len(rb.Devices) != 0 {
+	if rb.Status != runner.StepCompleted || len(rb.JobIDs) != 0 || len(rb.Devices) != 0 {
 		t.Errorf("reboot again: %s %q, %d jobs, %d devices", rb.Status, rb.Reason, len(rb.JobIDs), len(rb.Devices))
 	}
 	if reps[1].Status != runner.StatusSucceeded {

@@ -52,7 +52,7 @@ func (o *JSONObserver) JobChanged(s *plan.Step, j *hub.Job) {
 // StepFinished implements Observer.
 func (o *JSONObserver) StepFinished(sr *StepReport) {
 	st := sr.DeviceJobStatistics
-	o.emit(Event{Kind: "stepFinished", Step: sr.Name, Status: sr.Status, Reason: sr.Reason, Stats: &st})
+	o.emit(Event{Kind: "stepFinished", Step: sr.Name, Status: string(sr.Status), Reason: sr.Reason, Stats: &st})
 }
 
 // Finish implements Observer: it writes the run's report as the last

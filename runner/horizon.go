@@ -7,7 +7,6 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/plan"
 )
 
@@ -91,8 +90,8 @@ func (r *Report) FailedSteps() []string {
 // Failed reports whether the step did not succeed: its (first) run, or
 // one of its occurrences that ran.
 func (sr *StepReport) Failed() bool {
-	return sr.Status != string(hub.JobCompleted) || slices.ContainsFunc(sr.Occurrences, func(o OccurrenceOutcome) bool {
-		return o.Status != string(hub.JobCompleted) && o.Status != StepSkipped
+	return sr.Status != StepCompleted || slices.ContainsFunc(sr.Occurrences, func(o OccurrenceOutcome) bool {
+		return o.Status != StepCompleted && o.Status != StepSkipped
 	})
 }
 

@@ -97,7 +97,7 @@ func (r *Runner) follow(ctx context.Context, s *plan.Step, job *hub.Job, sr *Ste
 // interrupted records an interrupted step, cancelling its running hub job
 // if there is one, and returns err.
 func (r *Runner) interrupted(sr *StepReport, jobID string, err error) error {
-	sr.Status = string(hub.JobCancelled)
+	sr.Status = StepCancelled
 	sr.Reason = "interrupted"
 	if jobID != "" {
 		r.cancel(jobID)

@@ -61,8 +61,8 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		switch {
 		case s.Status == StepSkipped:
 			step.Skipped = &junitMessage{Message: s.Reason}
-		case s.Status != "completed":
-			step.Failure = &junitMessage{Message: s.Reason, Type: s.Status, Text: stepDetail(s)}
+		case s.Status != StepCompleted:
+			step.Failure = &junitMessage{Message: s.Reason, Type: string(s.Status), Text: stepDetail(s)}
 		}
 		suite.Cases = append(suite.Cases, step)
 		for _, d := range s.Devices {

@@ -120,7 +120,7 @@ func TestRateWithAbort(t *testing.T) {
 `, tc.rate))
 			rep := runVirtual(t, &runner.Runner{Hub: h, Clock: clk}, clk, p)
 			s := rep.Steps[0]
-			if s.Status != string(hub.JobCompleted) || s.Summary.Succeeded != 200 {
+			if s.Status != runner.StepCompleted || s.Summary.Succeeded != 200 {
 				t.Fatalf("step %s %q: %s", s.Status, s.Reason, s.Summary)
 			}
 			js := starts(t, h, s)

@@ -117,7 +117,7 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 	}
 	var failed []string
 	for _, s := range p.Order() {
-		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}, Status: "planned",
+		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}, Status: StepPlanned,
 			Rollback: newRollbackReport(s)}
 		rep.Steps = append(rep.Steps, sr)
 		pv, err := r.previewStep(ctx, p, s, now, o)

@@ -106,7 +106,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 					fmt.Fprintf(w, ", ends %s", played.EndTime.Format("15:04:05 MST"))
 				}
 				fmt.Fprintln(w)
-			case s.Status != "planned":
+			case s.Status != StepPlanned:
 				fmt.Fprintf(w, "  batch %d: %d devices, not started\n", i+1, b.Devices)
 			default:
 				fmt.Fprintf(w, "  batch %d: %d devices, %s at the earliest\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
@@ -116,7 +116,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
 		}
 		writeSafetyNet(w, s)
-		if s.Status != "planned" {
+		if s.Status != StepPlanned {
 			fmt.Fprintf(w, "  simulated: %s — %s", s.Status, s.Summary)
 			if s.EndTime != nil {
 				fmt.Fprintf(w, ", ends %s", s.EndTime.Format("2006-01-02 15:04 MST"))
@@ -145,7 +145,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 				if o.EndTime != nil {
 					fmt.Fprintf(w, ", ends %s", o.EndTime.Format("15:04 MST"))
 				}
-				if o.Reason != "" && o.Status != string(hub.JobCompleted) {
+				if o.Reason != "" && o.Status != StepCompleted {
 					fmt.Fprintf(w, " (%s)", o.Reason)
 				}
 				fmt.Fprintln(w)

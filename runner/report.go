@@ -20,10 +20,18 @@ const (
 	StatusError     = "error"
 )
 
-// Step statuses beyond the hub's job statuses.
+// StepStatus is a step's status in a report: how its hub job ended, or
+// the runner's verdict on it.
+type StepStatus string
+
+// Step statuses.
 const (
-	StepSkipped = "skipped"
-	StepFailed  = "failed"
+	StepCompleted StepStatus = StepStatus(hub.JobCompleted) // its jobs completed and it met its success criteria
+	StepFailed    StepStatus = "failed"                     // a job failed, or the step missed its criteria, or a pre-flight fails
+	StepCancelled StepStatus = StepStatus(hub.JobCancelled) // the run was interrupted, its job cancelled
+	StepAborted   StepStatus = "aborted"                    // its abort thresholds or analysis stopped it
+	StepSkipped   StepStatus = "skipped"                    // a step it runs after did not succeed, or the plan was aborted
+	StepPlanned   StepStatus = "planned"                    // a preview's: it would run
 )
 
 // Report is the outcome of running a plan (README "Report format").
@@ -60,7 +68,7 @@ type StepReport struct {
 	// its success criteria, "aborted" when its abort thresholds stopped
 	// it, or "skipped" when a step it runs after did not succeed (or the
 	// plan was aborted).
-	Status              string                  `json:"status"`
+	Status              StepStatus              `json:"status"`
 	Reason              string                  `json:"reason,omitempty"`
 	StartTime           *time.Time              `json:"startTime,omitempty"`
 	EndTime             *time.Time              `json:"endTime,omitempty"`
@@ -123,7 +131,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // OccurrenceOutcome is one simulated run of a cron step, in short.
 type OccurrenceOutcome struct {
 	ScheduledAt time.Time  `json:"scheduledAt"`
-	Status      string     `json:"status"`
+	Status      StepStatus `json:"status"`
 	Reason      string     `json:"reason,omitempty"`
 	StartTime   *time.Time `json:"startTime,omitempty"`
 	EndTime     *time.Time `json:"endTime,omitempty"`

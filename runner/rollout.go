@@ -27,11 +27,6 @@ func controlled(s *plan.Step) bool {
 		s.Twin != nil // to skip the twins that comply already
 }
 
-// Step statuses of controlled steps.
-const (
-	StepAborted = "aborted"
-)
-
 // BatchReport is one rollout batch of a step.
 type BatchReport struct {
 	// Target is the cumulative number of devices the batch brings the step
@@ -171,7 +166,7 @@ func (r *Runner) stepDevices(ctx context.Context, s *plan.Step, only map[string]
 	if len(kept) == 0 && len(ids) > 0 {
 		// Not a query that matches nothing (a typo, most often): the
 		// steps before left nothing for this one to do.
-		sr.Status = string(hub.JobCompleted)
+		sr.Status = StepCompleted
 		sr.Reason = fmt.Sprintf("none of the %d devices the query matches was acted on and passed %s (onlyPassed): nothing to do", len(ids), strings.Join(s.After, ", "))
 		sr.finish(0)
 		return nil, nil
@@ -253,7 +248,7 @@ func (w *wave) conclude(done int) {
 		}
 		stats.DeviceCount++
 	}
-	sr.Status = string(hub.JobCompleted)
+	sr.Status = StepCompleted
 	if done < len(w.ids) {
 		sr.Reason = fmt.Sprintf("the rollout's last batch ends at %d of the %d matched devices", done, len(w.ids))
 	}
@@ -307,7 +302,7 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 			}
 		}
 		if job.Status != hub.JobCompleted {
-			sr.Status = string(job.Status)
+			sr.Status = StepStatus(job.Status)
 			sr.Reason = fmt.Sprintf("job %s ended %s: %s", job.JobID, job.Status, job.FailureReason)
 			return false, nil
 		}

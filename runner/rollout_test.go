@@ -76,7 +76,7 @@ func TestAbortNotTripped(t *testing.T) {
 	checkSchema(t, rep)
 	s := rep.Steps[0]
 	// 50, then 10 per job: 6 jobs.
-	if s.Status != string(hub.JobCompleted) || s.Abort.Tripped || len(s.Devices) != 100 || len(s.JobIDs) != 6 ||
+	if s.Status != runner.StepCompleted || s.Abort.Tripped || len(s.Devices) != 100 || len(s.JobIDs) != 6 ||
 		s.DeviceJobStatistics.DeviceCount != 100 || s.Success == nil || !s.Success.Met {
 		t.Fatalf("step %s %q: %d devices in %d jobs, abort %+v, success %+v", s.Status, s.Reason, len(s.Devices), len(s.JobIDs), s.Abort, s.Success)
 	}

@@ -136,7 +136,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 					sr.Reason = err.Error()
 				}
 				failed = append(failed, s.Name)
-			case sr.Status == string(hub.JobCompleted):
+			case sr.Status == StepCompleted:
 				ok[s.Name] = true
 			default:
 				failed = append(failed, s.Name)
@@ -313,7 +313,7 @@ func (r *Runner) runStep(ctx context.Context, p *plan.Plan, s *plan.Step, planSt
 	if err != nil {
 		return err
 	}
-	sr.Status = string(job.Status)
+	sr.Status = StepStatus(job.Status)
 	if job.FailureReason != "" {
 		sr.Reason = job.FailureReason
 	}
@@ -336,7 +336,7 @@ func (r *Runner) cancel(jobID string) {
 // judge applies the step's success criteria (default: every device) to a
 // completed job.
 func judge(s *plan.Step, sr *StepReport) {
-	if sr.Status != string(hub.JobCompleted) {
+	if sr.Status != StepCompleted {
 		return
 	}
 	min := 1.0

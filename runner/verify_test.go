@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/runner"
 )
@@ -63,10 +62,10 @@ func TestVerifyThenOnlyPassed(t *testing.T) {
 	if len(verified) != 8 || verified["stuck-1"] || verified["stuck-2"] {
 		t.Errorf("verified %v, want the 8 ok devices", verified)
 	}
-	if fw.Status != string(hub.JobCompleted) || fw.Success == nil || fw.Success.SuccessRate != 0.8 {
+	if fw.Status != runner.StepCompleted || fw.Success == nil || fw.Success.SuccessRate != 0.8 {
 		t.Errorf("firmware step %s %q success %+v", fw.Status, fw.Reason, fw.Success)
 	}
-	if rb.Status != string(hub.JobCompleted) || len(rb.Devices) != 8 {
+	if rb.Status != runner.StepCompleted || len(rb.Devices) != 8 {
 		t.Fatalf("reboot step %s %q on %d devices, want the 8 that passed", rb.Status, rb.Reason, len(rb.Devices))
 	}
 	for _, d := range rb.Devices {

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -66,7 +65,7 @@ func Check(rep *runner.Report) []error {
 		if !strings.Contains(summary.String(), sum.String()) {
 			fail("step %s: the human summary lacks %q", s.Name, sum.String())
 		}
-		if s.Status != string(hub.JobCompleted) && s.Status != runner.StepSkipped && s.Status != "planned" && !strings.Contains(junit.String(), sum.String()) {
+		if s.Status != runner.StepCompleted && s.Status != runner.StepSkipped && s.Status != runner.StepPlanned && !strings.Contains(junit.String(), sum.String()) {
 			fail("step %s: JUnit's (step) case lacks %q", s.Name, sum.String())
 		}
 		if rb := s.Rollback; rb != nil && rb.Trigger != "" {
