@@ -12,39 +12,18 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/hubd"
+	"github.com/iotjobs/iotjobs/hub/hubtest"
 	"github.com/iotjobs/iotjobs/hub/rest"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
-// fleetYAML is the test fleet: a device answering lockDoor with a payload
-// (and pause after 1.5 s, slow after 20 s),
-// one whose lockDoor always fails with 500, one that never connects, and
-// one echoing desired patches into its reported properties. Three of them
-// carry tags.x = 'y'.
-const fleetYAML = `
-version: 1
-groups:
-  - ids: [lock-ok]
-    tags: {x: "y", role: lock}
-    methods:
-      lockDoor: {status: 200, payload: {locked: true}}
-      pause: {status: 200, latency: 1500ms}
-      slow: {status: 200, latency: 20s}
-  - ids: [lock-fail]
-    tags: {x: "y", role: lock}
-    methods:
-      lockDoor: {failureRate: 100%}
-  - ids: [lock-offline]
-    tags: {x: "z", role: lock}
-    offline: 100%
-    methods:
-      lockDoor: {status: 200}
-  - ids: [echo]
-    tags: {x: "y", role: sensor}
-    reported: {firmware: "1.0"}
-    desired: {report: true}
-`
+// fleetYAML is the test fleet, the conformance suite's: a device
+// answering lockDoor with a payload (and pause after 1.5 s, slow after
+// 20 s), one whose lockDoor always fails with 500, one that never
+// connects, and one echoing desired patches into its reported properties.
+// Three of them carry tags.x = 'y'.
+const fleetYAML = hubtest.FleetYAML
 
 // fleetIDs are the fleet's device ids, sorted.
 var fleetIDs = []string{"echo", "lock-fail", "lock-offline", "lock-ok"}
@@ -113,16 +92,6 @@ var kinds = []clientKind{
 	{"rest", func(t *testing.T, h *hubd.Hub) hub.Client { return restClient(t, h, caPool(t, h), "") }},
 }
 
-// env is a running hub with the test fleet registered and connected.
-type env struct {
-	h    *hubd.Hub
-	c    hub.Client // the implementation under test
-	pool *x509.CertPool
-	devs []*simulate.Device
-	keys map[string]string
-	sim  *simulate.Sim
-}
-
 // parseFleet parses fleetYAML.
 func parseFleet(t *testing.T) []*simulate.Device {
 	t.Helper()
@@ -133,28 +102,42 @@ func parseFleet(t *testing.T) []*simulate.Device {
 	return f.Devices()
 }
 
-// newEnv starts a hub of its own, registers the fleet through the
-// in-process client, connects it over MQTT/TLS and returns the client of
-// kind k.
-func newEnv(t *testing.T, k clientKind) *env {
-	t.Helper()
-	return newEnvOn(t, k, "")
-}
-
-// newEnvOn is newEnv with the hub on the store of storeURL.
-func newEnvOn(t *testing.T, k clientKind, storeURL string) *env {
+// newHarness starts a hub of its own on the store of storeURL ("": a
+// SQLite database in a temporary directory), registers the fleet through
+// the in-process client, connects it over MQTT/TLS and returns the client
+// of kind k, with a Connect that connects one device more over MQTT/TLS.
+func newHarness(t *testing.T, k clientKind, storeURL string) *hubtest.Harness {
 	t.Helper()
 	h := openHubOn(t, t.TempDir(), "127.0.0.1:0", storeURL)
-	e := &env{h: h, pool: caPool(t, h), devs: parseFleet(t)}
+	pool := caPool(t, h)
+	devs := parseFleet(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	var err error
-	if e.keys, err = simulate.Register(ctx, h.Client(), e.devs); err != nil {
+	keys, err := simulate.Register(ctx, h.Client(), devs)
+	if err != nil {
 		t.Fatalf("register fleet: %v", err)
 	}
-	e.sim = connectFleet(ctx, t, h, e.pool, e.devs, e.keys)
-	e.c = k.make(t, h)
-	return e
+	connectFleet(ctx, t, h, pool, devs, keys)
+	byID := map[string]*simulate.Device{}
+	for _, d := range devs {
+		byID[d.ID] = d
+	}
+	return &hubtest.Harness{
+		Client: k.make(t, h),
+		Connect: func(ctx context.Context, id, key string) (func(), error) {
+			dev := &simulate.Device{ID: id}
+			if d := byID[id]; d != nil {
+				cp := *d
+				cp.Offline = false
+				dev = &cp
+			}
+			sim, err := simulate.Connect(ctx, []*simulate.Device{dev}, map[string]string{id: key}, simOptions(h, pool))
+			if err != nil {
+				return nil, err
+			}
+			return sim.Close, nil
+		},
+	}
 }
 
 // connectFleet connects devs over MQTT/TLS and disconnects them when the
@@ -171,19 +154,6 @@ func connectFleet(ctx context.Context, t *testing.T, h *hubd.Hub, pool *x509.Cer
 		t.Fatalf("connect fleet: %v", err)
 	}
 	return sim
-}
-
-// connectOffline connects the fleet's lock-offline device after all.
-func connectOffline(ctx context.Context, t *testing.T, e *env) {
-	t.Helper()
-	var dev simulate.Device
-	for _, d := range e.devs {
-		if d.ID == "lock-offline" {
-			dev = *d
-		}
-	}
-	dev.Offline = false
-	connectFleet(ctx, t, e.h, e.pool, []*simulate.Device{&dev}, e.keys)
 }
 
 func simOptions(h *hubd.Hub, pool *x509.CertPool) simulate.Options {
@@ -329,12 +299,6 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	return string(xa) == string(ya)
 }
 
-// num reads a JSON number decoded into any.
-func num(v any) float64 {
-	f, _ := v.(float64)
-	return f
-}
-
 // waitCount polls a "SELECT COUNT() AS n ..." query on a short ticker
 // until it counts want or ctx ends.
 func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want int) {
@@ -353,4 +317,34 @@ func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want i
 		case <-tick.C:
 		}
 	}
+}
+
+// deviceJobs reads a job's per-device rows, by device id.
+func deviceJobs(ctx context.Context, t *testing.T, c hub.Client, jobID string) map[string]*hub.DeviceJob {
+	t.Helper()
+	return deviceJobsPaged(ctx, t, c, jobID, 2)
+}
+
+// deviceJobsPaged is deviceJobs with pages of pageSize rows.
+func deviceJobsPaged(ctx context.Context, t *testing.T, c hub.Client, jobID string, pageSize int) map[string]*hub.DeviceJob {
+	t.Helper()
+	items, itemType, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", pageSize)
+	if len(items) > 0 && itemType != hub.ItemDeviceJob {
+		t.Errorf("devices.jobs item type %q, want %q", itemType, hub.ItemDeviceJob)
+	}
+	out := map[string]*hub.DeviceJob{}
+	for _, it := range items {
+		var dj hub.DeviceJob
+		if err := json.Unmarshal(it, &dj); err != nil {
+			t.Fatalf("devices.jobs item is not a device job: %s", it)
+		}
+		if out[dj.DeviceID] != nil {
+			t.Errorf("devices.jobs: device %s listed twice for job %s", dj.DeviceID, jobID)
+		}
+		if dj.JobID != jobID {
+			t.Errorf("devices.jobs: row of job %q in the rows of %q", dj.JobID, jobID)
+		}
+		out[dj.DeviceID] = &dj
+	}
+	return out
 }
