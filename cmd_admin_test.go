@@ -59,3 +59,29 @@ func TestOutputCheckedFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyFlagCombinations: apply refuses flag combinations that would
+// run for real what the operator asked only to dry-run (and other
+// contradictions), with exit 2, before it reads the plan or contacts a
+// hub: the plan here is missing and the hub unreachable.
+func TestApplyFlagCombinations(t *testing.T) {
+	unreachable := "HostName=127.0.0.1:1;SharedAccessKeyName=iothubowner;SharedAccessKey=" + base64.StdEncoding.EncodeToString([]byte("k"))
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--dry-run", "--watch"}, "--dry-run with --watch"},
+		{[]string{"--dry-run", "--skip-dry-run"}, "contradict each other"},
+		{[]string{"--rate", "-1"}, "--rate -1"},
+		{[]string{"--connections", "10"}, "give --fleet too"},
+		{[]string{"--mqtt", "127.0.0.1:8883"}, "give --fleet too"},
+	} {
+		t.Run(strings.Join(tt.flags, " "), func(t *testing.T) {
+			args := append([]string{"apply", "missing.yaml", "--hub", unreachable}, tt.flags...)
+			code, _, stderr := runCLI(t, t.Context(), args...)
+			if code != exitInvalid || !strings.Contains(stderr, tt.want) {
+				t.Errorf("iotjobs %s: exit %d, stderr %q; want exit 2 saying %q", strings.Join(args, " "), code, stderr, tt.want)
+			}
+		})
+	}
+}

@@ -41,10 +41,7 @@ func applyCmd() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second: the dry-run's pre-flight stops apply when a step cannot finish in its maxExecutionTime or window at that rate"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usagef("apply: name exactly one plan file")
-			}
-			output, err := outputFormat(c)
+			output, err := checkApplyFlags(c)
 			if err != nil {
 				return err
 			}
@@ -149,6 +146,34 @@ func applyCmd() *cli.Command {
 			return finishApply(c, rep, obs, output, runErr)
 		},
 	}
+}
+
+// checkApplyFlags checks apply's arguments and every combination of its
+// flags before any work, and returns its --output. A combination that
+// would apply what the operator asked only to dry-run is refused.
+func checkApplyFlags(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", usagef("apply: name exactly one plan file")
+	}
+	output, err := outputFormat(c)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case c.Bool("dry-run") && c.Bool("skip-dry-run"):
+		return "", usagef("apply: --dry-run and --skip-dry-run contradict each other: give one")
+	case c.Bool("dry-run") && c.Bool("watch"):
+		return "", usagef("apply: --dry-run with --watch: --watch runs the plan's cron steps for real; dry-run a week of them with iotjobs plan")
+	case c.Float64("rate") < 0:
+		return "", usagef("apply: --rate %g: give the hub's device operations per second (0: unknown)", c.Float64("rate"))
+	case c.Int("connections") < 0:
+		return "", usagef("apply: --connections %d: give a number of MQTT connections, or leave it out", c.Int("connections"))
+	case c.Int("connections") > 0 && c.String("fleet") == "":
+		return "", usagef("apply: --connections multiplexes the --fleet devices: give --fleet too")
+	case c.String("mqtt") != "" && c.String("fleet") == "":
+		return "", usagef("apply: --mqtt is where the --fleet devices connect: give --fleet too")
+	}
+	return output, nil
 }
 
 // finishApply ends a run: the observer shows its report (the events'
