@@ -22,10 +22,6 @@ import (
 // Its devices are online only as the fleet file says, with no credentials
 // and no connection to drop, so the suite cannot bring one online (no
 // Connect): the checks that need that skip, saying so.
-//
-// It records no connection states either (NoConnectionStates): that is a
-// defect of the dry-run's hub, not a limit of the suite, skipped here
-// until it is fixed so that the rest of the suite guards the fleet hub.
 func TestHubtestFleetHub(t *testing.T) {
 	fleet := filepath.Join(t.TempDir(), "fleet.yaml")
 	if err := os.WriteFile(fleet, []byte(hubtest.FleetYAML), 0o644); err != nil {
@@ -38,11 +34,6 @@ func TestHubtestFleetHub(t *testing.T) {
 			t.Fatalf("fleet hub: %v\n%s", err, stderr.String())
 		}
 		t.Cleanup(closeHub)
-		return &hubtest.Harness{Client: e, NoConnectionStates: fleetHubPresence}
+		return &hubtest.Harness{Client: e}
 	})
 }
-
-// fleetHubPresence is why the fleet hub's devices all read Disconnected.
-const fleetHubPresence = "known defect of the dry-run's hub: fleetHub registers every device Disconnected and " +
-	"simulate.Bus never reports presence to the engine (no DeviceConnected), so lock-ok, which answers methods, " +
-	"reads Disconnected and a plan whose query reads connectionState is mispredicted; remove this once the bus reports presence"

@@ -149,6 +149,21 @@ func (b *Bus) online(d *busDevice, now time.Time) (bool, time.Time) {
 	return true, time.Time{}
 }
 
+// Online reports whether device id is connected now (for its initial
+// connection state in an in-process hub's registry). Flapping devices
+// change later without a word to the hub; devices that disconnect after
+// an answer are reported.
+func (b *Bus) Online(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.devices[id]
+	if d == nil {
+		return false
+	}
+	on, _ := b.online(d, b.clock.Now())
+	return on
+}
+
 // InvokeMethod implements hub.DeviceBus.
 func (b *Bus) InvokeMethod(ctx context.Context, id, method string, payload json.RawMessage) (*hub.MethodResponse, error) {
 	b.mu.Lock()
@@ -175,7 +190,20 @@ func (b *Bus) InvokeMethod(ctx context.Context, id, method string, payload json.
 	if ans.DisconnectFor > 0 {
 		b.mu.Lock()
 		d.downUntil = b.clock.Now().Add(ans.DisconnectFor)
+		ev := b.events
 		b.mu.Unlock()
+		// The hub sees the device go and come back, as over MQTT.
+		if ev != nil {
+			ev.DeviceConnected(id, false)
+			b.clock.AfterFunc(ans.DisconnectFor, func() {
+				b.mu.Lock()
+				on, _ := b.online(d, b.clock.Now())
+				b.mu.Unlock()
+				if on {
+					ev.DeviceConnected(id, true)
+				}
+			})
+		}
 	}
 	p := ans.Payload
 	if len(p) == 0 {
@@ -238,6 +266,15 @@ func (b *Bus) PushDesired(ctx context.Context, id string, patch json.RawMessage,
 	return nil
 }
 
-// Kick implements hub.DeviceBus; simulated devices have no connection to
-// drop.
-func (b *Bus) Kick(string) {}
+// Kick implements hub.DeviceBus: the hub closes the connection of a
+// device it disables or deletes, so the device reads disconnected. An
+// in-process device has no connection to try again with: it stays so in
+// the registry.
+func (b *Bus) Kick(id string) {
+	b.mu.Lock()
+	ev := b.events
+	b.mu.Unlock()
+	if ev != nil {
+		ev.DeviceConnected(id, false)
+	}
+}

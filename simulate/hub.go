@@ -48,7 +48,28 @@ func NewHub(ctx context.Context, devs []*Device, clk clock.Clock, opts HubOption
 			return nil, fmt.Errorf("device %s: %w", d.ID, err)
 		}
 	}
-	return openHub(ctx, st, devs, clk)
+	bus := NewBus(devs, clk)
+	e, err := openBus(ctx, st, bus, clk)
+	if err != nil {
+		return nil, err
+	}
+	// The devices online as the simulation starts are connected: recorded
+	// now, once the engine has opened (it marks everyone disconnected
+	// first, as a starting hub must), so that the first query sees them.
+	at := hub.Time{Time: now}
+	for _, d := range devs {
+		if !bus.Online(d.ID) {
+			continue
+		}
+		if _, err := st.UpdateDevice(ctx, d.ID, func(sd *store.Device) error {
+			sd.ConnectionState, sd.ConnectionStateUpdatedTime, sd.LastActivityTime = hub.Connected, at, at
+			return nil
+		}); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("device %s: connection state: %w", d.ID, err)
+		}
+	}
+	return e, nil
 }
 
 // NewSnapshotHub is a hub holding copies of twins (a live hub's, read
@@ -72,7 +93,11 @@ func NewSnapshotHub(ctx context.Context, twins []*hub.Twin, clk clock.Clock) (*e
 
 // openHub opens the engine over st with devs as its in-process devices.
 func openHub(ctx context.Context, st store.Store, devs []*Device, clk clock.Clock) (*engine.Engine, error) {
-	bus := NewBus(devs, clk)
+	return openBus(ctx, st, NewBus(devs, clk), clk)
+}
+
+// openBus opens the engine over st with bus's in-process devices.
+func openBus(ctx context.Context, st store.Store, bus *Bus, clk clock.Clock) (*engine.Engine, error) {
 	e := engine.New(st, bus, clk)
 	bus.SetEvents(e)
 	if err := e.Open(ctx); err != nil {
