@@ -22,10 +22,16 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// withTarget runs fn against the command's hub.
-func withTarget(fn func(c *cli.Context, h hub.Client) error) cli.ActionFunc {
+// adminAction is a command on one hub: parse reads and checks all of its
+// arguments into a typed value first, before anything contacts a hub;
+// run then does the work on the command's hub.
+func adminAction[O any](parse func(c *cli.Context) (O, error), run func(c *cli.Context, h hub.Client, o O) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if _, err := outputFormat(c); err != nil {
+			return err
+		}
+		o, err := parse(c)
+		if err != nil {
 			return err
 		}
 		t, err := openTarget(c)
@@ -33,15 +39,29 @@ func withTarget(fn func(c *cli.Context, h hub.Client) error) cli.ActionFunc {
 			return err
 		}
 		defer t.Close()
-		return fn(c, t.client)
+		return run(c, t.client, o)
 	}
 }
 
+// oneArg is the command's one argument, what.
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
 		return "", usagef("%s: name exactly one %s", c.Command.FullName(), what)
 	}
 	return c.Args().First(), nil
+}
+
+// deviceArg and jobArg parse a command whose one argument is a device id
+// or a job id.
+func deviceArg(c *cli.Context) (string, error) { return oneArg(c, "device id") }
+func jobArg(c *cli.Context) (string, error)    { return oneArg(c, "job id") }
+
+// noArgs parses a command that takes no arguments.
+func noArgs(c *cli.Context) (struct{}, error) {
+	if c.NArg() != 0 {
+		return struct{}{}, usagef("%s: takes no arguments", c.Command.FullName())
+	}
+	return struct{}{}, nil
 }
 
 func jsonArg(c *cli.Context, flag string, dst any) error {
@@ -53,17 +73,41 @@ func jsonArg(c *cli.Context, flag string, dst any) error {
 	return nil
 }
 
+// twinPatchArgs are twin patch's arguments.
+type twinPatchArgs struct {
+	id, etag string
+	patch    *hub.TwinPatch
+}
+
+func parseTwinPatch(c *cli.Context) (twinPatchArgs, error) {
+	id, err := deviceArg(c)
+	if err != nil {
+		return twinPatchArgs{}, err
+	}
+	p := &hub.TwinPatch{}
+	var desired map[string]any
+	if err := jsonArg(c, "desired", &desired); err != nil {
+		return twinPatchArgs{}, err
+	}
+	if err := jsonArg(c, "tags", &p.Tags); err != nil {
+		return twinPatchArgs{}, err
+	}
+	if desired != nil {
+		p.Properties = &hub.Properties{Desired: desired}
+	}
+	if desired == nil && p.Tags == nil {
+		return twinPatchArgs{}, usagef("twin patch: give --desired and/or --tags")
+	}
+	return twinPatchArgs{id: id, etag: c.String("etag"), patch: p}, nil
+}
+
 func twinCmd() *cli.Command {
 	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
 	return &cli.Command{
 		Name:  "twin",
 		Usage: "show or patch a device twin",
 		Subcommands: []*cli.Command{
-			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "device id")
-				if err != nil {
-					return err
-				}
+			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				tw, err := h.GetTwin(c.Context, id)
 				if err != nil {
 					return err
@@ -74,26 +118,8 @@ func twinCmd() *cli.Command {
 				&cli.StringFlag{Name: "desired", Usage: "JSON merge patch of desired properties"},
 				&cli.StringFlag{Name: "tags", Usage: "JSON merge patch of tags"},
 				&cli.StringFlag{Name: "etag", Value: "*", Usage: "only patch if the twin's etag matches"}),
-				Action: withTarget(func(c *cli.Context, h hub.Client) error {
-					id, err := oneArg(c, "device id")
-					if err != nil {
-						return err
-					}
-					p := &hub.TwinPatch{}
-					var desired map[string]any
-					if err := jsonArg(c, "desired", &desired); err != nil {
-						return err
-					}
-					if err := jsonArg(c, "tags", &p.Tags); err != nil {
-						return err
-					}
-					if desired != nil {
-						p.Properties = &hub.Properties{Desired: desired}
-					}
-					if desired == nil && p.Tags == nil {
-						return usagef("twin patch: give --desired and/or --tags")
-					}
-					tw, err := h.UpdateTwin(c.Context, id, p, c.String("etag"))
+				Action: adminAction(parseTwinPatch, func(c *cli.Context, h hub.Client, a twinPatchArgs) error {
+					tw, err := h.UpdateTwin(c.Context, a.id, a.patch, a.etag)
 					if err != nil {
 						return err
 					}
@@ -101,6 +127,27 @@ func twinCmd() *cli.Command {
 				})},
 		},
 	}
+}
+
+// invokeArgs are method invoke's arguments.
+type invokeArgs struct {
+	id  string
+	req *hub.MethodRequest
+}
+
+func parseInvoke(c *cli.Context) (invokeArgs, error) {
+	if c.NArg() != 2 {
+		return invokeArgs{}, usagef("method invoke: give ID and METHOD")
+	}
+	var payload json.RawMessage
+	if err := jsonArg(c, "payload", &payload); err != nil {
+		return invokeArgs{}, err
+	}
+	return invokeArgs{id: c.Args().Get(0), req: &hub.MethodRequest{
+		MethodName: c.Args().Get(1), Payload: payload,
+		ResponseTimeoutInSeconds: int(c.Duration("timeout") / time.Second),
+		ConnectTimeoutInSeconds:  int(c.Duration("connect-timeout") / time.Second),
+	}}, nil
 }
 
 func methodCmd() *cli.Command {
@@ -113,19 +160,8 @@ func methodCmd() *cli.Command {
 				&cli.StringFlag{Name: "payload", Value: "null", Usage: "JSON payload"},
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "response timeout (5s to 300s)"},
 				&cli.DurationFlag{Name: "connect-timeout", Usage: "how long to wait for an offline device (0 to 300s)"}},
-			Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				if c.NArg() != 2 {
-					return usagef("method invoke: give ID and METHOD")
-				}
-				var payload json.RawMessage
-				if err := jsonArg(c, "payload", &payload); err != nil {
-					return err
-				}
-				resp, err := h.InvokeMethod(c.Context, c.Args().Get(0), &hub.MethodRequest{
-					MethodName: c.Args().Get(1), Payload: payload,
-					ResponseTimeoutInSeconds: int(c.Duration("timeout") / time.Second),
-					ConnectTimeoutInSeconds:  int(c.Duration("connect-timeout") / time.Second),
-				})
+			Action: adminAction(parseInvoke, func(c *cli.Context, h hub.Client, a invokeArgs) error {
+				resp, err := h.InvokeMethod(c.Context, a.id, a.req)
 				if err != nil {
 					return err
 				}
@@ -141,7 +177,7 @@ func jobsCmd() *cli.Command {
 		Name:  "jobs",
 		Usage: "list, show or cancel hub jobs",
 		Subcommands: []*cli.Command{
-			{Name: "list", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
+			{Name: "list", Flags: flags, Action: adminAction(noArgs, func(c *cli.Context, h hub.Client, _ struct{}) error {
 				var all []*hub.Job
 				q := hub.JobQuery{}
 				for {
@@ -156,11 +192,7 @@ func jobsCmd() *cli.Command {
 					q.Continuation = cont
 				}
 			})},
-			{Name: "show", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "job id")
-				if err != nil {
-					return err
-				}
+			{Name: "show", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				j, err := h.GetJob(c.Context, id)
 				if err != nil {
 					return err
@@ -168,53 +200,45 @@ func jobsCmd() *cli.Command {
 				return printJSON(c.App.Writer, j)
 			})},
 			{Name: "watch", ArgsUsage: "JOBID", Usage: "print a job's progress until it ends; exit 1 unless it completed with no failed device",
-				Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-					id, err := oneArg(c, "job id")
-					if err != nil {
-						return err
-					}
-					var j *hub.Job
-					// Statistics are omitempty in the contract: a job
-					// that failed before it started has none.
-					st := &hub.DeviceJobStatistics{}
-					for j == nil || !j.Status.Terminal() {
-						if j, err = h.WatchJob(c.Context, id, j); err != nil {
-							return err
-						}
-						if st = j.DeviceJobStatistics; st == nil {
-							st = &hub.DeviceJobStatistics{}
-						}
-						fmt.Fprintf(c.App.ErrWriter, "%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
-							id, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
-					}
-					if err := printJSON(c.App.Writer, j); err != nil {
-						return err
-					}
-					if j.Status != hub.JobCompleted || st.FailedCount > 0 {
-						return failedError{fmt.Sprintf("job %s ended %s with %d failed device(s)", id, j.Status, st.FailedCount)}
-					}
-					return nil
-				})},
-			{Name: "cancel", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "job id")
-				if err != nil {
-					return err
-				}
+				Flags: flags, Action: adminAction(jobArg, watchJob)},
+			{Name: "cancel", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				j, err := h.CancelJob(c.Context, id)
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, j)
 			})},
-			{Name: "devices", ArgsUsage: "JOBID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "job id")
-				if err != nil {
-					return err
-				}
+			{Name: "devices", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				return printQuery(c, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+strings.ReplaceAll(id, "'", `\'`)+"'")
 			})},
 		},
 	}
+}
+
+// watchJob prints job id's progress until it ends.
+func watchJob(c *cli.Context, h hub.Client, id string) error {
+	var j *hub.Job
+	var err error
+	// Statistics are omitempty in the contract: a job that failed before
+	// it started has none.
+	st := &hub.DeviceJobStatistics{}
+	for j == nil || !j.Status.Terminal() {
+		if j, err = h.WatchJob(c.Context, id, j); err != nil {
+			return err
+		}
+		if st = j.DeviceJobStatistics; st == nil {
+			st = &hub.DeviceJobStatistics{}
+		}
+		fmt.Fprintf(c.App.ErrWriter, "%s: %s, %d devices: %d succeeded, %d failed, %d running, %d pending\n",
+			id, j.Status, st.DeviceCount, st.SucceededCount, st.FailedCount, st.RunningCount, st.PendingCount)
+	}
+	if err := printJSON(c.App.Writer, j); err != nil {
+		return err
+	}
+	if j.Status != hub.JobCompleted || st.FailedCount > 0 {
+		return failedError{fmt.Sprintf("job %s ended %s with %d failed device(s)", id, j.Status, st.FailedCount)}
+	}
+	return nil
 }
 
 func printQuery(c *cli.Context, h hub.Client, q string) error {
@@ -248,14 +272,41 @@ func queryCmd() *cli.Command {
 		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
 		ArgsUsage: "QUERY",
 		Flags:     []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag},
-		Action: withTarget(func(c *cli.Context, h hub.Client) error {
-			q, err := oneArg(c, "query")
-			if err != nil {
-				return err
-			}
+		Action: adminAction(func(c *cli.Context) (string, error) { return oneArg(c, "query") }, func(c *cli.Context, h hub.Client, q string) error {
 			return printQuery(c, h, q)
 		}),
 	}
+}
+
+// statusArgs are devices enable's and disable's arguments.
+type statusArgs struct {
+	id, status string
+	reason     *string
+}
+
+func parseStatus(status string) func(c *cli.Context) (statusArgs, error) {
+	return func(c *cli.Context) (statusArgs, error) {
+		id, err := deviceArg(c)
+		if err != nil {
+			return statusArgs{}, err
+		}
+		a := statusArgs{id: id, status: status}
+		if status == hub.StatusDisabled && c.IsSet("reason") {
+			r := c.String("reason")
+			a.reason = &r
+		}
+		return a, nil
+	}
+}
+
+func parseTop(c *cli.Context) (int, error) {
+	if c.NArg() != 0 {
+		return 0, usagef("devices list: takes no arguments")
+	}
+	if top := c.Int("top"); top < 1 || top > 1000 {
+		return 0, usagef("devices list: --top %d must be from 1 to 1000", top)
+	}
+	return c.Int("top"), nil
 }
 
 func devicesCmd() *cli.Command {
@@ -266,14 +317,8 @@ func devicesCmd() *cli.Command {
 		Subcommands: []*cli.Command{
 			{Name: "list", Flags: append(flags,
 				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}),
-				Action: withTarget(func(c *cli.Context, h hub.Client) error {
-					if c.NArg() != 0 {
-						return usagef("devices list: takes no arguments")
-					}
-					if top := c.Int("top"); top < 1 || top > 1000 {
-						return usagef("devices list: --top %d must be from 1 to 1000", top)
-					}
-					ds, err := h.ListDevices(c.Context, c.Int("top"))
+				Action: adminAction(parseTop, func(c *cli.Context, h hub.Client, top int) error {
+					ds, err := h.ListDevices(c.Context, top)
 					if err != nil {
 						return err
 					}
@@ -282,65 +327,40 @@ func devicesCmd() *cli.Command {
 					}
 					return printJSON(c.App.Writer, ds)
 				})},
-			{Name: "enable", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				return setStatus(c, h, hub.StatusEnabled, nil)
-			})},
+			{Name: "enable", ArgsUsage: "ID", Flags: flags, Action: adminAction(parseStatus(hub.StatusEnabled), setStatus)},
 			{Name: "disable", ArgsUsage: "ID", Flags: append(flags,
 				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),
-				Action: withTarget(func(c *cli.Context, h hub.Client) error {
-					var reason *string
-					if c.IsSet("reason") {
-						r := c.String("reason")
-						reason = &r
-					}
-					return setStatus(c, h, hub.StatusDisabled, reason)
-				})},
-			{Name: "create", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "device id")
-				if err != nil {
-					return err
-				}
+				Action: adminAction(parseStatus(hub.StatusDisabled), setStatus)},
+			{Name: "create", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.CreateDevice(c.Context, &hub.Device{DeviceID: id})
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "device id")
-				if err != nil {
-					return err
-				}
+			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.GetDevice(c.Context, id)
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "delete", ArgsUsage: "ID", Flags: flags, Action: withTarget(func(c *cli.Context, h hub.Client) error {
-				id, err := oneArg(c, "device id")
-				if err != nil {
-					return err
-				}
+			{Name: "delete", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				return h.DeleteDevice(c.Context, id, "*")
 			})},
 		},
 	}
 }
 
-// setStatus enables or disables the device named by the command's
-// argument. It updates the device as read, with its etag, so a concurrent
-// change is refused rather than overwritten.
-func setStatus(c *cli.Context, h hub.Client, status string, reason *string) error {
-	id, err := oneArg(c, "device id")
+// setStatus enables or disables a device. It updates the device as read,
+// with its etag, so a concurrent change is refused rather than
+// overwritten.
+func setStatus(c *cli.Context, h hub.Client, a statusArgs) error {
+	d, err := h.GetDevice(c.Context, a.id)
 	if err != nil {
 		return err
 	}
-	d, err := h.GetDevice(c.Context, id)
-	if err != nil {
-		return err
-	}
-	d.Status, d.StatusReason = status, reason
+	d.Status, d.StatusReason = a.status, a.reason
 	out, err := h.UpdateDevice(c.Context, d, d.ETag)
 	if err != nil {
 		return err

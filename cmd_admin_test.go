@@ -85,3 +85,60 @@ func TestApplyFlagCombinations(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminArgsCheckedFirst: the commands on one hub check all their
+// arguments before they open a hub: with bad arguments, the embedded
+// hub's data directory is not even created.
+func TestAdminArgsCheckedFirst(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"twin", "patch", "d1", "--desired", "{bad"}, "--desired: not valid JSON"},
+		{[]string{"twin", "patch", "d1"}, "give --desired and/or --tags"},
+		{[]string{"twin", "show"}, "name exactly one device id"},
+		{[]string{"method", "invoke", "d1"}, "give ID and METHOD"},
+		{[]string{"method", "invoke", "d1", "m", "--payload", "nope"}, "--payload: not valid JSON"},
+		{[]string{"jobs", "list", "extra"}, "takes no arguments"},
+		{[]string{"jobs", "watch"}, "name exactly one job id"},
+		{[]string{"devices", "list", "--top", "0"}, "--top 0 must be from 1 to 1000"},
+		{[]string{"devices", "disable"}, "name exactly one device id"},
+		{[]string{"query"}, "name exactly one query"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			code, _, stderr := runCLI(t, t.Context(), append(tt.args, "--data", data)...)
+			if code != exitInvalid || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit 2 saying %q", code, stderr, tt.want)
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("the embedded hub was opened (%s exists) before the arguments were checked", data)
+			}
+		})
+	}
+}
+
+// TestServeFlagsCheckedFirst: hub serve refuses bad flags (exit 2) before
+// it creates its data directory or listens.
+func TestServeFlagsCheckedFirst(t *testing.T) {
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--tls-key", "key.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--ops-per-second", "-5"}, "--ops-per-second -5"},
+		{[]string{"--lease-ttl", "100ms"}, "--lease-ttl 100ms: give at least 1s"},
+	} {
+		t.Run(strings.Join(tt.flags, " "), func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			code, _, stderr := runCLI(t, t.Context(), append([]string{"hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--mqtts", "127.0.0.1:0"}, tt.flags...)...)
+			if code != exitInvalid || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit 2 saying %q", code, stderr, tt.want)
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("hub serve created %s before checking its flags", data)
+			}
+		})
+	}
+}

@@ -46,6 +46,9 @@ func hubCmd() *cli.Command {
 				&cli.DurationFlag{Name: "lease-ttl", Value: engine.DefaultLeaseTTL, Usage: "with a PostgreSQL --store that several hubs share: how long a job's lease lasts unrenewed, so how soon another hub takes over the jobs of one that died"},
 			},
 			Action: func(c *cli.Context) error {
+				if err := checkServeFlags(c); err != nil {
+					return err
+				}
 				h, err := hubd.Open(c.Context, hubd.Config{
 					DataDir: c.String("data"), StoreURL: c.String("store"),
 					HTTPAddr: c.String("https"), MQTTAddr: c.String("mqtts"), Broker: c.String("broker"), HostName: c.String("hostname"),
@@ -72,6 +75,22 @@ func hubCmd() *cli.Command {
 			},
 		}},
 	}
+}
+
+// checkServeFlags checks hub serve's arguments and flag combinations
+// before it opens anything.
+func checkServeFlags(c *cli.Context) error {
+	switch {
+	case c.NArg() != 0:
+		return usagef("hub serve: takes no arguments (flags only)")
+	case (c.String("tls-cert") == "") != (c.String("tls-key") == ""):
+		return usagef("hub serve: --tls-cert and --tls-key go together: give both, or neither for a generated certificate")
+	case c.Float64("ops-per-second") < 0:
+		return usagef("hub serve: --ops-per-second %g: give a rate, or 0 for no limit", c.Float64("ops-per-second"))
+	case c.Duration("lease-ttl") < time.Second:
+		return usagef("hub serve: --lease-ttl %s: give at least 1s (default %s)", c.Duration("lease-ttl"), engine.DefaultLeaseTTL)
+	}
+	return nil
 }
 
 func simulateCmd() *cli.Command {
