@@ -110,6 +110,12 @@ func simulateCmd() *cli.Command {
 			if c.String("hub") == "" {
 				return usagef("simulate: --hub (or IOTJOBS_HUB_CONNECTION_STRING) is required")
 			}
+			if c.Int("connections") < 0 {
+				return usagef("simulate: --connections %d: give a number of MQTT connections, or leave it out", c.Int("connections"))
+			}
+			if c.Duration("every") <= 0 {
+				return usagef("simulate: --every %s: give how often to print the counts, e.g. 5s", c.Duration("every"))
+			}
 			t, err := openTarget(c)
 			if err != nil {
 				return err
