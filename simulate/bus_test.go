@@ -9,8 +9,6 @@ import (
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/hub/clock"
-	"github.com/iotjobs/iotjobs/hub/engine"
-	"github.com/iotjobs/iotjobs/hub/store/memstore"
 	"github.com/iotjobs/iotjobs/simulate"
 )
 
@@ -44,18 +42,13 @@ func TestBusDegrade(t *testing.T) {
 		devs := fl.Devices()
 		t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 		clk := clock.NewVirtual(t0)
-		bus := simulate.NewBus(devs, clk)
-		e := engine.New(memstore.New(), bus, clk)
-		bus.SetEvents(e)
-		if err := e.Open(ctx); err != nil {
+		e, err := simulate.NewHub(ctx, devs, clk, simulate.HubOptions{})
+		if err != nil {
 			t.Fatal(err)
 		}
 		defer e.Close()
 		var chosenUpd, chosenInc, upd []string
 		for _, d := range devs {
-			if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: d.ID}); err != nil {
-				t.Fatal(err)
-			}
 			isUpd := d.ID[:3] == "upd"
 			if isUpd {
 				upd = append(upd, d.ID)
