@@ -107,14 +107,14 @@ func twinCmd() *cli.Command {
 		Name:  "twin",
 		Usage: "show or patch a device twin",
 		Subcommands: []*cli.Command{
-			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "show", ArgsUsage: "ID", Usage: "print a device's twin (tags, desired and reported properties) as JSON", Description: "Example:\n   iotjobs twin show lock-1", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				tw, err := h.GetTwin(c.Context, id)
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, tw)
 			})},
-			{Name: "patch", ArgsUsage: "ID", Flags: append(flags,
+			{Name: "patch", ArgsUsage: "ID", Usage: "merge a patch into a twin's desired properties and/or tags", Description: "Example:\n   iotjobs twin patch lock-1 --desired '{\"locked\": true}'", Flags: append(flags,
 				&cli.StringFlag{Name: "desired", Usage: "JSON merge patch of desired properties"},
 				&cli.StringFlag{Name: "tags", Usage: "JSON merge patch of tags"},
 				&cli.StringFlag{Name: "etag", Value: "*", Usage: "only patch if the twin's etag matches"}),
@@ -155,7 +155,8 @@ func methodCmd() *cli.Command {
 		Name:  "method",
 		Usage: "invoke a direct method",
 		Subcommands: []*cli.Command{{
-			Name: "invoke", ArgsUsage: "ID METHOD",
+			Name: "invoke", ArgsUsage: "ID METHOD", Usage: "call a direct method on one device and print its answer",
+			Description: "Example:\n   iotjobs method invoke lock-1 lockDoor --payload '{\"force\": true}'",
 			Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 				&cli.StringFlag{Name: "payload", Value: "null", Usage: "JSON payload"},
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "response timeout (5s to 300s)"},
@@ -177,7 +178,7 @@ func jobsCmd() *cli.Command {
 		Name:  "jobs",
 		Usage: "list, show or cancel hub jobs",
 		Subcommands: []*cli.Command{
-			{Name: "list", Flags: flags, Action: adminAction(noArgs, func(c *cli.Context, h hub.Client, _ struct{}) error {
+			{Name: "list", Usage: "list the hub's jobs as JSON", Description: "Example:\n   iotjobs jobs list", Flags: flags, Action: adminAction(noArgs, func(c *cli.Context, h hub.Client, _ struct{}) error {
 				var all []*hub.Job
 				q := hub.JobQuery{}
 				for {
@@ -192,7 +193,7 @@ func jobsCmd() *cli.Command {
 					q.Continuation = cont
 				}
 			})},
-			{Name: "show", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "show", ArgsUsage: "JOBID", Usage: "print a job (status, statistics) as JSON", Description: "Example:\n   iotjobs jobs show lock-doors-lock", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				j, err := h.GetJob(c.Context, id)
 				if err != nil {
 					return err
@@ -200,15 +201,15 @@ func jobsCmd() *cli.Command {
 				return printJSON(c.App.Writer, j)
 			})},
 			{Name: "watch", ArgsUsage: "JOBID", Usage: "print a job's progress until it ends; exit 1 unless it completed with no failed device",
-				Flags: flags, Action: adminAction(jobArg, watchJob)},
-			{Name: "cancel", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
+				Description: "Example:\n   iotjobs jobs watch lock-doors-lock", Flags: flags, Action: adminAction(jobArg, watchJob)},
+			{Name: "cancel", ArgsUsage: "JOBID", Usage: "cancel a job: devices not yet started are not", Description: "Example:\n   iotjobs jobs cancel lock-doors-lock", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				j, err := h.CancelJob(c.Context, id)
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, j)
 			})},
-			{Name: "devices", ArgsUsage: "JOBID", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "devices", ArgsUsage: "JOBID", Usage: "print a job's device records, one per line (-o json: an array)", Description: "Example:\n   iotjobs jobs devices lock-doors-lock", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				return printQuery(c, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+strings.ReplaceAll(id, "'", `\'`)+"'")
 			})},
 		},
@@ -270,8 +271,9 @@ func printQuery(c *cli.Context, h hub.Client, q string) error {
 func queryCmd() *cli.Command {
 	return &cli.Command{
 		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
-		ArgsUsage: "QUERY",
-		Flags:     []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag},
+		ArgsUsage:   "QUERY",
+		Description: "Example:\n   iotjobs query \"SELECT deviceId, tags.building FROM devices WHERE tags.building = '43'\"",
+		Flags:       []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag},
 		Action: adminAction(func(c *cli.Context) (string, error) { return oneArg(c, "query") }, func(c *cli.Context, h hub.Client, q string) error {
 			return printQuery(c, h, q)
 		}),
@@ -315,7 +317,7 @@ func devicesCmd() *cli.Command {
 		Name:  "devices",
 		Usage: "create, list, show, enable, disable or delete device identities",
 		Subcommands: []*cli.Command{
-			{Name: "list", Flags: append(flags,
+			{Name: "list", Usage: "list device identities as JSON, in id order", Description: "Example:\n   iotjobs devices list --top 100", Flags: append(flags,
 				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}),
 				Action: adminAction(parseTop, func(c *cli.Context, h hub.Client, top int) error {
 					ds, err := h.ListDevices(c.Context, top)
@@ -327,25 +329,25 @@ func devicesCmd() *cli.Command {
 					}
 					return printJSON(c.App.Writer, ds)
 				})},
-			{Name: "enable", ArgsUsage: "ID", Flags: flags, Action: adminAction(parseStatus(hub.StatusEnabled), setStatus)},
-			{Name: "disable", ArgsUsage: "ID", Flags: append(flags,
+			{Name: "enable", ArgsUsage: "ID", Usage: "let a disabled device connect and be called again", Description: "Example:\n   iotjobs devices enable lock-1", Flags: flags, Action: adminAction(parseStatus(hub.StatusEnabled), setStatus)},
+			{Name: "disable", ArgsUsage: "ID", Usage: "refuse a device's connections and calls (jobs skip it)", Description: "Example:\n   iotjobs devices disable lock-1 --reason 'stolen'", Flags: append(flags,
 				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),
 				Action: adminAction(parseStatus(hub.StatusDisabled), setStatus)},
-			{Name: "create", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "create", ArgsUsage: "ID", Usage: "register a device identity with generated keys", Description: "Example:\n   iotjobs devices create lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.CreateDevice(c.Context, &hub.Device{DeviceID: id})
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "show", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON", Description: "Example:\n   iotjobs devices show lock-1", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.GetDevice(c.Context, id)
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "delete", ArgsUsage: "ID", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "delete", ArgsUsage: "ID", Usage: "delete a device identity and its twin", Description: "Example:\n   iotjobs devices delete lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				return h.DeleteDevice(c.Context, id, "*")
 			})},
 		},

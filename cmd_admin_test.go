@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // TestJobsWatchWithoutStatistics: deviceJobStatistics is optional in the
@@ -141,4 +143,44 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCLIConventions: version and --version print the build's version;
+// an unknown command or subcommand exits 2 with a did-you-mean; every
+// command that does something has a description and an example in its
+// --help.
+func TestCLIConventions(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, stderr := runCLI(t, t.Context(), args...)
+		if code != exitOK || !strings.HasPrefix(stdout, "iotjobs ") || stderr != "" {
+			t.Errorf("iotjobs %s: exit %d, stdout %q, stderr %q", args[0], code, stdout, stderr)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"aply", "plan.yaml"}, `unknown command "aply"; did you mean "apply"?`},
+		{[]string{"jobs", "lsit"}, `jobs: unknown command "lsit"; did you mean "list"?`},
+		{[]string{"hub", "srve"}, `hub: unknown command "srve"; did you mean "serve"?`},
+	} {
+		code, _, stderr := runCLI(t, t.Context(), tt.args...)
+		if code != exitInvalid || !strings.Contains(stderr, tt.want) {
+			t.Errorf("iotjobs %s: exit %d, stderr %q; want exit 2 saying %q", strings.Join(tt.args, " "), code, stderr, tt.want)
+		}
+	}
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := path + " " + c.Name
+			if c.Usage == "" {
+				t.Errorf("%s has no description (Usage)", name)
+			}
+			if c.Action != nil && !strings.Contains(c.Description, "iotjobs "+strings.TrimPrefix(name, "iotjobs ")) {
+				t.Errorf("%s --help has no example of itself", name)
+			}
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("iotjobs", commands())
 }

@@ -24,9 +24,10 @@ import (
 
 func applyCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "apply",
-		Usage:     "run a plan on a hub, monitor every step, and write the JSON report",
-		ArgsUsage: "PLAN",
+		Name:        "apply",
+		Description: "Examples:\n   iotjobs apply --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs apply --hub \"$CS\" --report report.json --junit junit.xml plan.yaml\n   iotjobs apply --dry-run plan.yaml",
+		Usage:       "run a plan on a hub, monitor every step, and write the JSON report",
+		ArgsUsage:   "PLAN",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
 			connectionsFlag,

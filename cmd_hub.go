@@ -30,10 +30,11 @@ func hubCmd() *cli.Command {
 		Name:  "hub",
 		Usage: "run the hub",
 		Subcommands: []*cli.Command{{
-			Name:  "serve",
-			Usage: "serve the REST API over HTTPS and MQTT over TLS until interrupted",
+			Name:        "serve",
+			Description: "Examples:\n   iotjobs hub serve\n   iotjobs hub serve --data r1 --store \"postgres://postgres@127.0.0.1:5432/test?search_path=iotjobs\" --broker mqtt://127.0.0.1:1883",
+			Usage:       "serve the REST API over HTTPS and MQTT over TLS until interrupted",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "data", Value: ".iotjobs-hub", Usage: "data directory (store, TLS CA, connection string)"},
+				&cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory (store, TLS CA, connection string); the same default as every other command's"},
 				&cli.StringFlag{Name: "store", Usage: "the hub's state: a SQLite file (default DATA/hub.db) or a PostgreSQL URL, postgres://user[:password]@host:5432/db[?search_path=schema]"},
 				&cli.StringFlag{Name: "https", Value: ":8443", Usage: "HTTPS listen address (:443 makes the Azure service SDKs work unchanged)"},
 				&cli.StringFlag{Name: "mqtts", Value: ":8883", Usage: "MQTT-over-TLS listen address"},
@@ -95,8 +96,9 @@ func checkServeFlags(c *cli.Context) error {
 
 func simulateCmd() *cli.Command {
 	return &cli.Command{
-		Name:  "simulate",
-		Usage: "connect a fleet of simulated devices to a hub over MQTT until interrupted",
+		Name:        "simulate",
+		Description: "Example:\n   iotjobs simulate --hub \"$(cat .iotjobs/connection-string)\" --ca .iotjobs/tls/ca.pem --fleet examples/fleet.yaml",
+		Usage:       "connect a fleet of simulated devices to a hub over MQTT until interrupted",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file (required)"},
 			connectionsFlag,

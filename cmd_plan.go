@@ -23,9 +23,10 @@ import (
 
 func planCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "plan",
-		Usage:     "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
-		ArgsUsage: "PLAN",
+		Name:        "plan",
+		Description: "Examples:\n   iotjobs plan --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs plan --hub \"$CS\" --rate 10 --out saved.json plan.yaml",
+		Usage:       "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
+		ArgsUsage:   "PLAN",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
@@ -176,9 +177,10 @@ func simulateRun(c *cli.Context, p *plan.Plan, src, current hub.Client, name str
 
 func checkCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "check",
-		Usage:     "drift: the devices whose twins do not comply with the plan's twin steps (exit 0 compliant, 1 drift)",
-		ArgsUsage: "PLAN",
+		Name:        "check",
+		Description: "Example:\n   iotjobs check --hub \"$CS\" plan.yaml",
+		Usage:       "drift: the devices whose twins do not comply with the plan's twin steps (exit 0 compliant, 1 drift)",
+		ArgsUsage:   "PLAN",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: check these simulated devices (in memory) instead of a hub's"},
 		},

@@ -22,9 +22,10 @@ type rollbackOptions struct {
 
 func rollbackCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "rollback",
-		Usage:     "undo a finished run from its report: restore the twin values its twin steps replaced (etag-guarded) and call its method steps' compensating methods",
-		ArgsUsage: "REPORT.json",
+		Name:        "rollback",
+		Description: "Example:\n   iotjobs rollback --report report.json plan.yaml",
+		Usage:       "undo a finished run from its report: restore the twin values its twin steps replaced (etag-guarded) and call its method steps' compensating methods",
+		ArgsUsage:   "REPORT.json",
 		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
 			&cli.StringSliceFlag{Name: "step", Usage: "roll back only this step (repeatable); default: every step that changed something, the latest first"},
 			&cli.StringFlag{Name: "report", Usage: "write the report with each step's rollback section to FILE instead of stdout"},

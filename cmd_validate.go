@@ -67,10 +67,11 @@ func loadPlanFile(c *cli.Context, path string) (*plan.Plan, error) {
 
 func validateCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "validate",
-		Usage:     "check plans; diagnostics as FILE:LINE:COL: message",
-		ArgsUsage: "PLAN...",
-		Flags:     []cli.Flag{jsonFlag},
+		Name:        "validate",
+		Description: "Example:\n   iotjobs validate examples/*.yaml",
+		Usage:       "check plans; diagnostics as FILE:LINE:COL: message",
+		ArgsUsage:   "PLAN...",
+		Flags:       []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("validate: name at least one plan file")

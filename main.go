@@ -71,17 +71,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{
-			validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(),
-		},
+		Commands: commands(),
+		Version:  version(),
 	}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "iotjobs %s\n", c.App.Version) }
 	usageErrors(app.Commands, "iotjobs")
-	err := app.RunContext(ctx, interspersed(app, args))
+	err := checkCommands(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, interspersed(app, args))
+	}
 	code := exitCode(err)
 	if err != nil && !errors.As(err, new(diag.Diagnostics)) {
 		fmt.Fprintf(stderr, "iotjobs: %v\n", err)
 	}
 	return code
+}
+
+// commands are the CLI's commands, in --help's order.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(), versionCmd(),
+	}
 }
 
 // interspersed moves flags that follow positional arguments in front of
