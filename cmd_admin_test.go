@@ -184,3 +184,16 @@ func TestCLIConventions(t *testing.T) {
 	}
 	walk("iotjobs", commands())
 }
+
+// TestWatchWithoutCron: apply --watch of a plan without a cron step exits
+// 2 before it opens a hub (the embedded hub's directory is not created).
+func TestWatchWithoutCron(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	code, _, stderr := runCLI(t, t.Context(), "apply", "--watch", "--data", data, "examples/lock-door.yaml")
+	if code != exitInvalid || !strings.Contains(stderr, "has no cron step") {
+		t.Errorf("exit %d, stderr %q; want exit 2 saying the plan has no cron step", code, stderr)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Errorf("apply --watch opened the embedded hub (%s exists) before refusing", data)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ func applyCmd() *cli.Command {
 			p, saved, err := loadAnyPlan(c, c.Args().First())
 			if err != nil {
 				return err
+			}
+			if c.Bool("watch") && !slices.ContainsFunc(p.Steps, func(s *plan.Step) bool { return s.Cron != "" }) {
+				return usagef("apply --watch: plan %s has no cron step, so there is nothing to watch for; run it without --watch", p.Name)
 			}
 			t, err := openTarget(c)
 			if err != nil {
