@@ -60,6 +60,11 @@ type Options struct {
 	// PolicyName and PolicyKey sign a multiplexed connection's SAS token
 	// on the embedded broker (a shared access policy such as iothubowner).
 	PolicyName, PolicyKey string
+	// TwinTimeout bounds a device's twin GET when it (re)connects
+	// (default 30 s, on Clock): a device not answered by then reports its
+	// fleet file's values. A test on a fast clock gives the hub's real
+	// latency room with a longer one.
+	TwinTimeout time.Duration
 	// OnMethod, when set, is told of every method request a device
 	// receives, before it answers (tests count them).
 	OnMethod func(deviceID, method string)

@@ -49,7 +49,11 @@ type twinDoc struct {
 
 // getTwin reads the device's twin over its connection.
 func (d *simDevice) getTwin(ctx context.Context) (twinDoc, error) {
-	ctx, cancel := d.sim.opts.Clock.WithTimeout(ctx, twinTimeout)
+	timeout := twinTimeout
+	if d.sim.opts.TwinTimeout > 0 {
+		timeout = d.sim.opts.TwinTimeout
+	}
+	ctx, cancel := d.sim.opts.Clock.WithTimeout(ctx, timeout)
 	defer cancel()
 	r, err := d.request(ctx, mqttproto.TwinGetTopic, nil)
 	if err != nil {
