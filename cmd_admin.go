@@ -301,6 +301,26 @@ func parseStatus(status string) func(c *cli.Context) (statusArgs, error) {
 	}
 }
 
+// showKeysFlag: device keys are secrets, printed only when asked for.
+var showKeysFlag = &cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets)"}
+
+// hideKeys blanks the SAS keys of ds unless --show-keys, saying so on
+// stderr once.
+func hideKeys(c *cli.Context, ds ...*hub.Device) {
+	if c.Bool("show-keys") {
+		return
+	}
+	hidden := false
+	for _, d := range ds {
+		if k := &d.Authentication.SymmetricKey; k.PrimaryKey != "" || k.SecondaryKey != "" {
+			*k, hidden = hub.SymmetricKey{}, true
+		}
+	}
+	if hidden {
+		fmt.Fprintln(c.App.ErrWriter, "iotjobs: SAS keys hidden; --show-keys prints them")
+	}
+}
+
 func parseTop(c *cli.Context) (int, error) {
 	if c.NArg() != 0 {
 		return 0, usagef("devices list: takes no arguments")
@@ -317,8 +337,8 @@ func devicesCmd() *cli.Command {
 		Name:  "devices",
 		Usage: "create, list, show, enable, disable or delete device identities",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list device identities as JSON, in id order", Description: "Example:\n   iotjobs devices list --top 100", Flags: append(flags,
-				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}),
+			{Name: "list", Usage: "list device identities as JSON, in id order (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices list --top 100", Flags: append(flags,
+				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}, showKeysFlag),
 				Action: adminAction(parseTop, func(c *cli.Context, h hub.Client, top int) error {
 					ds, err := h.ListDevices(c.Context, top)
 					if err != nil {
@@ -327,24 +347,26 @@ func devicesCmd() *cli.Command {
 					if ds == nil {
 						ds = []*hub.Device{}
 					}
+					hideKeys(c, ds...)
 					return printJSON(c.App.Writer, ds)
 				})},
 			{Name: "enable", ArgsUsage: "ID", Usage: "let a disabled device connect and be called again", Description: "Example:\n   iotjobs devices enable lock-1", Flags: flags, Action: adminAction(parseStatus(hub.StatusEnabled), setStatus)},
 			{Name: "disable", ArgsUsage: "ID", Usage: "refuse a device's connections and calls (jobs skip it)", Description: "Example:\n   iotjobs devices disable lock-1 --reason 'stolen'", Flags: append(flags,
 				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),
 				Action: adminAction(parseStatus(hub.StatusDisabled), setStatus)},
-			{Name: "create", ArgsUsage: "ID", Usage: "register a device identity with generated keys", Description: "Example:\n   iotjobs devices create lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "create", ArgsUsage: "ID", Usage: "register a device identity with generated keys, printed once", Description: "Example:\n   iotjobs devices create lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.CreateDevice(c.Context, &hub.Device{DeviceID: id})
 				if err != nil {
 					return err
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON", Description: "Example:\n   iotjobs devices show lock-1", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices show lock-1 --show-keys", Flags: append(flags, showKeysFlag), Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.GetDevice(c.Context, id)
 				if err != nil {
 					return err
 				}
+				hideKeys(c, d)
 				return printJSON(c.App.Writer, d)
 			})},
 			{Name: "delete", ArgsUsage: "ID", Usage: "delete a device identity and its twin", Description: "Example:\n   iotjobs devices delete lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {

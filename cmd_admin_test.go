@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iotjobs/iotjobs/hub"
 	"github.com/urfave/cli/v2"
 )
 
@@ -195,5 +197,28 @@ func TestWatchWithoutCron(t *testing.T) {
 	}
 	if _, err := os.Stat(data); err == nil {
 		t.Errorf("apply --watch opened the embedded hub (%s exists) before refusing", data)
+	}
+}
+
+// TestDeviceKeysHidden: devices list and show print no SAS key unless
+// --show-keys; devices create prints the generated keys (the one time
+// they are needed).
+func TestDeviceKeysHidden(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := runCLI(t, t.Context(), "devices", "create", "--data", data, "k-1")
+	var created hub.Device
+	if code != 0 || json.Unmarshal([]byte(stdout), &created) != nil || created.Authentication.SymmetricKey.PrimaryKey == "" {
+		t.Fatalf("devices create: exit %d, %q %q", code, stdout, stderr)
+	}
+	key := created.Authentication.SymmetricKey.PrimaryKey
+	for _, args := range [][]string{{"devices", "list"}, {"devices", "show", "k-1"}} {
+		code, stdout, stderr := runCLI(t, t.Context(), append(args, "--data", data)...)
+		if code != 0 || strings.Contains(stdout, key) || !strings.Contains(stderr, "--show-keys prints them") {
+			t.Errorf("iotjobs %s: exit %d, stdout %q, stderr %q; want no key, and a word on stderr", strings.Join(args, " "), code, stdout, stderr)
+		}
+		code, stdout, _ = runCLI(t, t.Context(), append(args, "--data", data, "--show-keys")...)
+		if code != 0 || !strings.Contains(stdout, key) {
+			t.Errorf("iotjobs %s --show-keys: exit %d, stdout %q; want the key", strings.Join(args, " "), code, stdout)
+		}
 	}
 }
