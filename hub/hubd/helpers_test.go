@@ -3,8 +3,6 @@ package hubd_test
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -160,191 +158,17 @@ func simOptions(h *hubd.Hub, pool *x509.CertPool) simulate.Options {
 	return simulate.Options{Addr: h.MQTTAddr(), HostName: h.HostName(), RootCAs: pool, Logger: quiet}
 }
 
-// testCtx is a context that ends with a deadline well inside the test's
-// time budget.
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// wantCode fails the test unless err carries the hub error code want.
-func wantCode(t *testing.T, what string, err error, want string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error, want %s", what, want)
-		return
-	}
-	if got := hub.ErrorCode(err); got != want {
-		t.Errorf("%s: error code %s (%v), want %s", what, got, err, want)
-	}
-}
-
-// must fails the test at once on an error.
-func must(t *testing.T, what string, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// waitJob watches a job until it has ended: a terminal status and its
-// endTime (a cancelled job has its status at once, its endTime once its
-// calls in flight are done).
-func waitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Job {
-	t.Helper()
-	var last *hub.Job
-	for {
-		j, err := c.WatchJob(ctx, id, last)
-		if err != nil {
-			t.Fatalf("watch job %s (last status %v): %v", id, statusOf(last), err)
-		}
-		if j.Status.Terminal() && j.EndTime != nil {
-			return j
-		}
-		last = j
-	}
-}
-
-// waitJobStatus watches a job until it has status want.
-func waitJobStatus(ctx context.Context, t *testing.T, c hub.Client, id string, want hub.JobStatus) *hub.Job {
-	t.Helper()
-	var last *hub.Job
-	for {
-		j, err := c.WatchJob(ctx, id, last)
-		if err != nil {
-			t.Fatalf("watch job %s for %s (last status %v): %v", id, want, statusOf(last), err)
-		}
-		if j.Status == want {
-			return j
-		}
-		last = j
-	}
-}
-
-func statusOf(j *hub.Job) hub.JobStatus {
-	if j == nil {
-		return ""
-	}
-	return j.Status
-}
-
-// waitTwin polls a twin (there is no twin change feed in hub.Client) on a
-// short ticker until ok accepts it or ctx ends.
-func waitTwin(ctx context.Context, t *testing.T, c hub.Client, id string, ok func(*hub.Twin) bool) *hub.Twin {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var tw *hub.Twin
-	for {
-		var err error
-		tw, err = c.GetTwin(ctx, id)
-		if err == nil && ok(tw) {
-			return tw
-		}
-		if errors.Is(err, hub.ErrDeviceNotFound) {
-			t.Fatalf("wait for twin %s: %v", id, err)
-		}
-		select {
-		case <-ctx.Done():
-			b, _ := json.Marshal(tw)
-			t.Fatalf("twin %s did not reach the expected state before the deadline (last error %v): %s", id, err, b)
-		case <-tick.C:
-		}
-	}
-}
-
-// queryAll runs a query page by page and returns the items and the number
-// of pages.
-func queryAll(ctx context.Context, t *testing.T, c hub.Client, q string, pageSize int) ([]json.RawMessage, string, int) {
-	t.Helper()
-	var items []json.RawMessage
-	opts := hub.QueryOptions{PageSize: pageSize}
-	itemType := ""
-	for pages := 1; ; pages++ {
-		res, err := c.Query(ctx, q, opts)
-		if err != nil {
-			t.Fatalf("query %q page %d: %v", q, pages, err)
-		}
-		if pageSize > 0 && len(res.Items) > pageSize {
-			t.Errorf("query %q page %d: %d items, page size %d", q, pages, len(res.Items), pageSize)
-		}
-		items = append(items, res.Items...)
-		itemType = res.ItemType
-		if res.Continuation == "" {
-			return items, itemType, pages
-		}
-		if pages > 100 {
-			t.Fatalf("query %q: more than 100 pages; the continuation never ends", q)
-		}
-		opts.Continuation = res.Continuation
-	}
-}
-
-// jsonEqual reports whether two JSON texts hold the same value.
-func jsonEqual(t *testing.T, a, b []byte) bool {
-	t.Helper()
-	var x, y any
-	if err := json.Unmarshal(a, &x); err != nil {
-		t.Errorf("bad JSON %s: %v", a, err)
-		return false
-	}
-	if err := json.Unmarshal(b, &y); err != nil {
-		t.Errorf("bad JSON %s: %v", b, err)
-		return false
-	}
-	xa, _ := json.Marshal(x)
-	ya, _ := json.Marshal(y)
-	return string(xa) == string(ya)
-}
-
-// waitCount polls a "SELECT COUNT() AS n ..." query on a short ticker
-// until it counts want or ctx ends.
-func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want int) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		res, err := c.Query(ctx, q, hub.QueryOptions{})
-		var row struct{ N int }
-		if err == nil && len(res.Items) == 1 && json.Unmarshal(res.Items[0], &row) == nil && row.N == want {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: count %d (error %v), want %d before the deadline", q, row.N, err, want)
-		case <-tick.C:
-		}
-	}
-}
-
-// deviceJobs reads a job's per-device rows, by device id.
-func deviceJobs(ctx context.Context, t *testing.T, c hub.Client, jobID string) map[string]*hub.DeviceJob {
-	t.Helper()
-	return deviceJobsPaged(ctx, t, c, jobID, 2)
-}
-
-// deviceJobsPaged is deviceJobs with pages of pageSize rows.
-func deviceJobsPaged(ctx context.Context, t *testing.T, c hub.Client, jobID string, pageSize int) map[string]*hub.DeviceJob {
-	t.Helper()
-	items, itemType, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", pageSize)
-	if len(items) > 0 && itemType != hub.ItemDeviceJob {
-		t.Errorf("devices.jobs item type %q, want %q", itemType, hub.ItemDeviceJob)
-	}
-	out := map[string]*hub.DeviceJob{}
-	for _, it := range items {
-		var dj hub.DeviceJob
-		if err := json.Unmarshal(it, &dj); err != nil {
-			t.Fatalf("devices.jobs item is not a device job: %s", it)
-		}
-		if out[dj.DeviceID] != nil {
-			t.Errorf("devices.jobs: device %s listed twice for job %s", dj.DeviceID, jobID)
-		}
-		if dj.JobID != jobID {
-			t.Errorf("devices.jobs: row of job %q in the rows of %q", dj.JobID, jobID)
-		}
-		out[dj.DeviceID] = &dj
-	}
-	return out
-}
+// The suite's helpers, shared with the hubd tests (hub/hubtest).
+var (
+	testCtx         = hubtest.TestCtx
+	wantCode        = hubtest.WantCode
+	must            = hubtest.Must
+	waitJob         = hubtest.WaitJob
+	waitJobStatus   = hubtest.WaitJobStatus
+	waitTwin        = hubtest.WaitTwin
+	queryAll        = hubtest.QueryAll
+	jsonEqual       = hubtest.JSONEqual
+	waitCount       = hubtest.WaitCount
+	deviceJobs      = hubtest.DeviceJobs
+	deviceJobsPaged = hubtest.DeviceJobsPaged
+)

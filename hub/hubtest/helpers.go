@@ -10,17 +10,17 @@ import (
 	"github.com/iotjobs/iotjobs/hub"
 )
 
-// testCtx is a context that ends with a deadline well inside the test's
+// TestCtx is a context that ends with a deadline well inside the test's
 // time budget.
-func testCtx(t *testing.T, d time.Duration) context.Context {
+func TestCtx(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// wantCode fails the test unless err carries the hub error code want.
-func wantCode(t *testing.T, what string, err error, want string) {
+// WantCode fails the test unless err carries the hub error code want.
+func WantCode(t *testing.T, what string, err error, want string) {
 	t.Helper()
 	if err == nil {
 		t.Errorf("%s: no error, want %s", what, want)
@@ -31,24 +31,24 @@ func wantCode(t *testing.T, what string, err error, want string) {
 	}
 }
 
-// must fails the test at once on an error.
-func must(t *testing.T, what string, err error) {
+// Must fails the test at once on an error.
+func Must(t *testing.T, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
-// waitJob watches a job until it has ended: a terminal status and its
+// WaitJob watches a job until it has ended: a terminal status and its
 // endTime (a cancelled job has its status at once, its endTime once its
 // calls in flight are done).
-func waitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Job {
+func WaitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Job {
 	t.Helper()
 	var last *hub.Job
 	for {
 		j, err := c.WatchJob(ctx, id, last)
 		if err != nil {
-			t.Fatalf("watch job %s (last status %v): %v", id, statusOf(last), err)
+			t.Fatalf("watch job %s (last status %v): %v", id, StatusOf(last), err)
 		}
 		if j.Status.Terminal() && j.EndTime != nil {
 			return j
@@ -57,14 +57,14 @@ func waitJob(ctx context.Context, t *testing.T, c hub.Client, id string) *hub.Jo
 	}
 }
 
-// waitJobStatus watches a job until it has status want.
-func waitJobStatus(ctx context.Context, t *testing.T, c hub.Client, id string, want hub.JobStatus) *hub.Job {
+// WaitJobStatus watches a job until it has status want.
+func WaitJobStatus(ctx context.Context, t *testing.T, c hub.Client, id string, want hub.JobStatus) *hub.Job {
 	t.Helper()
 	var last *hub.Job
 	for {
 		j, err := c.WatchJob(ctx, id, last)
 		if err != nil {
-			t.Fatalf("watch job %s for %s (last status %v): %v", id, want, statusOf(last), err)
+			t.Fatalf("watch job %s for %s (last status %v): %v", id, want, StatusOf(last), err)
 		}
 		if j.Status == want {
 			return j
@@ -73,16 +73,16 @@ func waitJobStatus(ctx context.Context, t *testing.T, c hub.Client, id string, w
 	}
 }
 
-func statusOf(j *hub.Job) hub.JobStatus {
+func StatusOf(j *hub.Job) hub.JobStatus {
 	if j == nil {
 		return ""
 	}
 	return j.Status
 }
 
-// waitTwin polls a twin (there is no twin change feed in hub.Client) on a
+// WaitTwin polls a twin (there is no twin change feed in hub.Client) on a
 // short ticker until ok accepts it or ctx ends.
-func waitTwin(ctx context.Context, t *testing.T, c hub.Client, id string, ok func(*hub.Twin) bool) *hub.Twin {
+func WaitTwin(ctx context.Context, t *testing.T, c hub.Client, id string, ok func(*hub.Twin) bool) *hub.Twin {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -105,9 +105,9 @@ func waitTwin(ctx context.Context, t *testing.T, c hub.Client, id string, ok fun
 	}
 }
 
-// queryAll runs a query page by page and returns the items and the number
+// QueryAll runs a query page by page and returns the items and the number
 // of pages.
-func queryAll(ctx context.Context, t *testing.T, c hub.Client, q string, pageSize int) ([]json.RawMessage, string, int) {
+func QueryAll(ctx context.Context, t *testing.T, c hub.Client, q string, pageSize int) ([]json.RawMessage, string, int) {
 	t.Helper()
 	var items []json.RawMessage
 	opts := hub.QueryOptions{PageSize: pageSize}
@@ -132,8 +132,8 @@ func queryAll(ctx context.Context, t *testing.T, c hub.Client, q string, pageSiz
 	}
 }
 
-// jsonEqual reports whether two JSON texts hold the same value.
-func jsonEqual(t *testing.T, a, b []byte) bool {
+// JSONEqual reports whether two JSON texts hold the same value.
+func JSONEqual(t *testing.T, a, b []byte) bool {
 	t.Helper()
 	var x, y any
 	if err := json.Unmarshal(a, &x); err != nil {
@@ -155,9 +155,9 @@ func num(v any) float64 {
 	return f
 }
 
-// waitCount polls a "SELECT COUNT() AS n ..." query on a short ticker
+// WaitCount polls a "SELECT COUNT() AS n ..." query on a short ticker
 // until it counts want or ctx ends.
-func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want int) {
+func WaitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want int) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -175,16 +175,16 @@ func waitCount(ctx context.Context, t *testing.T, c hub.Client, q string, want i
 	}
 }
 
-// deviceJobs reads a job's per-device rows, by device id.
-func deviceJobs(ctx context.Context, t *testing.T, c hub.Client, jobID string) map[string]*hub.DeviceJob {
+// DeviceJobs reads a job's per-device rows, by device id.
+func DeviceJobs(ctx context.Context, t *testing.T, c hub.Client, jobID string) map[string]*hub.DeviceJob {
 	t.Helper()
-	return deviceJobsPaged(ctx, t, c, jobID, 2)
+	return DeviceJobsPaged(ctx, t, c, jobID, 2)
 }
 
-// deviceJobsPaged is deviceJobs with pages of pageSize rows.
-func deviceJobsPaged(ctx context.Context, t *testing.T, c hub.Client, jobID string, pageSize int) map[string]*hub.DeviceJob {
+// DeviceJobsPaged is DeviceJobs with pages of pageSize rows.
+func DeviceJobsPaged(ctx context.Context, t *testing.T, c hub.Client, jobID string, pageSize int) map[string]*hub.DeviceJob {
 	t.Helper()
-	items, itemType, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", pageSize)
+	items, itemType, _ := QueryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+jobID+"'", pageSize)
 	if len(items) > 0 && itemType != hub.ItemDeviceJob {
 		t.Errorf("devices.jobs item type %q, want %q", itemType, hub.ItemDeviceJob)
 	}

@@ -14,17 +14,17 @@ import (
 )
 
 func testJobMethod(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	j, err := c.CreateJob(ctx, &hub.Job{
 		JobID: "lock-all", Type: hub.JobDeviceMethod, QueryCondition: "*",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "lockDoor", Payload: json.RawMessage(`{"pin":1}`), ResponseTimeoutInSeconds: 10},
 	})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 	if j.JobID != "lock-all" || j.Type != hub.JobDeviceMethod || j.Status.Terminal() {
 		t.Errorf("created job: id %q type %q status %q", j.JobID, j.Type, j.Status)
 	}
-	done := waitJob(ctx, t, c, "lock-all")
+	done := WaitJob(ctx, t, c, "lock-all")
 	want := hub.DeviceJobStatistics{DeviceCount: 4, SucceededCount: 3, FailedCount: 1}
 	if done.Status != hub.JobCompleted || done.DeviceJobStatistics == nil || *done.DeviceJobStatistics != want {
 		t.Errorf("finished job: status %q statistics %+v, want completed %+v", done.Status, done.DeviceJobStatistics, want)
@@ -33,12 +33,12 @@ func testJobMethod(t *testing.T, h *Harness) {
 		t.Errorf("finished job: start %v end %v", done.StartTime, done.EndTime)
 	}
 	got, err := c.GetJob(ctx, "lock-all")
-	must(t, "get job", err)
+	Must(t, "get job", err)
 	if !hub.SameJobState(got, done) {
 		t.Errorf("GetJob after the end: %q %+v, WatchJob said %q %+v", got.Status, got.DeviceJobStatistics, done.Status, done.DeviceJobStatistics)
 	}
 
-	rows := deviceJobs(ctx, t, c, "lock-all")
+	rows := DeviceJobs(ctx, t, c, "lock-all")
 	wantRows := []struct {
 		id      string
 		status  hub.DeviceJobStatus
@@ -70,7 +70,7 @@ func testJobMethod(t *testing.T, h *Harness) {
 		}
 		if dj.Outcome == nil || dj.Outcome.DeviceMethodResponse == nil || dj.Outcome.DeviceMethodResponse.Status != w.method {
 			t.Errorf("%s: outcome %+v, want device status %d", w.id, dj.Outcome, w.method)
-		} else if w.id == "lock-ok" && !jsonEqual(t, dj.Outcome.DeviceMethodResponse.Payload, []byte(`{"locked":true}`)) {
+		} else if w.id == "lock-ok" && !JSONEqual(t, dj.Outcome.DeviceMethodResponse.Payload, []byte(`{"locked":true}`)) {
 			t.Errorf("%s: payload %s", w.id, dj.Outcome.DeviceMethodResponse.Payload)
 		}
 		if dj.EndTimeUtc == nil || dj.StartTimeUtc == nil {
@@ -80,31 +80,31 @@ func testJobMethod(t *testing.T, h *Harness) {
 
 	// A finished job is not cancelled: cancelling it changes nothing.
 	after, err := c.CancelJob(ctx, "lock-all")
-	must(t, "cancel finished job", err)
+	Must(t, "cancel finished job", err)
 	if after.Status != hub.JobCompleted {
 		t.Errorf("cancel of a finished job: status %q, want it to stay completed", after.Status)
 	}
 }
 
 func testJobUpdateTwin(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	before, err := c.GetTwin(ctx, "lock-offline")
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	_, err = c.CreateJob(ctx, &hub.Job{
 		JobID: "fw", Type: hub.JobUpdateTwin, QueryCondition: "tags.x = 'y'",
 		UpdateTwin: &hub.TwinPatch{ETag: "*", Tags: map[string]any{"wave": 1.0},
 			Properties: &hub.Properties{Desired: map[string]any{"fw": "2.0"}, Reported: map[string]any{"ignored": true}}},
 	})
-	must(t, "create job", err)
-	done := waitJob(ctx, t, c, "fw")
+	Must(t, "create job", err)
+	done := WaitJob(ctx, t, c, "fw")
 	want := hub.DeviceJobStatistics{DeviceCount: 3, SucceededCount: 3}
 	if done.Status != hub.JobCompleted || done.DeviceJobStatistics == nil || *done.DeviceJobStatistics != want {
 		t.Errorf("finished job: status %q statistics %+v, want completed %+v", done.Status, done.DeviceJobStatistics, want)
 	}
 	for _, id := range []string{"lock-ok", "lock-fail", "echo"} {
 		tw, err := c.GetTwin(ctx, id)
-		must(t, "get twin", err)
+		Must(t, "get twin", err)
 		if tw.Properties.Desired["fw"] != "2.0" || tw.Tags["wave"] != 1.0 {
 			t.Errorf("%s after the job: desired %v tags %v, want fw 2.0 and wave 1", id, tw.Properties.Desired, tw.Tags)
 		}
@@ -113,15 +113,15 @@ func testJobUpdateTwin(t *testing.T, h *Harness) {
 		}
 	}
 	after, err := c.GetTwin(ctx, "lock-offline")
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if after.ETag != before.ETag || after.Properties.Desired["fw"] != nil {
 		t.Errorf("lock-offline is not matched but changed: etag %q→%q desired %v", before.ETag, after.ETag, after.Properties.Desired)
 	}
 	// The connected echo device hears the job's desired patch like any
 	// other and reports it back.
-	waitTwin(ctx, t, c, "echo", func(tw *hub.Twin) bool { return tw.Properties.Reported["fw"] == "2.0" })
+	WaitTwin(ctx, t, c, "echo", func(tw *hub.Twin) bool { return tw.Properties.Reported["fw"] == "2.0" })
 
-	rows := deviceJobs(ctx, t, c, "fw")
+	rows := DeviceJobs(ctx, t, c, "fw")
 	if len(rows) != 3 {
 		t.Errorf("devices.jobs: %d rows, want 3", len(rows))
 	}
@@ -133,36 +133,36 @@ func testJobUpdateTwin(t *testing.T, h *Harness) {
 }
 
 func testJobScheduleCancelList(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "now", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "lockDoor"}})
-	must(t, "create job", err)
-	if j := waitJob(ctx, t, c, "now"); j.Status != hub.JobCompleted {
+	Must(t, "create job", err)
+	if j := WaitJob(ctx, t, c, "now"); j.Status != hub.JobCompleted {
 		t.Fatalf("job now: %q", j.Status)
 	}
 
 	later := hub.NewTime(time.Now().Add(time.Hour))
 	_, err = c.CreateJob(ctx, &hub.Job{JobID: "later", Type: hub.JobUpdateTwin, QueryCondition: "*", StartTime: later,
 		UpdateTwin: &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"late": true}}}})
-	must(t, "create scheduled job", err)
-	sched := waitJobStatus(ctx, t, c, "later", hub.JobScheduled)
+	Must(t, "create scheduled job", err)
+	sched := WaitJobStatus(ctx, t, c, "later", hub.JobScheduled)
 	if sched.StartTime == nil || sched.StartTime.Sub(later.Time).Abs() > time.Second {
 		t.Errorf("scheduled job start time %v, want %v", sched.StartTime, later)
 	}
 
 	cancelled, err := c.CancelJob(ctx, "later")
-	must(t, "cancel job", err)
+	Must(t, "cancel job", err)
 	if cancelled.Status != hub.JobCancelled {
 		t.Errorf("cancel answered status %q, want %q", cancelled.Status, hub.JobCancelled)
 	}
 	got, err := c.GetJob(ctx, "later")
-	must(t, "get cancelled job", err)
+	Must(t, "get cancelled job", err)
 	if got.Status != hub.JobCancelled {
 		t.Errorf("cancelled job reads back as %q", got.Status)
 	}
 	tw, err := c.GetTwin(ctx, "lock-ok")
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if _, has := tw.Properties.Desired["late"]; has {
 		t.Errorf("the cancelled job ran: desired %v", tw.Properties.Desired)
 	}
@@ -202,11 +202,11 @@ func testJobScheduleCancelList(t *testing.T, h *Harness) {
 }
 
 func testJobErrors(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 10*time.Second)
+	ctx := TestCtx(t, 10*time.Second)
 	c := h.Client
 	method := &hub.MethodRequest{MethodName: "lockDoor"}
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "dup", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'", CloudToDeviceMethod: method})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 
 	cases := []struct {
 		name string
@@ -243,12 +243,12 @@ func testJobErrors(t *testing.T, h *Harness) {
 		}, hub.CodeArgumentInvalid},
 	}
 	for _, tc := range cases {
-		wantCode(t, tc.name, tc.call(), tc.want)
+		WantCode(t, tc.name, tc.call(), tc.want)
 	}
 	// None of the refused jobs exists.
 	for _, id := range []string{"t1", "t2", "t3", "t4", "t5"} {
 		_, err := c.GetJob(ctx, id)
-		wantCode(t, "refused job "+id, err, hub.CodeJobNotFound)
+		WantCode(t, "refused job "+id, err, hub.CodeJobNotFound)
 	}
 }
 
@@ -259,7 +259,7 @@ func testJobErrors(t *testing.T, h *Harness) {
 // per-device records, which must be one final record per device.
 func checkStatistics(ctx context.Context, t *testing.T, c hub.Client, j *hub.Job) map[string]*hub.DeviceJob {
 	t.Helper()
-	rows := deviceJobs(ctx, t, c, j.JobID)
+	rows := DeviceJobs(ctx, t, c, j.JobID)
 	want := hub.DeviceJobStatistics{DeviceCount: len(rows)}
 	for id, dj := range rows {
 		switch dj.Status {
@@ -280,15 +280,15 @@ func checkStatistics(ctx context.Context, t *testing.T, c hub.Client, j *hub.Job
 // testJobDefaults: a job created with only the required fields gets the
 // contract's defaults, and its times are in order.
 func testJobDefaults(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	created, err := c.CreateJob(ctx, &hub.Job{JobID: "defaults", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "lockDoor"}})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 	if created.Status != hub.JobQueued && created.Status != hub.JobRunning {
 		t.Errorf("created job status %q, want queued (or already running)", created.Status)
 	}
-	j := waitJob(ctx, t, c, "defaults")
+	j := WaitJob(ctx, t, c, "defaults")
 	m := j.CloudToDeviceMethod
 	if j.MaxExecutionTimeInSeconds != hub.DefaultMaxExecutionTime || m == nil ||
 		m.ResponseTimeoutInSeconds != hub.DefaultResponseTimeout || m.ConnectTimeoutInSeconds != 0 {
@@ -309,21 +309,21 @@ func testJobDefaults(t *testing.T, h *Harness) {
 // GatewayTimeout (the job completes); a job whose maxExecutionTime passes
 // first fails, its device with JobMaxExecutionTimeExceeded.
 func testJobTimeouts(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := TestCtx(t, 30*time.Second)
 	c := h.Client
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "response-timeout", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "slow", ResponseTimeoutInSeconds: hub.MinResponseTimeout}})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 	_, err = c.CreateJob(ctx, &hub.Job{JobID: "max-time", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'",
 		MaxExecutionTimeInSeconds: 1, CloudToDeviceMethod: &hub.MethodRequest{MethodName: "slow", ResponseTimeoutInSeconds: 60}})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 
-	j := waitJob(ctx, t, c, "response-timeout")
+	j := WaitJob(ctx, t, c, "response-timeout")
 	rows := checkStatistics(ctx, t, c, j)
 	if dj := rows["lock-ok"]; j.Status != hub.JobCompleted || dj == nil || dj.Status != hub.DeviceJobFailed || dj.Error == nil || dj.Error.Code != hub.CodeGatewayTimeout {
 		t.Errorf("response timeout: job %s, record %+v; want completed, the device failed with %s", j.Status, dj, hub.CodeGatewayTimeout)
 	}
-	j = waitJob(ctx, t, c, "max-time")
+	j = WaitJob(ctx, t, c, "max-time")
 	rows = checkStatistics(ctx, t, c, j)
 	if dj := rows["lock-ok"]; j.Status != hub.JobFailed || j.FailureReason == "" || dj == nil || dj.Status != hub.DeviceJobFailed ||
 		dj.Error == nil || dj.Error.Code != "JobMaxExecutionTimeExceeded" {
@@ -335,17 +335,17 @@ func testJobTimeouts(t *testing.T, h *Harness) {
 // an offline device, which answers once it connects.
 func testJobConnectTimeout(t *testing.T, h *Harness) {
 	needConnect(t, h, "lock-offline cannot come online while the job waits for it")
-	ctx := testCtx(t, 30*time.Second)
+	ctx := TestCtx(t, 30*time.Second)
 	c := h.Client
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "wait-for-it", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-offline'",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "lockDoor", ConnectTimeoutInSeconds: 20}})
-	must(t, "create job", err)
-	running := waitJobStatus(ctx, t, c, "wait-for-it", hub.JobRunning)
+	Must(t, "create job", err)
+	running := WaitJobStatus(ctx, t, c, "wait-for-it", hub.JobRunning)
 	if s := running.DeviceJobStatistics; s == nil || s.DeviceCount != 1 {
 		t.Fatalf("running job statistics %+v", s)
 	}
 	connectOffline(ctx, t, h)
-	j := waitJob(ctx, t, c, "wait-for-it")
+	j := WaitJob(ctx, t, c, "wait-for-it")
 	rows := checkStatistics(ctx, t, c, j)
 	if dj := rows["lock-offline"]; j.Status != hub.JobCompleted || dj == nil || dj.Status != hub.DeviceJobCompleted ||
 		dj.Outcome == nil || dj.Outcome.DeviceMethodResponse == nil || dj.Outcome.DeviceMethodResponse.Status != 200 {
@@ -356,25 +356,25 @@ func testJobConnectTimeout(t *testing.T, h *Harness) {
 // testJobCancelInFlight: cancel answers "cancelled" at once; the call in
 // flight finishes, and the job's endTime comes after it.
 func testJobCancelInFlight(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := TestCtx(t, 30*time.Second)
 	c := h.Client
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "cancel-running", Type: hub.JobDeviceMethod, QueryCondition: "deviceId = 'lock-ok'",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "pause"}})
-	must(t, "create job", err)
+	Must(t, "create job", err)
 	var last *hub.Job
 	for last == nil || last.DeviceJobStatistics == nil || last.DeviceJobStatistics.RunningCount == 0 {
 		last, err = c.WatchJob(ctx, "cancel-running", last)
-		must(t, "watch job", err)
+		Must(t, "watch job", err)
 		if last.EndTime != nil {
 			t.Fatalf("job ended before it could be cancelled: %+v", last)
 		}
 	}
 	cancelled, err := c.CancelJob(ctx, "cancel-running")
-	must(t, "cancel", err)
+	Must(t, "cancel", err)
 	if cancelled.Status != hub.JobCancelled {
 		t.Errorf("cancel answered %q, want %q", cancelled.Status, hub.JobCancelled)
 	}
-	j := waitJob(ctx, t, c, "cancel-running")
+	j := WaitJob(ctx, t, c, "cancel-running")
 	rows := checkStatistics(ctx, t, c, j)
 	if dj := rows["lock-ok"]; j.Status != hub.JobCancelled || dj == nil || dj.Status != hub.DeviceJobCompleted {
 		t.Errorf("job %s, record %+v; want cancelled, with the call in flight completed", j.Status, dj)
@@ -384,10 +384,10 @@ func testJobCancelInFlight(t *testing.T, h *Harness) {
 // testJobTwinETag: a twin job with the twin's current etag applies; one
 // with a stale etag fails the device with PreconditionFailed.
 func testJobTwinETag(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	tw, err := c.GetTwin(ctx, "echo")
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	for _, tc := range []struct {
 		id, etag string
 		want     hub.DeviceJobStatus
@@ -397,8 +397,8 @@ func testJobTwinETag(t *testing.T, h *Harness) {
 	} {
 		_, err := c.CreateJob(ctx, &hub.Job{JobID: tc.id, Type: hub.JobUpdateTwin, QueryCondition: "deviceId = 'echo'",
 			UpdateTwin: &hub.TwinPatch{ETag: tc.etag, Tags: map[string]any{"job": tc.id}}})
-		must(t, "create job", err)
-		j := waitJob(ctx, t, c, tc.id)
+		Must(t, "create job", err)
+		j := WaitJob(ctx, t, c, tc.id)
 		rows := checkStatistics(ctx, t, c, j)
 		dj := rows["echo"]
 		if j.Status != hub.JobCompleted || dj == nil || dj.Status != tc.want {
@@ -410,7 +410,7 @@ func testJobTwinETag(t *testing.T, h *Harness) {
 		}
 	}
 	after, err := c.GetTwin(ctx, "echo")
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if after.Tags["job"] != "etag-current" || after.Version != tw.Version+1 {
 		t.Errorf("twin after both jobs: tags %v version %d (was %d); want the first job's patch only", after.Tags, after.Version, tw.Version)
 	}
@@ -420,11 +420,11 @@ func testJobTwinETag(t *testing.T, h *Harness) {
 // once is refused with 429 ThrottlingMaxActiveJobCountExceeded until one
 // ends.
 func testJobLimits(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	method := &hub.MethodRequest{MethodName: "lockDoor"}
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: strings.Repeat("j", 129), Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: method})
-	wantCode(t, "job id of 129 characters", err, hub.CodeArgumentInvalid)
+	WantCode(t, "job id of 129 characters", err, hub.CodeArgumentInvalid)
 
 	later := hub.NewTime(time.Now().Add(time.Hour))
 	var ids []string
@@ -432,7 +432,7 @@ func testJobLimits(t *testing.T, h *Harness) {
 		id := fmt.Sprintf("held-%02d", i)
 		_, err := c.CreateJob(ctx, &hub.Job{JobID: id, Type: hub.JobDeviceMethod, QueryCondition: "*", StartTime: later, CloudToDeviceMethod: method})
 		if err != nil {
-			wantCode(t, "one job too many", err, hub.CodeTooManyJobs)
+			WantCode(t, "one job too many", err, hub.CodeTooManyJobs)
 			if st := hub.HTTPStatus(hub.ErrorCode(err)); st != 429 {
 				t.Errorf("one job too many: HTTP status %d, want 429", st)
 			}
@@ -447,27 +447,27 @@ func testJobLimits(t *testing.T, h *Harness) {
 		t.Fatal("no job accepted")
 	}
 	_, err = c.GetJob(ctx, fmt.Sprintf("held-%02d", len(ids)))
-	wantCode(t, "the refused job", err, hub.CodeJobNotFound)
+	WantCode(t, "the refused job", err, hub.CodeJobNotFound)
 	_, err = c.CancelJob(ctx, ids[0])
-	must(t, "cancel", err)
-	waitJob(ctx, t, c, ids[0])
+	Must(t, "cancel", err)
+	WaitJob(ctx, t, c, ids[0])
 	_, err = c.CreateJob(ctx, &hub.Job{JobID: "after-one-ended", Type: hub.JobDeviceMethod, QueryCondition: "*", StartTime: later, CloudToDeviceMethod: method})
-	must(t, "create a job after one ended", err)
+	Must(t, "create a job after one ended", err)
 	for _, id := range append(ids[1:], "after-one-ended") {
 		_, err := c.CancelJob(ctx, id)
-		must(t, "cancel", err)
+		Must(t, "cancel", err)
 	}
 }
 
 // testJobRecordsQuery: per-device records answer devices.jobs queries on
 // their fields.
 func testJobRecordsQuery(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	c := h.Client
 	_, err := c.CreateJob(ctx, &hub.Job{JobID: "rec", Type: hub.JobDeviceMethod, QueryCondition: "*",
 		CloudToDeviceMethod: &hub.MethodRequest{MethodName: "lockDoor"}})
-	must(t, "create job", err)
-	checkStatistics(ctx, t, c, waitJob(ctx, t, c, "rec"))
+	Must(t, "create job", err)
+	checkStatistics(ctx, t, c, WaitJob(ctx, t, c, "rec"))
 	for _, tc := range []struct {
 		where string
 		want  []string
@@ -478,7 +478,7 @@ func testJobRecordsQuery(t *testing.T, h *Harness) {
 		{"devices.jobs.jobId = 'rec' AND devices.jobs.jobType = 'scheduleDeviceMethod' AND devices.jobs.status = 'completed'", []string{"echo", "lock-fail", "lock-ok"}},
 		{"devices.jobs.jobId = 'rec' AND IS_DEFINED(devices.jobs.endTimeUtc)", []string{"echo", "lock-fail", "lock-offline", "lock-ok"}},
 	} {
-		items, _, _ := queryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE "+tc.where, 0)
+		items, _, _ := QueryAll(ctx, t, c, "SELECT * FROM devices.jobs WHERE "+tc.where, 0)
 		var got []string
 		for _, it := range items {
 			var dj hub.DeviceJob

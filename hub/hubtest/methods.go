@@ -9,7 +9,7 @@ import (
 )
 
 func testMethods(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 15*time.Second)
+	ctx := TestCtx(t, 15*time.Second)
 	c := h.Client
 	cases := []struct {
 		name    string
@@ -35,7 +35,7 @@ func testMethods(t *testing.T, h *Harness) {
 		start := time.Now()
 		resp, err := c.InvokeMethod(ctx, tc.id, &tc.req)
 		if tc.code != "" {
-			wantCode(t, tc.name, err, tc.code)
+			WantCode(t, tc.name, err, tc.code)
 			// Not online means not online now: no waiting for a device
 			// that is not connected when connectTimeout is 0.
 			if el := time.Since(start); el > 3*time.Second {
@@ -50,7 +50,7 @@ func testMethods(t *testing.T, h *Harness) {
 		if resp.Status != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.name, resp.Status, tc.status)
 		}
-		if tc.payload != "" && !jsonEqual(t, resp.Payload, []byte(tc.payload)) {
+		if tc.payload != "" && !JSONEqual(t, resp.Payload, []byte(tc.payload)) {
 			t.Errorf("%s: payload %s, want %s", tc.name, resp.Payload, tc.payload)
 		}
 	}
@@ -58,7 +58,7 @@ func testMethods(t *testing.T, h *Harness) {
 
 func testMethodConnectTimeout(t *testing.T, h *Harness) {
 	needConnect(t, h, "lock-offline cannot come online while a call waits for it")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := TestCtx(t, 20*time.Second)
 	type result struct {
 		resp *hub.MethodResponse
 		err  error

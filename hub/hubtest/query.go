@@ -11,10 +11,10 @@ import (
 )
 
 func testQuery(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 10*time.Second)
+	ctx := TestCtx(t, 10*time.Second)
 	c := h.Client
 
-	items, itemType, pages := queryAll(ctx, t, c, "SELECT * FROM devices WHERE tags.x = 'y'", 1)
+	items, itemType, pages := QueryAll(ctx, t, c, "SELECT * FROM devices WHERE tags.x = 'y'", 1)
 	var ids []string
 	for _, it := range items {
 		var tw hub.Twin
@@ -32,7 +32,7 @@ func testQuery(t *testing.T, h *Harness) {
 	}
 
 	// Unpaged, the same twins in one page.
-	all, _, pages := queryAll(ctx, t, c, "SELECT * FROM devices WHERE tags.x = 'y'", 0)
+	all, _, pages := QueryAll(ctx, t, c, "SELECT * FROM devices WHERE tags.x = 'y'", 0)
 	if len(all) != 3 || pages != 1 {
 		t.Errorf("unpaged query: %d items in %d pages, want 3 in 1", len(all), pages)
 	}
@@ -53,7 +53,7 @@ func testQuery(t *testing.T, h *Harness) {
 			return
 		}
 		got, _ := json.Marshal(res.Items)
-		if !jsonEqual(t, got, []byte(want)) || res.ItemType != hub.ItemRaw || res.Continuation != "" {
+		if !JSONEqual(t, got, []byte(want)) || res.ItemType != hub.ItemRaw || res.Continuation != "" {
 			t.Errorf("%s: items %s type %q continuation %q, want %s of %q and no continuation", q, got, res.ItemType, res.Continuation, want, hub.ItemRaw)
 		}
 	}
@@ -76,6 +76,6 @@ func testQuery(t *testing.T, h *Harness) {
 	}
 	for _, q := range bad {
 		_, err := c.Query(ctx, q, hub.QueryOptions{})
-		wantCode(t, q, err, hub.CodeArgumentInvalid)
+		WantCode(t, q, err, hub.CodeArgumentInvalid)
 	}
 }

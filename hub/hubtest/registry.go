@@ -14,11 +14,11 @@ import (
 )
 
 func testDevices(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 10*time.Second)
+	ctx := TestCtx(t, 10*time.Second)
 	c := h.Client
 
 	d, err := c.CreateDevice(ctx, &hub.Device{DeviceID: "new-1"})
-	must(t, "create device", err)
+	Must(t, "create device", err)
 	k := d.Authentication.SymmetricKey
 	for name, key := range map[string]string{"primary": k.PrimaryKey, "secondary": k.SecondaryKey} {
 		if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) < 16 {
@@ -34,13 +34,13 @@ func testDevices(t *testing.T, h *Harness) {
 
 	given := hub.SymmetricKey{PrimaryKey: sas.GenerateKey(), SecondaryKey: sas.GenerateKey()}
 	d2, err := c.CreateDevice(ctx, &hub.Device{DeviceID: "new-2", Authentication: hub.Authentication{SymmetricKey: given, Type: "sas"}})
-	must(t, "create device with keys", err)
+	Must(t, "create device with keys", err)
 	if d2.Authentication.SymmetricKey != given {
 		t.Errorf("create with keys: got %+v, want the given %+v", d2.Authentication.SymmetricKey, given)
 	}
 
 	got, err := c.GetDevice(ctx, "new-1")
-	must(t, "get device", err)
+	Must(t, "get device", err)
 	if got.Authentication.SymmetricKey != k || got.ETag != d.ETag {
 		t.Errorf("get device: keys %+v etag %q, want %+v %q", got.Authentication.SymmetricKey, got.ETag, k, d.ETag)
 	}
@@ -48,9 +48,9 @@ func testDevices(t *testing.T, h *Harness) {
 	t.Run("connectionStates", func(t *testing.T) {
 		needConnectionStates(t, h)
 		conn, err := c.GetDevice(ctx, "lock-ok")
-		must(t, "get connected device", err)
+		Must(t, "get connected device", err)
 		off, err := c.GetDevice(ctx, "lock-offline")
-		must(t, "get offline device", err)
+		Must(t, "get offline device", err)
 		if conn.ConnectionState != hub.Connected || off.ConnectionState != hub.Disconnected {
 			t.Errorf("connection states: lock-ok %q, lock-offline %q; want %s, %s",
 				conn.ConnectionState, off.ConnectionState, hub.Connected, hub.Disconnected)
@@ -70,7 +70,7 @@ func testDevices(t *testing.T, h *Harness) {
 		{"delete stale etag", func() error { return c.DeleteDevice(ctx, "new-1", "AAAAAAAAAAA=") }, hub.CodePreconditionFailed},
 	}
 	for _, ec := range errCases {
-		wantCode(t, ec.name, ec.call(), ec.want)
+		WantCode(t, ec.name, ec.call(), ec.want)
 	}
 
 	deletes := []struct{ id, etag string }{
@@ -82,43 +82,43 @@ func testDevices(t *testing.T, h *Harness) {
 			t.Errorf("delete %s with etag %q: %v", del.id, del.etag, err)
 		}
 		_, err := c.GetDevice(ctx, del.id)
-		wantCode(t, "get deleted "+del.id, err, hub.CodeDeviceNotFound)
+		WantCode(t, "get deleted "+del.id, err, hub.CodeDeviceNotFound)
 		_, err = c.GetTwin(ctx, del.id)
-		wantCode(t, "get twin of deleted "+del.id, err, hub.CodeDeviceNotFound)
+		WantCode(t, "get twin of deleted "+del.id, err, hub.CodeDeviceNotFound)
 	}
-	wantCode(t, "delete twice", c.DeleteDevice(ctx, "new-1", ""), hub.CodeDeviceNotFound)
+	WantCode(t, "delete twice", c.DeleteDevice(ctx, "new-1", ""), hub.CodeDeviceNotFound)
 }
 
 // testDeleteConnected deletes a connected device and registers the id
 // again with new keys: the old connection must be gone, so the new
 // identity is not online until a device with the new keys connects.
 func testDeleteConnected(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 15*time.Second)
+	ctx := TestCtx(t, 15*time.Second)
 	c := h.Client
 	lock := &hub.MethodRequest{MethodName: "lockDoor"}
 	old, err := c.GetDevice(ctx, "lock-ok")
-	must(t, "get device", err)
+	Must(t, "get device", err)
 	if _, err := c.InvokeMethod(ctx, "lock-ok", lock); err != nil {
 		t.Fatalf("invoke before delete: %v", err)
 	}
-	must(t, "delete connected device", c.DeleteDevice(ctx, "lock-ok", "*"))
+	Must(t, "delete connected device", c.DeleteDevice(ctx, "lock-ok", "*"))
 	_, err = c.InvokeMethod(ctx, "lock-ok", lock)
-	wantCode(t, "invoke deleted device", err, hub.CodeDeviceNotFound)
+	WantCode(t, "invoke deleted device", err, hub.CodeDeviceNotFound)
 
 	d, err := c.CreateDevice(ctx, &hub.Device{DeviceID: "lock-ok"})
-	must(t, "create device again", err)
+	Must(t, "create device again", err)
 	if d.Authentication.SymmetricKey.PrimaryKey == old.Authentication.SymmetricKey.PrimaryKey {
 		t.Fatal("the new identity got the old key")
 	}
 	tw, err := c.GetTwin(ctx, "lock-ok")
-	must(t, "get new twin", err)
+	Must(t, "get new twin", err)
 	if tw.Tags["x"] != nil || tw.ConnectionState == hub.Connected {
 		t.Errorf("new identity: tags %v state %q, want a fresh disconnected twin", tw.Tags, tw.ConnectionState)
 	}
 	t.Run("oldConnectionGone", func(t *testing.T) {
 		needConnect(t, h, "a re-created identity cannot be told from the deleted one's device when devices have no credentials or connection to lose")
 		_, err := c.InvokeMethod(ctx, "lock-ok", lock)
-		wantCode(t, "invoke re-created device before it connects", err, hub.CodeDeviceNotOnline)
+		WantCode(t, "invoke re-created device before it connects", err, hub.CodeDeviceNotOnline)
 	})
 }
 
@@ -126,7 +126,7 @@ func testDeleteConnected(t *testing.T, h *Harness) {
 // once, cannot connect or be called while disabled, and connects again
 // once enabled.
 func testDisableDevice(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := TestCtx(t, 30*time.Second)
 	c := h.Client
 	// The fleet leaves lock-offline unconnected, so this test owns its
 	// only connection (a fleet device would reconnect on its own). A hub
@@ -137,7 +137,7 @@ func testDisableDevice(t *testing.T, h *Harness) {
 		id = "lock-ok"
 	}
 	d0, err := c.GetDevice(ctx, id)
-	must(t, "get device", err)
+	Must(t, "get device", err)
 	connect := func(t *testing.T) (func(), error) {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -153,19 +153,19 @@ func testDisableDevice(t *testing.T, h *Harness) {
 	disconnect := func() {}
 	if h.Connect != nil {
 		disconnect, err = connect(t)
-		must(t, "connect before disabling", err)
+		Must(t, "connect before disabling", err)
 		defer disconnect()
 	}
 	_, err = c.InvokeMethod(ctx, id, lock)
-	must(t, "invoke before disabling", err)
+	Must(t, "invoke before disabling", err)
 
 	before, err := c.GetDevice(ctx, id)
-	must(t, "get device", err)
+	Must(t, "get device", err)
 	reason := "lost in transit"
 	upd := *before
 	upd.Status, upd.StatusReason = hub.StatusDisabled, &reason
 	off, err := c.UpdateDevice(ctx, &upd, before.ETag)
-	must(t, "disable", err)
+	Must(t, "disable", err)
 	if off.Status != hub.StatusDisabled || off.StatusReason == nil || *off.StatusReason != reason ||
 		off.ETag == before.ETag || off.StatusUpdatedTime.IsZero() || off.Authentication.SymmetricKey != before.Authentication.SymmetricKey {
 		t.Errorf("disabled device: status %q reason %v etag %q→%q status time %v keys kept %v",
@@ -173,11 +173,11 @@ func testDisableDevice(t *testing.T, h *Harness) {
 	}
 	start := time.Now()
 	_, err = c.InvokeMethod(ctx, id, lock)
-	wantCode(t, "invoke disabled device", err, hub.CodeDeviceNotOnline)
+	WantCode(t, "invoke disabled device", err, hub.CodeDeviceNotOnline)
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("invoke disabled device took %v; it must not wait for the connect timeout", el)
 	}
-	waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
+	WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
 		return tw.ConnectionState == hub.Disconnected && tw.Status == hub.StatusDisabled
 	})
 	disconnect()
@@ -203,21 +203,21 @@ func testDisableDevice(t *testing.T, h *Harness) {
 	}
 	for _, ec := range errCases {
 		_, err := c.UpdateDevice(ctx, &ec.dev, ec.etag)
-		wantCode(t, ec.name, err, ec.want)
+		WantCode(t, ec.name, err, ec.want)
 	}
 
 	on, err := c.UpdateDevice(ctx, &hub.Device{DeviceID: id, Status: hub.StatusEnabled}, "*")
-	must(t, "enable", err)
+	Must(t, "enable", err)
 	if on.Status != hub.StatusEnabled || on.ETag == off.ETag || on.StatusReason != nil {
 		t.Errorf("enabled device: status %q etag %q (disabled %q) reason %v", on.Status, on.ETag, off.ETag, on.StatusReason)
 	}
 	if h.Connect != nil {
 		disconnect, err := connect(t)
-		must(t, "connect after enabling", err)
+		Must(t, "connect after enabling", err)
 		defer disconnect()
 	}
 	resp, err := c.InvokeMethod(ctx, id, lock)
-	must(t, "invoke after enabling", err)
+	Must(t, "invoke after enabling", err)
 	if resp.Status != 200 {
 		t.Errorf("method after enabling: status %d", resp.Status)
 	}
@@ -226,7 +226,7 @@ func testDisableDevice(t *testing.T, h *Harness) {
 // testBulkImport registers 250 devices in three bulk calls, then checks
 // statistics, listing, per-device errors and the 100-entry limit.
 func testBulkImport(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 60*time.Second)
+	ctx := TestCtx(t, 60*time.Second)
 	c := h.Client
 	var ids []string
 	for i := range 250 {
@@ -246,7 +246,7 @@ func testBulkImport(t *testing.T, h *Harness) {
 			devs = append(devs, d)
 		}
 		res, err := c.ImportDevices(ctx, devs)
-		must(t, "bulk create", err)
+		Must(t, "bulk create", err)
 		calls++
 		if !res.IsSuccessful || len(res.Errors) != 0 {
 			t.Fatalf("bulk create from %d: %+v", start, res)
@@ -256,14 +256,14 @@ func testBulkImport(t *testing.T, h *Harness) {
 		t.Errorf("%d bulk calls for 250 devices, want 3", calls)
 	}
 	st, err := c.DeviceStatistics(ctx)
-	must(t, "statistics", err)
+	Must(t, "statistics", err)
 	want := hub.RegistryStatistics{TotalDeviceCount: 254, EnabledDeviceCount: 229, DisabledDeviceCount: 25}
 	if *st != want {
 		t.Errorf("statistics %+v, want %+v (250 bulk devices, 25 disabled, and the fleet of 4)", *st, want)
 	}
 
 	all, err := c.ListDevices(ctx, 0)
-	must(t, "list devices", err)
+	Must(t, "list devices", err)
 	var listed []string
 	for _, d := range all {
 		listed = append(listed, d.DeviceID)
@@ -273,12 +273,12 @@ func testBulkImport(t *testing.T, h *Harness) {
 		t.Errorf("list devices: %d ids (first %v), want all %d in id order", len(listed), listed[:min(5, len(listed))], len(wantIDs))
 	}
 	top, err := c.ListDevices(ctx, 10)
-	must(t, "list top 10", err)
+	Must(t, "list top 10", err)
 	if len(top) != 10 || top[0].DeviceID != "bulk-000" || top[9].DeviceID != "bulk-009" {
 		t.Errorf("list top 10: %d devices", len(top))
 	}
 	d5, err := c.GetDevice(ctx, "bulk-005")
-	must(t, "get bulk device", err)
+	Must(t, "get bulk device", err)
 	k := d5.Authentication.SymmetricKey
 	if k.PrimaryKey == "" || k.SecondaryKey == "" || k.PrimaryKey == k.SecondaryKey || d5.Status != hub.StatusEnabled {
 		t.Errorf("bulk-created device: status %q keys %+v; want enabled with two generated keys", d5.Status, k)
@@ -286,12 +286,12 @@ func testBulkImport(t *testing.T, h *Harness) {
 	t.Run("generatedKeyConnects", func(t *testing.T) {
 		needConnect(t, h, "the generated key cannot be tried")
 		disconnect, err := h.Connect(ctx, "bulk-005", k.PrimaryKey)
-		must(t, "connect a bulk-created device", err)
+		Must(t, "connect a bulk-created device", err)
 		disconnect()
 	})
 
 	d2, err := c.GetDevice(ctx, "bulk-002")
-	must(t, "get bulk device", err)
+	Must(t, "get bulk device", err)
 	res, err := c.ImportDevices(ctx, []*hub.ImportDevice{
 		{ID: "bulk-000", ImportMode: hub.ImportCreate},
 		{ID: "bulk-001", ImportMode: hub.ImportDelete},
@@ -300,7 +300,7 @@ func testBulkImport(t *testing.T, h *Harness) {
 		{ID: "nope", ImportMode: hub.ImportDelete},
 		{ID: "bulk-004", ImportMode: hub.ImportUpdate, Status: hub.StatusDisabled},
 	})
-	must(t, "bulk with failures", err)
+	Must(t, "bulk with failures", err)
 	wantErrs := []hub.DeviceImportError{
 		{DeviceID: "bulk-000", ErrorCode: hub.CodeDeviceAlreadyExists},
 		{DeviceID: "bulk-002", ErrorCode: hub.CodePreconditionFailed},
@@ -318,7 +318,7 @@ func testBulkImport(t *testing.T, h *Harness) {
 		t.Errorf("bulk-002 after a stale deleteIfMatchETag: %v", err)
 	}
 	st, err = c.DeviceStatistics(ctx)
-	must(t, "statistics", err)
+	Must(t, "statistics", err)
 	want = hub.RegistryStatistics{TotalDeviceCount: 252, EnabledDeviceCount: 226, DisabledDeviceCount: 26}
 	if *st != want {
 		t.Errorf("statistics after deletes %+v, want %+v", *st, want)
@@ -329,7 +329,7 @@ func testBulkImport(t *testing.T, h *Harness) {
 		tooMany[i] = &hub.ImportDevice{ID: fmt.Sprintf("many-%03d", i), ImportMode: hub.ImportCreate}
 	}
 	_, err = c.ImportDevices(ctx, tooMany)
-	wantCode(t, "bulk of 101", err, hub.CodeArgumentInvalid)
+	WantCode(t, "bulk of 101", err, hub.CodeArgumentInvalid)
 	_, err = c.GetDevice(ctx, "many-000")
-	wantCode(t, "device of a refused bulk", err, hub.CodeDeviceNotFound)
+	WantCode(t, "device of a refused bulk", err, hub.CodeDeviceNotFound)
 }

@@ -143,8 +143,8 @@ func needConnectionStates(t *testing.T, h *Harness) {
 func connectOffline(ctx context.Context, t *testing.T, h *Harness) {
 	t.Helper()
 	d, err := h.Client.GetDevice(ctx, "lock-offline")
-	must(t, "get lock-offline", err)
+	Must(t, "get lock-offline", err)
 	disconnect, err := h.Connect(ctx, "lock-offline", d.Authentication.SymmetricKey.PrimaryKey)
-	must(t, "connect lock-offline", err)
+	Must(t, "connect lock-offline", err)
 	t.Cleanup(disconnect)
 }

@@ -11,11 +11,11 @@ import (
 )
 
 func testTwins(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 10*time.Second)
+	ctx := TestCtx(t, 10*time.Second)
 	c := h.Client
 	const id = "lock-ok"
 	t0, err := c.GetTwin(ctx, id)
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if t0.DeviceID != id || t0.ETag == "" || t0.Tags["x"] != "y" || t0.Tags["role"] != "lock" {
 		t.Fatalf("initial twin: id %q etag %q tags %v; want the fleet's tags and an etag", t0.DeviceID, t0.ETag, t0.Tags)
 	}
@@ -74,7 +74,7 @@ func testTwins(t *testing.T, h *Harness) {
 	for _, s := range steps {
 		tw, err := c.UpdateTwin(ctx, id, s.patch, s.etag(prev, t0))
 		if s.want != "" {
-			wantCode(t, s.name, err, s.want)
+			WantCode(t, s.name, err, s.want)
 			continue
 		}
 		if err != nil {
@@ -89,7 +89,7 @@ func testTwins(t *testing.T, h *Harness) {
 		}
 		// What UpdateTwin answered is what GetTwin reads back.
 		got, err := c.GetTwin(ctx, id)
-		must(t, s.name+": get twin", err)
+		Must(t, s.name+": get twin", err)
 		if got.ETag != tw.ETag || got.Version != tw.Version || !s.check(got) {
 			t.Errorf("%s: read back etag %q version %d tags %v desired %v; update answered etag %q version %d",
 				s.name, got.ETag, got.Version, got.Tags, got.Properties.Desired, tw.ETag, tw.Version)
@@ -98,7 +98,7 @@ func testTwins(t *testing.T, h *Harness) {
 	}
 	// Failed updates changed nothing.
 	last, err := c.GetTwin(ctx, id)
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if last.ETag != prev.ETag || last.Version != prev.Version {
 		t.Errorf("after failed updates: etag %q version %d, want %q %d", last.ETag, last.Version, prev.ETag, prev.Version)
 	}
@@ -108,17 +108,17 @@ func testTwins(t *testing.T, h *Harness) {
 	}
 
 	_, err = c.GetTwin(ctx, "nope")
-	wantCode(t, "get missing twin", err, hub.CodeDeviceNotFound)
+	WantCode(t, "get missing twin", err, hub.CodeDeviceNotFound)
 	_, err = c.UpdateTwin(ctx, "nope", &hub.TwinPatch{Tags: map[string]any{"a": 1.0}}, "*")
-	wantCode(t, "update missing twin", err, hub.CodeDeviceNotFound)
+	WantCode(t, "update missing twin", err, hub.CodeDeviceNotFound)
 }
 
 func testDesiredEcho(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 15*time.Second)
+	ctx := TestCtx(t, 15*time.Second)
 	c := h.Client
 	const id = "echo"
 	// The device reports its firmware when it connects.
-	t0 := waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
+	t0 := WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
 	rv0 := num(t0.Properties.Reported["$version"])
 	dv0 := num(t0.Properties.Desired["$version"])
 
@@ -128,13 +128,13 @@ func testDesiredEcho(t *testing.T, h *Harness) {
 	}
 	for i, p := range patches {
 		tw, err := c.UpdateTwin(ctx, id, &hub.TwinPatch{Properties: &hub.Properties{Desired: p}}, "*")
-		must(t, "update desired", err)
+		Must(t, "update desired", err)
 		dv := num(tw.Properties.Desired["$version"])
 		if dv != dv0+float64(i+1) {
 			t.Errorf("patch %d: desired $version %v, want %v", i, dv, dv0+float64(i+1))
 		}
 		want := p["interval"]
-		got := waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["interval"] == want })
+		got := WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["interval"] == want })
 		if rv := num(got.Properties.Reported["$version"]); rv != rv0+float64(i+1) {
 			t.Errorf("patch %d: reported $version %v, want %v (one report per patch)", i, rv, rv0+float64(i+1))
 		}
@@ -146,7 +146,7 @@ func testDesiredEcho(t *testing.T, h *Harness) {
 		}
 	}
 	final, err := c.GetTwin(ctx, id)
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	cfg, _ := final.Properties.Reported["cfg"].(map[string]any)
 	if _, has := cfg["mode"]; has || cfg["level"] != 2.0 {
 		t.Errorf("reported cfg = %v, want the null to have deleted mode and level 2", cfg)
@@ -160,17 +160,17 @@ func testDesiredEcho(t *testing.T, h *Harness) {
 // nothing of the old ones is left, reported is untouched, and the device
 // gets the new desired document.
 func testReplaceTwin(t *testing.T, h *Harness) {
-	ctx := testCtx(t, 15*time.Second)
+	ctx := TestCtx(t, 15*time.Second)
 	c := h.Client
 	const id = "echo"
-	t0 := waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
+	t0 := WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
 	t1, err := c.UpdateTwin(ctx, id, &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"old": 1.0}}}, t0.ETag)
-	must(t, "patch desired", err)
+	Must(t, "patch desired", err)
 
 	repl := &hub.TwinPatch{Tags: map[string]any{"role": "replaced"},
 		Properties: &hub.Properties{Desired: map[string]any{"interval": 7.0, "cfg": map[string]any{"mode": "slow"}}}}
 	tw, err := c.ReplaceTwin(ctx, id, repl, `"`+t1.ETag+`"`)
-	must(t, "replace twin", err)
+	Must(t, "replace twin", err)
 	dv := num(tw.Properties.Desired["$version"])
 	if tw.Version != t1.Version+1 || tw.ETag == t1.ETag || dv != num(t1.Properties.Desired["$version"])+1 {
 		t.Errorf("replaced twin: version %d→%d etag %q→%q desired $version %v; want +1, a new etag, +1",
@@ -183,19 +183,19 @@ func testReplaceTwin(t *testing.T, h *Harness) {
 	maps.Copy(got, tw.Properties.Desired)
 	delete(got, "$metadata")
 	delete(got, "$version")
-	if b, _ := json.Marshal(got); !jsonEqual(t, b, []byte(`{"interval":7,"cfg":{"mode":"slow"}}`)) {
+	if b, _ := json.Marshal(got); !JSONEqual(t, b, []byte(`{"interval":7,"cfg":{"mode":"slow"}}`)) {
 		t.Errorf("desired %s, want exactly the replacement", b)
 	}
 	if tw.Properties.Reported["firmware"] != "1.0" {
 		t.Errorf("reported %v, want it untouched", tw.Properties.Reported)
 	}
 	// The device got the new document and echoes it into reported.
-	waitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
+	WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
 		cfg, _ := tw.Properties.Reported["cfg"].(map[string]any)
 		return tw.Properties.Reported["interval"] == 7.0 && cfg["mode"] == "slow"
 	})
 	back, err := c.GetTwin(ctx, id)
-	must(t, "get twin", err)
+	Must(t, "get twin", err)
 	if back.ETag != tw.ETag || back.Version != tw.Version || !maps.Equal(back.Tags, tw.Tags) {
 		t.Errorf("read back etag %q version %d tags %v; replace answered %q %d %v", back.ETag, back.Version, back.Tags, tw.ETag, tw.Version, tw.Tags)
 	}
@@ -221,7 +221,7 @@ func testReplaceTwin(t *testing.T, h *Harness) {
 	}
 	for _, ec := range errCases {
 		_, err := c.ReplaceTwin(ctx, ec.id, ec.t, ec.etag)
-		wantCode(t, ec.name, err, ec.want)
+		WantCode(t, ec.name, err, ec.want)
 	}
 	if last, err := c.GetTwin(ctx, id); err != nil || last.ETag != tw.ETag {
 		t.Errorf("failed replacements changed the twin (etag %q → %v, %v)", tw.ETag, last, err)
