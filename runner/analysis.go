@@ -65,6 +65,7 @@ func (w *wave) analyse(ctx context.Context, bi, first, to int) (*AnalysisReport,
 			ids = append(ids, d.DeviceID)
 		}
 	}
+	w.r.phase(w.s, w.sr, Progress{Phase: PhaseAnalysing, Until: w.r.Clock.Now().Add(a.Bake)})
 	if err := w.r.sleepUntil(ctx, w.r.Clock.Now().Add(a.Bake)); err != nil {
 		return nil, w.r.interrupted(sr, "", err)
 	}

@@ -6,13 +6,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
-	"github.com/iotjobs/iotjobs/hub/clock"
-	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -76,46 +73,5 @@ func TestJUnitGolden(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), want) {
 		t.Errorf("JUnit differs from %s:\n%s", path, got.Bytes())
-	}
-}
-
-// TestTextObserverTTY: on a terminal, progress is one status line redrawn
-// in place, and event lines are printed above it.
-func TestTextObserverTTY(t *testing.T) {
-	clk := clock.NewVirtual(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
-	var out bytes.Buffer
-	o := &runner.TextObserver{W: &out, TTY: true, Clock: clk}
-	s := &plan.Step{Name: "wave", Query: "*", Method: &plan.Method{Name: "reboot"}}
-	o.StepStarted(s, "job-1")
-	clk.Advance(10 * time.Second)
-	o.JobChanged(s, &hub.Job{JobID: "job-1", Status: hub.JobRunning,
-		DeviceJobStatistics: &hub.DeviceJobStatistics{DeviceCount: 100, SucceededCount: 45, FailedCount: 5, RunningCount: 10, PendingCount: 40}})
-	got := out.String()
-	for _, want := range []string{"wave: job job-1 created", "\\r\\033[Kwave [#####.....] 50/100 ✓45 ✗5 5/s ETA 10s"} {
-		if !strings.Contains(got, strings.NewReplacer(`\r`, "\r", `\033`, "\033").Replace(want)) {
-			t.Errorf("output lacks %q:\n%q", want, got)
-		}
-	}
-	o.StepFinished(&runner.StepReport{Name: "wave", Status: "completed", Summary: runner.Summary{Matched: 100, Succeeded: 95, Failed: 5, FailedByClass: map[string]int{"failed": 5}}})
-	if tail := out.String()[len(got):]; !strings.HasPrefix(tail, "\r\033[Kwave: completed — 95 succeeded, 5 failed (5 failed), 0 no-op, 0 skipped of 100 devices\n") {
-		t.Errorf("finished line does not replace the status line: %q", tail)
-	}
-}
-
-func TestWriteSummary(t *testing.T) {
-	rep := &runner.Report{Plan: runner.PlanRef{Name: "fw"}, Status: runner.StatusFailed, Steps: []*runner.StepReport{
-		{Name: "set", Status: "completed", Summary: runner.Summary{Matched: 2, Succeeded: 2}},
-		{Name: "reboot", Status: runner.StepAborted, Reason: "3 of 5 devices failed", Summary: runner.Summary{Matched: 4, Succeeded: 1, Failed: 1, Skipped: 2, FailedByClass: map[string]int{"verify": 1}},
-			Rollback: &runner.RollbackReport{Trigger: "abort", Restored: 2}},
-	}}
-	var b bytes.Buffer
-	if err := rep.WriteSummary(&b); err != nil {
-		t.Fatal(err)
-	}
-	want := "plan fw: failed\n" +
-		"  set: completed — 2 succeeded, 0 failed, 0 no-op, 0 skipped of 2 devices\n" +
-		"  reboot: aborted — 1 succeeded, 1 failed (1 verify), 0 no-op, 2 skipped of 4 devices — 3 of 5 devices failed; rolled back (abort): 2 restored, 0 conflicts, 0 failed\n"
-	if b.String() != want {
-		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

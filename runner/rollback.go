@@ -247,6 +247,7 @@ func (r *Runner) rollback(ctx context.Context, planName string, s *plan.Step, sr
 	}
 	start := r.Clock.Now().UTC()
 	rb.Trigger, rb.StartTime = trigger, &start
+	r.phase(s, sr, Progress{Phase: PhaseRollingBack})
 	var err error
 	if rb.Method != nil {
 		err = r.compensate(ctx, planName, s, sr)

@@ -99,6 +99,9 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 	if err != nil {
 		return false, err
 	}
+	if start.After(r.Clock.Now()) {
+		r.phase(s, sr, Progress{Phase: PhaseWaiting, Until: start, Cron: s.Cron})
+	}
 	if err := r.sleepUntil(ctx, start); err != nil {
 		return false, r.interrupted(sr, "", err)
 	}
@@ -113,11 +116,22 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 		return false, err
 	}
 	done := 0
-	for bi, target := range batchTargets(s.Rollout, len(w.ids)) {
+	targets := batchTargets(s.Rollout, len(w.ids))
+	batches := 0
+	if s.Rollout != nil && len(s.Rollout.Batches) > 0 {
+		batches = len(targets)
+	}
+	r.phase(s, sr, Progress{Phase: PhaseRunning, Total: len(w.ids) + w.noops, Batch: min(1, batches), Batches: batches})
+	for bi, target := range targets {
 		if bi > 0 && s.Rollout.Pause > 0 {
-			if err := r.sleepUntil(ctx, r.Clock.Now().Add(s.Rollout.Pause)); err != nil {
+			until := r.Clock.Now().Add(s.Rollout.Pause)
+			r.phase(s, sr, Progress{Phase: PhasePaused, Until: until, Batch: bi + 1, Batches: batches})
+			if err := r.sleepUntil(ctx, until); err != nil {
 				return false, r.interrupted(sr, "", err)
 			}
+		}
+		if bi > 0 {
+			r.phase(s, sr, Progress{Phase: PhaseRunning, Batch: bi + 1, Batches: batches})
 		}
 		aborted, err := w.batch(ctx, bi, done, target)
 		if err != nil || aborted {
@@ -353,6 +367,9 @@ func (w *wave) batch(ctx context.Context, bi, from, to int) (aborted bool, err e
 func (w *wave) nextGroup(ctx context.Context, ids []string) ([]string, error) {
 	r := w.r
 	at, n := w.pace.next(r.Clock.Now(), w.jobSize())
+	if at.After(r.Clock.Now()) {
+		r.phase(w.s, w.sr, Progress{Phase: PhaseRateLimited, Until: at})
+	}
 	if err := r.sleepUntil(ctx, at); err != nil {
 		return nil, err
 	}
@@ -361,7 +378,16 @@ func (w *wave) nextGroup(ctx context.Context, ids []string) ([]string, error) {
 	if w.windows != nil {
 		win = w.windows[group[0]]
 	}
-	return group, r.waitWindow(ctx, win)
+	if win != nil {
+		if open, opens := win.at(r.Clock.Now()); !open {
+			r.phase(w.s, w.sr, Progress{Phase: PhaseWindow, Until: opens})
+		}
+	}
+	if err := r.waitWindow(ctx, win); err != nil {
+		return nil, err
+	}
+	r.phase(w.s, w.sr, Progress{Phase: PhaseRunning})
+	return group, nil
 }
 
 // jobSize is how many devices the next job takes: with abort thresholds,

@@ -35,6 +35,7 @@ func (r *Runner) retry(ctx context.Context, p *plan.Plan, s *plan.Step, sr *Step
 		if len(ids) == 0 {
 			return nil
 		}
+		r.phase(s, sr, Progress{Phase: PhaseRetrying, Round: attempt, Rounds: rt.Attempts, Until: r.Clock.Now().Add(rt.Backoff)})
 		if err := r.sleepUntil(ctx, r.Clock.Now().Add(rt.Backoff)); err != nil {
 			return r.interrupted(sr, "", err)
 		}
@@ -85,7 +86,9 @@ func (w *wave) verify(ctx context.Context, idx []int) error {
 			order = append(order, d.DeviceID)
 		}
 	}
+	toVerify := len(waiting)
 	for len(waiting) > 0 {
+		r.phase(s, sr, Progress{Phase: PhaseVerifying, Verified: toVerify - len(waiting), ToVerify: toVerify, Until: deadline})
 		var ids []string
 		for _, id := range order {
 			if _, ok := waiting[id]; ok {
