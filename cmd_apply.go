@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,8 +18,10 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/iotjobs/iotjobs/hub/clock"
+	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/plan"
 	"github.com/iotjobs/iotjobs/runner"
 )
@@ -33,13 +36,14 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
 			connectionsFlag,
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
-			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE instead of stdout"},
+			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE (without it: to stdout when stdout is not a terminal, or with -o json)"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
 			jsonFlag,
 			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "only dry-run the plan (as iotjobs plan does) and write its report; touch nothing"},
 			&cli.BoolFlag{Name: "skip-dry-run", Usage: "apply without dry-running first"},
-			&cli.BoolFlag{Name: "yes", Usage: "apply even when the dry-run predicts that an abort trips or the pre-flight fails"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "apply without asking at a terminal, and even when the dry-run predicts that a step fails, aborts or misses its pre-flight"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the hub's job ids and each job's status changes"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second: the dry-run's pre-flight stops apply when a step cannot finish in its maxExecutionTime or window at that rate"},
 		},
 		Action: func(c *cli.Context) error {
@@ -54,103 +58,204 @@ func applyCmd() *cli.Command {
 			if c.Bool("watch") && !slices.ContainsFunc(p.Steps, func(s *plan.Step) bool { return s.Cron != "" }) {
 				return usagef("apply --watch: plan %s has no cron step, so there is nothing to watch for; run it without --watch", p.Name)
 			}
-			t, err := openTarget(c)
-			if err != nil {
-				return err
+			a := &applyRun{c: c, p: p, saved: saved, output: output, obs: newObserver(c, output)}
+			rep, err := a.run()
+			if rep == nil && !c.Bool("watch") {
+				// No step ran (the hub unreachable, a certificate refused,
+				// an interrupt): CI still gets a report saying why.
+				rep = a.notRun(err)
 			}
-			defer t.Close()
-			if saved != nil {
-				// A saved plan acts on the devices it saw, as they were.
-				if err := (&runner.Runner{Hub: t.client, Clock: clock.Real()}).CheckDrift(c.Context, saved); err != nil {
-					return err
-				}
-			}
-			// Progress for people on stderr, or as JSON lines on stdout,
-			// the report the last.
-			var obs runner.Observer = &runner.TextObserver{W: c.App.ErrWriter, Clock: clock.Real(), TTY: isTerminal(c.App.ErrWriter)}
-			if output == "json" {
-				obs = &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
-			}
-			if !c.Bool("watch") && !c.Bool("skip-dry-run") {
-				// validate → dry-run → execute: the plan plays first against
-				// simulated devices (--fleet's, or the hub's twins read with
-				// queries only); a predicted abort stops it here, before
-				// anything touches the hub.
-				dry, err := simulateRun(c, p, t.client, t.client, t.name)
-				if err != nil {
-					return err
-				}
-				dry.DryRun = true
-				stop := ""
-				for _, s := range dry.Steps {
-					if s.Status == runner.StepAborted {
-						stop = fmt.Sprintf("the dry-run predicts that step %s aborts: %s", s.Name, s.Reason)
-						break
-					}
-				}
-				if rate := c.Float64("rate"); rate > 0 {
-					// The pre-flight: each step's devices at the hub's rate,
-					// read with queries only, from the devices the dry-run
-					// played (--fleet's, which apply registers next).
-					src := t.client
-					if f := c.String("fleet"); f != "" {
-						e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real(), t.client)
-						if err != nil {
-							return err
-						}
-						defer closeFleet()
-						src = e
-					}
-					pv, err := (&runner.Runner{Hub: src, Clock: clock.Real(), HubName: t.name}).Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: rate})
-					if pv == nil {
-						return err
-					}
-					dry, _ = runner.MergeDryRun(pv, dry)
-					for _, s := range dry.Steps {
-						if s.Preview == nil {
-							continue
-						}
-						if pf := s.Preview.Preflight; stop == "" && pf != nil && !pf.OK {
-							stop = fmt.Sprintf("the pre-flight fails for step %s: %s", s.Name, pf.Message)
-						}
-					}
-				}
-				if c.Bool("dry-run") || (stop != "" && !c.Bool("yes")) {
-					if stop != "" && !c.Bool("dry-run") {
-						fmt.Fprintf(c.App.ErrWriter, "apply: %s; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", stop)
-					}
-					var dryErr error
-					if dry.Status != runner.StatusSucceeded {
-						dryErr = &runner.StepFailedError{Steps: dry.FailedSteps()}
-					}
-					return finishApply(c, dry, obs, output, dryErr)
-				}
-			}
-			if f := c.String("fleet"); f != "" {
-				sim, err := attachFleet(c, t, f)
-				if err != nil {
-					return err
-				}
-				defer func() {
-					// A job completes once the hub has published its desired
-					// patch, which the devices may not have echoed yet: the
-					// fleet closes only after they sent what they owe.
-					ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
-					defer cancel()
-					if err := sim.Settle(ctx); err != nil {
-						slog.Warn("simulated fleet closed before settling", "err", err)
-					}
-					sim.Close()
-				}()
-			}
-			r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name, Observer: obs}
-			if c.Bool("watch") {
-				return watch(c, r, p, output)
-			}
-			rep, runErr := r.Apply(c.Context, p)
-			return finishApply(c, rep, obs, output, runErr)
+			return finishApply(c, rep, a.obs, output, err)
 		},
 	}
+}
+
+// newObserver is apply's progress: for people on stderr, or JSON lines
+// on stdout with -o json.
+func newObserver(c *cli.Context, output string) runner.Observer {
+	if output == "json" {
+		return &runner.JSONObserver{W: c.App.Writer, Clock: clock.Real()}
+	}
+	return &runner.TextObserver{W: c.App.ErrWriter, Clock: clock.Real(), TTY: isTerminal(c.App.ErrWriter),
+		Verbose: c.Bool("verbose"), Width: terminalWidth(c.App.ErrWriter)}
+}
+
+// applyRun is one apply: validate → dry-run → confirm → execute.
+type applyRun struct {
+	c       *cli.Context
+	p       *plan.Plan
+	saved   *runner.SavedPlan
+	output  string
+	obs     runner.Observer
+	hubName string
+}
+
+// run applies the plan and returns its report: the run's, or the
+// dry-run's when apply stops before touching anything. The report is
+// nil when apply ended before it had one.
+func (a *applyRun) run() (*runner.Report, error) {
+	c, p := a.c, a.p
+	t, err := openTarget(c)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	a.hubName = t.name
+	if a.saved != nil {
+		// A saved plan acts on the devices it saw, as they were.
+		if err := (&runner.Runner{Hub: t.client, Clock: clock.Real()}).CheckDrift(c.Context, a.saved); err != nil {
+			return nil, err
+		}
+	}
+	if !c.Bool("watch") && !c.Bool("skip-dry-run") {
+		// validate → dry-run → execute: the plan plays first against
+		// simulated devices (--fleet's, or the hub's twins read with
+		// queries only); a predicted failure stops it here, before
+		// anything touches the hub.
+		dry, stop, err := a.dryRun(t)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case c.Bool("dry-run"):
+			var dryErr error
+			if dry.Status != runner.StatusSucceeded {
+				dryErr = &runner.StepFailedError{Steps: dry.FailedSteps()}
+			}
+			return dry, dryErr
+		case stop != "" && !c.Bool("yes"):
+			fmt.Fprintf(c.App.ErrWriter, "apply: %s; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", stop)
+			dry.Status, dry.Error = runner.StatusStopped, stop+"; nothing was applied"
+			return dry, &runner.StepFailedError{Steps: dry.FailedSteps()}
+		}
+		if a.interactive() {
+			dry.WritePreview(c.App.ErrWriter)
+			if !a.confirm(t.name) {
+				dry.Status, dry.Error = runner.StatusStopped, "not confirmed at the prompt; nothing was applied"
+				return dry, failedError{"apply cancelled: nothing was applied"}
+			}
+		}
+	} else if a.interactive() {
+		fmt.Fprintf(c.App.ErrWriter, "plan %s (%s), not dry-run:\n", p.Name, p.File)
+		for _, s := range p.Order() {
+			fmt.Fprintf(c.App.ErrWriter, "  step %s: %s on %s\n", s.Name, stepAction(s), s.Query)
+		}
+		if !a.confirm(t.name) {
+			return nil, failedError{"apply cancelled: nothing was applied"}
+		}
+	}
+	if f := c.String("fleet"); f != "" {
+		sim, err := attachFleet(c, t, f)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			// A job completes once the hub has published its desired
+			// patch, which the devices may not have echoed yet: the
+			// fleet closes only after they sent what they owe.
+			ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+			defer cancel()
+			if err := sim.Settle(ctx); err != nil {
+				slog.Warn("simulated fleet closed before settling", "err", err)
+			}
+			sim.Close()
+		}()
+	}
+	r := &runner.Runner{Hub: t.client, Clock: clock.Real(), HubName: t.name, Observer: a.obs}
+	if c.Bool("watch") {
+		return nil, watch(c, r, p, a.output)
+	}
+	return r.Apply(c.Context, p)
+}
+
+// dryRun plays the plan against simulated devices, with the pre-flight
+// when --rate is given, and says why apply must stop ("" to go on): the
+// first step it predicts fails, aborts, or cannot finish in time.
+func (a *applyRun) dryRun(t *target) (dry *runner.Report, stop string, err error) {
+	c, p := a.c, a.p
+	dry, err = simulateRun(c, p, t.client, t.client, t.name)
+	if err != nil {
+		return nil, "", err
+	}
+	dry.DryRun = true
+	if rate := c.Float64("rate"); rate > 0 {
+		// The pre-flight: each step's devices at the hub's rate, read
+		// with queries only, from the devices the dry-run played
+		// (--fleet's, which apply registers next).
+		src := t.client
+		if f := c.String("fleet"); f != "" {
+			e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real(), t.client)
+			if err != nil {
+				return nil, "", err
+			}
+			defer closeFleet()
+			src = e
+		}
+		pv, err := (&runner.Runner{Hub: src, Clock: clock.Real(), HubName: t.name}).Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: rate})
+		if pv == nil {
+			return nil, "", err
+		}
+		dry, _ = runner.MergeDryRun(pv, dry)
+	}
+	for _, s := range dry.Steps {
+		if pf := s.Preview; pf != nil && pf.Preflight != nil && !pf.Preflight.OK {
+			return dry, fmt.Sprintf("the pre-flight fails for step %s: %s", s.Name, pf.Preflight.Message), nil
+		}
+	}
+	for _, s := range dry.Steps {
+		switch {
+		case s.Status == runner.StepAborted:
+			return dry, fmt.Sprintf("the dry-run predicts that step %s aborts: %s", s.Name, s.Reason), nil
+		case s.Failed() && s.Status != runner.StepSkipped:
+			return dry, fmt.Sprintf("the dry-run predicts that step %s fails (%s): %s", s.Name, s.Summary, s.Reason), nil
+		}
+	}
+	return dry, "", nil
+}
+
+// interactive reports whether a person is at the terminal to confirm:
+// stdin and stderr are terminals, as Terraform asks.
+func (a *applyRun) interactive() bool {
+	return isTerminal(a.c.App.Reader) && isTerminal(a.c.App.ErrWriter)
+}
+
+// confirm asks the operator to type yes.
+func (a *applyRun) confirm(hubName string) bool {
+	fmt.Fprintf(a.c.App.ErrWriter, "\nApply plan %s on %s? Only 'yes' will be accepted (--yes skips this question): ", a.p.Name, hubName)
+	line, err := bufio.NewReader(a.c.App.Reader).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(a.c.App.ErrWriter)
+	}
+	return strings.TrimSpace(line) == "yes"
+}
+
+// notRun is the report of an apply that ended before any step ran; nil
+// for a mistake in how it was called (there is nothing to report).
+func (a *applyRun) notRun(err error) *runner.Report {
+	var usage usageError
+	if err == nil || errors.As(err, &usage) {
+		return nil
+	}
+	name := a.hubName
+	if name == "" {
+		name = "embedded"
+		if cs, perr := sas.ParseConnectionString(a.c.String("hub")); perr == nil {
+			name = cs.HostName
+		}
+	}
+	status, why := runner.StatusError, err.Error()
+	if errors.Is(err, context.Canceled) {
+		status, why = runner.StatusCancelled, "interrupted before any step began"
+	}
+	return runner.NotRun(a.p, name, time.Now(), status, why)
+}
+
+// stepAction is what a step does, in a few words.
+func stepAction(s *plan.Step) string {
+	if s.Method != nil {
+		return "method " + s.Method.Name
+	}
+	return "twin patch"
 }
 
 // checkApplyFlags checks apply's arguments and every combination of its
@@ -253,14 +358,24 @@ func watch(c *cli.Context, r *runner.Runner, p *plan.Plan, output string) error 
 	return err
 }
 
-// isTerminal reports whether w is a terminal (for progress drawn in place).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a command's stdin, stdout or stderr is a
+// terminal (for progress drawn in place, and questions).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// terminalWidth is the width of the terminal w is (0 when unknown).
+func terminalWidth(w io.Writer) int {
+	file, ok := w.(*os.File)
 	if !ok {
-		return false
+		return 0
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	width, _, err := term.GetSize(int(file.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
 }
 
 // occurrencePath is the file of one occurrence's report: base with the
@@ -282,6 +397,12 @@ func writeReport(c *cli.Context, rep *runner.Report) error {
 	}
 	path := c.String("report")
 	if path == "" {
+		if isTerminal(c.App.Writer) {
+			// A person reads the summary; the JSON report is for files
+			// and pipes.
+			fmt.Fprintf(c.App.ErrWriter, "(the JSON report goes to --report FILE, or to stdout when it is not a terminal)\n")
+			return nil
+		}
 		return rep.WriteJSON(c.App.Writer)
 	}
 	f, err := os.Create(path)

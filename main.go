@@ -27,6 +27,9 @@ const (
 	exitInvalid = 2 // invalid plan or usage
 	exitInfra   = 3 // hub unreachable, authentication refused, infrastructure fault
 	exitChanges = 4 // plan --detailed-exitcode: the plan would make changes
+	// exitInterrupted: stopped by SIGINT or SIGTERM, as shells report a
+	// command a signal ended (128+2); the report is still written.
+	exitInterrupted = 130
 )
 
 func main() {
@@ -81,7 +84,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = app.RunContext(ctx, interspersed(app, args))
 	}
 	code := exitCode(err)
-	if err != nil && !errors.As(err, new(diag.Diagnostics)) {
+	switch {
+	case code == exitInterrupted:
+		fmt.Fprintln(stderr, "iotjobs: interrupted; the hub jobs of the running steps were cancelled")
+	case err != nil && !errors.As(err, new(diag.Diagnostics)):
 		fmt.Fprintf(stderr, "iotjobs: %v\n", err)
 	}
 	return code
@@ -177,7 +183,7 @@ func exitCode(err error) int {
 	case errors.As(err, &failed), errors.As(err, &subj), errors.As(err, &drift), errors.As(err, &undone):
 		return exitFailed
 	case errors.Is(err, context.Canceled):
-		return exitFailed
+		return exitInterrupted
 	case errors.As(err, &herr) && (herr.Code == hub.CodeArgumentInvalid || herr.Code == hub.CodeFormatError || herr.Code == hub.CodeGenericBadRequest):
 		return exitInvalid // the hub refused what we sent: bad input
 	case errors.As(err, &herr) && !hub.IsInfrastructure(err):

@@ -384,7 +384,8 @@ func TestPlanCronWeek(t *testing.T) {
 
 // TestApplyPreflight: apply --rate runs the pre-flight in its dry-run and
 // stops before touching the hub when a step cannot finish in its
-// maxExecutionTime at that rate (exit 1, the dry-run's report); --yes
+// maxExecutionTime at that rate (exit 1, the dry-run's report, status
+// stopped); --yes
 // applies anyway.
 func TestApplyPreflight(t *testing.T) {
 	dir := t.TempDir()
@@ -396,8 +397,8 @@ func TestApplyPreflight(t *testing.T) {
 		!strings.Contains(stderr, "nothing was applied") {
 		t.Fatalf("exit %d, want 1 with the pre-flight's numbers\n%s", code, stderr)
 	}
-	if r := readReport(t, report); !r.DryRun || r.Status != runner.StatusFailed {
-		t.Errorf("report: dryRun %v, status %s; want the failed dry-run's", r.DryRun, r.Status)
+	if r := readReport(t, report); !r.DryRun || r.Status != runner.StatusStopped || !strings.Contains(r.Error, "the pre-flight fails for step ping-all") {
+		t.Errorf("report: dryRun %v, status %s (%s); want the dry-run's, stopped with why", r.DryRun, r.Status, r.Error)
 	}
 	code, _, stderr = runCLI(t, t.Context(), "apply", "--yes", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--rate", "0.1", "--report", report, planFile)
 	if r := readReport(t, report); code != 0 || r.DryRun || len(r.Steps[0].Devices) != 1000 {

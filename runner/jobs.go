@@ -82,13 +82,16 @@ func (r *Runner) follow(ctx context.Context, s *plan.Step, job *hub.Job, sr *Ste
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return job, r.interrupted(sr, job.JobID, ctx.Err())
+				err := r.interrupted(sr, job.JobID, ctx.Err())
+				r.salvage(sr, job)
+				return job, err
 			}
 			return job, fmt.Errorf("step %s: follow job %s: %w", s.Name, job.JobID, err)
 		}
 		job = next
 		if r.Observer != nil {
 			r.Observer.JobChanged(s, job)
+			r.jobProgress(s, sr, job)
 		}
 	}
 	return job, nil
@@ -104,6 +107,28 @@ func (r *Runner) interrupted(sr *StepReport, jobID string, err error) error {
 		sr.Reason = "interrupted; the hub job was cancelled"
 	}
 	return err
+}
+
+// salvage adds to sr the devices of an interrupted step's cancelled job
+// that had ended (completed or failed) by the time it was cancelled: the
+// report of an interrupted run holds every result the hub has. Devices
+// that had not ended are the summary's skipped.
+func (r *Runner) salvage(sr *StepReport, job *hub.Job) {
+	ctx, cancel := r.Clock.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	devs, err := r.deviceResults(ctx, job.JobID)
+	if err != nil {
+		sr.Reason += fmt.Sprintf("; its devices' results could not be read (%v): the hub holds them under job %s", err, job.JobID)
+		return
+	}
+	for _, d := range devs {
+		if d.Status == string(hub.DeviceJobCompleted) || d.Status == string(hub.DeviceJobFailed) {
+			sr.Devices = append(sr.Devices, d)
+		}
+	}
+	if st := job.DeviceJobStatistics; st != nil {
+		sr.DeviceJobStatistics.DeviceCount = max(sr.DeviceJobStatistics.DeviceCount, st.DeviceCount)
+	}
 }
 
 // sleepUntil waits on the runner's clock until t, or until ctx ends.
@@ -128,13 +153,18 @@ const outageLimit = 2 * time.Minute
 
 // outage runs call, and again while the hub is unreachable, waiting 1 s,
 // 2 s, 4 s … (at most 10 s) between tries, for up to outageLimit. The
-// calls it wraps are reads, or creations the caller makes idempotent.
+// calls it wraps are reads, or creations the caller makes idempotent. A
+// hub this runner never reached is not waited for: it is down or
+// misnamed, not restarting, and the operator hears so at once.
 func (r *Runner) outage(ctx context.Context, call func() error) error {
 	deadline := r.Clock.Now().Add(outageLimit)
 	wait := time.Second
 	for {
 		err := call()
-		if err == nil || hub.ErrorCode(err) != hub.CodeUnreachable || ctx.Err() != nil || !r.Clock.Now().Before(deadline) {
+		if err == nil {
+			r.reached.Store(true)
+		}
+		if err == nil || hub.ErrorCode(err) != hub.CodeUnreachable || ctx.Err() != nil || !r.Clock.Now().Before(deadline) || !r.reached.Load() {
 			return err
 		}
 		if err := r.sleepUntil(ctx, r.Clock.Now().Add(wait)); err != nil {

@@ -87,6 +87,15 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		out.Skipped += suite.Skipped
 		out.Suites = append(out.Suites, suite)
 	}
+	if r.Error != "" && r.Status != StatusSucceeded {
+		// Why the run ended as it did (an unreachable hub, an interrupt,
+		// a stop before applying): a failure CI shows even when no step ran.
+		suite := junitSuite{Name: "(run)", Time: out.Time, Tests: 1, Failures: 1, Cases: []junitCase{{ClassName: r.Plan.Name, Name: "(run)", Time: out.Time,
+			Failure: &junitMessage{Message: r.Error, Type: r.Status}}}}
+		out.Tests++
+		out.Failures++
+		out.Suites = append(out.Suites, suite)
+	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/plan"
 )
 
 // ReportVersion is the version of the report's JSON shape; it changes only
@@ -18,7 +19,27 @@ const (
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
 	StatusError     = "error"
+	// StatusStopped: apply stopped before touching anything (its dry-run
+	// predicted a failure, or the operator did not confirm); the report
+	// is the dry-run's.
+	StatusStopped = "stopped"
 )
+
+// NotRun is the report of a run of p that ended before any step began,
+// with status and why (Error): an unreachable hub, a refused
+// certificate, an interrupt. Every step is skipped with that reason, so
+// that CI archives a report whatever happened.
+func NotRun(p *plan.Plan, hubName string, at time.Time, status, why string) *Report {
+	rep := &Report{ReportVersion: ReportVersion, Plan: PlanRef{Name: p.Name, File: p.File, SHA256: p.SHA256},
+		Hub: hubName, Status: status, Error: why, StartedAt: at.UTC(), FinishedAt: at.UTC(), Steps: []*StepReport{}}
+	for _, s := range p.Order() {
+		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{},
+			Status: StepSkipped, Reason: "not run: " + why}
+		sr.finish(0)
+		rep.Steps = append(rep.Steps, sr)
+	}
+	return rep
+}
 
 // StepStatus is a step's status in a report: how its hub job ended, or
 // the runner's verdict on it.
@@ -98,6 +119,9 @@ type StepReport struct {
 	// report is its first run.
 	Occurrences []OccurrenceOutcome `json:"occurrences,omitempty"`
 	Devices     []DeviceResult      `json:"devices"`
+
+	// live is the step's progress while it runs (progress.go).
+	live *Progress
 }
 
 // SuccessReport is how a step measured against its success criteria.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"fmt"
 	"strings"
@@ -30,6 +31,8 @@ type Runner struct {
 	HubName string
 	// Observer is told about progress; nil means none.
 	Observer Observer
+
+	reached atomic.Bool // the hub answered once (outage)
 }
 
 // Observer receives progress while a plan runs, and the report once the
@@ -116,7 +119,7 @@ func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
 				err = r.runStep(ctx, p, s, planStart, sr)
 			}
 			if sr.Summary.FailedByClass == nil { // it stopped before counting
-				sr.finish(len(sr.Devices))
+				sr.finish(max(len(sr.Devices), sr.DeviceJobStatistics.DeviceCount))
 			}
 			if r.Observer != nil {
 				r.Observer.StepFinished(sr)
@@ -309,6 +312,11 @@ func (r *Runner) runStep(ctx context.Context, p *plan.Plan, s *plan.Step, planSt
 	if err != nil {
 		return err
 	}
+	if start.After(r.Clock.Now()) {
+		r.phase(s, sr, Progress{Phase: PhaseWaiting, Until: start, Cron: s.Cron})
+	} else {
+		r.phase(s, sr, Progress{Phase: PhaseRunning})
+	}
 	job, err := r.runJob(ctx, p, s, s.Query, start, sr)
 	if err != nil {
 		return err
@@ -364,7 +372,7 @@ func judge(s *plan.Step, sr *StepReport) {
 		sr.Reason = "the query matched no devices, so nothing was done (set success.minSuccessRate: 0% if that is expected)"
 	default:
 		sr.Status = StepFailed
-		sr.Reason = fmt.Sprintf("%d of %d devices succeeded (%.1f%%); the step needs %.1f%%", ok, n, rate*100, min*100)
+		sr.Reason = fmt.Sprintf("a success rate of %.1f%% is below the step's minSuccessRate of %.1f%%", rate*100, min*100)
 	}
 }
 
