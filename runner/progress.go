@@ -1,7 +1,7 @@
 package runner
 
 import (
-		"time"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/plan"
