@@ -99,7 +99,7 @@ type column[T any] struct {
 
 // maxCell is how many characters a clipped cell keeps in -o table, so
 // that a nested object does not push the other columns off the screen.
-const maxCell = 40
+const maxCell = 30
 
 // printList prints a list command's items in format. json, jsonl and
 // yaml print each item as it encodes to JSON (the hub API's shape); table

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -190,6 +191,13 @@ func TestListTablesGolden(t *testing.T) {
 			}
 			for _, g := range goldenTimes {
 				stdout = g.re.ReplaceAllString(stdout, g.with)
+			}
+			if strings.HasSuffix(cmdline, "-o table") {
+				for line := range strings.Lines(stdout) {
+					if n := utf8.RuneCountInString(strings.TrimSuffix(line, "\n")); n > 100 {
+						t.Errorf("a table line of %d characters; tables fit 100: %q", n, line)
+					}
+				}
 			}
 			switch {
 			case stdout == want:
