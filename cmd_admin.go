@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,14 +23,23 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// adminAction is a command on one hub: parse reads and checks all of its
+// adminAction is a command on one hub whose --output is text or json:
+// hubAction with that flag checked first.
+func adminAction[O any](parse func(c *cli.Context) (O, error), run func(c *cli.Context, h hub.Client, o O) error) cli.ActionFunc {
+	return hubAction(func(c *cli.Context) (O, error) {
+		if _, err := outputFormat(c); err != nil {
+			var zero O
+			return zero, err
+		}
+		return parse(c)
+	}, run)
+}
+
+// hubAction is a command on one hub: parse reads and checks all of its
 // arguments into a typed value first, before anything contacts a hub;
 // run then does the work on the command's hub.
-func adminAction[O any](parse func(c *cli.Context) (O, error), run func(c *cli.Context, h hub.Client, o O) error) cli.ActionFunc {
+func hubAction[O any](parse func(c *cli.Context) (O, error), run func(c *cli.Context, h hub.Client, o O) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if _, err := outputFormat(c); err != nil {
-			return err
-		}
 		o, err := parse(c)
 		if err != nil {
 			return err
@@ -178,21 +188,14 @@ func jobsCmd() *cli.Command {
 		Name:  "jobs",
 		Usage: "list, show or cancel hub jobs",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list the hub's jobs as JSON", Description: "Example:\n   iotjobs jobs list", Flags: flags, Action: adminAction(noArgs, func(c *cli.Context, h hub.Client, _ struct{}) error {
-				var all []*hub.Job
-				q := hub.JobQuery{}
-				for {
-					jobs, cont, err := h.QueryJobs(c.Context, q)
+			{Name: "list", Usage: "list the hub's jobs, newest first", Description: "Examples:\n   iotjobs jobs list\n   iotjobs jobs list -o wide", Flags: listFlags,
+				Action: listAction(noArgs, func(c *cli.Context, h hub.Client, format string, _ struct{}) error {
+					jobs, err := readJobs(c.Context, h)
 					if err != nil {
 						return err
 					}
-					all = append(all, jobs...)
-					if cont == "" {
-						return printJSON(c.App.Writer, all)
-					}
-					q.Continuation = cont
-				}
-			})},
+					return printList(c, format, "jobs", jobs, jobColumns)
+				})},
 			{Name: "show", ArgsUsage: "JOBID", Usage: "print a job (status, statistics) as JSON", Description: "Example:\n   iotjobs jobs show lock-doors-lock", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
 				j, err := h.GetJob(c.Context, id)
 				if err != nil {
@@ -209,9 +212,11 @@ func jobsCmd() *cli.Command {
 				}
 				return printJSON(c.App.Writer, j)
 			})},
-			{Name: "devices", ArgsUsage: "JOBID", Usage: "print a job's device records, one per line (-o json: an array)", Description: "Example:\n   iotjobs jobs devices lock-doors-lock", Flags: flags, Action: adminAction(jobArg, func(c *cli.Context, h hub.Client, id string) error {
-				return printQuery(c, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+strings.ReplaceAll(id, "'", `\'`)+"'")
-			})},
+			{Name: "devices", ArgsUsage: "JOBID", Usage: "list a job's device records: each device's status and outcome", Description: "Examples:\n   iotjobs jobs devices lock-doors-lock\n   iotjobs jobs devices lock-doors-lock -o jsonl", Flags: listFlags,
+				Action: listAction(jobArg, func(c *cli.Context, h hub.Client, format, id string) error {
+					q := "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '" + strings.ReplaceAll(id, "'", `\'`) + "'"
+					return printQuery(c, h, format, q, "device records of job "+id, false)
+				})},
 		},
 	}
 }
@@ -242,40 +247,14 @@ func watchJob(c *cli.Context, h hub.Client, id string) error {
 	return nil
 }
 
-func printQuery(c *cli.Context, h hub.Client, q string) error {
-	items := []json.RawMessage{}
-	opts := hub.QueryOptions{PageSize: 1000}
-	for {
-		page, err := h.Query(c.Context, q, opts)
-		if err != nil {
-			return err
-		}
-		items = append(items, page.Items...)
-		if page.Continuation == "" {
-			break
-		}
-		opts.Continuation = page.Continuation
-	}
-	if c.String("output") == "json" {
-		return printJSON(c.App.Writer, items)
-	}
-	// Text: one row per line, so that grep, wc and head work on it.
-	for _, it := range items {
-		if _, err := fmt.Fprintf(c.App.Writer, "%s\n", it); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func queryCmd() *cli.Command {
 	return &cli.Command{
 		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
 		ArgsUsage:   "QUERY",
 		Description: "Example:\n   iotjobs query \"SELECT deviceId, tags.building FROM devices WHERE tags.building = '43'\"",
-		Flags:       []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag},
-		Action: adminAction(func(c *cli.Context) (string, error) { return oneArg(c, "query") }, func(c *cli.Context, h hub.Client, q string) error {
-			return printQuery(c, h, q)
+		Flags:       listFlags,
+		Action: listAction(func(c *cli.Context) (string, error) { return oneArg(c, "query") }, func(c *cli.Context, h hub.Client, format, q string) error {
+			return printQuery(c, h, format, q, "results", true)
 		}),
 	}
 }
@@ -305,30 +284,17 @@ func parseStatus(status string) func(c *cli.Context) (statusArgs, error) {
 var showKeysFlag = &cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets)"}
 
 // hideKeys blanks the SAS keys of ds unless --show-keys, saying so on
-// stderr once.
+// stderr once. It says so also when the hub did not send the keys (a
+// listing past 1,000 devices reads twins), so that the operator learns
+// how to get them either way.
 func hideKeys(c *cli.Context, ds ...*hub.Device) {
-	if c.Bool("show-keys") {
+	if c.Bool("show-keys") || len(ds) == 0 {
 		return
 	}
-	hidden := false
 	for _, d := range ds {
-		if k := &d.Authentication.SymmetricKey; k.PrimaryKey != "" || k.SecondaryKey != "" {
-			*k, hidden = hub.SymmetricKey{}, true
-		}
+		d.Authentication.SymmetricKey = hub.SymmetricKey{}
 	}
-	if hidden {
-		fmt.Fprintln(c.App.ErrWriter, "iotjobs: SAS keys hidden; --show-keys prints them")
-	}
-}
-
-func parseTop(c *cli.Context) (int, error) {
-	if c.NArg() != 0 {
-		return 0, usagef("devices list: takes no arguments")
-	}
-	if top := c.Int("top"); top < 1 || top > 1000 {
-		return 0, usagef("devices list: --top %d must be from 1 to 1000", top)
-	}
-	return c.Int("top"), nil
+	fmt.Fprintln(c.App.ErrWriter, "iotjobs: SAS keys hidden; --show-keys prints them")
 }
 
 func devicesCmd() *cli.Command {
@@ -337,19 +303,11 @@ func devicesCmd() *cli.Command {
 		Name:  "devices",
 		Usage: "create, list, show, enable, disable or delete device identities",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list device identities as JSON, in id order (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices list --top 100", Flags: append(flags,
-				&cli.IntFlag{Name: "top", Value: 1000, Usage: "list at most this many devices, in id order (1 to 1000)"}, showKeysFlag),
-				Action: adminAction(parseTop, func(c *cli.Context, h hub.Client, top int) error {
-					ds, err := h.ListDevices(c.Context, top)
-					if err != nil {
-						return err
-					}
-					if ds == nil {
-						ds = []*hub.Device{}
-					}
-					hideKeys(c, ds...)
-					return printJSON(c.App.Writer, ds)
-				})},
+			{Name: "list", Usage: "list device identities in id order (keys hidden unless --show-keys)", Description: "Examples:\n   iotjobs devices list --top 100\n   iotjobs devices list --all -o jsonl", Flags: append(slices.Clone(listFlags),
+				&cli.IntFlag{Name: "top", Value: registryPage, Usage: "list at most this many devices"},
+				&cli.BoolFlag{Name: "all", Usage: "list every device (past 1,000, page through the query API)"},
+				&cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets); past 1,000 devices this reads each device, one call each"}),
+				Action: listAction(parseDevicesList, runDevicesList)},
 			{Name: "enable", ArgsUsage: "ID", Usage: "let a disabled device connect and be called again", Description: "Example:\n   iotjobs devices enable lock-1", Flags: flags, Action: adminAction(parseStatus(hub.StatusEnabled), setStatus)},
 			{Name: "disable", ArgsUsage: "ID", Usage: "refuse a device's connections and calls (jobs skip it)", Description: "Example:\n   iotjobs devices disable lock-1 --reason 'stolen'", Flags: append(flags,
 				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),

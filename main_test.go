@@ -163,9 +163,9 @@ func TestTutorialEmbedded(t *testing.T) {
 	if counts["43"] != 151.0 || counts["44"] != 150.0 {
 		t.Errorf("devices per building: %v", groups)
 	}
-	code, stdout, _ = runCLI(t, t.Context(), "query", "--data", data, "SELECT deviceId FROM devices WHERE tags.floor = 3")
+	code, stdout, _ = runCLI(t, t.Context(), "query", "--data", data, "-o", "jsonl", "SELECT deviceId FROM devices WHERE tags.floor = 3")
 	if code != 0 || strings.TrimSpace(stdout) != `{"deviceId":"myDeviceId"}` {
-		t.Errorf("text query output %q (exit %d)", stdout, code)
+		t.Errorf("query -o jsonl output %q (exit %d)", stdout, code)
 	}
 	if code, _, stderr = runCLI(t, t.Context(), "query", "--data", data, "SELECT * FROM devices WHERE"); code != 2 || !strings.Contains(stderr, "ArgumentInvalid") {
 		t.Errorf("query syntax error: exit %d, want 2\n%s", code, stderr)

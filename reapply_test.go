@@ -30,7 +30,7 @@ func TestTutorialEcho(t *testing.T) {
 		if code, _, stderr := runCLI(t, t.Context(), "apply", "--data", data, "--fleet", "examples/fleet.yaml", "--report", filepath.Join(data, "..", "r.json"), "examples/lock-door.yaml"); code != 0 {
 			t.Fatalf("run %d: apply exit %d\n%s", i+1, code, stderr)
 		}
-		code, stdout, stderr := runCLI(t, t.Context(), "query", "--data", data, "SELECT properties.reported.building AS building, properties.reported.floor AS floor FROM devices WHERE deviceId = 'myDeviceId'")
+		code, stdout, stderr := runCLI(t, t.Context(), "query", "--data", data, "-o", "jsonl", "SELECT properties.reported.building AS building, properties.reported.floor AS floor FROM devices WHERE deviceId = 'myDeviceId'")
 		if code != 0 || stdout != `{"building":"43","floor":3}`+"\n" {
 			t.Fatalf("run %d: the device's reported properties %q (exit %d %s); want the echo of building 43, floor 3", i+1, stdout, code, stderr)
 		}
