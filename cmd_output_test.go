@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -254,7 +253,7 @@ func TestListsEmptyAndDefault(t *testing.T) {
 		})
 	}
 
-	listsToTerminal = func(io.Writer) bool { return true }
+	listsToTerminal = func(any) bool { return true }
 	t.Cleanup(func() { listsToTerminal = isTerminal })
 	runCLI(t, t.Context(), "devices", "create", "lock-1", "--data", data)
 	code, stdout, stderr := runCLI(t, t.Context(), "devices", "list", "--data", data)
