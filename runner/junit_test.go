@@ -118,4 +118,32 @@ func TestWriteSummary(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
 	}
+
+	// A dry-run's (apply --dry-run) says what it was played against and
+	// what it assumed.
+	rep.Simulation = &runner.Simulation{Against: "hub embedded", Simulated: true, Assumptions: []string{"devices online on hub embedded (2) stay online"}}
+	b.Reset()
+	if err := rep.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	if head := "plan fw (dry run against hub embedded): failed\n  assumed: devices online on hub embedded (2) stay online\n  set: completed"; !strings.HasPrefix(b.String(), head) {
+		t.Errorf("dry-run summary:\n%s\nwant it to begin:\n%s", b.String(), head)
+	}
+}
+
+// TestStepFailedError: the message says whether the failure happened or
+// is predicted, and where to read why.
+func TestStepFailedError(t *testing.T) {
+	for _, tc := range []struct {
+		err  *runner.StepFailedError
+		want string
+	}{
+		{&runner.StepFailedError{Steps: []string{"a", "b"}}, "step(s) did not succeed: a, b (see the report)"},
+		{&runner.StepFailedError{Steps: []string{"a"}, Predicted: true, See: "the dry-run's output"}, "step(s) would not succeed: a (see the dry-run's output)"},
+		{&runner.StepFailedError{Steps: []string{"a"}, Predicted: true, See: "dry.json"}, "step(s) would not succeed: a (see dry.json)"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
 }

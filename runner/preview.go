@@ -97,8 +97,9 @@ type Preflight struct {
 }
 
 // Preview returns the dry-run report of p as far as it can be read from
-// the hub: status "succeeded" when every step's pre-flight passes, else
-// "failed" (StepFailedError names the steps).
+// the hub: status "planned" when every step's pre-flight passes (it
+// predicts no outcome; MergeDryRun adds a simulation's), else "failed"
+// (StepFailedError names the steps).
 func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Report, error) {
 	if o.Horizon <= 0 {
 		o.Horizon = DefaultHorizon
@@ -138,7 +139,7 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 		rep.Status = StatusFailed
 		return rep, &StepFailedError{Steps: failed}
 	}
-	rep.Status = StatusSucceeded
+	rep.Status = StatusPlanned
 	return rep, nil
 }
 

@@ -199,14 +199,24 @@ func bar(done, total int) string {
 
 // WriteSummary writes the human summary of a run: its status, then one
 // line per step with its status, its devices as the report counts them,
-// why it did not succeed, and its rollback.
+// why it did not succeed, and its rollback. A dry-run's says what it was
+// played against and what it assumed first.
 func (r *Report) WriteSummary(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "plan %s: %s", r.Plan.Name, r.Status)
+	fmt.Fprintf(&b, "plan %s", r.Plan.Name)
+	if sim := r.Simulation; sim != nil {
+		fmt.Fprintf(&b, " (dry run against %s)", sim.Against)
+	}
+	fmt.Fprintf(&b, ": %s", r.Status)
 	if r.Error != "" {
 		fmt.Fprintf(&b, " — %s", r.Error)
 	}
 	b.WriteString("\n")
+	if sim := r.Simulation; sim != nil {
+		for _, a := range sim.Assumptions {
+			fmt.Fprintf(&b, "  assumed: %s\n", a)
+		}
+	}
 	for _, s := range r.Steps {
 		b.WriteString("  " + stepLine(s) + "\n")
 	}
