@@ -106,12 +106,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 		if s.Type == string(hub.JobUpdateTwin) {
 			fmt.Fprintf(w, "  %d twins comply with the whole patch already\n", pv.Noop)
 		}
-		switch {
-		case len(pv.After) > 0:
-			fmt.Fprintf(w, "  starts after %s\n", strings.Join(pv.After, ", "))
-		default:
-			fmt.Fprintf(w, "  starts %s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"))
-		}
+		writeStart(w, s, simulated)
 		if pv.OnlyPassed {
 			fmt.Fprintf(w, "  only on the devices that pass %s (the matched count is an upper bound)\n", strings.Join(pv.After, ", "))
 		}
@@ -182,6 +177,46 @@ func (rep *Report) WritePreview(w io.Writer) {
 			fmt.Fprintf(w, "  pre-flight %s: %s\n", verdict, pf.Message)
 		}
 	}
+}
+
+// writeStart prints when a step starts, and why then: as simulated (the
+// virtual clock's time its first job started) when the dry-run got that
+// far, else the earliest its timeline allows.
+func writeStart(w io.Writer, s *StepReport, simulated bool) {
+	pv := s.Preview
+	var why []string // besides the steps it runs after
+	if len(pv.Timeline.Occurrences) > 0 {
+		why = append(why, "its cron's next occurrence")
+	}
+	if win := pv.Window; win != nil && win.FromTag == "" {
+		why = append(why, "its window "+win.String())
+	}
+	fromTag := ""
+	if win := pv.Window; win != nil && win.FromTag != "" {
+		fromTag = ", each device within its own window (" + win.FromTag + ")"
+	}
+	after := strings.Join(pv.After, ", ")
+	switch {
+	case simulated && s.StartTime != nil:
+		if after != "" {
+			why = append([]string{"after " + after}, why...)
+		}
+		fmt.Fprintf(w, "  starts %s%s%s\n", s.StartTime.UTC().Format("2006-01-02 15:04:05 MST"), because(why), fromTag)
+	case after != "":
+		// Its start depends on when the steps before it end, which only
+		// a simulation that reaches it knows.
+		fmt.Fprintf(w, "  starts after %s, at the earliest %s%s%s\n", after, pv.Timeline.Start.Format("2006-01-02 15:04 MST"), because(why), fromTag)
+	default:
+		fmt.Fprintf(w, "  starts %s%s%s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"), because(why), fromTag)
+	}
+}
+
+// because is " (why; why)", or "" for no reason.
+func because(why []string) string {
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, "; ") + ")"
 }
 
 // writeSafetyNet prints what undoes a step, for the reviewer: per path
