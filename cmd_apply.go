@@ -120,13 +120,13 @@ func (a *applyRun) run() (*runner.Report, error) {
 		case c.Bool("dry-run"):
 			var dryErr error
 			if dry.Status != runner.StatusSucceeded {
-				dryErr = &runner.StepFailedError{Steps: dry.FailedSteps()}
+				dryErr = a.predicted(dry)
 			}
 			return dry, dryErr
 		case stop != "" && !c.Bool("yes"):
 			fmt.Fprintf(c.App.ErrWriter, "apply: %s; nothing was applied (--yes applies anyway, --skip-dry-run skips the dry-run)\n", stop)
 			dry.Status, dry.Error = runner.StatusStopped, stop+"; nothing was applied"
-			return dry, &runner.StepFailedError{Steps: dry.FailedSteps()}
+			return dry, a.predicted(dry)
 		}
 		if a.interactive() {
 			dry.WritePreview(c.App.ErrWriter)
@@ -211,6 +211,15 @@ func (a *applyRun) dryRun(t *target) (dry *runner.Report, stop string, err error
 		}
 	}
 	return dry, "", nil
+}
+
+// predicted is the error of a dry-run that predicts failed steps.
+func (a *applyRun) predicted(dry *runner.Report) error {
+	see := a.c.String("report")
+	if see == "" {
+		see = "the summary above"
+	}
+	return &runner.StepFailedError{Steps: dry.FailedSteps(), Predicted: true, See: see}
 }
 
 // interactive reports whether a person is at the terminal to confirm:

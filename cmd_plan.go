@@ -87,15 +87,38 @@ func (o *planOptions) run(c *cli.Context) error {
 	if rep == nil {
 		return runErr
 	}
-	if !o.noSimulate {
+	if o.noSimulate {
+		// Read only: no outcome is predicted, so the report claims none
+		// (status "planned", or "failed" by a pre-flight).
+		against := h.name // "fleet FILE"
+		if h.current != nil {
+			against = hubAgainst(h.name)
+		}
+		rep.Simulation = &runner.Simulation{Against: against, Assumptions: []string{}}
+		if o.rate > 0 {
+			rep.Simulation.Assumptions = append(rep.Simulation.Assumptions,
+				fmt.Sprintf("the hub runs %g device operations per second (--rate): the pre-flight checks each step against it", o.rate))
+		}
+	} else {
 		// The plan played in virtual time against a simulation of
 		// the devices: the fleet file's, or the hub's twins with
-		// devices that answer 200 and converge at once.
+		// devices that keep their connection state there.
 		sim, err := simulateRun(c, p, h.client, h.current, h.name)
 		if err != nil {
 			return err
 		}
 		rep, runErr = runner.MergeDryRun(rep, sim)
+	}
+	if failed, ok := errors.AsType[*runner.StepFailedError](runErr); ok {
+		// The details are in what this command shows, which is a report
+		// only with --report or -o json.
+		failed.Predicted = true
+		switch {
+		case o.report != "":
+			failed.See = o.report
+		case o.output != "json":
+			failed.See = "the dry-run's output"
+		}
 	}
 	if o.out != "" {
 		var src []byte
@@ -148,30 +171,43 @@ func (e changesError) Error() string {
 // simulateRun plays p in virtual time against simulated devices: those of
 // --fleet (starting from their twins on current, when not nil), or a copy
 // of the twins the plan's steps match on src (read with queries only),
-// whose devices answer every method with 200 and report desired
-// properties back at once. Nothing touches the hub.
+// whose devices keep their connection state there: the online ones answer
+// every method with 200 and report desired properties back at once, the
+// offline ones stay offline. Nothing touches the hub. The report is a
+// dry-run's: it names what it was played against and what it assumed,
+// and its job ids are the simulation's (runner.SimulatedJobPrefix).
 func simulateRun(c *cli.Context, p *plan.Plan, src, current hub.Client, name string) (*runner.Report, error) {
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	vclk := clock.NewVirtual(time.Now().UTC())
+	d := dryRun{fleet: c.String("fleet"), hubName: name, current: current != nil, rate: c.Float64("rate")}
 	var e *engine.Engine
 	var closeHub func()
 	var err error
-	if f := c.String("fleet"); f != "" {
-		e, closeHub, err = fleetHub(ctx, io.Discard, f, vclk, current)
+	if d.fleet != "" {
+		e, closeHub, err = fleetHub(ctx, io.Discard, d.fleet, vclk, current)
 	} else {
-		e, closeHub, err = snapshotHub(ctx, src, p, vclk)
+		e, closeHub, d.snap, err = snapshotHub(ctx, src, p, vclk)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dry-run: %w", err)
 	}
 	defer closeHub()
-	rep, err := (&runner.Runner{Hub: e, Clock: vclk, HubName: name}).ApplyVirtual(ctx, p, vclk.Now().Add(runner.DefaultHorizon))
+	// A fleet's devices are the file's wherever their twins start from:
+	// the report's hub names the file, not a hub they never ran on.
+	hubName := name
+	if d.fleet != "" {
+		hubName = d.against()
+	}
+	r := &runner.Runner{Hub: e, Clock: vclk, HubName: hubName, JobIDPrefix: runner.SimulatedJobPrefix}
+	rep, err := r.ApplyVirtual(ctx, p, vclk.Now().Add(runner.DefaultHorizon))
 	if rep == nil {
 		return nil, fmt.Errorf("dry-run: %w", err)
 	}
 	// A failing step is in the report; the dry-run's own verdict comes
 	// from it (runner.MergeDryRun).
+	rep.DryRun = true
+	rep.Simulation = &runner.Simulation{Against: d.against(), Simulated: true, Assumptions: d.assumptions(p)}
 	return rep, nil
 }
 

@@ -75,3 +75,20 @@ func TestJUnitGolden(t *testing.T) {
 		t.Errorf("JUnit differs from %s:\n%s", path, got.Bytes())
 	}
 }
+
+// TestStepFailedError: the message says whether the failure happened or
+// is predicted, and where to read why.
+func TestStepFailedError(t *testing.T) {
+	for _, tc := range []struct {
+		err  *runner.StepFailedError
+		want string
+	}{
+		{&runner.StepFailedError{Steps: []string{"a", "b"}}, "step(s) did not succeed: a, b (see the report)"},
+		{&runner.StepFailedError{Steps: []string{"a"}, Predicted: true, See: "the dry-run's output"}, "step(s) would not succeed: a (see the dry-run's output)"},
+		{&runner.StepFailedError{Steps: []string{"a"}, Predicted: true, See: "dry.json"}, "step(s) would not succeed: a (see dry.json)"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}

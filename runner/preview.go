@@ -53,6 +53,31 @@ type StepPreview struct {
 	// that passed them (which the dry-run cannot know yet).
 	After      []string `json:"after,omitempty"`
 	OnlyPassed bool     `json:"onlyPassed,omitempty"`
+	// Window repeats the step's maintenance window, which its start
+	// waits for.
+	Window *PreviewWindow `json:"window,omitempty"`
+}
+
+// PreviewWindow is a step's maintenance window: a schedule of openings
+// and how long each lasts, or the twin tag that holds each device's own.
+type PreviewWindow struct {
+	Cron            string `json:"cron,omitempty"`
+	DurationSeconds int64  `json:"durationSeconds,omitempty"`
+	Timezone        string `json:"timezone,omitempty"`
+	FromTag         string `json:"fromTag,omitempty"`
+}
+
+// String is the window for people: "0 3 * * * for 2h0m0s" (and its time
+// zone), or "from tags.x".
+func (pw *PreviewWindow) String() string {
+	if pw.FromTag != "" {
+		return "from " + pw.FromTag
+	}
+	out := fmt.Sprintf("%s for %s", pw.Cron, time.Duration(pw.DurationSeconds)*time.Second)
+	if pw.Timezone != "" {
+		out += " " + pw.Timezone
+	}
+	return out
 }
 
 // PathDiff is, for one path a twin step sets, how many matched twins it
@@ -72,9 +97,12 @@ type ValueCount struct {
 	Count int `json:"count"`
 }
 
-// Timeline is when a step would run: its start (the next occurrence for
-// a cron step), its batches' sizes and starts as far as pauses decide
-// them, and the cron occurrences within the horizon.
+// Timeline is when a step would run: its start, its batches' sizes and
+// starts as far as pauses decide them, and the cron occurrences within
+// the horizon. Start is the earliest the step can begin: its start time,
+// or its cron's next occurrence, not before the steps it runs after can
+// have started (it begins once they end, which only a simulation knows),
+// and at its maintenance window's next opening.
 type Timeline struct {
 	Start       time.Time   `json:"start"`
 	Batches     []PlanBatch `json:"batches,omitempty"`
@@ -97,8 +125,9 @@ type Preflight struct {
 }
 
 // Preview returns the dry-run report of p as far as it can be read from
-// the hub: status "succeeded" when every step's pre-flight passes, else
-// "failed" (StepFailedError names the steps).
+// the hub: status "planned" when every step's pre-flight passes (it
+// predicts no outcome; MergeDryRun adds a simulation's), else "failed"
+// (StepFailedError names the steps).
 func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*Report, error) {
 	if o.Horizon <= 0 {
 		o.Horizon = DefaultHorizon
@@ -116,17 +145,25 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 		Steps:         []*StepReport{},
 	}
 	var failed []string
+	earliest := map[string]time.Time{} // each step's Timeline.Start
 	for _, s := range p.Order() {
 		sr := &StepReport{Name: s.Name, Type: string(jobType(s)), QueryCondition: s.Query, JobIDs: []string{}, Devices: []DeviceResult{}, Status: StepPlanned,
 			Rollback: newRollbackReport(s)}
 		rep.Steps = append(rep.Steps, sr)
-		pv, err := r.previewStep(ctx, p, s, now, o)
+		notBefore := now
+		for _, a := range s.After {
+			if t := earliest[a]; t.After(notBefore) {
+				notBefore = t
+			}
+		}
+		pv, err := r.previewStep(ctx, p, s, now, notBefore, o)
 		if err != nil {
 			rep.Status, rep.Error = StatusError, err.Error()
 			rep.FinishedAt = r.Clock.Now().UTC()
 			return rep, err
 		}
 		sr.Preview = pv
+		earliest[s.Name] = pv.Timeline.Start
 		sr.DeviceJobStatistics.DeviceCount = pv.Matched
 		if pv.Preflight != nil && !pv.Preflight.OK {
 			sr.Status, sr.Reason = StepFailed, pv.Preflight.Message
@@ -138,12 +175,17 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 		rep.Status = StatusFailed
 		return rep, &StepFailedError{Steps: failed}
 	}
-	rep.Status = StatusSucceeded
+	rep.Status = StatusPlanned
 	return rep, nil
 }
 
-func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, now time.Time, o PreviewOptions) (*StepPreview, error) {
+// previewStep reads what step s would do if the plan started at now; the
+// steps it runs after start at notBefore at the earliest.
+func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, now, notBefore time.Time, o PreviewOptions) (*StepPreview, error) {
 	pv := &StepPreview{Sample: []string{}, After: s.After, OnlyPassed: s.OnlyPassed}
+	if w := s.Window; w != nil {
+		pv.Window = &PreviewWindow{Cron: w.Cron, DurationSeconds: int64(w.Duration / time.Second), Timezone: w.Timezone, FromTag: w.FromTag}
+	}
 	if s.Twin != nil {
 		// The diff needs what the patch changes of every matched twin.
 		twins, err := r.patchedSections(ctx, s.Query)
@@ -163,11 +205,10 @@ func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, no
 		}
 		pv.Matched, pv.Sample = n, sample
 	}
-	start, err := startTime(s, now, now)
+	start, err := startTime(s, now, notBefore)
 	if err != nil {
 		return nil, err
 	}
-	pv.Timeline.Start = start.UTC()
 	if s.Cron != "" {
 		sched, err := cron.ParseStandard(s.Cron)
 		if err != nil {
@@ -177,10 +218,21 @@ func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, no
 		for t := sched.Next(now.In(loc)); !t.After(now.Add(o.Horizon)) && len(pv.Timeline.Occurrences) < 100; t = sched.Next(t) {
 			pv.Timeline.Occurrences = append(pv.Timeline.Occurrences, t.UTC())
 		}
-		if len(pv.Timeline.Occurrences) > 0 {
-			pv.Timeline.Start = pv.Timeline.Occurrences[0]
+		start = sched.Next(notBefore.In(loc))
+	}
+	// The runner starts no device outside the step's window: the step
+	// begins when it next opens. A window per device (fromTag) has no
+	// one opening; the text says so.
+	win, err := stepWindow(s)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: window: %w", s.Name, err)
+	}
+	if win != nil {
+		if open, opens := win.at(start); !open {
+			start = opens
 		}
 	}
+	pv.Timeline.Start = start.UTC()
 	if s.Rollout != nil && len(s.Rollout.Batches) > 0 {
 		at, done := pv.Timeline.Start, 0
 		for i, target := range batchTargets(s.Rollout, pv.Matched) {

@@ -27,10 +27,13 @@ func (rep *Report) Changes() int {
 
 // MergeDryRun is the dry-run report: the simulated run's, each step with
 // what was read from the hub (its preview), failed where the pre-flight
-// fails.
+// fails. A simulation that says what it was played against (Simulation)
+// keeps its hub: the devices it played are not necessarily the read hub's.
 func MergeDryRun(preview, sim *Report) (*Report, error) {
 	sim.DryRun = true
-	sim.Hub = preview.Hub
+	if sim.Simulation == nil {
+		sim.Hub = preview.Hub
+	}
 	for i, s := range sim.Steps {
 		if i < len(preview.Steps) && preview.Steps[i].Name == s.Name {
 			s.Preview = preview.Steps[i].Preview
@@ -47,9 +50,29 @@ func MergeDryRun(preview, sim *Report) (*Report, error) {
 	return sim, nil
 }
 
-// WritePreview prints a dry-run report for people.
+// WritePreview prints a dry-run report for people: what it was played
+// against and what it assumed, then per step what was read from the hub
+// and, when simulated, what the simulation predicts.
 func (rep *Report) WritePreview(w io.Writer) {
-	fmt.Fprintf(w, "plan %s (dry run against %s): %s\n", rep.Plan.Name, rep.Hub, rep.Status)
+	against, simulated, verdict := rep.Hub, false, rep.Status
+	if sim := rep.Simulation; sim != nil {
+		against, simulated = sim.Against, sim.Simulated
+	}
+	if !simulated {
+		// Only a pre-flight can fail without a simulation; nothing else
+		// was predicted.
+		verdict = "not simulated"
+		if rep.Status == StatusFailed {
+			verdict += "; a pre-flight fails"
+		}
+	}
+	fmt.Fprintf(w, "plan %s (dry run against %s): %s\n", rep.Plan.Name, against, verdict)
+	if sim := rep.Simulation; sim != nil && len(sim.Assumptions) > 0 {
+		fmt.Fprintln(w, "\nAssumed:")
+		for _, a := range sim.Assumptions {
+			fmt.Fprintf(w, "  - %s\n", a)
+		}
+	}
 	for _, s := range rep.Steps {
 		pv := s.Preview
 		if pv == nil {
@@ -83,12 +106,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 		if s.Type == string(hub.JobUpdateTwin) {
 			fmt.Fprintf(w, "  %d twins comply with the whole patch already\n", pv.Noop)
 		}
-		switch {
-		case len(pv.After) > 0:
-			fmt.Fprintf(w, "  starts after %s\n", strings.Join(pv.After, ", "))
-		default:
-			fmt.Fprintf(w, "  starts %s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"))
-		}
+		writeStart(w, s, simulated)
 		if pv.OnlyPassed {
 			fmt.Fprintf(w, "  only on the devices that pass %s (the matched count is an upper bound)\n", strings.Join(pv.After, ", "))
 		}
@@ -106,7 +124,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 					fmt.Fprintf(w, ", ends %s", played.EndTime.Format("15:04:05 MST"))
 				}
 				fmt.Fprintln(w)
-			case s.Status != StepPlanned:
+			case simulated:
 				fmt.Fprintf(w, "  batch %d: %d devices, not started\n", i+1, b.Devices)
 			default:
 				fmt.Fprintf(w, "  batch %d: %d devices, %s at the earliest\n", i+1, b.Devices, b.Start.Format("2006-01-02 15:04 MST"))
@@ -116,7 +134,7 @@ func (rep *Report) WritePreview(w io.Writer) {
 			fmt.Fprintf(w, "  cron: %d occurrences in the next 7 days, first %s\n", n, pv.Timeline.Occurrences[0].Format("2006-01-02 15:04 MST"))
 		}
 		writeSafetyNet(w, s)
-		if s.Status != StepPlanned {
+		if simulated && s.Status != StepPlanned {
 			fmt.Fprintf(w, "  simulated: %s — %s", s.Status, s.Summary)
 			if s.EndTime != nil {
 				fmt.Fprintf(w, ", ends %s", s.EndTime.Format("2006-01-02 15:04 MST"))
@@ -159,6 +177,46 @@ func (rep *Report) WritePreview(w io.Writer) {
 			fmt.Fprintf(w, "  pre-flight %s: %s\n", verdict, pf.Message)
 		}
 	}
+}
+
+// writeStart prints when a step starts, and why then: as simulated (the
+// virtual clock's time its first job started) when the dry-run got that
+// far, else the earliest its timeline allows.
+func writeStart(w io.Writer, s *StepReport, simulated bool) {
+	pv := s.Preview
+	var why []string // besides the steps it runs after
+	if len(pv.Timeline.Occurrences) > 0 {
+		why = append(why, "its cron's next occurrence")
+	}
+	if win := pv.Window; win != nil && win.FromTag == "" {
+		why = append(why, "its window "+win.String())
+	}
+	fromTag := ""
+	if win := pv.Window; win != nil && win.FromTag != "" {
+		fromTag = ", each device within its own window (" + win.FromTag + ")"
+	}
+	after := strings.Join(pv.After, ", ")
+	switch {
+	case simulated && s.StartTime != nil:
+		if after != "" {
+			why = append([]string{"after " + after}, why...)
+		}
+		fmt.Fprintf(w, "  starts %s%s%s\n", s.StartTime.UTC().Format("2006-01-02 15:04:05 MST"), because(why), fromTag)
+	case after != "":
+		// Its start depends on when the steps before it end, which only
+		// a simulation that reaches it knows.
+		fmt.Fprintf(w, "  starts after %s, at the earliest %s%s%s\n", after, pv.Timeline.Start.Format("2006-01-02 15:04 MST"), because(why), fromTag)
+	default:
+		fmt.Fprintf(w, "  starts %s%s%s\n", pv.Timeline.Start.Format("2006-01-02 15:04 MST"), because(why), fromTag)
+	}
+}
+
+// because is " (why; why)", or "" for no reason.
+func because(why []string) string {
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, "; ") + ")"
 }
 
 // writeSafetyNet prints what undoes a step, for the reviewer: per path

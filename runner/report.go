@@ -23,6 +23,9 @@ const (
 	// predicted a failure, or the operator did not confirm); the report
 	// is the dry-run's.
 	StatusStopped = "stopped"
+	// StatusPlanned is the status of a dry-run that only read the hub
+	// (plan --no-simulate): it predicts nothing, so it has no verdict.
+	StatusPlanned = "planned"
 )
 
 // NotRun is the report of a run of p that ended before any step began,
@@ -65,11 +68,34 @@ type Report struct {
 	Error         string    `json:"error,omitempty"`
 	StartedAt     time.Time `json:"startedAt"`
 	FinishedAt    time.Time `json:"finishedAt"`
+	// Simulation says, on a dry-run's report, what the plan was played
+	// against and what the simulation took for granted.
+	Simulation *Simulation `json:"simulation,omitempty"`
 	// Occurrence is set on the reports of apply --watch: which occurrence
 	// of which cron step the run was.
 	Occurrence *OccurrenceReport `json:"occurrence,omitempty"`
 	Steps      []*StepReport     `json:"steps"`
 }
+
+// Simulation is how a dry-run came to its predictions: what it played
+// the plan against and what it assumed, so that a reader can tell a
+// prediction from a fact. The job ids of a simulated report are those of
+// the simulation's in-memory hub, and start with [SimulatedJobPrefix].
+type Simulation struct {
+	// Against is "fleet FILE" (a fleet file's simulated devices) or
+	// "hub NAME" (copies of that hub's twins).
+	Against string `json:"against"`
+	// Simulated is false when the dry-run only read the hub (plan
+	// --no-simulate): then no step has a predicted outcome.
+	Simulated bool `json:"simulated"`
+	// Assumptions are what the simulation took for granted, in words,
+	// only those that bear on this run.
+	Assumptions []string `json:"assumptions"`
+}
+
+// SimulatedJobPrefix starts every job id of a simulated run (see
+// Runner.JobIDPrefix): those jobs never existed on a hub.
+const SimulatedJobPrefix = "sim-"
 
 // PlanRef names the plan that ran, exactly (its SHA-256).
 type PlanRef struct {

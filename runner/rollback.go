@@ -292,7 +292,7 @@ func (r *Runner) restore(ctx context.Context, planName string, s *plan.Step, rb 
 			for rest := ids; len(rest) > 0; {
 				group := take(rest, 0)
 				rest = rest[len(group):]
-				j := &hub.Job{JobID: jobID(planName, s.Name+"-rollback"), Type: hub.JobUpdateTwin, QueryCondition: inCondition(group),
+				j := &hub.Job{JobID: r.jobID(planName, s.Name+"-rollback"), Type: hub.JobUpdateTwin, QueryCondition: inCondition(group),
 					StartTime: &hub.Time{Time: r.Clock.Now().UTC()}, MaxExecutionTimeInSeconds: maxSeconds(s),
 					UpdateTwin: &hub.TwinPatch{ETag: etag, Tags: patch.Tags}}
 				if patch.Desired != nil {
@@ -387,7 +387,7 @@ func (r *Runner) compensate(ctx context.Context, planName string, s *plan.Step, 
 	for rest := ids; len(rest) > 0; {
 		group := take(rest, 0)
 		rest = rest[len(group):]
-		j := &hub.Job{JobID: jobID(planName, s.Name+"-rollback"), Type: hub.JobDeviceMethod, QueryCondition: inCondition(group),
+		j := &hub.Job{JobID: r.jobID(planName, s.Name+"-rollback"), Type: hub.JobDeviceMethod, QueryCondition: inCondition(group),
 			StartTime: &hub.Time{Time: r.Clock.Now().UTC()}, MaxExecutionTimeInSeconds: maxSeconds(s),
 			CloudToDeviceMethod: &hub.MethodRequest{MethodName: m.Name, Payload: m.Payload,
 				ResponseTimeoutInSeconds: m.ResponseTimeoutInSeconds, ConnectTimeoutInSeconds: m.ConnectTimeoutInSeconds}}

@@ -31,6 +31,10 @@ type Runner struct {
 	HubName string
 	// Observer is told about progress; nil means none.
 	Observer Observer
+	// JobIDPrefix starts the id of every job the runner creates: a
+	// dry-run's simulation sets SimulatedJobPrefix, so that its report's
+	// job ids never pass for a hub's.
+	JobIDPrefix string
 
 	reached atomic.Bool // the hub answered once (outage)
 }
@@ -247,7 +251,7 @@ func jobType(s *plan.Step) hub.JobType {
 
 // jobFor builds the hub job of a step.
 func (r *Runner) jobFor(p *plan.Plan, s *plan.Step, start time.Time) *hub.Job {
-	id := jobID(p.Name, s.Name)
+	id := r.jobID(p.Name, s.Name)
 	j := &hub.Job{
 		JobID:                     id,
 		Type:                      jobType(s),
@@ -279,9 +283,10 @@ func (r *Runner) jobFor(p *plan.Plan, s *plan.Step, start time.Time) *hub.Job {
 	return j
 }
 
-// jobID makes a job id that says where it came from and never collides.
-func jobID(planName, step string) string {
-	id := planName + "-" + step
+// jobID makes a job id that says where it came from and never collides,
+// within the hub's 128 characters.
+func (r *Runner) jobID(planName, step string) string {
+	id := r.JobIDPrefix + planName + "-" + step
 	if len(id) > 90 {
 		id = id[:90]
 	}

@@ -380,11 +380,16 @@ func stepLine(sr *StepReport) string {
 // duration, then per step its verdict, its devices as the report counts
 // them (succeeded, failed by class, no-op, skipped), its duration, why
 // it did not succeed, and, wherever the hub's count differs from the
-// verdict, why.
+// verdict, why. A dry-run's says what it was played against and what it
+// assumed first.
 func (r *Report) WriteSummary(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "plan %s: %s", r.Plan.Name, r.Status)
-	if d := r.FinishedAt.Sub(r.StartedAt); !r.StartedAt.IsZero() && d >= 0 {
+	fmt.Fprintf(&b, "plan %s", r.Plan.Name)
+	if sim := r.Simulation; sim != nil {
+		fmt.Fprintf(&b, " (dry run against %s)", sim.Against)
+	}
+	fmt.Fprintf(&b, ": %s", r.Status)
+	if d := r.FinishedAt.Sub(r.StartedAt); !r.StartedAt.IsZero() && d >= 0 && !r.DryRun {
 		fmt.Fprintf(&b, " in %s", humanDuration(d))
 	}
 	if r.Error != "" {
@@ -393,6 +398,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	b.WriteString("\n")
 	if r.DryRun {
 		b.WriteString("  dry run: nothing was applied\n")
+	}
+	if sim := r.Simulation; sim != nil {
+		for _, a := range sim.Assumptions {
+			fmt.Fprintf(&b, "  assumed: %s\n", a)
+		}
 	}
 	for _, s := range r.Steps {
 		b.WriteString("  " + stepLine(s))

@@ -163,6 +163,13 @@ func TestWriteSummary(t *testing.T) {
 			"  dry run: nothing was applied\n" +
 			"  call: failed — 0 succeeded, 3 failed (2 failed, 1 verify), 0 no-op, 0 skipped of 3 devices — a success rate of 0.0% is below the step's minSuccessRate of 100.0%\n" +
 			"    the hub counts 3 device jobs completed; the verdict differs: 2 answered the method with a status outside 2xx (501 ×2); 1 then failed verify\n"},
+		{"dry run against a hub", &runner.Report{Plan: runner.PlanRef{Name: "fw"}, Status: runner.StatusSucceeded, DryRun: true,
+			Simulation: &runner.Simulation{Against: "hub embedded", Simulated: true, Assumptions: []string{"devices online on hub embedded (2) stay online"}},
+			Steps:      []*runner.StepReport{{Name: "set", Status: "completed", Summary: runner.Summary{Matched: 2, Succeeded: 2}}}},
+			"plan fw (dry run against hub embedded): succeeded\n" +
+				"  dry run: nothing was applied\n" +
+				"  assumed: devices online on hub embedded (2) stay online\n" +
+				"  set: completed — 2 succeeded, 0 failed, 0 no-op, 0 skipped of 2 devices\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer

@@ -48,15 +48,51 @@ func NewHub(ctx context.Context, devs []*Device, clk clock.Clock, opts HubOption
 			return nil, fmt.Errorf("device %s: %w", d.ID, err)
 		}
 	}
+	return openConnected(ctx, st, devs, clk)
+}
+
+// NewSnapshotHub is a hub holding copies of twins (a live hub's, read
+// for a dry-run), in-process on clk. Each device keeps the connection
+// state the hub gave it: a device connected there answers every method
+// 200 and echoes desired patches at once; any other (disconnected, or
+// disabled, which the hub's broker refuses) stays offline for the whole
+// simulation, so that methods to it fail with DeviceNotOnline after their
+// connect timeout and the desired patches it is sent are stored but
+// never reported back, as on the hub. Close the engine when done.
+func NewSnapshotHub(ctx context.Context, twins []*hub.Twin, clk clock.Clock) (*engine.Engine, error) {
+	st := memstore.New()
+	var devs []*Device
+	for _, t := range twins {
+		sd := &store.Device{Device: hub.Device{DeviceID: t.DeviceID, Status: t.Status, ETag: "MA==", ConnectionState: hub.Disconnected,
+			Authentication: hub.Authentication{Type: "sas"}},
+			Tags: t.Tags, Desired: t.Properties.Desired, Reported: t.Properties.Reported, Version: t.Version}
+		if err := st.CreateDevice(ctx, sd); err != nil {
+			return nil, fmt.Errorf("device %s: %w", t.DeviceID, err)
+		}
+		devs = append(devs, &Device{ID: t.DeviceID, Tags: map[string]any{}, Reported: map[string]any{},
+			Methods: map[string]*Method{"*": {Status: 200}}, Desired: &Desired{Report: true},
+			Offline: !SnapshotOnline(t)})
+	}
+	return openConnected(ctx, st, devs, clk)
+}
+
+// SnapshotOnline reports whether NewSnapshotHub's device for twin t is
+// online: connected on the hub the twin was read from, and enabled.
+func SnapshotOnline(t *hub.Twin) bool {
+	return t.ConnectionState == hub.Connected && t.Status != hub.StatusDisabled
+}
+
+// openConnected opens the engine over st with devs as its in-process
+// devices, and records the devices online as the simulation starts as
+// connected: once the engine has opened (it marks everyone disconnected
+// first, as a starting hub must), so that the first query sees them.
+func openConnected(ctx context.Context, st store.Store, devs []*Device, clk clock.Clock) (*engine.Engine, error) {
 	bus := NewBus(devs, clk)
 	e, err := openBus(ctx, st, bus, clk)
 	if err != nil {
 		return nil, err
 	}
-	// The devices online as the simulation starts are connected: recorded
-	// now, once the engine has opened (it marks everyone disconnected
-	// first, as a starting hub must), so that the first query sees them.
-	at := hub.Time{Time: now}
+	at := hub.Time{Time: clk.Now().UTC()}
 	for _, d := range devs {
 		if !bus.Online(d.ID) {
 			continue
@@ -70,30 +106,6 @@ func NewHub(ctx context.Context, devs []*Device, clk clock.Clock, opts HubOption
 		}
 	}
 	return e, nil
-}
-
-// NewSnapshotHub is a hub holding copies of twins (a live hub's, read
-// for a dry-run) whose devices answer every method 200 and echo desired
-// patches at once, in-process on clk. Close the engine when done.
-func NewSnapshotHub(ctx context.Context, twins []*hub.Twin, clk clock.Clock) (*engine.Engine, error) {
-	st := memstore.New()
-	var devs []*Device
-	for _, t := range twins {
-		sd := &store.Device{Device: hub.Device{DeviceID: t.DeviceID, Status: t.Status, ETag: "MA==", ConnectionState: hub.Disconnected,
-			Authentication: hub.Authentication{Type: "sas"}},
-			Tags: t.Tags, Desired: t.Properties.Desired, Reported: t.Properties.Reported, Version: t.Version}
-		if err := st.CreateDevice(ctx, sd); err != nil {
-			return nil, fmt.Errorf("device %s: %w", t.DeviceID, err)
-		}
-		devs = append(devs, &Device{ID: t.DeviceID, Tags: map[string]any{}, Reported: map[string]any{},
-			Methods: map[string]*Method{"*": {Status: 200}}, Desired: &Desired{Report: true}})
-	}
-	return openHub(ctx, st, devs, clk)
-}
-
-// openHub opens the engine over st with devs as its in-process devices.
-func openHub(ctx context.Context, st store.Store, devs []*Device, clk clock.Clock) (*engine.Engine, error) {
-	return openBus(ctx, st, NewBus(devs, clk), clk)
 }
 
 // openBus opens the engine over st with bus's in-process devices.
