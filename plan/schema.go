@@ -19,6 +19,9 @@ import (
 // schema cannot fall behind the decoder. The patterns are the validator's
 // own where it has one, and stay within what both Go's regexp and
 // JavaScript's RegExp read, since editors run the schema in JavaScript.
+// The schema declares draft 2020-12 but uses only keywords that draft-07
+// reads the same way ($defs is reached by JSON pointer): the YAML language
+// server, which most editors use, validates by draft-07's rules.
 //
 // The schema is as strict as the decoder on structure (keys, types,
 // required keys, one action per step, ranges of plain values) and looser

@@ -345,6 +345,56 @@ func TestSchemaCoversDecoder(t *testing.T) {
 	}
 }
 
+// TestSchemaKeywordsEditorsRead: the schema uses only keywords that mean
+// the same in draft-07, by whose rules the YAML language server (and so
+// most editors) validates, and every property has a description to show.
+func TestSchemaKeywordsEditorsRead(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	allowed := []string{"$schema", "$defs", "$ref", "title", "description", "default", "type", "properties",
+		"additionalProperties", "required", "items", "minItems", "uniqueItems", "enum", "const", "pattern",
+		"minimum", "maximum", "exclusiveMinimum", "minLength", "minProperties", "propertyNames", "anyOf", "oneOf", "not"}
+	var walk func(path string, s any)
+	walk = func(path string, s any) {
+		switch s := s.(type) {
+		case bool:
+			return
+		case map[string]any:
+			for k, v := range s {
+				switch {
+				case !slices.Contains(allowed, k):
+					t.Errorf("%s: keyword %q is not one draft-07 editors read the same way", path, k)
+				case k == "properties" || k == "$defs":
+					for name, sub := range v.(map[string]any) {
+						if k == "properties" {
+							if d, _ := sub.(map[string]any)["description"].(string); d == "" {
+								t.Errorf("%s/properties/%s has no description for editors to show", path, name)
+							}
+						}
+						walk(path+"/"+k+"/"+name, sub)
+					}
+				case k == "anyOf" || k == "oneOf":
+					for i, sub := range v.([]any) {
+						walk(fmt.Sprintf("%s/%s/%d", path, k, i), sub)
+					}
+				case k == "items" || k == "not" || k == "additionalProperties" || k == "propertyNames":
+					walk(path+"/"+k, v)
+				}
+			}
+		default:
+			t.Errorf("%s: a schema of type %T", path, s)
+		}
+	}
+	walk("#", root)
+}
+
 // refersTo reports whether a schema holds a $ref to ref.
 func refersTo(s any, ref string) bool {
 	switch s := s.(type) {
