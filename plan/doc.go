@@ -3,7 +3,7 @@
 // condition, acts on them (a direct method call or a twin patch), and says
 // when (now, a start time or cron), for how long, how fast (rollout
 // batches, rate) and when to stop (abort and success thresholds). The
-// format is documented in the README; examples/lock-door.yaml is the
+// format's reference is docs/plan.md; examples/lock-door.yaml is the
 // tutorial plan.
 //
 // [Parse] decodes a file strictly in one pass (unknown or duplicate keys,
@@ -13,6 +13,9 @@
 // and returns every problem as a positioned [diag.Diagnostic] with a
 // hint. The resulting [Plan] is plain data with defaults filled in, ready
 // for the runner.
+//
+// [Schema] is the format's JSON Schema, generated over the decoder's own
+// lists of keys (docs/plan.schema.json holds it, for editors).
 //
 // plan imports only plan/diag, hub/query (for syntax checks) and
 // robfig/cron (for cron syntax); it never imports the hub itself.
