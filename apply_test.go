@@ -94,7 +94,7 @@ func TestApplyInterrupted(t *testing.T) {
 	defer cancel()
 	lines, done := background(t, ctx, "apply", "--skip-dry-run", "-o", "json", "--data", filepath.Join(dir, "data"), "--fleet", fleet,
 		"--report", report, "--junit", junit, planFile)
-	waitLine(t, lines, regexp.MustCompile(`"event":"jobChanged".*"succeededCount":20`))
+	waitLine(t, lines, regexp.MustCompile(`"event":"stepProgress".*"phase":"running".*"succeeded":20`))
 	cancel()
 	go func() {
 		for range lines {

@@ -13,7 +13,8 @@ import (
 
 // Event is one line of apply --output json: what happened, when, to which
 // step. Kind is "stepStarted" (a hub job was created for the step),
-// "jobChanged" (its status or statistics changed), "stepFinished" (with
+// "jobChanged" (its status or statistics changed), "stepProgress" (the
+// step's state over all of its devices changed), "stepFinished" (with
 // the step's status and reason) or "report" (the run's report, last).
 type Event struct {
 	Kind   string    `json:"event"`
@@ -26,7 +27,10 @@ type Event struct {
 	Message string                   `json:"statusMessage,omitempty"`
 	Reason  string                   `json:"reason,omitempty"`
 	Stats   *hub.DeviceJobStatistics `json:"deviceJobStatistics,omitempty"`
-	Report  *Report                  `json:"report,omitempty"`
+	// Progress is a stepProgress event's: the step's state over all of
+	// its devices.
+	Progress *Progress `json:"progress,omitempty"`
+	Report   *Report   `json:"report,omitempty"`
 }
 
 // JSONObserver writes every progress event as a JSON line (NDJSON).
@@ -47,6 +51,11 @@ func (o *JSONObserver) StepStarted(s *plan.Step, jobID string) {
 // JobChanged implements Observer.
 func (o *JSONObserver) JobChanged(s *plan.Step, j *hub.Job) {
 	o.emit(Event{Kind: "jobChanged", Step: s.Name, JobID: j.JobID, Status: string(j.Status), Message: j.StatusMessage, Stats: j.DeviceJobStatistics})
+}
+
+// StepProgress implements ProgressObserver.
+func (o *JSONObserver) StepProgress(s *plan.Step, p Progress) {
+	o.emit(Event{Kind: "stepProgress", Step: s.Name, Progress: &p})
 }
 
 // StepFinished implements Observer.
