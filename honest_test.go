@@ -110,7 +110,7 @@ steps:
 		}
 	}
 
-	if code, _, stderr := runCLI(t, ctx, "apply", "--hub", cs, "--ca", ca, "--report", live, planFile); code != 1 {
+	if code, _, stderr := runCLI(t, ctx, "apply", "--yes", "--hub", cs, "--ca", ca, "--report", live, planFile); code != 1 {
 		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
 	}
 	stopSim()

@@ -196,7 +196,13 @@ func TestDeviceNotOnline(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	// The dry-run knows the device is off line: apply stops before
+	// touching the hub, and --yes runs it anyway.
 	code, _, stderr := runCLI(t, ctx, "apply", "--data", data, "--report", rep, "examples/lock-door.yaml")
+	if r := readReport(t, rep); code != 1 || r.Status != runner.StatusStopped || !strings.Contains(stderr, "the dry-run predicts that step lock-door fails (0 succeeded, 1 failed (1 offline)") {
+		t.Fatalf("apply exit %d, report %s, want 1 and stopped by the dry-run\n%s", code, r.Status, stderr)
+	}
+	code, _, stderr = runCLI(t, ctx, "apply", "--yes", "--data", data, "--report", rep, "examples/lock-door.yaml")
 	if code != 1 {
 		t.Fatalf("apply exit %d, want 1\n%s", code, stderr)
 	}

@@ -32,7 +32,7 @@ func TestPlanCommand(t *testing.T) {
 		"step set-firmware (scheduleUpdateTwin): 63 devices match",
 		`properties.desired.firmware → "2.4.1": 63 change (63 from undefined), 0 comply`,
 		"batch 1: 7 devices", "batch 2: 25 devices", "batch 3: 31 devices",
-		"step reboot (scheduleDeviceMethod): 63 devices match", "starts after set-firmware",
+		"step reboot (scheduleDeviceMethod): 63 devices match", "(after set-firmware)",
 		"only on the devices that pass set-firmware",
 		"pre-flight ok: 31 devices at 10 operations/s take 3.1s",
 		// Played against the fleet: the three stuck devices never report
