@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "iotjobs %s\n", c.App.Version) }
 	usageErrors(app.Commands, "iotjobs")
-	if n := len(args); n > 0 && args[n-1] == completeFlag {
+	if n := len(args); n >= 2 && args[n-1] == completeFlag {
 		// A shell asks for completions of a half-typed command line,
 		// which is neither checked nor run.
 		complete(stdout, app.Commands, args[1:n-1])
