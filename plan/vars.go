@@ -14,8 +14,8 @@ var (
 	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
-// ValidVarName reports whether name can name a variable under vars:
-// letters, digits, '_' and '-', starting with a letter or '_'.
+// ValidVarName reports whether name can name a plan variable: letters,
+// digits, '_' and '-', starting with a letter or '_'.
 func ValidVarName(name string) bool { return varName.MatchString(name) }
 
 // decodeVars reads the vars: section. Values are strings (numbers and
