@@ -50,7 +50,7 @@ func TestTutorialOnMosquitto(t *testing.T) {
 		data := filepath.Join(dir, "hub")
 		hubOut, _ := background(t, ctx, "hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--broker", broker)
 		waitLine(t, hubOut, regexp.MustCompile(`MQTT\s+`+regexp.QuoteMeta(broker)+` \(external broker`))
-		cs := waitLine(t, hubOut, regexp.MustCompile(`^(HostName=.*)$`))[1]
+		cs := servedConnectionString(t, hubOut)
 		go func() {
 			for range hubOut {
 			}

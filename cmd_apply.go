@@ -32,7 +32,7 @@ func applyCmd() *cli.Command {
 		Description: "Examples:\n   iotjobs apply --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs apply --hub \"$CS\" --report report.json --junit junit.xml plan.yaml\n   iotjobs apply --dry-run plan.yaml",
 		Usage:       "run a plan on a hub, monitor every step, and write the JSON report",
 		ArgsUsage:   "PLAN",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
+		Flags: append([]cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: connect these simulated devices to the hub over MQTT first"},
 			connectionsFlag,
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
@@ -45,7 +45,7 @@ func applyCmd() *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "apply without asking at a terminal, and even when the dry-run predicts that a step fails, aborts or misses its pre-flight"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the hub's job ids and each job's status changes"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second: the dry-run's pre-flight stops apply when a step cannot finish in its maxExecutionTime or window at that rate"},
-		},
+		}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			output, err := checkApplyFlags(c)
 			if err != nil {

@@ -30,9 +30,11 @@ func hubCmd() *cli.Command {
 		Name:  "hub",
 		Usage: "run the hub",
 		Subcommands: []*cli.Command{{
-			Name:        "serve",
-			Description: "Examples:\n   iotjobs hub serve\n   iotjobs hub serve --data r1 --store \"postgres://postgres@127.0.0.1:5432/test?search_path=iotjobs\" --broker mqtt://127.0.0.1:1883",
-			Usage:       "serve the REST API over HTTPS and MQTT over TLS until interrupted",
+			Name: "serve",
+			Description: "Once it serves, it prints on stdout the path of the file that holds its owner connection string\n" +
+				"(DATA/connection-string), never the key itself, and where it listens on stderr.\n\n" +
+				"Examples:\n   iotjobs hub serve\n   iotjobs hub serve --data r1 --store \"postgres://postgres@127.0.0.1:5432/test?search_path=iotjobs\" --broker mqtt://127.0.0.1:1883",
+			Usage: "serve the REST API over HTTPS and MQTT over TLS until interrupted",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory (store, TLS CA, connection string); the same default as every other command's"},
 				&cli.StringFlag{Name: "store", Usage: "the hub's state: a SQLite file (default DATA/hub.db) or a PostgreSQL URL, postgres://user[:password]@host:5432/db[?search_path=schema]"},
@@ -67,9 +69,13 @@ func hubCmd() *cli.Command {
 				if c.String("broker") != "" {
 					mqttLine = h.MQTTAddr() + " (external broker; devices use device-scoped topics)"
 				}
-				fmt.Fprintf(c.App.ErrWriter, "iotjobs hub serving\n  REST API  https://%s\n  MQTT      %s\n  CA        %s\n  connection string in %s/connection-string\n",
-					h.HTTPAddr(), mqttLine, h.CAFile(), c.String("data"))
-				fmt.Fprintln(c.App.Writer, h.ConnectionString())
+				fmt.Fprintf(c.App.ErrWriter, "iotjobs hub serving\n  REST API  https://%s\n  MQTT      %s\n  CA        %s\n  connection string in %s\n",
+					h.HTTPAddr(), mqttLine, h.CAFile(), h.ConnectionStringFile())
+				// The owner key grants everything: it stays in its 0600
+				// file, out of terminals, logs and CI output. Scripts wait
+				// for this line, which says the file holds this run's
+				// connection string.
+				fmt.Fprintln(c.App.Writer, h.ConnectionStringFile())
 				<-c.Context.Done()
 				fmt.Fprintln(c.App.ErrWriter, "iotjobs hub stopping")
 				return nil

@@ -27,14 +27,14 @@ func planCmd() *cli.Command {
 		Description: "Examples:\n   iotjobs plan --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs plan --hub \"$CS\" --rate 10 --out saved.json plan.yaml",
 		Usage:       "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
 		ArgsUsage:   "PLAN",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+		Flags: append([]cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
 			&cli.BoolFlag{Name: "no-simulate", Usage: "only read the hub (matches, twin diff, timeline, pre-flight); do not play the plan against simulated devices"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when the plan would change nothing, 4 when it would (1 still when a step would fail)"},
 			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
-		},
+		}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			o, err := parsePlanOptions(c)
 			if err != nil {
@@ -217,9 +217,9 @@ func checkCmd() *cli.Command {
 		Description: "Example:\n   iotjobs check --hub \"$CS\" plan.yaml",
 		Usage:       "drift: the devices whose twins do not comply with the plan's twin steps (exit 0 compliant, 1 drift)",
 		ArgsUsage:   "PLAN",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+		Flags: append([]cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: check these simulated devices (in memory) instead of a hub's"},
-		},
+		}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("check: name exactly one plan file")

@@ -21,15 +21,23 @@ func loadPlan(c *cli.Context, path string) (*plan.Plan, error) {
 	return p, err
 }
 
-// loadAnyPlan loads a plan file, or a saved plan (iotjobs plan --out),
-// which it returns too: its plan is parsed from the source it saved.
+// loadAnyPlan loads a plan file with the values of --var and --var-file,
+// or a saved plan (iotjobs plan --out), which it returns too: its plan is
+// parsed from the source and the values it saved.
 func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, error) {
+	vars, err := planVars(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	// A saved plan is a JSON object with savedPlanVersion; a plan file is
 	// YAML, which is no such object even when written as JSON.
 	var probe struct {
 		Version *int `json:"savedPlanVersion"`
 	}
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &probe) == nil && probe.Version != nil {
+		if vars != nil {
+			return nil, nil, usagef("%s: %s is a saved plan, which keeps the variable values it was planned with; --var and --var-file go to iotjobs plan --out", c.Command.FullName(), path)
+		}
 		var sp runner.SavedPlan
 		if err := json.Unmarshal(b, &sp); err != nil {
 			return nil, nil, usagef("saved plan %s: %v", path, err)
@@ -37,7 +45,7 @@ func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, er
 		if sp.Version != runner.SavedPlanVersion {
 			return nil, nil, usagef("saved plan %s has version %d; this iotjobs reads version %d", path, sp.Version, runner.SavedPlanVersion)
 		}
-		p, diags := plan.Parse(sp.File, []byte(sp.Source))
+		p, diags := plan.Parse(sp.File, []byte(sp.Source), plan.WithVars(sp.Vars))
 		if len(diags) > 0 {
 			diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{sp.File: []byte(sp.Source)})
 		}
@@ -49,12 +57,12 @@ func loadAnyPlan(c *cli.Context, path string) (*plan.Plan, *runner.SavedPlan, er
 		}
 		return p, &sp, nil
 	}
-	p, err := loadPlanFile(c, path)
+	p, err := loadPlanFile(c, path, vars)
 	return p, nil, err
 }
 
-func loadPlanFile(c *cli.Context, path string) (*plan.Plan, error) {
-	p, diags := plan.Load(path)
+func loadPlanFile(c *cli.Context, path string, vars map[string]string) (*plan.Plan, error) {
+	p, diags := plan.Load(path, plan.WithVars(vars))
 	if len(diags) > 0 {
 		src, _ := os.ReadFile(path)
 		diag.WriteText(c.App.ErrWriter, diags, map[string][]byte{path: src})
@@ -71,7 +79,7 @@ func validateCmd() *cli.Command {
 		Description: "Example:\n   iotjobs validate examples/*.yaml",
 		Usage:       "check plans; diagnostics as FILE:LINE:COL: message",
 		ArgsUsage:   "PLAN...",
-		Flags:       []cli.Flag{jsonFlag},
+		Flags:       append([]cli.Flag{jsonFlag}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("validate: name at least one plan file")
@@ -80,12 +88,19 @@ func validateCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var all diag.Diagnostics
-			sources := map[string][]byte{}
-			for _, path := range c.Args().Slice() {
-				_, diags := plan.Load(path)
-				all.Extend(diags)
-				sources[path], _ = os.ReadFile(path)
+			vars, all, err := varValues(c)
+			if err != nil {
+				return err
+			}
+			sources := varFileSource(c)
+			// all holds the --var-file's problems: with errors there, the
+			// plans are not checked without its values.
+			if !all.HasErrors() {
+				for _, path := range c.Args().Slice() {
+					_, diags := plan.Load(path, plan.WithVars(vars))
+					all.Extend(diags)
+					sources[path], _ = os.ReadFile(path)
+				}
 			}
 			all.Sort()
 			if output == "json" {

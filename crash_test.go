@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -74,8 +75,10 @@ func plainBinary(t *testing.T) string {
 	return exe
 }
 
-// start runs the hub and waits until it serves: it prints its connection
-// string on stdout once its REST API and broker listen.
+// start runs the hub and waits until it serves: once its REST API and
+// broker listen, it prints on stdout the path of the file that holds its
+// connection string. The file may be a previous run's until then (a
+// restart on the same data), so only the line says it is this run's.
 func (h *hubProcess) start() *sas.ConnectionString {
 	h.t.Helper()
 	exe := h.exe
@@ -109,9 +112,13 @@ func (h *hubProcess) start() *sas.ConnectionString {
 	}()
 	select {
 	case l := <-line:
-		cs, err := sas.ParseConnectionString(l)
+		b, err := os.ReadFile(l)
 		if err != nil {
-			h.t.Fatalf("hub printed %q, not a connection string: %v", l, err)
+			h.t.Fatalf("hub printed %q, not its connection-string file: %v", l, err)
+		}
+		cs, err := sas.ParseConnectionString(strings.TrimSpace(string(b)))
+		if err != nil {
+			h.t.Fatalf("%s holds no connection string: %v", l, err)
 		}
 		return cs
 	case <-h.exit:

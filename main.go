@@ -79,6 +79,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "iotjobs %s\n", c.App.Version) }
 	usageErrors(app.Commands, "iotjobs")
+	if n := len(args); n >= 2 && args[n-1] == completeFlag {
+		// A shell asks for completions of a half-typed command line,
+		// which is neither checked nor run.
+		complete(stdout, app.Commands, args[1:n-1])
+		return exitOK
+	}
 	err := checkCommands(app, args)
 	if err == nil {
 		err = app.RunContext(ctx, interspersed(app, args))
@@ -96,7 +102,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // commands are the CLI's commands, in --help's order.
 func commands() []*cli.Command {
 	return []*cli.Command{
-		validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(), schemaCmd(), versionCmd(),
+		validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(), schemaCmd(), versionCmd(), completionCmd(),
 	}
 }
 

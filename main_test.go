@@ -301,6 +301,19 @@ func waitLine(t *testing.T, lines <-chan string, re *regexp.Regexp) []string {
 	}
 }
 
+// servedConnectionString waits among hub serve's lines for the one it
+// prints on stdout once it serves, the path of its connection-string
+// file, and returns the connection string the file holds.
+func servedConnectionString(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	path := waitLine(t, lines, regexp.MustCompile(`^(\S*connection-string)$`))[1]
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("hub serve printed %q, not its connection-string file: %v", path, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func TestTutorialOverNetwork(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "hub")
@@ -308,7 +321,7 @@ func TestTutorialOverNetwork(t *testing.T) {
 	defer cancel()
 	hubOut, hubDone := background(t, ctx, "hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 	mqtt := waitLine(t, hubOut, regexp.MustCompile(`MQTT\s+mqtts://(\S+)`))[1]
-	cs := waitLine(t, hubOut, regexp.MustCompile(`^(HostName=.*)$`))[1]
+	cs := servedConnectionString(t, hubOut)
 	go func() {
 		for range hubOut { // keep the pipe drained
 		}

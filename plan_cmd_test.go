@@ -93,7 +93,7 @@ func TestPlanOverRESTWritesNothing(t *testing.T) {
 	defer cancel()
 	hubOut, hubDone := background(t, ctx, "hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 	https := waitLine(t, hubOut, regexp.MustCompile(`REST API\s+https://(\S+)`))[1]
-	cs := waitLine(t, hubOut, regexp.MustCompile(`^(HostName=.*)$`))[1]
+	cs := servedConnectionString(t, hubOut)
 	go func() {
 		for range hubOut {
 		}

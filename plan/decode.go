@@ -19,7 +19,8 @@ import (
 type Option func(*options)
 
 type options struct {
-	env func(string) (string, bool)
+	env  func(string) (string, bool)
+	vars map[string]string
 }
 
 // WithEnv sets the lookup for ${env.NAME} references; the default is
@@ -27,6 +28,15 @@ type options struct {
 // pass their own.
 func WithEnv(lookup func(name string) (string, bool)) Option {
 	return func(o *options) { o.env = lookup }
+}
+
+// WithVars sets variables from outside the plan (iotjobs --var and
+// --var-file): each replaces the value the plan declares under vars:, as
+// written, without ${env.NAME} expansion, so that one plan file serves
+// several rollouts. A name the plan does not declare is an error, as in
+// Terraform: a typo must not leave the declared value silently in force.
+func WithVars(vars map[string]string) Option {
+	return func(o *options) { o.vars = vars }
 }
 
 // Load reads and parses the plan file at path. A file that cannot be read

@@ -12,7 +12,8 @@
 // cyclic "after", a step with no or two actions, thresholds out of range)
 // and returns every problem as a positioned [diag.Diagnostic] with a
 // hint. The resulting [Plan] is plain data with defaults filled in, ready
-// for the runner.
+// for the runner. [WithVars] gives variables values from outside the file
+// (iotjobs --var, and --var-file through [ParseVarFile]).
 //
 // [Schema] is the format's JSON Schema, generated over the decoder's own
 // lists of keys (docs/plan.schema.json holds it, for editors).

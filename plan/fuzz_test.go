@@ -43,3 +43,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseVarFile feeds arbitrary bytes to ParseVarFile. The properties:
+// it never panics, it returns variables exactly when there are no errors,
+// each with a valid name, and every diagnostic points inside the file.
+func FuzzParseVarFile(f *testing.F) {
+	for _, seed := range []string{"version: 2.4.1\nfloor: 3\ncanary: true\n", "", "- a\n", "a: {b: 1}\n", "a:\n", "9: 1\n", "a: 1\na: 2\n", "a: [1\n", "a: &x 1\nb: *x\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		vars, ds := ParseVarFile("v.yaml", src)
+		if (vars == nil) != ds.HasErrors() {
+			t.Fatalf("variables %v with diagnostics %v", vars, ds)
+		}
+		for name := range vars {
+			if !ValidVarName(name) {
+				t.Fatalf("variable %q has an invalid name", name)
+			}
+		}
+		for _, d := range ds {
+			if s := d.Range.Start; s.Line < 1 || s.Column < 1 || s.Byte < 0 || s.Byte > len(src) || d.Range.End.Byte > len(src) {
+				t.Fatalf("diagnostic %q at bad position %+v", d.Summary, d.Range)
+			}
+		}
+	})
+}

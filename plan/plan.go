@@ -42,9 +42,13 @@ type Plan struct {
 	// the file's defaults: section. They are already copied into Steps.
 	Defaults Defaults
 	Steps    []*Step
-	// Vars are the plan's variables after ${env.X} expansion.
-	Vars  map[string]string
-	Range diag.Range
+	// Vars are the plan's variables after ${env.X} expansion, with the
+	// values given by [WithVars] in place of the declared ones.
+	Vars map[string]string
+	// Overrides are the values given by [WithVars] (nil when none), which
+	// a saved plan records so that it parses its source as it was planned.
+	Overrides map[string]string
+	Range     diag.Range
 }
 
 // Defaults are values that steps inherit unless they set their own.

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,32 +14,87 @@ var (
 	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
+// ValidVarName reports whether name can name a plan variable: letters,
+// digits, '_' and '-', starting with a letter or '_'.
+func ValidVarName(name string) bool { return varName.MatchString(name) }
+
 // decodeVars reads the vars: section. Values are strings (numbers and
 // booleans are taken as written) and may use ${env.NAME}, but not other
-// vars, which keeps expansion a single, order-free pass.
+// vars, which keeps expansion a single, order-free pass. A value given
+// from outside ([WithVars]) replaces the declared one, whose ${env.NAME}
+// is then not needed.
 func (d *decoder) decodeVars(n *diag.Node) {
-	if d.keep(n) == nil {
-		return
+	var declared []string
+	if d.keep(n) != nil {
+		declared = d.declareVars(n)
 	}
+	d.checkOverrides(declared)
+}
+
+// declareVars fills Plan.Vars from the vars: mapping n and returns the
+// names it declares.
+func (d *decoder) declareVars(n *diag.Node) []string {
 	pairs, ok := n.Pairs()
 	if !ok {
-		return
+		return nil
 	}
 	d.plan.Vars = make(map[string]string, len(pairs))
+	declared := make([]string, 0, len(pairs))
 	for _, p := range pairs {
 		if !varName.MatchString(p.Key) {
 			p.KeyNd.Errorf("invalid variable name %q", p.Key).
 				Hint("use letters, digits, '_' and '-', starting with a letter")
 			continue
 		}
+		declared = append(declared, p.Key)
 		text, ok := p.Value.Scalar()
 		if !ok {
+			continue
+		}
+		if v, set := d.opts.vars[p.Key]; set {
+			d.plan.Vars[p.Key] = v
+			if d.plan.Overrides == nil {
+				d.plan.Overrides = map[string]string{}
+			}
+			d.plan.Overrides[p.Key] = v
 			continue
 		}
 		if p.Value.Tag() == "!!str" {
 			text = d.expandText(p.Value, text, false)
 		}
 		d.plan.Vars[p.Key] = text
+	}
+	return declared
+}
+
+// checkOverrides reports each value given from outside for a variable the
+// plan does not declare, at the vars: key (or the top of the file).
+func (d *decoder) checkOverrides(declared []string) {
+	if len(d.opts.vars) == 0 {
+		return
+	}
+	names := make([]string, 0, len(d.opts.vars))
+	for name := range d.opts.vars {
+		if !slices.Contains(declared, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	at := d.doc.FileRange()
+	if k := d.keys["vars"]; k != nil {
+		at = k.Range()
+	}
+	for _, name := range names {
+		e := diag.Errorf(at, "vars", "value given for undeclared variable %q", name)
+		switch s := diag.Suggest(name, declared); {
+		case len(declared) == 0:
+			e.Hint("the plan declares no variables; declare it under vars: (e.g. vars: {%s: \"default\"}) to set it", name)
+		case s != "":
+			e.Hint("did you mean %q? The plan declares: %s", s, strings.Join(declared, ", "))
+		default:
+			e.Hint("the plan declares: %s; declare it under vars: to set it", strings.Join(declared, ", "))
+		}
+		d.doc.Diags.Append(e)
 	}
 }
 

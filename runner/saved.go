@@ -22,9 +22,12 @@ type SavedPlan struct {
 	File    string `json:"file"`
 	SHA256  string `json:"sha256"`
 	// Source is the plan file's text, as it was when saved.
-	Source  string      `json:"source"`
-	SavedAt time.Time   `json:"savedAt"`
-	Steps   []SavedStep `json:"steps"`
+	Source string `json:"source"`
+	// Vars are the values the plan's variables were given from outside
+	// (plan --var, --var-file), which parsing Source again needs.
+	Vars    map[string]string `json:"vars,omitempty"`
+	SavedAt time.Time         `json:"savedAt"`
+	Steps   []SavedStep       `json:"steps"`
 }
 
 // SavedStep is one step's device set as saved.
@@ -43,7 +46,7 @@ type SavedDevice struct {
 // Save resolves every step's devices and their twin etags on the hub
 // (reads only), for iotjobs plan --out.
 func (r *Runner) Save(ctx context.Context, p *plan.Plan, source []byte) (*SavedPlan, error) {
-	sp := &SavedPlan{Version: SavedPlanVersion, File: p.File, SHA256: p.SHA256, Source: string(source), SavedAt: r.Clock.Now().UTC()}
+	sp := &SavedPlan{Version: SavedPlanVersion, File: p.File, SHA256: p.SHA256, Source: string(source), Vars: p.Overrides, SavedAt: r.Clock.Now().UTC()}
 	for _, s := range p.Steps {
 		twins, err := r.matchedTwins(ctx, s.Query)
 		if err != nil {

@@ -265,7 +265,9 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, "connection-string"), []byte(h.ConnectionString()+"\n"), 0o600); err != nil {
+	// Whole or not at all: a script waiting for the file never reads half
+	// a key.
+	if err := writeAtomic(h.ConnectionStringFile(), []byte(h.ConnectionString()+"\n")); err != nil {
 		return nil, fmt.Errorf("write connection string: %w", err)
 	}
 	if err := lock.record(h.ownerRecord(since, true)); err != nil {
@@ -450,6 +452,13 @@ func (h *Hub) HostName() string {
 func (h *Hub) ConnectionString() string {
 	cs := sas.ConnectionString{HostName: h.HostName(), SharedAccessKeyName: OwnerPolicy, SharedAccessKey: h.owner}
 	return cs.String()
+}
+
+// ConnectionStringFile is the file in the data directory that holds
+// [Hub.ConnectionString] (mode 0600), written when Open has bound every
+// listener: the way to hand the key to scripts without printing it.
+func (h *Hub) ConnectionStringFile() string {
+	return filepath.Join(h.cfg.DataDir, "connection-string")
 }
 
 // hostAliases are the names a token's sr may use for this hub.

@@ -136,11 +136,22 @@ func (l *dirLock) record(o *OwnerInfo) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(l.dir, ownerFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := writeAtomic(filepath.Join(l.dir, ownerFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("write %s: %w", ownerFile, err)
 	}
-	return os.Rename(tmp, filepath.Join(l.dir, ownerFile))
+	return nil
+}
+
+// writeAtomic writes a file of the owned data directory (mode 0600) so
+// that a reader sees the old content or the new, never a part: a
+// temporary file renamed over it. The directory's lock makes the
+// temporary name safe.
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // release removes the record, then the lock.
