@@ -68,10 +68,9 @@ func build(dir string) error {
 // TestTranscripts runs every testdata/*.txtar, in parallel.
 func TestTranscripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata",
-		UpdateScripts:       *update,
-		RequireExplicitExec: true,
-		RequireUniqueNames:  true,
+		Dir:                "testdata",
+		UpdateScripts:      *update,
+		RequireUniqueNames: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			// The repository's examples, for the transcripts that run
