@@ -104,6 +104,7 @@ var allowed = map[string]struct {
 	"internal/pgtest":         {nil, "a test database"},
 	"internal/testcert":       {nil, "a test certificate"},
 	"internal/reportcheck":    {[]string{"hub", "runner"}, "checks a runner's report against the hub's records"},
+	"internal/transcript":     {nil, "the CLI's transcripts run the built binary, not its packages"},
 }
 
 // TestAllowedImports checks every package's direct imports of this
