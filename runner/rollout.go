@@ -140,6 +140,12 @@ func (r *Runner) runControlled(ctx context.Context, p *plan.Plan, s *plan.Step, 
 			}
 			return aborted, err
 		}
+		if sr.Status != "" {
+			// A job of the batch ended failed or cancelled (someone
+			// cancelled it on the hub): the step ends with it, its
+			// devices not started skipped; no later batch starts.
+			return false, nil
+		}
 		done = target
 	}
 	if len(sr.Batches) == 0 {

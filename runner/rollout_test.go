@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,5 +210,50 @@ func TestAbortClassesAndCount(t *testing.T) {
 	s := run("{failures: 3, on: [failed], minExecuted: 1}")
 	if !s.Abort.Tripped || s.Abort.Failed != 3 || len(s.Devices) >= 100 || s.Status != runner.StepAborted {
 		t.Errorf("failures 3: %s tripped %v, %d failed of %d", s.Status, s.Abort.Tripped, s.Abort.Failed, len(s.Devices))
+	}
+}
+
+// cancelFirstJob cancels the first hub job the runner creates, as an
+// operator would with iotjobs jobs cancel.
+type cancelFirstJob struct {
+	finishObserver
+	h    hub.Client
+	once sync.Once
+}
+
+func (o *cancelFirstJob) StepStarted(_ *plan.Step, id string) {
+	o.once.Do(func() {
+		go o.h.CancelJob(context.Background(), id)
+	})
+}
+
+// TestCancelledBatchEndsTheStep: a batch's job cancelled on the hub ends
+// the step cancelled; the next batch never starts, and the devices not
+// started count as skipped.
+func TestCancelledBatchEndsTheStep(t *testing.T) {
+	h := newFleetHub(t, clock.Real(), `
+version: 1
+groups:
+  - ids: "d-{n:02}"
+    count: 20
+    tags: {ring: r}
+    methods:
+      reboot: {status: 200, latency: 1m}
+`)
+	p := parse(t, header+`  - name: reboot
+    query: "tags.ring = 'r'"
+    method: {name: reboot}
+    rollout: {batches: [50%, 100%]}
+`)
+	obs := &cancelFirstJob{finishObserver: make(finishObserver, 10), h: h}
+	rep, err := (&runner.Runner{Hub: h, Clock: clock.Real(), Observer: obs}).Apply(t.Context(), p)
+	var failed *runner.StepFailedError
+	if !errors.As(err, &failed) {
+		t.Fatalf("Apply: %v, want the step failed", err)
+	}
+	checkSchema(t, rep)
+	s := rep.Steps[0]
+	if s.Status != runner.StepCancelled || len(s.Batches) != 1 || len(s.JobIDs) != 1 || s.Summary.Skipped < 10 || s.Summary.Matched != 20 {
+		t.Errorf("step %s (%s): %d batches, %d jobs, %s; want cancelled after the first batch", s.Status, s.Reason, len(s.Batches), len(s.JobIDs), s.Summary)
 	}
 }
