@@ -153,6 +153,14 @@ func parseInvoke(c *cli.Context) (invokeArgs, error) {
 	if err := jsonArg(c, "payload", &payload); err != nil {
 		return invokeArgs{}, err
 	}
+	// The contract's ranges (README "The hub"), checked here so that a
+	// typo costs no hub call.
+	if t := c.Duration("timeout"); t < 5*time.Second || t > 300*time.Second {
+		return invokeArgs{}, usagef("method invoke: --timeout %s: give a response timeout from 5s to 300s", t)
+	}
+	if t := c.Duration("connect-timeout"); t < 0 || t > 300*time.Second {
+		return invokeArgs{}, usagef("method invoke: --connect-timeout %s: give how long to wait for an offline device, from 0s to 300s", t)
+	}
 	return invokeArgs{id: c.Args().Get(0), req: &hub.MethodRequest{
 		MethodName: c.Args().Get(1), Payload: payload,
 		ResponseTimeoutInSeconds: int(c.Duration("timeout") / time.Second),

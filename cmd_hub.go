@@ -105,7 +105,12 @@ func simulateCmd() *cli.Command {
 		Name:        "simulate",
 		Description: "Example:\n   iotjobs simulate --hub \"$(cat .iotjobs/connection-string)\" --ca .iotjobs/tls/ca.pem --fleet examples/fleet.yaml",
 		Usage:       "connect a fleet of simulated devices to a hub over MQTT until interrupted",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag, brokerFlag,
+		Flags: []cli.Flag{
+			// The simulator plays devices of a hub that runs elsewhere
+			// (hub serve, Azure): it needs its connection string.
+			&cli.StringFlag{Name: "hub", EnvVars: hubFlag.EnvVars,
+				Usage: "hub connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...), required: hub serve writes it to DATA/connection-string"},
+			caFlag, brokerFlag,
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file (required)"},
 			connectionsFlag,
 			&cli.DurationFlag{Name: "every", Value: 5 * time.Second, Usage: "how often to print the live counts (connected, calls, errors)"},

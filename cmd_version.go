@@ -86,7 +86,7 @@ func checkCommands(app *cli.App, args []string) error {
 			names = append(names, c.Names()...)
 		}
 		if a == "help" || a == "h" {
-			return nil
+			continue // help NAME: NAME is checked as a command of this level
 		}
 		if next == nil {
 			hint := ""

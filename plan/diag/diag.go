@@ -102,8 +102,22 @@ func Warningf(r Range, path, format string, args ...any) *Diagnostic {
 // Hint sets the diagnostic's Detail and returns it, so a diagnostic can be
 // built in one expression.
 func (d *Diagnostic) Hint(format string, args ...any) *Diagnostic {
+	if s, ok := oneString(format, args); ok {
+		// A hint made elsewhere, whole: not a value quoted from the file.
+		d.Detail = bound(s, maxText)
+		return d
+	}
 	d.Detail = sprintf(format, args...)
 	return d
+}
+
+// oneString is the text of Hint("%s", text).
+func oneString(format string, args []any) (string, bool) {
+	if format != "%s" || len(args) != 1 {
+		return "", false
+	}
+	s, ok := args[0].(string)
+	return s, ok
 }
 
 // Diagnostics quote what the file says, and a file may say a lot (a 1 MB
