@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 	"github.com/iotjobs/iotjobs/plan"
@@ -127,5 +128,24 @@ func TestJudgeAbort(t *testing.T) {
 					ar.Executed, ar.Failed, ar.Tripped, tt.executed, tt.failed, tt.tripped, fmt.Sprint(ar.ByClass))
 			}
 		})
+	}
+}
+
+// TestCronStartInItsZone: a cron step's next occurrence is read in its
+// cron.timezone, whatever the machine's zone.
+func TestCronStartInItsZone(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.FixedZone("Tokyo", 9*3600))
+	for _, tc := range []struct {
+		zone string
+		want time.Time
+	}{
+		{"", time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)},
+		{"Europe/Berlin", time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)},
+	} {
+		s := &plan.Step{Name: "n", Cron: "0 2 * * *", CronPolicy: plan.CronPolicy{Timezone: tc.zone}}
+		got, err := startTime(s, now, now)
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("zone %q: next occurrence %v (%v), want %v", tc.zone, got.UTC(), err, tc.want)
+		}
 	}
 }

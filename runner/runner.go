@@ -301,7 +301,9 @@ func startTime(s *plan.Step, planStart, now time.Time) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, fmt.Errorf("step %s: cron %q: %w", s.Name, s.Cron, err)
 		}
-		return sched.Next(now), nil
+		// Read in the step's time zone (UTC by default), as --watch and
+		// the dry-run read it, not in the machine's.
+		return sched.Next(now.In(s.CronPolicy.Location())), nil
 	}
 	t := s.Start.Resolve(planStart)
 	if t.Before(now) {
