@@ -54,7 +54,7 @@ steps:
 	defer cancel()
 	data := filepath.Join(dir, "hub")
 	hubOut, hubDone := background(t, ctx, "hub", "serve", "--data", data, "--https", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
-	cs := waitLine(t, hubOut, regexp.MustCompile(`^(HostName=.*)$`))[1]
+	cs := servedConnectionString(t, hubOut)
 	go func() {
 		for range hubOut {
 		}
