@@ -125,40 +125,54 @@ func TestApplyInterrupted(t *testing.T) {
 }
 
 // TestApplyAsksAtATerminal: with stdin and stderr on a terminal, apply
-// shows the dry-run and asks; only "yes" applies. Progress there is the
-// status block, and stdout (not a terminal here) gets the JSON report.
+// shows the dry-run and asks; only "yes" applies; --yes does not ask.
+// With stdout on the terminal too, the JSON report is not printed there
+// (the summary is), unless --report names a file.
 func TestApplyAsksAtATerminal(t *testing.T) {
 	dir := t.TempDir()
 	fleet, planFile := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml")
 	writeTestFile(t, fleet, strings.ReplaceAll(failingFleet, "501", "200"))
 	writeTestFile(t, planFile, pingPlan)
 	for _, tc := range []struct {
-		answer string
-		code   int
-		status string
+		name      string
+		args      []string
+		answer    string // "" asks nothing
+		stdoutTTY bool
+		code      int
+		status    string
 	}{
-		{"no", exitFailed, runner.StatusStopped},
-		{"yes", exitOK, runner.StatusSucceeded},
+		{"no", nil, "no", false, exitFailed, runner.StatusStopped},
+		{"yes", nil, "yes", false, exitOK, runner.StatusSucceeded},
+		{"--yes", []string{"--yes"}, "", false, exitOK, runner.StatusSucceeded},
+		{"stdout at the terminal", []string{"-y"}, "", true, exitOK, ""},
 	} {
-		t.Run(tc.answer, func(t *testing.T) {
-			report := filepath.Join(dir, tc.answer+".json")
+		t.Run(tc.name, func(t *testing.T) {
+			report := filepath.Join(dir, strings.Trim(tc.name, "-")+".json")
 			ptmx, tty, err := pty.Open()
 			if err != nil {
 				t.Skipf("no pseudo-terminal: %v", err)
 			}
 			defer ptmx.Close()
+			args := append([]string{"apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet}, tc.args...)
+			if tc.status != "" {
+				args = append(args, "--report", report)
+			}
 			var stdout bytes.Buffer
-			cmd := exec.Command(os.Args[0], "apply", "--data", filepath.Join(dir, "data"), "--fleet", fleet, "--report", report, planFile)
+			cmd := exec.Command(os.Args[0], append(args, planFile)...)
 			cmd.Env = append(os.Environ(), execMainEnv+"=1")
 			cmd.Stdin, cmd.Stderr, cmd.Stdout = tty, tty, &stdout
+			if tc.stdoutTTY {
+				cmd.Stdout = tty
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			tty.Close()
 			var mu sync.Mutex
 			var screen bytes.Buffer
-			prompt := make(chan struct{})
+			prompt, ended := make(chan struct{}), make(chan struct{})
 			go func() {
+				defer close(ended)
 				buf := make([]byte, 4096)
 				asked := false
 				for {
@@ -175,29 +189,41 @@ func TestApplyAsksAtATerminal(t *testing.T) {
 					}
 				}
 			}()
-			select {
-			case <-prompt:
-			case <-time.After(2 * time.Minute):
-				cmd.Process.Kill()
-				t.Fatalf("no prompt:\n%s", screen.String())
+			if tc.answer != "" {
+				select {
+				case <-prompt:
+				case <-time.After(2 * time.Minute):
+					cmd.Process.Kill()
+					t.Fatalf("no prompt:\n%s", screen.String())
+				}
+				ptmx.Write([]byte(tc.answer + "\n"))
 			}
-			ptmx.Write([]byte(tc.answer + "\n"))
 			err = cmd.Wait()
 			code := cmd.ProcessState.ExitCode()
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+			}
 			mu.Lock()
 			out := screen.String()
 			mu.Unlock()
 			if code != tc.code {
-				t.Fatalf("answer %s: exit %d (%v), want %d\n%s", tc.answer, code, err, tc.code, out)
+				t.Fatalf("exit %d (%v), want %d\n%s", code, err, tc.code, out)
 			}
-			if !strings.Contains(out, "plan ping (dry run against") || !strings.Contains(out, "Apply plan ping on embedded?") {
-				t.Errorf("the terminal did not show the dry-run and the question:\n%s", out)
+			asked := strings.Contains(out, "Apply plan ping on embedded?")
+			if asked != (tc.answer != "") || (asked && !strings.Contains(out, "plan ping (dry run against")) {
+				t.Errorf("asked %v (want %v), the dry-run shown first:\n%s", asked, tc.answer != "", out)
 			}
-			if r := readReport(t, report); r.Status != tc.status {
-				t.Errorf("answer %s: report %s, want %s", tc.answer, r.Status, tc.status)
+			if tc.status != "" {
+				if r := readReport(t, report); r.Status != tc.status {
+					t.Errorf("report %s, want %s", r.Status, tc.status)
+				}
 			}
-			if tc.answer == "yes" && !strings.Contains(out, "ping-all: completed — 5 succeeded") {
+			if tc.code == exitOK && !strings.Contains(out, "ping-all: completed — 5 succeeded") {
 				t.Errorf("no verdict on the terminal:\n%s", out)
+			}
+			if tc.stdoutTTY && (strings.Contains(out, `"reportVersion"`) || !strings.Contains(out, "(the JSON report goes to --report FILE")) {
+				t.Errorf("stdout at a terminal: the JSON report printed, or no word of where it goes:\n%s", out)
 			}
 		})
 	}

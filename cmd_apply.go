@@ -128,14 +128,14 @@ func (a *applyRun) run() (*runner.Report, error) {
 			dry.Status, dry.Error = runner.StatusStopped, stop+"; nothing was applied"
 			return dry, a.predicted(dry)
 		}
-		if a.interactive() {
+		if a.interactive() && !c.Bool("yes") {
 			dry.WritePreview(c.App.ErrWriter)
 			if !a.confirm(t.name) {
 				dry.Status, dry.Error = runner.StatusStopped, "not confirmed at the prompt; nothing was applied"
 				return dry, failedError{"apply cancelled: nothing was applied"}
 			}
 		}
-	} else if a.interactive() {
+	} else if a.interactive() && !c.Bool("yes") {
 		fmt.Fprintf(c.App.ErrWriter, "plan %s (%s), not dry-run:\n", p.Name, p.File)
 		for _, s := range p.Order() {
 			fmt.Fprintf(c.App.ErrWriter, "  step %s: %s on %s\n", s.Name, stepAction(s), s.Query)
@@ -178,25 +178,24 @@ func (a *applyRun) dryRun(t *target) (dry *runner.Report, stop string, err error
 		return nil, "", err
 	}
 	dry.DryRun = true
-	if rate := c.Float64("rate"); rate > 0 {
-		// The pre-flight: each step's devices at the hub's rate, read
-		// with queries only, from the devices the dry-run played
-		// (--fleet's, which apply registers next).
-		src := t.client
-		if f := c.String("fleet"); f != "" {
-			e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real(), t.client)
-			if err != nil {
-				return nil, "", err
-			}
-			defer closeFleet()
-			src = e
-		}
-		pv, err := (&runner.Runner{Hub: src, Clock: clock.Real(), HubName: t.name}).Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: rate})
-		if pv == nil {
+	// What plan shows (matched devices, twin changes, timeline) and,
+	// with --rate, the pre-flight: each step's devices at the hub's
+	// rate, read with queries only, from the devices the dry-run played
+	// (--fleet's, which apply registers next).
+	src := t.client
+	if f := c.String("fleet"); f != "" {
+		e, closeFleet, err := fleetHub(c.Context, io.Discard, f, clock.Real(), t.client)
+		if err != nil {
 			return nil, "", err
 		}
-		dry, _ = runner.MergeDryRun(pv, dry)
+		defer closeFleet()
+		src = e
 	}
+	pv, err := (&runner.Runner{Hub: src, Clock: clock.Real(), HubName: t.name}).Preview(c.Context, p, runner.PreviewOptions{OpsPerSecond: c.Float64("rate")})
+	if pv == nil {
+		return nil, "", err
+	}
+	dry, _ = runner.MergeDryRun(pv, dry)
 	for _, s := range dry.Steps {
 		if pf := s.Preview; pf != nil && pf.Preflight != nil && !pf.Preflight.OK {
 			return dry, fmt.Sprintf("the pre-flight fails for step %s: %s", s.Name, pf.Preflight.Message), nil

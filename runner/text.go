@@ -296,21 +296,31 @@ func phaseText(p Progress, now time.Time) string {
 		return fmt.Sprintf("rate-limited, next devices in %s", left())
 	case PhaseRetrying:
 		s := fmt.Sprintf("retry round %d of %d", p.Round, p.Rounds)
+		if batch != "" {
+			s = batch + ", " + s
+		}
 		if p.Until.After(now) {
 			s += " in " + left()
 		}
 		return s
 	case PhaseVerifying:
 		s := fmt.Sprintf("verifying %d/%d", p.Verified, p.ToVerify)
+		if batch != "" {
+			s = fmt.Sprintf("verifying %s: %d/%d", batch, p.Verified, p.ToVerify)
+		}
 		if p.Until.After(now) {
 			s += fmt.Sprintf(" (gives up in %s)", left())
 		}
 		return s
 	case PhaseAnalysing:
-		if p.Until.After(now) {
-			return "analysing, baking for " + left()
+		s := "analysing"
+		if batch != "" {
+			s += " " + batch
 		}
-		return "analysing"
+		if p.Until.After(now) {
+			s += ", baking for " + left()
+		}
+		return s
 	}
 	return string(p.Phase)
 }
