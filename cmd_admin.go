@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -112,7 +111,7 @@ func parseTwinPatch(c *cli.Context) (twinPatchArgs, error) {
 }
 
 func twinCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
+	flags := []cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag()}
 	return &cli.Command{
 		Name:  "twin",
 		Usage: "show or patch a device twin",
@@ -175,7 +174,7 @@ func methodCmd() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "invoke", ArgsUsage: "ID METHOD", Usage: "call a direct method on one device and print its answer",
 			Description: "Example:\n   iotjobs method invoke lock-1 lockDoor --payload '{\"force\": true}'",
-			Flags: []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+			Flags: []cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag(),
 				&cli.StringFlag{Name: "payload", Value: "null", Usage: "JSON payload"},
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "response timeout (5s to 300s)"},
 				&cli.DurationFlag{Name: "connect-timeout", Usage: "how long to wait for an offline device (0 to 300s)"}},
@@ -191,12 +190,12 @@ func methodCmd() *cli.Command {
 }
 
 func jobsCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
+	flags := []cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag()}
 	return &cli.Command{
 		Name:  "jobs",
 		Usage: "list, show or cancel hub jobs",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list the hub's jobs, newest first", Description: "Examples:\n   iotjobs jobs list\n   iotjobs jobs list -o wide", Flags: listFlags,
+			{Name: "list", Usage: "list the hub's jobs, newest first", Description: "Examples:\n   iotjobs jobs list\n   iotjobs jobs list -o wide", Flags: listFlags(),
 				Action: listAction(noArgs, func(c *cli.Context, h hub.Client, format string, _ struct{}) error {
 					jobs, err := readJobs(c.Context, h)
 					if err != nil {
@@ -220,7 +219,7 @@ func jobsCmd() *cli.Command {
 				}
 				return printJSON(c.App.Writer, j)
 			})},
-			{Name: "devices", ArgsUsage: "JOBID", Usage: "list a job's device records: each device's status and outcome", Description: "Examples:\n   iotjobs jobs devices lock-doors-lock\n   iotjobs jobs devices lock-doors-lock -o jsonl", Flags: listFlags,
+			{Name: "devices", ArgsUsage: "JOBID", Usage: "list a job's device records: each device's status and outcome", Description: "Examples:\n   iotjobs jobs devices lock-doors-lock\n   iotjobs jobs devices lock-doors-lock -o jsonl", Flags: listFlags(),
 				Action: listAction(jobArg, func(c *cli.Context, h hub.Client, format, id string) error {
 					q := "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '" + strings.ReplaceAll(id, "'", `\'`) + "'"
 					return printQuery(c, h, format, q, "device records of job "+id, false)
@@ -260,7 +259,7 @@ func queryCmd() *cli.Command {
 		Name: "query", Usage: "run an IoT Hub query, e.g. \"SELECT * FROM devices WHERE tags.building = '43'\"",
 		ArgsUsage:   "QUERY",
 		Description: "Example:\n   iotjobs query \"SELECT deviceId, tags.building FROM devices WHERE tags.building = '43'\"",
-		Flags:       listFlags,
+		Flags:       listFlags(),
 		Action: listAction(func(c *cli.Context) (string, error) { return oneArg(c, "query") }, func(c *cli.Context, h hub.Client, format, q string) error {
 			return printQuery(c, h, format, q, "results", true)
 		}),
@@ -289,7 +288,9 @@ func parseStatus(status string) func(c *cli.Context) (statusArgs, error) {
 }
 
 // showKeysFlag: device keys are secrets, printed only when asked for.
-var showKeysFlag = &cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets)"}
+func showKeysFlag() *cli.BoolFlag {
+	return &cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets)"}
+}
 
 // hideKeys blanks the SAS keys of ds unless --show-keys, saying so on
 // stderr once. It says so also when the hub did not send the keys (a
@@ -306,12 +307,12 @@ func hideKeys(c *cli.Context, ds ...*hub.Device) {
 }
 
 func devicesCmd() *cli.Command {
-	flags := []cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag}
+	flags := []cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag()}
 	return &cli.Command{
 		Name:  "devices",
 		Usage: "create, list, show, enable, disable or delete device identities",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list device identities in id order (keys hidden unless --show-keys)", Description: "Examples:\n   iotjobs devices list --top 100\n   iotjobs devices list --all -o jsonl", Flags: append(slices.Clone(listFlags),
+			{Name: "list", Usage: "list device identities in id order (keys hidden unless --show-keys)", Description: "Examples:\n   iotjobs devices list --top 100\n   iotjobs devices list --all -o jsonl", Flags: append(listFlags(),
 				&cli.IntFlag{Name: "top", Value: registryPage, Usage: "list at most this many devices"},
 				&cli.BoolFlag{Name: "all", Usage: "list every device (past 1,000, page through the query API)"},
 				&cli.BoolFlag{Name: "show-keys", Usage: "print the devices' SAS keys too (hidden by default: they are secrets); past 1,000 devices this reads each device, one call each"}),
@@ -327,7 +328,7 @@ func devicesCmd() *cli.Command {
 				}
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices show lock-1 --show-keys", Flags: append(flags, showKeysFlag), Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices show lock-1 --show-keys", Flags: append(flags, showKeysFlag()), Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.GetDevice(c.Context, id)
 				if err != nil {
 					return err

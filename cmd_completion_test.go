@@ -13,7 +13,6 @@ import (
 // (and the flag being typed), from run, before any command check: nothing
 // is run and the exit code is 0 even for words that are no command.
 func TestComplete(t *testing.T) {
-	t.Parallel()
 	var all []string
 	for _, c := range commands() {
 		all = append(all, c.Name)
@@ -48,7 +47,6 @@ func TestComplete(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.words, " "), func(t *testing.T) {
-			t.Parallel()
 			code, stdout, stderr := runCLI(t, t.Context(), append(tt.words, completeFlag)...)
 			got := strings.Fields(stdout)
 			if code != exitOK || stderr != "" {
@@ -72,7 +70,6 @@ func TestComplete(t *testing.T) {
 // TestCompletionCommand: completion prints a script per shell and refuses
 // anything else (exit 2, naming the shells).
 func TestCompletionCommand(t *testing.T) {
-	t.Parallel()
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		code, stdout, stderr := runCLI(t, t.Context(), "completion", shell)
 		if code != exitOK || !strings.Contains(stdout, completeFlag) || stderr != "" {
@@ -92,7 +89,6 @@ func TestCompletionCommand(t *testing.T) {
 // command line asks iotjobs (this test binary, as "iotjobs" on PATH) and
 // offers what it says, filtered by the word typed.
 func TestCompletionScripts(t *testing.T) {
-	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +119,6 @@ words=(${=2}); [[ $2 == *" " ]] && words+=(""); CURRENT=${#words}; _iotjobs`, "z
 	}
 	for shell, driver := range drivers {
 		t.Run(shell, func(t *testing.T) {
-			t.Parallel()
 			if _, err := exec.LookPath(shell); err != nil {
 				t.Skipf("%s is not installed", shell)
 			}

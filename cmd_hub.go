@@ -108,11 +108,11 @@ func simulateCmd() *cli.Command {
 		Flags: []cli.Flag{
 			// The simulator plays devices of a hub that runs elsewhere
 			// (hub serve, Azure): it needs its connection string.
-			&cli.StringFlag{Name: "hub", EnvVars: hubFlag.EnvVars,
+			&cli.StringFlag{Name: "hub", EnvVars: hubFlag().EnvVars,
 				Usage: "hub connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...), required: hub serve writes it to DATA/connection-string"},
-			caFlag, brokerFlag,
+			caFlag(), brokerFlag(),
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file (required)"},
-			connectionsFlag,
+			connectionsFlag(),
 			&cli.DurationFlag{Name: "every", Value: 5 * time.Second, Usage: "how often to print the live counts (connected, calls, errors)"},
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port (default: the hub's host, port 8883)"},
 		},

@@ -28,11 +28,13 @@ var listFormats = []string{"table", "wide", "json", "jsonl", "yaml"}
 
 // listOutputFlag is the list commands' --output. It has no default
 // value because the default depends on where stdout goes (listFormat).
-var listOutputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"},
-	Usage: "table, wide, json, jsonl or yaml (default: table at a terminal, json otherwise)"}
+func listOutputFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"},
+		Usage: "table, wide, json, jsonl or yaml (default: table at a terminal, json otherwise)"}
+}
 
-// listFlags are the flags every list command has.
-var listFlags = []cli.Flag{hubFlag, caFlag, dataFlag, listOutputFlag}
+// listFlags are the flags every list command has (new ones each call).
+func listFlags() []cli.Flag { return []cli.Flag{hubFlag(), caFlag(), dataFlag(), listOutputFlag()} }
 
 // listsToTerminal reports whether a list command's stdout is a terminal
 // (isTerminal, cmd_apply.go). It is a variable so that a test can play

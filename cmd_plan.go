@@ -27,7 +27,7 @@ func planCmd() *cli.Command {
 		Description: "Examples:\n   iotjobs plan --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs plan --hub \"$CS\" --rate 10 --out saved.json plan.yaml",
 		Usage:       "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
 		ArgsUsage:   "PLAN",
-		Flags: append([]cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+		Flags: append([]cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag(),
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
@@ -217,7 +217,7 @@ func checkCmd() *cli.Command {
 		Description: "Example:\n   iotjobs check --hub \"$CS\" plan.yaml",
 		Usage:       "drift: the devices whose twins do not comply with the plan's twin steps (exit 0 compliant, 1 drift)",
 		ArgsUsage:   "PLAN",
-		Flags: append([]cli.Flag{hubFlag, caFlag, dataFlag, jsonFlag,
+		Flags: append([]cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag(),
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: check these simulated devices (in memory) instead of a hub's"},
 		}, varFlags()...),
 		Action: func(c *cli.Context) error {

@@ -26,7 +26,7 @@ func rollbackCmd() *cli.Command {
 		Description: "Example:\n   iotjobs rollback --report report.json plan.yaml",
 		Usage:       "undo a finished run from its report: restore the twin values its twin steps replaced (etag-guarded) and call its method steps' compensating methods",
 		ArgsUsage:   "REPORT.json",
-		Flags: []cli.Flag{hubFlag, caFlag, dataFlag,
+		Flags: []cli.Flag{hubFlag(), caFlag(), dataFlag(),
 			&cli.StringSliceFlag{Name: "step", Usage: "roll back only this step (repeatable); default: every step that changed something, the latest first"},
 			&cli.StringFlag{Name: "report", Usage: "write the report with each step's rollback section to FILE instead of stdout"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the rollback's outcome as JUnit XML to FILE"},

@@ -79,7 +79,7 @@ func validateCmd() *cli.Command {
 		Description: "Example:\n   iotjobs validate examples/*.yaml",
 		Usage:       "check plans; diagnostics as FILE:LINE:COL: message",
 		ArgsUsage:   "PLAN...",
-		Flags:       append([]cli.Flag{jsonFlag}, varFlags()...),
+		Flags:       append([]cli.Flag{jsonFlag()}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("validate: name at least one plan file")

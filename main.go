@@ -61,7 +61,12 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-// run is the whole CLI; tests call it directly.
+func init() {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "iotjobs %s\n", c.App.Version) }
+}
+
+// run is the whole CLI; tests call it directly, one at a time: urfave/cli
+// keeps state in package variables (its help and version flags).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	app := &cli.App{
@@ -77,7 +82,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Commands: commands(),
 		Version:  version(),
 	}
-	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "iotjobs %s\n", c.App.Version) }
 	usageErrors(app.Commands, "iotjobs")
 	if n := len(args); n >= 2 && args[n-1] == completeFlag {
 		// A shell asks for completions of a half-typed command line,
@@ -224,15 +228,32 @@ func outputFormat(c *cli.Context) (string, error) {
 	}
 }
 
-// Flags shared by commands that talk to a hub.
-var (
-	hubFlag = &cli.StringFlag{Name: "hub", EnvVars: []string{"IOTJOBS_HUB_CONNECTION_STRING"},
+// Flags shared by commands that talk to a hub. Each call makes new ones:
+// urfave/cli writes into a flag while it parses, so two runs of the CLI
+// in one process (tests) must not share them.
+func hubFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "hub", EnvVars: []string{"IOTJOBS_HUB_CONNECTION_STRING"},
 		Usage: "hub connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...); none = the embedded hub"}
-	caFlag   = &cli.StringFlag{Name: "ca", EnvVars: []string{"IOTJOBS_CA_FILE"}, Usage: "PEM file of the CA to trust for the hub's TLS certificate"}
-	dataFlag = &cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory of the embedded hub"}
-	jsonFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
-	// connectionsFlag multiplexes a fleet (simulate.Options.Connections).
-	connectionsFlag = &cli.IntFlag{Name: "connections", Usage: "play the --fleet over N shared MQTT connections instead of one per device (100,000 devices fit on one machine); needs the hub's owner connection string"}
-	// brokerFlag names an external broker (README "External brokers").
-	brokerFlag = &cli.StringFlag{Name: "broker", Usage: "external MQTT broker, mqtt[s]://[user:pass@]host:port[/root]: the embedded hub runs on it, and --fleet devices connect to it"}
-)
+}
+
+func caFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "ca", EnvVars: []string{"IOTJOBS_CA_FILE"}, Usage: "PEM file of the CA to trust for the hub's TLS certificate"}
+}
+
+func dataFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "data", Value: ".iotjobs", Usage: "data directory of the embedded hub"}
+}
+
+func jsonFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
+}
+
+// connectionsFlag multiplexes a fleet (simulate.Options.Connections).
+func connectionsFlag() *cli.IntFlag {
+	return &cli.IntFlag{Name: "connections", Usage: "play the --fleet over N shared MQTT connections instead of one per device (100,000 devices fit on one machine); needs the hub's owner connection string"}
+}
+
+// brokerFlag names an external broker (README "External brokers").
+func brokerFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "broker", Usage: "external MQTT broker, mqtt[s]://[user:pass@]host:port[/root]: the embedded hub runs on it, and --fleet devices connect to it"}
+}
