@@ -141,7 +141,8 @@ func (a *applyRun) run() (*runner.Report, error) {
 			fmt.Fprintf(c.App.ErrWriter, "  step %s: %s on %s\n", s.Name, stepAction(s), s.Query)
 		}
 		if !a.confirm(t.name) {
-			return nil, failedError{"apply cancelled: nothing was applied"}
+			return runner.NotRun(p, t.name, time.Now(), runner.StatusStopped, "not confirmed at the prompt; nothing was applied"),
+				failedError{"apply cancelled: nothing was applied"}
 		}
 	}
 	if f := c.String("fleet"); f != "" {
