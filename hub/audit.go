@@ -17,6 +17,7 @@ const (
 	AuditDeviceDelete = "device.delete"
 	AuditTwinPatch    = "twin.patch"
 	AuditTwinReplace  = "twin.replace"
+	AuditTwinReported = "twin.reported"
 	AuditMethodInvoke = "method.invoke"
 	AuditJobCreate    = "job.create"
 	AuditJobCancel    = "job.cancel"

@@ -252,7 +252,9 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 // UpdateDevice implements store.Store.
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, recs ...*hub.DeviceJob) (*store.Device, error) {
 	// A group of one: the same transaction, read and identity handling.
-	devs, errs, err := s.UpdateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}})
+	// fn's error aborts the transaction, so that the audit entries of
+	// ctx are not stored either.
+	devs, errs, err := s.updateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +263,12 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 
 // UpdateDevices implements store.Store.
 func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
+	return s.updateDevices(ctx, ups, false)
+}
+
+// updateDevices is UpdateDevices; with whole set, the first update that
+// fails stores nothing of the group (an error in errs, err nil).
+func (s *Store) updateDevices(ctx context.Context, ups []store.DeviceUpdate, whole bool) ([]*store.Device, []error, error) {
 	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -279,6 +287,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		r, ok := rows[u.ID]
 		if !ok {
 			errs[i] = store.ErrNotFound
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		d, err := decodeDevice(r)
@@ -288,11 +299,17 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		before := store.SnapshotIdentity(d)
 		if err := u.Fn(d); err != nil {
 			errs[i] = err
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		next, err := encodeDevice(d, before.Same(d), r.identity)
 		if err != nil {
 			errs[i] = err
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		if _, err := st.updDev.ExecContext(ctx, next.identity, next.version, next.twin, u.ID); err != nil {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -95,6 +96,11 @@ func testAuditWithWrites(t *testing.T, s store.Store) {
 	// A write that fails stores its entries neither.
 	if err := s.CreateDevice(store.WithAudit(ctx, entry(hub.AuditDeviceCreate, "d1")), d); err == nil {
 		t.Fatal("second CreateDevice of d1 succeeded")
+	}
+	// An update whose function fails stores its entries neither.
+	refused := errors.New("refused")
+	if _, err := s.UpdateDevice(store.WithAudit(ctx, entry(hub.AuditTwinPatch, "d1")), "d1", func(*store.Device) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("UpdateDevice with a failing fn: %v", err)
 	}
 	// An update function fills in its entry; an entry left without an
 	// operation is not stored.
