@@ -33,7 +33,7 @@ func auditCmd() *cli.Command {
 				})},
 			{Name: "verify", Usage: "check the audit log's hash chain from its first entry; exit 1 naming the first entry changed, removed or out of order",
 				Description: "Prints the head (the last entry's seq and hash): keep it elsewhere, and compare it later, to\n   notice a log rewritten from some entry on or cut short at its end.\n\n   Example:\n   iotjobs audit verify",
-				Flags: []cli.Flag{hubFlag(), caFlag(), dataFlag()},
+				Flags:       []cli.Flag{hubFlag(), caFlag(), dataFlag()},
 				Action: hubAction(noArgs, func(c *cli.Context, h hub.Client, _ struct{}) error {
 					entries, err := readAudit(c.Context, h, hub.AuditFilter{})
 					if err != nil {
