@@ -55,6 +55,8 @@ type Observer interface {
 // succeed, or the hub's error when the hub could not be used; the report
 // is complete as far as the run got in every case.
 func (r *Runner) Apply(ctx context.Context, p *plan.Plan) (*Report, error) {
+	// The hub records the plan with each job it creates (audit log).
+	ctx = hub.WithPlan(ctx, hub.PlanRef{Name: p.Name, SHA256: p.SHA256})
 	rep := &Report{
 		ReportVersion: ReportVersion,
 		Plan:          PlanRef{Name: p.Name, File: p.File, SHA256: p.SHA256},

@@ -69,6 +69,9 @@ type Engine struct {
 	LeaseTTL time.Duration
 	// Endpoint is where this replica's API is, reported to the others.
 	Endpoint string
+	// NoAudit turns the audit log off (audit.go), for measuring what it
+	// costs; a hub always keeps it.
+	NoAudit bool
 
 	store  store.Store
 	leaser store.Leaser // among replicas, else nil

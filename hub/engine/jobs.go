@@ -29,8 +29,11 @@ func (e *Engine) CreateJob(ctx context.Context, in *hub.Job) (*hub.Job, error) {
 	if e.MaxActiveJobs > 0 && n >= e.MaxActiveJobs {
 		return nil, hub.Errorf(hub.CodeTooManyJobs, "429: %d jobs are queued, scheduled or running, the most this hub runs at once; wait for one to finish or cancel one", n)
 	}
-	if err := e.store.CreateJob(ctx, j); err != nil {
-		return nil, storeErr(err, hub.CodeJobAlreadyExists, "job", j.JobID)
+	err = e.audited(ctx, hub.AuditJobCreate, j.JobID, func(ctx context.Context) error {
+		return storeErr(e.store.CreateJob(ctx, j), hub.CodeJobAlreadyExists, "job", j.JobID)
+	})
+	if err != nil {
+		return nil, err
 	}
 	var l store.Lease
 	if e.leaser != nil {
@@ -214,6 +217,19 @@ func (e *Engine) CancelJob(ctx context.Context, id string) (*hub.Job, error) {
 	if err := hub.CheckJobID(id); err != nil {
 		return nil, err
 	}
+	j, err := e.cancelJob(ctx, id)
+	if ent := e.entry(ctx, hub.AuditJobCancel, id); ent != nil {
+		ent.Job, ent.Result = id, hub.ErrorCode(err)
+		if err == nil {
+			ent.Result = string(j.Status)
+		}
+		e.appendAudit(ctx, ent)
+	}
+	return j, err
+}
+
+// cancelJob is CancelJob after the id's check.
+func (e *Engine) cancelJob(ctx context.Context, id string) (*hub.Job, error) {
 	e.mu.Lock()
 	r := e.runs[id]
 	e.mu.Unlock()

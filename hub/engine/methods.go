@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
@@ -41,6 +42,19 @@ func (e *Engine) InvokeMethod(ctx context.Context, id string, req *hub.MethodReq
 	if err != nil {
 		return nil, err
 	}
+	resp, err := e.invokeChecked(ctx, id, r)
+	if ent := e.entry(ctx, hub.AuditMethodInvoke, id); ent != nil {
+		ent.Result = hub.ErrorCode(err)
+		if err == nil {
+			ent.Result = strconv.Itoa(resp.Status)
+		}
+		e.appendAudit(ctx, ent)
+	}
+	return resp, err
+}
+
+// invokeChecked is InvokeMethod after the request's checks.
+func (e *Engine) invokeChecked(ctx context.Context, id string, r *hub.MethodRequest) (*hub.MethodResponse, error) {
 	d, err := e.store.GetDevice(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)

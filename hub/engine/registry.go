@@ -120,8 +120,11 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 		Reported: map[string]any{"$metadata": meta, "$version": float64(1)},
 		Version:  1,
 	}
-	if err := e.store.CreateDevice(ctx, sd); err != nil {
-		return nil, storeErr(err, hub.CodeDeviceAlreadyExists, "device", d.DeviceID)
+	err := e.audited(ctx, hub.AuditDeviceCreate, d.DeviceID, func(ctx context.Context) error {
+		return storeErr(e.store.CreateDevice(ctx, sd), hub.CodeDeviceAlreadyExists, "device", d.DeviceID)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &nd, nil
 }
@@ -149,15 +152,18 @@ func (e *Engine) DeleteDevice(ctx context.Context, id, et string) error {
 	if err != nil {
 		return err
 	}
-	d, err := e.store.GetDevice(ctx, id)
+	err = e.audited(ctx, hub.AuditDeviceDelete, id, func(ctx context.Context) error {
+		d, err := e.store.GetDevice(ctx, id)
+		if err != nil {
+			return storeErr(err, hub.CodeDeviceNotFound, "device", id)
+		}
+		if et != "" && et != "*" && et != d.ETag {
+			return hub.Errorf(hub.CodePreconditionFailed, "etag %q does not match device '%s' (%q)", et, id, d.ETag)
+		}
+		return storeErr(e.store.DeleteDevice(ctx, id), hub.CodeDeviceNotFound, "device", id)
+	})
 	if err != nil {
-		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
-	}
-	if et != "" && et != "*" && et != d.ETag {
-		return hub.Errorf(hub.CodePreconditionFailed, "etag %q does not match device '%s' (%q)", et, id, d.ETag)
-	}
-	if err := e.store.DeleteDevice(ctx, id); err != nil {
-		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
+		return err
 	}
 	e.bus.Kick(id)
 	return nil
@@ -253,26 +259,31 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 	}
 	keys := d.Authentication.SymmetricKey
 	now := hub.Time{Time: e.clock.Now().UTC()}
-	sd, err := e.store.UpdateDevice(ctx, d.DeviceID, func(cur *store.Device) error {
-		if et != "" && et != "*" && et != cur.ETag {
-			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match device '%s' (%q)", et, d.DeviceID, cur.ETag)
-		}
-		if d.Status != "" && d.Status != cur.Status {
-			cur.Status = d.Status
-			cur.StatusUpdatedTime = now
-		}
-		cur.StatusReason = reason
-		if keys.PrimaryKey != "" {
-			cur.Authentication.SymmetricKey.PrimaryKey = keys.PrimaryKey
-		}
-		if keys.SecondaryKey != "" {
-			cur.Authentication.SymmetricKey.SecondaryKey = keys.SecondaryKey
-		}
-		cur.ETag = nextDeviceETag(cur.ETag)
-		return nil
+	var sd *store.Device
+	err = e.audited(ctx, hub.AuditDeviceUpdate, d.DeviceID, func(ctx context.Context) error {
+		var err error
+		sd, err = e.store.UpdateDevice(ctx, d.DeviceID, func(cur *store.Device) error {
+			if et != "" && et != "*" && et != cur.ETag {
+				return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match device '%s' (%q)", et, d.DeviceID, cur.ETag)
+			}
+			if d.Status != "" && d.Status != cur.Status {
+				cur.Status = d.Status
+				cur.StatusUpdatedTime = now
+			}
+			cur.StatusReason = reason
+			if keys.PrimaryKey != "" {
+				cur.Authentication.SymmetricKey.PrimaryKey = keys.PrimaryKey
+			}
+			if keys.SecondaryKey != "" {
+				cur.Authentication.SymmetricKey.SecondaryKey = keys.SecondaryKey
+			}
+			cur.ETag = nextDeviceETag(cur.ETag)
+			return nil
+		})
+		return storeErr(err, hub.CodeDeviceNotFound, "device", d.DeviceID)
 	})
 	if err != nil {
-		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", d.DeviceID)
+		return nil, err
 	}
 	if sd.Status == hub.StatusDisabled {
 		// The broker refuses a disabled device's next connect; this ends
@@ -423,7 +434,8 @@ func (e *Engine) importOne(ctx context.Context, i int, in *hub.ImportDevice) err
 	case strings.ToLower(hub.ImportCreate):
 		_, err = e.CreateDevice(ctx, d)
 	case strings.ToLower(hub.ImportCreateOrUpdate):
-		_, err = e.UpdateDevice(ctx, d, "*")
+		// A device not found is created: that is no refused update.
+		_, err = e.UpdateDevice(quietFailures(ctx), d, "*")
 		if errors.Is(err, hub.ErrDeviceNotFound) {
 			_, err = e.CreateDevice(ctx, d)
 		}

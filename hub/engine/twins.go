@@ -31,13 +31,18 @@ func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch
 // updateTwin is UpdateTwin storing rec, when not nil, in the same write as
 // the twin (a twin job's device record).
 func (e *Engine) updateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string, rec *hub.DeviceJob) (*hub.Twin, error) {
-	c, err := e.twinChange(id, patch, et)
+	var c *twinChange
+	var d *store.Device
+	err := e.audited(ctx, hub.AuditTwinPatch, id, func(ctx context.Context) error {
+		var err error
+		if c, err = e.twinChange(id, patch, et); err != nil {
+			return err
+		}
+		d, err = e.store.UpdateDevice(ctx, id, c.apply, recs(rec)...)
+		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
+	})
 	if err != nil {
 		return nil, err
-	}
-	d, err := e.store.UpdateDevice(ctx, id, c.apply, recs(rec)...)
-	if err != nil {
-		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
 	}
 	e.pushChange(ctx, c)
 	return twinOf(d), nil
@@ -206,16 +211,40 @@ func (e *Engine) twinCommitter() {
 		}
 		ups := make([]store.DeviceUpdate, len(group))
 		var leases []store.Lease
+		byJob := map[string][]int{}
+		var jobs []string
 		for i, c := range group {
 			ups[i] = c.up
 			if c.lease.JobID != "" {
 				leases = append(leases, c.lease)
+			}
+			if len(c.up.Recs) > 0 {
+				id := c.up.Recs[0].JobID
+				if _, ok := byJob[id]; !ok {
+					jobs = append(jobs, id)
+				}
+				byJob[id] = append(byJob[id], i)
 			}
 		}
 		ctx := context.Background()
 		if len(leases) > 0 {
 			ctx = store.WithLease(ctx, leases...)
 		}
+		// One audit entry per job of the group, stored with it.
+		var entries []*hub.AuditEntry
+		for _, id := range jobs {
+			part := make([]store.DeviceUpdate, len(byJob[id]))
+			for k, i := range byJob[id] {
+				part[k] = ups[i]
+			}
+			if ent := e.groupEntry(id, part); ent != nil {
+				for k, i := range byJob[id] {
+					ups[i] = part[k]
+				}
+				entries = append(entries, ent)
+			}
+		}
+		ctx = store.WithAudit(ctx, entries...)
 		_, errs, err := e.store.UpdateDevices(ctx, ups)
 		for i, c := range group {
 			if err != nil {
@@ -256,36 +285,40 @@ func (e *Engine) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, e
 	now := e.clock.Now()
 	var pushed map[string]any
 	var version int64
-	d, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
-		if et != "" && et != "*" && et != etag(d.Version) {
-			return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", et, id, etag(d.Version))
-		}
-		v := intOf(d.Desired["$version"]) + 1
-		next := map[string]any{}
-		if _, err := hub.MergeSection(next, desired, now, v, true); err != nil {
-			return err
-		}
-		if err := hub.CheckLimits("desired", next); err != nil {
-			return err
-		}
-		// MergeSection stamps the section's root only when it added
-		// something; a replacement always changes it.
-		meta, _ := next["$metadata"].(map[string]any)
-		if meta == nil {
-			meta = map[string]any{}
-			next["$metadata"] = meta
-		}
-		meta["$lastUpdated"] = now.UTC().Format(wireTime)
-		meta["$lastUpdatedVersion"] = v
-		next["$version"] = float64(v)
-		d.Tags = tags
-		d.Desired = next
-		d.Version++
-		pushed, version = hub.StripMeta(next), v
-		return nil
+	var d *store.Device
+	err = e.audited(ctx, hub.AuditTwinReplace, id, func(ctx context.Context) (err error) {
+		d, err = e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
+			if et != "" && et != "*" && et != etag(d.Version) {
+				return hub.Errorf(hub.CodePreconditionFailed, "Precondition failed: etag %q does not match the twin of device '%s' (%q)", et, id, etag(d.Version))
+			}
+			v := intOf(d.Desired["$version"]) + 1
+			next := map[string]any{}
+			if _, err := hub.MergeSection(next, desired, now, v, true); err != nil {
+				return err
+			}
+			if err := hub.CheckLimits("desired", next); err != nil {
+				return err
+			}
+			// MergeSection stamps the section's root only when it added
+			// something; a replacement always changes it.
+			meta, _ := next["$metadata"].(map[string]any)
+			if meta == nil {
+				meta = map[string]any{}
+				next["$metadata"] = meta
+			}
+			meta["$lastUpdated"] = now.UTC().Format(wireTime)
+			meta["$lastUpdatedVersion"] = v
+			next["$version"] = float64(v)
+			d.Tags = tags
+			d.Desired = next
+			d.Version++
+			pushed, version = hub.StripMeta(next), v
+			return nil
+		})
+		return storeErr(err, hub.CodeDeviceNotFound, "device", id)
 	})
 	if err != nil {
-		return nil, storeErr(err, hub.CodeDeviceNotFound, "device", id)
+		return nil, err
 	}
 	b, err := json.Marshal(pushed)
 	if err == nil {
@@ -314,6 +347,11 @@ func (e *Engine) ReportedPatch(ctx context.Context, id string, raw json.RawMessa
 	}
 	now := e.clock.Now()
 	var version int64
+	// The device's own write, by its key.
+	if ent := e.entry(ctx, hub.AuditTwinReported, id); ent != nil {
+		ent.Actor, ent.Result = "device:"+id, "200"
+		ctx = store.WithAudit(ctx, ent)
+	}
 	_, err := e.store.UpdateDevice(ctx, id, func(d *store.Device) error {
 		next := deepCopy(d.Reported)
 		version = intOf(next["$version"]) + 1

@@ -185,6 +185,7 @@ func (e *Engine) putGroup(batch []*writeReq) error {
 	jobs := map[string]latest{}
 	var order []string
 	var leases []store.Lease
+	var ends []*hub.AuditEntry
 	for _, w := range batch {
 		djs = append(djs, w.djs...)
 		var l latest
@@ -192,6 +193,9 @@ func (e *Engine) putGroup(batch []*writeReq) error {
 		switch {
 		case w.final != nil:
 			l, id = latest{final: w.final}, w.final.JobID
+			if ent := e.endEntry(w.final); ent != nil {
+				ends = append(ends, ent)
+			}
 			if w.lease.JobID != "" {
 				leases = append(leases, w.lease)
 			}
@@ -222,5 +226,7 @@ func (e *Engine) putGroup(batch []*writeReq) error {
 	if len(leases) > 0 {
 		ctx = store.WithLease(ctx, leases...)
 	}
+	// The results' entries and then the ends', stored with them.
+	ctx = store.WithAudit(ctx, append(e.resultEntries(djs), ends...)...)
 	return e.store.PutDeviceJobs(ctx, djs, list...)
 }

@@ -380,7 +380,12 @@ func (c *Client) CreateJob(ctx context.Context, job *hub.Job) (*hub.Job, error) 
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "create job: no job given")
 	}
 	var out hub.Job
-	if _, err := c.do(ctx, call{method: http.MethodPut, path: "/jobs/v2/{id}", id: job.JobID, in: job, out: &out, jobs: true}); err != nil {
+	var h http.Header
+	if p, ok := hub.PlanOf(ctx); ok {
+		// Our hub records it in its audit log; Azure ignores it.
+		h = http.Header{hub.PlanHeader: {p.String()}}
+	}
+	if _, err := c.do(ctx, call{method: http.MethodPut, path: "/jobs/v2/{id}", id: job.JobID, header: h, in: job, out: &out, jobs: true}); err != nil {
 		return nil, err
 	}
 	return &out, nil

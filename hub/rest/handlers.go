@@ -343,7 +343,11 @@ func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
 	if j.Type != hub.JobDeviceMethod && j.Type != hub.JobUpdateTwin {
 		return hub.Errorf(hub.CodeGenericBadRequest, "BadRequest: unknown job type %q (use %q or %q)", j.Type, hub.JobDeviceMethod, hub.JobUpdateTwin)
 	}
-	out, err := s.Hub.CreateJob(r.Context(), &j)
+	ctx := r.Context()
+	if v := r.Header.Get(hub.PlanHeader); v != "" {
+		ctx = hub.WithPlan(ctx, hub.ParsePlanRef(v))
+	}
+	out, err := s.Hub.CreateJob(ctx, &j)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,7 @@ func (s *Server) build() {
 		"POST /jobs/v2/{id}/cancel": s.cancelJob,
 		"GET /jobs/v2/query":        s.queryJobs,
 		"GET /iotjobs/endpoints":    s.endpoints,
+		"GET /iotjobs/audit":        s.audit,
 		"/":                         s.notFound,
 	}
 	for pattern, h := range routes {
@@ -160,6 +161,9 @@ func (s *Server) authorized(h handlerFunc) http.Handler {
 			if aerr := s.Authorize(r); aerr != nil {
 				err = hub.Errorf(hub.CodeUnauthorized, "%v", aerr)
 			}
+		}
+		if err == nil {
+			r = r.WithContext(hub.WithActor(r.Context(), actorOf(r)))
 		}
 		if err == nil {
 			err = h(w, r)

@@ -43,7 +43,7 @@ type Store struct {
 	// The statements a job runs per device, prepared once: modernc's
 	// sqlite prepares a statement given as text at every call, which cost
 	// a twin job as much as its own reads and writes.
-	getDev, updDev, putDJ, putJob, putBulk *sql.Stmt
+	getDev, updDev, putDJ, putJob, putBulk, putAudit *sql.Stmt
 }
 
 const (
@@ -84,7 +84,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	for _, st := range []struct {
 		stmt **sql.Stmt
 		sql  string
-	}{{&s.getDev, getDeviceSQL}, {&s.updDev, updateDeviceSQL}, {&s.putDJ, putDeviceJobSQL}, {&s.putJob, putJobSQL}, {&s.putBulk, putAlikeSQL}} {
+	}{{&s.getDev, getDeviceSQL}, {&s.updDev, updateDeviceSQL}, {&s.putDJ, putDeviceJobSQL}, {&s.putJob, putJobSQL}, {&s.putBulk, putAlikeSQL}, {&s.putAudit, putAuditSQL}} {
 		if *st.stmt, err = db.PrepareContext(ctx, st.sql); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open sqlite %q: prepare %q: %w", path, st.sql, err)
@@ -182,9 +182,12 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx,
-		`INSERT INTO devices (id, identity, version, twin) VALUES (?, ?, ?, jsonb(?))`,
-		d.DeviceID, r.identity, r.version, r.twin)
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO devices (id, identity, version, twin) VALUES (?, ?, ?, jsonb(?))`,
+			d.DeviceID, r.identity, r.version, r.twin)
+		return err
+	})
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -219,6 +222,9 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*store.Device) error {
 			return fmt.Errorf("device %q: %w", d.DeviceID, err)
 		}
 	}
+	if err := appendAudit(ctx, tx, s.putAudit); err != nil {
+		return err
+	}
 	return tx.Commit()
 }
 
@@ -246,7 +252,9 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 // UpdateDevice implements store.Store.
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, recs ...*hub.DeviceJob) (*store.Device, error) {
 	// A group of one: the same transaction, read and identity handling.
-	devs, errs, err := s.UpdateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}})
+	// fn's error aborts the transaction, so that the audit entries of
+	// ctx are not stored either.
+	devs, errs, err := s.updateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +263,12 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 
 // UpdateDevices implements store.Store.
 func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
+	return s.updateDevices(ctx, ups, false)
+}
+
+// updateDevices is UpdateDevices; with whole set, the first update that
+// fails stores nothing of the group (an error in errs, err nil).
+func (s *Store) updateDevices(ctx context.Context, ups []store.DeviceUpdate, whole bool) ([]*store.Device, []error, error) {
 	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -273,6 +287,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		r, ok := rows[u.ID]
 		if !ok {
 			errs[i] = store.ErrNotFound
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		d, err := decodeDevice(r)
@@ -282,11 +299,17 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		before := store.SnapshotIdentity(d)
 		if err := u.Fn(d); err != nil {
 			errs[i] = err
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		next, err := encodeDevice(d, before.Same(d), r.identity)
 		if err != nil {
 			errs[i] = err
+			if whole {
+				return devs, errs, nil
+			}
 			continue
 		}
 		if _, err := st.updDev.ExecContext(ctx, next.identity, next.version, next.twin, u.ID); err != nil {
@@ -297,6 +320,9 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		}
 		rows[u.ID] = next
 		devs[i] = d
+	}
+	if err := appendAudit(ctx, tx, s.putAudit); err != nil {
+		return nil, nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, nil, err
@@ -333,14 +359,16 @@ func getDevices(ctx context.Context, tx *sql.Tx, ups []store.DeviceUpdate) (map[
 
 // DeleteDevice implements store.Store.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
 }
 
 // ScanDevices implements store.Store.
@@ -373,8 +401,11 @@ func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO jobs (id, created, doc, started) VALUES (?, ?, ?, ?)`,
-		j.JobID, createdKey(j), string(doc), j.StartedThrough)
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, created, doc, started) VALUES (?, ?, ?, ?)`,
+			j.JobID, createdKey(j), string(doc), j.StartedThrough)
+		return err
+	})
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -415,6 +446,9 @@ func decodeJob(doc string, started sql.NullString) (*hub.Job, error) {
 
 // PutJob implements store.Store.
 func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
+	if len(store.AuditOf(ctx)) > 0 {
+		return s.inTx(ctx, func(tx *sql.Tx) error { return putJob(ctx, tx.StmtContext(ctx, s.putJob), j) })
+	}
 	return putJob(ctx, s.putJob, j)
 }
 
@@ -471,6 +505,9 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 		if err := putJob(ctx, st.putJob, j); err != nil {
 			return err
 		}
+	}
+	if err := appendAudit(ctx, tx, s.putAudit); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

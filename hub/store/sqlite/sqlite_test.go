@@ -221,17 +221,37 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	defer db.Close()
 	var v int
-	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 1 {
-		t.Fatalf("schema version of a new file: %d, %v; want 1", v, err)
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 2 {
+		t.Fatalf("schema version of a new file: %d, %v; want 2", v, err)
 	}
 	if _, err := db.ExecContext(ctx, `PRAGMA user_version = 99`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = sqlite.Open(ctx, path)
-	if err == nil || !strings.Contains(err.Error(), "newer iotjobs (schema 99; this one knows 1)") || !strings.Contains(err.Error(), "upgrade iotjobs") {
+	if err == nil || !strings.Contains(err.Error(), "newer iotjobs (schema 99; this one knows 2)") || !strings.Contains(err.Error(), "upgrade iotjobs") {
 		t.Fatalf("Open of a schema-99 file: %v, want a refusal naming both versions", err)
 	}
 	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 99 {
 		t.Errorf("schema version after the refusal: %d, %v; want 99 untouched", v, err)
 	}
+}
+
+func TestAudit(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) (store.Store, storetest.Tamper) {
+		path := filepath.Join(t.TempDir(), "hub.db")
+		s := open(t, path)
+		t.Cleanup(func() { s.Close() })
+		return s, func(t *testing.T, stmts ...string) {
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, st := range stmts {
+				if _, err := db.Exec(st); err != nil {
+					t.Fatalf("%s: %v", st, err)
+				}
+			}
+		}
+	})
 }
