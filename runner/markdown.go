@@ -99,6 +99,12 @@ func (rep *Report) markdown(o MarkdownOptions, level int) string {
 	for _, s := range rep.Steps {
 		b.WriteString(mdRow(rep.mdStepCells(s, a, simulated)...))
 	}
+	// Why a step would not succeed is the first thing a reviewer asks.
+	for _, s := range rep.Steps {
+		if s.Reason != "" && s.Status != StepCompleted && s.Status != StepPlanned {
+			fmt.Fprintf(&b, "\n%s %s: %s\n", mdCode(s.Name), mdStatus(s.Status), mdText(s.Reason))
+		}
+	}
 
 	if diffs := rep.mdDiffs(lv.diffRows); diffs != "" {
 		b.WriteString("\n#### Twin changes\n" + diffs)
