@@ -58,7 +58,11 @@ func (rep *Report) WriteMarkdown(w io.Writer, o MarkdownOptions) error {
 		}
 	}
 	if len(out) > o.Limit {
-		out = mdTruncate(out, o.Limit)
+		var omitted []string
+		for _, l := range mdLevels[1:] {
+			omitted = append(omitted, l.omitted)
+		}
+		out = mdTruncate(out, o.Limit, strings.Join(omitted, "; "))
 	}
 	_, err := io.WriteString(w, out)
 	return err

@@ -182,9 +182,10 @@ func plural(n int, what string) string {
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
-// mdTruncate cuts s to at most limit bytes at a line's end, and says so.
-func mdTruncate(s string, limit int) string {
-	const note = "\n_Cut here to stay under GitHub's comment limit. `iotjobs plan --report FILE` writes everything._\n"
+// mdTruncate cuts s to at most limit bytes at a line's end, and says so
+// and what was left out before.
+func mdTruncate(s string, limit int, omitted string) string {
+	note := "\n_Cut here to stay under GitHub's comment limit; left out before: " + omitted + ". `iotjobs plan --report FILE` writes everything._\n"
 	cut := max(0, limit-len(note))
 	if i := strings.LastIndexByte(s[:cut], '\n'); i >= 0 {
 		cut = i + 1
