@@ -105,6 +105,7 @@ var allowed = map[string]struct {
 	"internal/testcert":       {nil, "a test certificate"},
 	"internal/reportcheck":    {[]string{"hub", "runner"}, "checks a runner's report against the hub's records"},
 	"internal/transcript":     {nil, "the CLI's transcripts run the built binary, not its packages"},
+	"internal/gfm":            {nil, "a leaf: reads Markdown as GitHub does, for tests"},
 }
 
 // TestAllowedImports checks every package's direct imports of this

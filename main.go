@@ -223,6 +223,8 @@ func outputFormat(c *cli.Context) (string, error) {
 	switch o := c.String("output"); o {
 	case "text", "json":
 		return o, nil
+	case "markdown":
+		return "", usagef("%s: --output markdown: only iotjobs plan writes markdown; use text or json", c.Command.FullName())
 	default:
 		return "", usagef("%s: --output %q: use text or json", c.Command.FullName(), o)
 	}

@@ -56,6 +56,16 @@ type StepPreview struct {
 	// Window repeats the step's maintenance window, which its start
 	// waits for.
 	Window *PreviewWindow `json:"window,omitempty"`
+	// Method is the direct method a method step calls, and StartAt a
+	// step's fixed start time (start: at), so that a rendering of the
+	// report can say what the step does and when without the plan.
+	Method  string     `json:"method,omitempty"`
+	StartAt *time.Time `json:"startAt,omitempty"`
+	// Cron and CronTimezone are a cron step's schedule and the zone it
+	// is read in; Abort says the step has abort thresholds.
+	Cron         string `json:"cron,omitempty"`
+	CronTimezone string `json:"cronTimezone,omitempty"`
+	Abort        bool   `json:"abort,omitempty"`
 }
 
 // PreviewWindow is a step's maintenance window: a schedule of openings
@@ -183,6 +193,17 @@ func (r *Runner) Preview(ctx context.Context, p *plan.Plan, o PreviewOptions) (*
 // steps it runs after start at notBefore at the earliest.
 func (r *Runner) previewStep(ctx context.Context, p *plan.Plan, s *plan.Step, now, notBefore time.Time, o PreviewOptions) (*StepPreview, error) {
 	pv := &StepPreview{Sample: []string{}, After: s.After, OnlyPassed: s.OnlyPassed}
+	if s.Method != nil {
+		pv.Method = s.Method.Name
+	}
+	if s.Cron != "" {
+		pv.Cron, pv.CronTimezone = s.Cron, s.CronPolicy.Location().String()
+	}
+	pv.Abort = s.Abort != nil
+	if at := s.Start.At; !at.IsZero() {
+		at = at.UTC()
+		pv.StartAt = &at
+	}
 	if w := s.Window; w != nil {
 		pv.Window = &PreviewWindow{Cron: w.Cron, DurationSeconds: int64(w.Duration / time.Second), Timezone: w.Timezone, FromTag: w.FromTag}
 	}
