@@ -474,10 +474,5 @@ func outputValues(cmd string, f cli.Flag) []string {
 			vals = append(vals, v)
 		}
 	}
-	// plan -o markdown is being added on another branch; remove this once
-	// it is merged (its usage will list markdown then).
-	if cmd == "plan" && !slices.Contains(vals, "markdown") {
-		vals = append(vals, "markdown")
-	}
 	return vals
 }
