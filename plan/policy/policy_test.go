@@ -75,7 +75,7 @@ func TestViolations(t *testing.T) {
 	facts := map[string]*Facts{
 		"max-devices.yaml": {Steps: map[string]*StepFacts{
 			"big": {Matched: 150}, "rolled": {Matched: 150}, "small": {Matched: 1}}},
-		"abort.yaml": {Steps: map[string]*StepFacts{"all": {Matched: 600}, "guarded": {Matched: 600}}},
+		"abort.yaml":   {Steps: map[string]*StepFacts{"all": {Matched: 600}, "guarded": {Matched: 600}}},
 		"windows.yaml": {Now: friday4pm},
 		"share.yaml": {Steps: map[string]*StepFacts{
 			"canary": {Matched: 8, Batches: []int{1, 4, 8}, Tags: sites()},
