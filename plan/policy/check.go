@@ -88,17 +88,19 @@ func (r *Result) Count(l Level) int {
 func (r *Result) Diagnostics(override string) diag.Diagnostics {
 	var ds diag.Diagnostics
 	for _, v := range r.Violations {
-		summary := fmt.Sprintf("policy rule %s (%s): %s", v.Rule, v.Level, v.Message)
-		var d *diag.Diagnostic
+		// Built whole: the message is ours, not a value to cut short.
+		d := &diag.Diagnostic{Severity: diag.Error, Summary: fmt.Sprintf("policy rule %s (%s): %s", v.Rule, v.Level, v.Message), Path: v.Path, Range: v.Range}
 		switch {
 		case v.Level == Advisory:
-			d = diag.Warningf(v.Range, v.Path, "%s", summary).Hint("%s", v.hint("advisory: reported only"))
+			d.Severity = diag.Warning
+			d.Hint("%s", v.hint("advisory: reported only"))
 		case v.Level == Soft && override != "":
-			d = diag.Warningf(v.Range, v.Path, "%s", summary).Hint("%s", v.hint("overridden: "+override))
+			d.Severity = diag.Warning
+			d.Hint("%s", v.hint("overridden: "+override))
 		case v.Level == Soft:
-			d = diag.Errorf(v.Range, v.Path, "%s", summary).Hint("%s", v.hint(`fix the plan, or give --override-policy "REASON" to go ahead (the reason is recorded in the report)`))
+			d.Hint("%s", v.hint(`fix the plan, or give --override-policy "REASON" to go ahead (the reason is recorded in the report)`))
 		default:
-			d = diag.Errorf(v.Range, v.Path, "%s", summary).Hint("%s", v.hint("a hard rule cannot be overridden: fix the plan, or change the policy "+r.Policy.File))
+			d.Hint("%s", v.hint("a hard rule cannot be overridden: fix the plan, or change the policy "+r.Policy.File))
 		}
 		ds.Append(d)
 	}
