@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -204,5 +206,45 @@ func TestValidatePolicy(t *testing.T) {
 	writeTestFile(t, bad, "version: 1\nrules:\n  - name: r\n    level: sfot\n    abortRequiredOver: 5\n")
 	if code, _, stderr := runCLI(t, t.Context(), "validate", "--policy", bad, planFile); code != exitInvalid || !strings.Contains(stderr, bad+`:4:12: error: unknown level "sfot"`) {
 		t.Errorf("invalid policy: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestSavedPlanSchema: what plan --out writes matches the committed
+// saved-plan schema, which OPA/conftest policies are written against, and
+// the schema is strict enough to catch a saved plan that drifted from it.
+func TestSavedPlanSchema(t *testing.T) {
+	dir := t.TempDir()
+	fleet, planFile, saved := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "saved.json")
+	writeTestFile(t, fleet, policyFleet)
+	writeTestFile(t, planFile, policyPingPlan)
+	if code, _, stderr := runCLI(t, t.Context(), "plan", "--fleet", fleet, "--out", saved, planFile); code != exitOK {
+		t.Fatalf("plan --out: exit %d\n%s", code, stderr)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	s, err := c.Compile("docs/saved-plan.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, doc := range map[string]string{
+		"good":         string(b),
+		"extra field":  strings.Replace(string(b), `"savedPlanVersion": 1,`, `"savedPlanVersion": 1, "extra": 1,`, 1),
+		"no etag":      strings.Replace(string(b), `"etag"`, `"etg"`, 1),
+		"bad checksum": strings.Replace(string(b), `"sha256": "`, `"sha256": "x`, 1),
+	} {
+		if doc == string(b) && name != "good" {
+			t.Fatalf("%s: the saved plan did not change", name)
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(v); (err == nil) != (name == "good") {
+			t.Errorf("%s: validation error %v", name, err)
+		}
 	}
 }

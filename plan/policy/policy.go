@@ -10,6 +10,7 @@ package policy
 
 import (
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -25,6 +26,13 @@ const Version = 1
 // FileName is the policy a plan uses when none is named: the first found
 // in the plan's directory or a parent, up to the repository's root.
 const FileName = "policy.iotjobs.yaml"
+
+//go:embed policy.schema.json
+var schema []byte
+
+// Schema returns the JSON Schema of policy files (iotjobs schema policy,
+// committed as docs/policy.schema.json).
+func Schema() ([]byte, error) { return schema, nil }
 
 // Level is what a violation of a rule does.
 type Level string
@@ -428,7 +436,7 @@ func spans(v *diag.Node) []Span {
 					if !ok {
 						continue
 					}
-					i := indexOf(dayNames, strings.ToLower(name))
+					i := indexOf(dayNames, name)
 					if i < 0 {
 						day.Errorf("unknown day %q", name).Hint("%s", diag.SuggestHint(strings.ToLower(name), dayNames))
 						continue
