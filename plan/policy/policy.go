@@ -1,11 +1,3 @@
-// Package policy reads guardrails for plans (policy files, README
-// "Guardrails (policy)", reference docs/policy.md) and checks plans
-// against them. A policy is a list of rules; each checks one thing and has
-// a level that says what a violation does: advisory (reported), soft
-// (fails unless overridden with a reason) or hard (always fails).
-//
-// Most rules are read from the plan alone; those about the devices a step
-// matches need what a dry-run reads from the hub ([Facts]).
 package policy
 
 import (
