@@ -118,27 +118,34 @@ func TestPlanPolicy(t *testing.T) {
 func TestApplyPolicy(t *testing.T) {
 	dir := t.TempDir()
 	fleet, planFile, report, data := filepath.Join(dir, "fleet.yaml"), filepath.Join(dir, "plan.yaml"), filepath.Join(dir, "report.json"), filepath.Join(dir, "data")
+	junit := filepath.Join(dir, "junit.xml")
 	soft, hard := filepath.Join(dir, "soft.yaml"), filepath.Join(dir, "hard.yaml")
 	writeTestFile(t, fleet, policyFleet)
 	writeTestFile(t, planFile, policyPingPlan)
 	writePolicy(t, soft, "soft", "maxDevicesWithoutRollout: 5")
 	writePolicy(t, hard, "hard", "methods: {allow: [reboot]}")
 
-	code, _, stderr := runCLI(t, t.Context(), "apply", "--data", data, "--fleet", fleet, "--report", report, "--policy", soft, planFile)
+	code, _, stderr := runCLI(t, t.Context(), "apply", "--data", data, "--fleet", fleet, "--report", report, "--junit", junit, "--policy", soft, planFile)
 	r := readReport(t, report)
 	if code != exitFailed || !strings.Contains(stderr, "does not pass policy") || !strings.Contains(stderr, "nothing was applied") ||
 		r.Status != runner.StatusStopped || r.Policy == nil || r.Policy.Result != runner.PolicyFailed || len(r.Policy.Violations) != 1 {
 		t.Fatalf("soft: exit %d, status %s, policy %+v\n%s", code, r.Status, r.Policy, stderr)
 	}
+	if b, err := os.ReadFile(junit); err != nil || !strings.Contains(string(b), `type="policy soft"`) {
+		t.Errorf("JUnit lacks the violation (%v):\n%s", err, b)
+	}
 	if code, stdout, _ := runCLI(t, t.Context(), "jobs", "list", "--data", data, "-o", "json"); code != 0 || strings.Contains(stdout, "ping") {
 		t.Errorf("the stopped apply created jobs: %s", stdout)
 	}
 
-	code, _, stderr = runCLI(t, t.Context(), "apply", "--data", data, "--fleet", fleet, "--report", report, "--policy", soft, "--override-policy", "CHG-7", planFile)
+	code, _, stderr = runCLI(t, t.Context(), "apply", "--data", data, "--fleet", fleet, "--report", report, "--junit", junit, "--policy", soft, "--override-policy", "CHG-7", planFile)
 	r = readReport(t, report)
 	if code != exitOK || r.Status != runner.StatusSucceeded || r.Policy == nil || r.Policy.Result != runner.PolicyOverridden ||
 		r.Policy.Override == nil || r.Policy.Override.Reason != "CHG-7" || !strings.Contains(stderr, "overridden: CHG-7") {
 		t.Errorf("soft, overridden: exit %d, status %s, policy %+v\n%s", code, r.Status, r.Policy, stderr)
+	}
+	if b, err := os.ReadFile(junit); err != nil || !strings.Contains(string(b), "overridden: CHG-7") || strings.Contains(string(b), `type="policy`) {
+		t.Errorf("JUnit lacks the override, or fails it (%v):\n%s", err, b)
 	}
 
 	code, _, stderr = runCLI(t, t.Context(), "apply", "--data", data, "--fleet", fleet, "--report", report, "--policy", hard, "--override-policy", "CHG-7", "--yes", planFile)
