@@ -45,6 +45,9 @@ func policyFor(c *cli.Context, planPath string) (*policy.Policy, error) {
 	if path == "" {
 		path = findPolicy(planPath)
 		if path == "" {
+			if c.IsSet("override-policy") {
+				return nil, usagef("%s: --override-policy: no policy applies to %s (no --policy, and no %s next to it or in a parent directory)", c.Command.Name, planPath, policy.FileName)
+			}
 			return nil, nil
 		}
 	}

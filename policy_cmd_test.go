@@ -157,6 +157,7 @@ func TestApplyPolicy(t *testing.T) {
 	for _, args := range [][]string{
 		{"--override-policy", ""},
 		{"--override-policy", "x", "--policy", "none"},
+		{"--override-policy", "x"}, // no policy applies
 	} {
 		code, _, stderr := runCLI(t, t.Context(), append(append([]string{"apply", "--data", data, "--fleet", fleet}, args...), planFile)...)
 		if code != exitInvalid || !strings.Contains(stderr, "--override-policy") {
