@@ -187,7 +187,7 @@ func (pc *policyCheck) err() error {
 			hard++
 		}
 	}
-	msg := fmt.Sprintf("the plan does not pass policy %s: %d violations (%s)", pc.res.Policy.File, len(blocking), pc.report.Summary())
+	msg := fmt.Sprintf("the plan does not pass policy %s (%s)", pc.res.Policy.File, pc.report.Summary())
 	switch {
 	case hard > 0 && pc.override != "":
 		msg += "; --override-policy overrides soft rules only: hard rules cannot be overridden, fix the plan or change the policy"
@@ -245,7 +245,7 @@ func validatePolicy(c *cli.Context, pol *policy.Policy, p *plan.Plan, output str
 	}
 	res := pol.Check(p, nil)
 	if len(res.Unchecked) > 0 && output != "json" {
-		fmt.Fprintf(c.App.ErrWriter, "%s: policy %s: %s need the devices the steps match or the time the plan runs: iotjobs plan and apply check them\n",
+		fmt.Fprintf(c.App.ErrWriter, "%s: policy %s: not checked without the devices the steps match or the time the plan runs (iotjobs plan and apply check them): %s\n",
 			p.File, pol.File, strings.Join(res.Unchecked, ", "))
 	}
 	return res.Diagnostics("")

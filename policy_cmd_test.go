@@ -200,7 +200,7 @@ func TestValidatePolicy(t *testing.T) {
 	writePolicy(t, filepath.Join(repo, "policy.iotjobs.yaml"), "hard", "abortRequiredOver: 5")
 	writePolicy(t, filepath.Join(filepath.Dir(repo), "policy.iotjobs.yaml"), "hard", "methods: {deny: [ping]}") // above the repository: not used
 	code, _, stderr := runCLI(t, t.Context(), "validate", planFile)
-	if code != exitOK || !strings.Contains(stderr, "policy.iotjobs.yaml: r need the devices the steps match") {
+	if code != exitOK || !strings.Contains(stderr, "policy.iotjobs.yaml: not checked without the devices the steps match or the time the plan runs (iotjobs plan and apply check them): r") {
 		t.Errorf("default policy: exit %d\n%s", code, stderr)
 	}
 	writePolicy(t, filepath.Join(plans, "policy.iotjobs.yaml"), "hard", "methods: {deny: [ping]}") // the nearest wins
