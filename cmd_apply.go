@@ -23,6 +23,7 @@ import (
 	"github.com/iotjobs/iotjobs/hub/clock"
 	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/plan"
+	"github.com/iotjobs/iotjobs/plan/policy"
 	"github.com/iotjobs/iotjobs/runner"
 )
 
@@ -45,6 +46,7 @@ func applyCmd() *cli.Command {
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "apply without asking at a terminal, and even when the dry-run predicts that a step fails, aborts or misses its pre-flight"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also show the hub's job ids and each job's status changes"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second: the dry-run's pre-flight stops apply when a step cannot finish in its maxExecutionTime or window at that rate"},
+			policyFlag(), overridePolicyFlag(),
 		}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			output, err := checkApplyFlags(c)
@@ -58,12 +60,19 @@ func applyCmd() *cli.Command {
 			if c.Bool("watch") && !slices.ContainsFunc(p.Steps, func(s *plan.Step) bool { return s.Cron != "" }) {
 				return usagef("apply --watch: plan %s has no cron step, so there is nothing to watch for; run it without --watch", p.Name)
 			}
-			a := &applyRun{c: c, p: p, saved: saved, output: output, obs: newObserver(c, output)}
+			pol, err := policyFor(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			a := &applyRun{c: c, p: p, saved: saved, pol: pol, output: output, obs: newObserver(c, output)}
 			rep, err := a.run()
 			if rep == nil && !c.Bool("watch") {
 				// No step ran (the hub unreachable, a certificate refused,
 				// an interrupt): CI still gets a report saying why.
 				rep = a.notRun(err)
+			}
+			if rep != nil && a.policy != nil {
+				rep.Policy = a.policy.report
 			}
 			return finishApply(c, rep, a.obs, output, err)
 		},
@@ -88,6 +97,10 @@ type applyRun struct {
 	output  string
 	obs     runner.Observer
 	hubName string
+	// pol is the policy the plan is checked against (nil: none), policy
+	// the check.
+	pol    *policy.Policy
+	policy *policyCheck
 }
 
 // run applies the plan and returns its report: the run's, or the
@@ -106,6 +119,14 @@ func (a *applyRun) run() (*runner.Report, error) {
 		if err := (&runner.Runner{Hub: t.client, Clock: clock.Real()}).CheckDrift(c.Context, a.saved); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.checkPolicy(t); err != nil {
+		pe, ok := errors.AsType[policyError](err)
+		if !ok {
+			return nil, err
+		}
+		pe.msg += "; nothing was applied"
+		return runner.NotRun(p, t.name, time.Now(), runner.StatusStopped, pe.msg), pe
 	}
 	if !c.Bool("watch") && !c.Bool("skip-dry-run") {
 		// validate → dry-run → execute: the plan plays first against
@@ -291,6 +312,9 @@ func checkApplyFlags(c *cli.Context) (string, error) {
 		return "", usagef("apply: --connections multiplexes the --fleet devices: give --fleet too")
 	case c.String("mqtt") != "" && c.String("fleet") == "":
 		return "", usagef("apply: --mqtt is where the --fleet devices connect: give --fleet too")
+	}
+	if err := checkOverrideFlag(c); err != nil {
+		return "", err
 	}
 	return output, nil
 }

@@ -26,7 +26,7 @@ func planCmd() *cli.Command {
 		Description: "Examples:\n   iotjobs plan --fleet examples/fleet.yaml examples/lock-door.yaml\n   iotjobs plan --hub \"$CS\" --rate 10 --out saved.json plan.yaml",
 		Usage:       "dry-run a plan: the devices each step matches, the twin diff, the timeline and a pre-flight, read without changing anything",
 		ArgsUsage:   "PLAN",
-		Flags: append([]cli.Flag{hubFlag(), caFlag(), dataFlag(),
+		Flags: append([]cli.Flag{hubFlag(), caFlag(), dataFlag(), policyFlag(), overridePolicyFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, json or markdown (a pull-request comment)"},
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
@@ -74,11 +74,18 @@ func parsePlanOptions(c *cli.Context) (*planOptions, error) {
 	if o.rate < 0 {
 		return nil, usagef("plan: --rate %g: give the hub's device operations per second (0: unknown)", o.rate)
 	}
+	if err := checkOverrideFlag(c); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
 func (o *planOptions) run(c *cli.Context) error {
 	p, saved, err := loadAnyPlan(c, o.path)
+	if err != nil {
+		return err
+	}
+	pol, err := policyFor(c, o.path)
 	if err != nil {
 		return err
 	}
@@ -113,6 +120,14 @@ func (o *planOptions) run(c *cli.Context) error {
 			return err
 		}
 		rep, runErr = runner.MergeDryRun(rep, sim)
+	}
+	pc, err := planPolicy(c, pol, p, saved, h.client)
+	if err != nil {
+		return err
+	}
+	if pc != nil {
+		rep.Policy = pc.report
+		runErr = errors.Join(runErr, pc.err())
 	}
 	if failed, ok := errors.AsType[*runner.StepFailedError](runErr); ok {
 		// The details are in what this command shows, which is a report

@@ -79,7 +79,7 @@ func validateCmd() *cli.Command {
 		Description: "Example:\n   iotjobs validate examples/*.yaml",
 		Usage:       "check plans; diagnostics as FILE:LINE:COL: message",
 		ArgsUsage:   "PLAN...",
-		Flags:       append([]cli.Flag{jsonFlag()}, varFlags()...),
+		Flags:       append([]cli.Flag{jsonFlag(), policyFlag()}, varFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("validate: name at least one plan file")
@@ -97,9 +97,17 @@ func validateCmd() *cli.Command {
 			// plans are not checked without its values.
 			if !all.HasErrors() {
 				for _, path := range c.Args().Slice() {
-					_, diags := plan.Load(path, plan.WithVars(vars))
+					p, diags := plan.Load(path, plan.WithVars(vars))
 					all.Extend(diags)
 					sources[path], _ = os.ReadFile(path)
+					if p == nil {
+						continue
+					}
+					pol, err := policyFor(c, path)
+					if err != nil {
+						return err
+					}
+					all.Extend(validatePolicy(c, pol, p, output))
 				}
 			}
 			all.Sort()

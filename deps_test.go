@@ -73,7 +73,7 @@ var allowed = map[string]struct {
 	may []string
 	why string
 }{
-	"": {[]string{"hub", "hub/clock", "hub/engine", "hub/hubd", "hub/mqttproto", "hub/query", "hub/rest", "hub/sas", "plan", "plan/diag", "runner", "simulate"},
+	"": {[]string{"hub", "hub/clock", "hub/engine", "hub/hubd", "hub/mqttproto", "hub/query", "hub/rest", "hub/sas", "plan", "plan/diag", "plan/policy", "runner", "simulate"},
 		"main wires everything: the CLI chooses the hub and hands the runner a hub.Client"},
 	"hub":                         {nil, "the domain: types, interfaces, errors"},
 	"hub/clock":                   {nil, "a leaf: the only source of time"},
@@ -94,9 +94,10 @@ var allowed = map[string]struct {
 	"hub/rest":                    {[]string{"hub", "hub/clock", "hub/sas"}, "the REST API serves and calls a hub.Client"},
 	"hub/hubd": {[]string{"hub", "hub/broker", "hub/clock", "hub/engine", "hub/extbroker", "hub/mqttbus", "hub/rest", "hub/sas", "hub/store", "hub/store/postgres", "hub/store/sqlite"},
 		"hubd assembles a hub: store, broker, bus, engine, REST"},
-	"plan":      {[]string{"hub/query", "plan/diag"}, "plans are data; queries are checked for syntax"},
-	"plan/diag": {nil, "a leaf: diagnostics"},
-	"runner":    {[]string{"hub", "hub/clock", "hub/query", "plan"}, "the runner sees hubs only through hub.Client"},
+	"plan":        {[]string{"hub/query", "plan/diag"}, "plans are data; queries are checked for syntax"},
+	"plan/diag":   {nil, "a leaf: diagnostics"},
+	"plan/policy": {[]string{"plan", "plan/diag"}, "policies are data checked against plans; device facts come from the caller"},
+	"runner":      {[]string{"hub", "hub/clock", "hub/query", "plan"}, "the runner sees hubs only through hub.Client"},
 	"simulate": {[]string{"hub", "hub/clock", "hub/engine", "hub/mqttproto", "hub/query", "hub/sas", "hub/store", "hub/store/memstore", "plan/diag", "simulate/internal/mqttc"},
 		"simulated devices speak the device protocol to any hub, or sit in-process under an engine (the dry-run's hubs)"},
 	"simulate/internal/mqttc": {nil, "a leaf: the simulator's MQTT client"},

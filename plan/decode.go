@@ -80,6 +80,7 @@ func Parse(filename string, src []byte, opts ...Option) (*Plan, diag.Diagnostics
 	}
 	d := &decoder{doc: doc, opts: o, plan: p, nodes: map[string]*diag.Node{}, keys: map[string]*diag.Node{}}
 	d.decodePlan(doc.Root)
+	p.nodes, p.keys = d.nodes, d.keys
 	applyDefaults(p)
 	ds := doc.Diags
 	ds.Extend(p.validate(d))
@@ -461,12 +462,29 @@ func (d *decoder) jsonObject(n *diag.Node) map[string]any {
 			Hint(`write properties as a mapping, e.g. {building: "43", floor: 3}`)
 		return map[string]any{}
 	}
-	v, _ := n.JSON()
+	v, ok := n.JSON()
+	if ok {
+		d.keepTree(n)
+	}
 	m, _ := v.(map[string]any)
 	if m == nil {
 		m = map[string]any{}
 	}
 	return m
+}
+
+// keepTree keeps every value under a patch object that decoded cleanly,
+// so that a check of the paths a patch sets can point at each of them.
+func (d *decoder) keepTree(n *diag.Node) {
+	if !n.IsMapping() {
+		return
+	}
+	pairs, _ := n.Pairs()
+	for _, p := range pairs {
+		d.keys[p.Value.Path] = p.KeyNd
+		d.keep(p.Value)
+		d.keepTree(p.Value)
+	}
 }
 
 func (d *decoder) decodeRollout(n *diag.Node) *Rollout {

@@ -3,6 +3,7 @@ package plan
 import (
 	"container/heap"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/iotjobs/iotjobs/plan/diag"
@@ -49,6 +50,33 @@ type Plan struct {
 	// a saved plan records so that it parses its source as it was planned.
 	Overrides map[string]string
 	Range     diag.Range
+
+	// nodes holds the decoded value of each path, so that later checks
+	// (a policy) can point at the file as validation does (RangeOf).
+	nodes map[string]*diag.Node
+	keys  map[string]*diag.Node
+}
+
+// RangeOf returns where the value at path (e.g. "steps[1].method.name",
+// "steps[0].twin.desired.security") is in the file: that value, or the
+// nearest enclosing value the file has, or the whole plan. A plan built
+// in code has only paths, so its ranges are the zero Range.
+func (p *Plan) RangeOf(path string) diag.Range {
+	for {
+		if n := p.nodes[path]; n != nil {
+			// An object or a list starts on a line of its own: its key
+			// says better where it is.
+			if k := p.keys[path]; k != nil && (n.IsMapping() || n.IsList()) {
+				return k.Range()
+			}
+			return n.Range()
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return p.Range
+		}
+		path = path[:i]
+	}
 }
 
 // Defaults are values that steps inherit unless they set their own.

@@ -39,6 +39,9 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitMessage `xml:"failure"`
 	Skipped   *junitMessage `xml:"skipped"`
+	// SystemOut carries what a passing case has to say (a policy's
+	// advisory, an override's reason).
+	SystemOut string `xml:"system-out,omitempty"`
 }
 
 type junitMessage struct {
@@ -87,6 +90,12 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		out.Skipped += suite.Skipped
 		out.Suites = append(out.Suites, suite)
 	}
+	if r.Policy != nil {
+		suite := policySuite(r.Plan.Name, r.Policy)
+		out.Tests += suite.Tests
+		out.Failures += suite.Failures
+		out.Suites = append(out.Suites, suite)
+	}
 	if r.Error != "" && r.Status != StatusSucceeded {
 		// Why the run ended as it did (an unreachable hub, an interrupt,
 		// a stop before applying): a failure CI shows even when no step ran.
@@ -106,6 +115,35 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// policySuite is the policy check as a suite: a case per violation,
+// failed when it stops the plan, passing with what it says (and an
+// override's reason) when not, so that CI shows both.
+func policySuite(planName string, pr *PolicyReport) junitSuite {
+	suite := junitSuite{Name: "(policy)", Time: "0"}
+	class := planName + ".(policy)"
+	if len(pr.Violations) == 0 {
+		suite.Cases = append(suite.Cases, junitCase{ClassName: class, Name: "(policy) " + pr.File, Time: "0", SystemOut: pr.Result})
+	}
+	for _, v := range pr.Violations {
+		c := junitCase{ClassName: class, Name: v.Rule + " at " + v.Position, Time: "0"}
+		switch {
+		case v.Overridden && pr.Override != nil:
+			c.SystemOut = fmt.Sprintf("%s (soft): %s; overridden: %s", v.Rule, v.Message, pr.Override.Reason)
+			if pr.Override.By != "" {
+				c.SystemOut += " (by " + pr.Override.By + ")"
+			}
+		case v.Level == "advisory":
+			c.SystemOut = fmt.Sprintf("%s (advisory): %s", v.Rule, v.Message)
+		default:
+			c.Failure = &junitMessage{Message: v.Message, Type: "policy " + v.Level}
+			suite.Failures++
+		}
+		suite.Cases = append(suite.Cases, c)
+	}
+	suite.Tests = len(suite.Cases)
+	return suite
 }
 
 func seconds(s float64) string { return fmt.Sprintf("%.3f", max(s, 0)) }

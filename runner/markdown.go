@@ -192,11 +192,13 @@ func (rep *Report) mdVerdict(o MarkdownOptions, simulated bool) string {
 	return fmt.Sprintf("**%s**: %s — predicted: %s — %s", title, did, rep.mdPrediction(simulated), rep.mdPolicy())
 }
 
-// mdPolicy is the verdict line's policy part. Plans are not checked
-// against a policy yet; when the report carries a policy result, this is
-// where "policy: N violations (…)" goes.
+// mdPolicy is the verdict line's policy part: the policy's result (README
+// "Guardrails (policy)"), or that no policy applied.
 func (rep *Report) mdPolicy() string {
-	return "policy: not checked"
+	if rep.Policy == nil {
+		return "policy: not checked"
+	}
+	return "policy: " + rep.Policy.Summary()
 }
 
 // mdPrediction is the predicted outcome, with an emoji and the words that

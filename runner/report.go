@@ -2,7 +2,9 @@ package runner
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
@@ -74,7 +76,80 @@ type Report struct {
 	// Occurrence is set on the reports of apply --watch: which occurrence
 	// of which cron step the run was.
 	Occurrence *OccurrenceReport `json:"occurrence,omitempty"`
-	Steps      []*StepReport     `json:"steps"`
+	// Policy is how the plan measured against its policy (README
+	// "Guardrails (policy)"); absent when no policy was checked.
+	Policy *PolicyReport `json:"policy,omitempty"`
+	Steps  []*StepReport `json:"steps"`
+}
+
+// Policy results, for people and for tools that render a report.
+const (
+	PolicyPassed     = "passed"     // no rule broken
+	PolicyAdvisories = "advisories" // only advisory rules broken
+	PolicyOverridden = "overridden" // soft rules broken, overridden with a reason; no hard one
+	PolicyFailed     = "failed"     // a hard rule, or a soft one without an override
+)
+
+// PolicyReport is a plan's check against a policy file.
+type PolicyReport struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	// Result is PolicyPassed, PolicyAdvisories, PolicyOverridden or
+	// PolicyFailed.
+	Result     string            `json:"result"`
+	Violations []PolicyViolation `json:"violations"`
+	// Unchecked names the rules the command could not check (validate
+	// has no devices; README "Guardrails (policy)").
+	Unchecked []string `json:"unchecked,omitempty"`
+	// Override is --override-policy's: why soft rules were overridden.
+	Override *PolicyOverride `json:"override,omitempty"`
+}
+
+// PolicyViolation is one rule a plan breaks, at the plan's value that
+// breaks it.
+type PolicyViolation struct {
+	Rule    string `json:"rule"`
+	Kind    string `json:"kind"`
+	Level   string `json:"level"`
+	Step    string `json:"step,omitempty"`
+	Message string `json:"message"`
+	// Position is FILE:LINE:COL in the plan.
+	Position string `json:"position"`
+	// Overridden is true for a soft violation that --override-policy let
+	// pass.
+	Overridden bool `json:"overridden,omitempty"`
+}
+
+// PolicyOverride is who overrode the policy's soft rules, and why.
+type PolicyOverride struct {
+	Reason string `json:"reason"`
+	By     string `json:"by,omitempty"`
+}
+
+// Summary is the policy result in one line: "passed", "failed: 2 hard,
+// 1 soft (3 violations)", "overridden (REASON): 1 soft".
+func (pr *PolicyReport) Summary() string {
+	if pr == nil {
+		return ""
+	}
+	counts := map[string]int{}
+	for _, v := range pr.Violations {
+		counts[v.Level]++
+	}
+	var parts []string
+	for _, l := range []string{"hard", "soft", "advisory"} {
+		if counts[l] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[l], l))
+		}
+	}
+	out := pr.Result
+	if pr.Result == PolicyOverridden && pr.Override != nil {
+		out += fmt.Sprintf(" (%s)", pr.Override.Reason)
+	}
+	if len(parts) > 0 {
+		out += ": " + strings.Join(parts, ", ")
+	}
+	return out
 }
 
 // Simulation is how a dry-run came to its predictions: what it played

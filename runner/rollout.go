@@ -55,6 +55,10 @@ type AbortReport struct {
 // over n devices: percentages round up (1% of 20 devices is 1), counts are
 // capped at n, and a batch that adds nobody is dropped. Without a rollout
 // there is one batch of everything.
+// BatchTargets is batchTargets for checks outside the runner (a policy's
+// share of a tag group per batch), so that they split as the runner does.
+func BatchTargets(ro *plan.Rollout, n int) []int { return batchTargets(ro, n) }
+
 func batchTargets(ro *plan.Rollout, n int) []int {
 	if ro == nil || len(ro.Batches) == 0 {
 		return []int{n}

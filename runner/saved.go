@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,14 @@ import (
 
 	"github.com/iotjobs/iotjobs/plan"
 )
+
+//go:embed saved-plan.schema.json
+var savedPlanSchema []byte
+
+// SavedPlanSchema returns the JSON Schema of saved plans (iotjobs schema
+// saved-plan, committed as docs/saved-plan.schema.json), which tools such
+// as OPA/conftest policies are written against.
+func SavedPlanSchema() ([]byte, error) { return savedPlanSchema, nil }
 
 // SavedPlanVersion is the version of the saved-plan format.
 const SavedPlanVersion = 1
