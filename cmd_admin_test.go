@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -57,7 +58,7 @@ func TestOutputCheckedFirst(t *testing.T) {
 	} {
 		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
 			code, _, stderr := runCLI(t, t.Context(), args...)
-			if code != exitInvalid || !strings.Contains(stderr, `--output "bogus": use text or json`) {
+			if code != exitInvalid || !regexp.MustCompile(`--output "bogus": use text(, json or markdown| or json)`).MatchString(stderr) {
 				t.Errorf("iotjobs %s: exit %d, stderr %q; want exit 2 naming --output", strings.Join(args, " "), code, stderr)
 			}
 		})
