@@ -22,6 +22,7 @@ var migrations = []migration{
 	{1, "devices, jobs and device-job records; their indexes; query helpers", schemaV1},
 	{2, "the query language's remainder as Go's math.Mod", schemaV2},
 	{3, "job leases and replicas, for hubs that share the database", schemaV3},
+	{4, "the audit log and its chain's head", schemaV4},
 }
 
 // versionTable records the applied migrations, one row each.
@@ -318,4 +319,35 @@ CREATE TABLE replicas (
 	endpoint text NOT NULL,
 	seen     timestamptz NOT NULL
 );
+`
+
+// schemaV4 is the audit log (audit.go): one row per entry, every field of
+// the entry's hash a column of its own, so that a row edited by hand no
+// longer matches its hash; and audit_head, the chain's head in one row,
+// which each append locks so that replicas append in one order. The head
+// is kept apart from the log rather than read from its last row: an
+// append never waits on the log's rows, and entries deleted from the
+// log's end show as a gap before the next entry.
+const schemaV4 = `
+CREATE TABLE audit (
+	seq         bigint PRIMARY KEY,
+	time        timestamptz NOT NULL,
+	actor       text NOT NULL,
+	operation   text NOT NULL,
+	target      text NOT NULL,
+	job         text NOT NULL,
+	devices     text[] NOT NULL,
+	result      text NOT NULL,
+	plan        text NOT NULL,
+	plan_sha256 text NOT NULL,
+	prev        text NOT NULL,
+	hash        text NOT NULL
+);
+
+CREATE TABLE audit_head (
+	one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+	seq  bigint NOT NULL,
+	hash text NOT NULL
+);
+INSERT INTO audit_head (seq, hash) VALUES (0, '');
 `

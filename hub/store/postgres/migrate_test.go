@@ -93,6 +93,7 @@ func TestMigrateFromOlder(t *testing.T) {
 	undo := map[int]string{
 		2: "DROP FUNCTION iotjobs_mod(float8, float8)",
 		3: "DROP TABLE job_leases; DROP TABLE replicas",
+		4: "DROP TABLE audit; DROP TABLE audit_head",
 	}
 	for from := 1; from < postgres.LatestSchema(); from++ {
 		t.Run(fmt.Sprintf("from %d", from), func(t *testing.T) {

@@ -115,9 +115,12 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// isUnique reports whether err is a duplicate key of the write's own
+// table: one in the audit log (its head set back by hand) is not a
+// conflict of the caller's.
 func isUnique(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.TableName != "audit"
 }
 
 // rollback ends tx if it is still open. It does not use the caller's
@@ -393,8 +396,11 @@ func (s *Store) CreateDevice(ctx context.Context, d *store.Device) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO devices (id, `+deviceCols+`) VALUES ($1, $2, $3, $4, $5)`,
-		d.DeviceID, r.identity, r.version, r.twinArg(), r.rawArg())
+	err = s.write(ctx, func(q execer) error {
+		_, err := q.Exec(ctx, `INSERT INTO devices (id, `+deviceCols+`) VALUES ($1, $2, $3, $4, $5)`,
+			d.DeviceID, r.identity, r.version, r.twinArg(), r.rawArg())
+		return err
+	})
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -422,8 +428,10 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 
 // UpdateDevice implements store.Store.
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, recs ...*hub.DeviceJob) (*store.Device, error) {
-	// A group of one: the same transaction, locking and encoding.
-	devs, errs, err := s.UpdateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}})
+	// A group of one: the same transaction, locking and encoding. fn's
+	// error aborts the transaction, so that the audit entries of ctx are
+	// not stored either.
+	devs, errs, err := s.updateDevices(ctx, []store.DeviceUpdate{{ID: id, Fn: fn, Recs: recs}}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -435,6 +443,12 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 // deadlock), runs the update functions in Go and writes the changed rows
 // and the records with one statement each.
 func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]*store.Device, []error, error) {
+	return s.updateDevices(ctx, ups, false)
+}
+
+// updateDevices is UpdateDevices; with whole set, the first update that
+// fails stores nothing of the group (an error in errs, err nil).
+func (s *Store) updateDevices(ctx context.Context, ups []store.DeviceUpdate, whole bool) ([]*store.Device, []error, error) {
 	devs, errs := make([]*store.Device, len(ups)), make([]error, len(ups))
 	if len(ups) == 0 {
 		return devs, errs, ctx.Err()
@@ -517,6 +531,13 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 		recs = append(recs, u.Recs...)
 		devs[i] = d
 	}
+	if whole {
+		for _, err := range errs {
+			if err != nil {
+				return devs, errs, nil
+			}
+		}
+	}
 	if err := writeDevices(ctx, tx, changed, recs); err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}
@@ -526,8 +547,8 @@ func (s *Store) UpdateDevices(ctx context.Context, ups []store.DeviceUpdate) ([]
 	return devs, errs, nil
 }
 
-// writeDevices stores the changed device rows and the records in one
-// round trip.
+// writeDevices stores the changed device rows, the records and ctx's
+// audit entries in one round trip (after the head's lock).
 func writeDevices(ctx context.Context, tx pgx.Tx, changed map[string]*deviceRow, recs []*hub.DeviceJob) error {
 	var b pgx.Batch
 	if len(changed) > 0 {
@@ -550,6 +571,10 @@ func writeDevices(ctx context.Context, tx pgx.Tx, changed map[string]*deviceRow,
 	if err := queueDeviceJobs(&b, recs); err != nil {
 		return err
 	}
+	// Last: the update functions have filled in ctx's entries.
+	if err := queueAudit(ctx, tx, &b); err != nil {
+		return err
+	}
 	if b.Len() == 0 {
 		return nil
 	}
@@ -564,14 +589,16 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	if !storable(id) {
 		return store.ErrNotFound
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM devices WHERE id = $1`, id)
-	if err != nil {
-		return ctxErr(ctx, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.write(ctx, func(q execer) error {
+		tag, err := q.Exec(ctx, `DELETE FROM devices WHERE id = $1`, id)
+		if err != nil {
+			return ctxErr(ctx, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
 }
 
 // ScanDevices implements store.Store.
@@ -606,8 +633,11 @@ func (s *Store) CreateJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO jobs (id, created, doc, started) VALUES ($1, $2, $3, $4)`,
-		j.JobID, createdKey(j), doc, j.StartedThrough)
+	err = s.write(ctx, func(q execer) error {
+		_, err := q.Exec(ctx, `INSERT INTO jobs (id, created, doc, started) VALUES ($1, $2, $3, $4)`,
+			j.JobID, createdKey(j), doc, j.StartedThrough)
+		return err
+	})
 	if isUnique(err) {
 		return store.ErrConflict
 	}
@@ -680,14 +710,16 @@ func (s *Store) PutJob(ctx context.Context, j *hub.Job) error {
 	if err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, putJobSQL, j.JobID, createdKey(j), doc, j.StartedThrough)
-	if err != nil {
-		return ctxErr(ctx, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("job %q: %w", j.JobID, store.ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, func(q execer) error {
+		tag, err := q.Exec(ctx, putJobSQL, j.JobID, createdKey(j), doc, j.StartedThrough)
+		if err != nil {
+			return ctxErr(ctx, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("job %q: %w", j.JobID, store.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // ListJobs implements store.Store.
@@ -746,7 +778,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 			return nil
 		})
 	}
-	if b.Len() == 0 {
+	if b.Len() == 0 && len(store.AuditOf(ctx)) == 0 {
 		return nil
 	}
 	tx, err := s.pool.Begin(ctx)
@@ -769,6 +801,9 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 		if lost[id] {
 			return lostErr(id)
 		}
+	}
+	if err := queueAudit(ctx, tx, &b); err != nil {
+		return ctxErr(ctx, err)
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return ctxErr(ctx, err)
