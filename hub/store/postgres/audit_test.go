@@ -116,3 +116,47 @@ func TestAuditReplicas(t *testing.T) {
 		t.Errorf("verify: %v", b)
 	}
 }
+
+// TestAuditNewestDeleted: entries deleted from the log's end leave the
+// head where it was, so that the next append shows the gap.
+func TestAuditNewestDeleted(t *testing.T) {
+	ctx := context.Background()
+	_, u := pgtest.Schema(t)
+	s, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	appendOne := func(target string) {
+		t.Helper()
+		if err := s.AppendAudit(ctx, &hub.AuditEntry{Time: time.Now(), Actor: "iothubowner", Operation: hub.AuditMethodInvoke, Target: target, Result: "404"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify := func() *hub.AuditBreak {
+		t.Helper()
+		all, err := s.AuditLog(ctx, hub.AuditFilter{}, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hub.VerifyAudit(all)
+	}
+	for _, d := range []string{"d1", "d2", "d3"} {
+		appendOne(d)
+	}
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `DELETE FROM audit WHERE seq >= 2`); err != nil {
+		t.Fatal(err)
+	}
+	if b := verify(); b != nil {
+		t.Fatalf("before the next append: %v (the log's end is not anchored in it)", b)
+	}
+	appendOne("d4")
+	if b := verify(); b == nil || *b != (hub.AuditBreak{Seq: 2, How: "removed"}) {
+		t.Errorf("after the next append: %v, want entry #2 removed", b)
+	}
+}

@@ -19,6 +19,10 @@
 // holds for at least every matching row, and the rows it selects are
 // decided in Go with query.Match.
 //
+// The audit log (audit.go) is appended in the transaction of the write it
+// records, under a lock on the chain's head, one row, so that replicas
+// sharing the database append in one order.
+//
 // The schema is versioned (migrate.go): Open applies pending migrations
 // under an advisory lock and refuses a database written by a newer
 // version.
