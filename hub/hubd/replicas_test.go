@@ -1,6 +1,7 @@
 package hubd_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -116,6 +117,42 @@ func TestReplicasOnOneBroker(t *testing.T) {
 		if k > 2 {
 			t.Errorf("device %s called %d times by two jobs", id, k)
 		}
+	}
+	checkReplicasAudit(ctx, t, b.(hub.AuditLog), n)
+}
+
+// checkReplicasAudit checks the audit log both replicas appended to: one
+// chain, and every device of the first two jobs in their entries once.
+func checkReplicasAudit(ctx context.Context, t *testing.T, log hub.AuditLog, n int) {
+	t.Helper()
+	var all []*hub.AuditEntry
+	for cont := ""; ; {
+		page, err := log.AuditEntries(ctx, hub.AuditFilter{}, cont)
+		must(t, "read the audit log", err)
+		all = append(all, page.Entries...)
+		if cont = page.Continuation; cont == "" {
+			break
+		}
+	}
+	if b := hub.VerifyAudit(all); b != nil {
+		t.Errorf("the replicas' audit log: %v", b)
+	}
+	devices, ends := map[string]int{}, map[string]int{}
+	for _, e := range all {
+		switch {
+		case e.Operation == hub.AuditJobEnd:
+			ends[e.Job]++
+		case e.Job == "rp-ping" && e.Operation == hub.AuditMethodInvoke, e.Job == "rp-twin" && e.Operation == hub.AuditTwinPatch:
+			devices[e.Job] += len(e.Devices)
+		}
+	}
+	for _, id := range []string{"rp-ping", "rp-twin"} {
+		if devices[id] != n || ends[id] != 1 {
+			t.Errorf("audit entries of %s: %d devices, %d ends; want %d and 1", id, devices[id], ends[id], n)
+		}
+	}
+	if ends["rp-again"] == 0 {
+		t.Error("the job taken over has no job.end entry")
 	}
 }
 
