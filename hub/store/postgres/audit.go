@@ -23,9 +23,12 @@ var _ store.Auditor = (*Store)(nil)
 // SELECT … FOR UPDATE, chains its entries from it and moves it; a
 // concurrent append waits for the lock, then reads the head the first
 // one committed (READ COMMITTED re-reads a row it waited for). The head
-// is taken last in every write, after the devices, records and leases it
-// locks, and nothing else is locked after it, so it adds no deadlock; it
-// is held for the write's last round trip and its commit.
+// is the last lock of every write: it is queued after the statements
+// that lock the write's rows (devices, records, jobs, leases), and only
+// the new audit rows follow it, so that it adds no deadlock (a write
+// that locked a job's row after the head could wait on one holding that
+// row and waiting for the head). It is held for one round trip and the
+// commit.
 
 // lockHeadSQL reads the chain's head, locked until the transaction ends.
 const lockHeadSQL = `SELECT seq, hash FROM audit_head FOR UPDATE`
@@ -36,11 +39,17 @@ const insertAuditSQL = `INSERT INTO audit (seq, time, actor, operation, target, 
 	FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
 		AS u(seq, time, actor, operation, target, job, devices, result, plan, plan_sha256, prev, hash)`
 
-// queueAudit locks the chain's head in tx, gives ctx's entries their
-// places after it (hub.Chain) and queues their insert and the head's move
-// in b, which the caller sends in tx. It locks nothing when ctx carries
-// no entries.
-func queueAudit(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+// auditAppend is a write's audit entries on their way into the log.
+type auditAppend struct {
+	entries []*hub.AuditEntry
+	seq     int64
+	prev    string
+}
+
+// lockHead queues in b, last, the lock of the chain's head, when ctx
+// carries entries (nil when it carries none). The update functions of
+// the write have run: they may have filled the entries in.
+func lockHead(ctx context.Context, b *pgx.Batch) *auditAppend {
 	entries := store.AuditOf(ctx)
 	if len(entries) == 0 {
 		return nil
@@ -54,21 +63,33 @@ func queueAudit(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 			e.Devices[i] = textOf(e.Devices[i])
 		}
 	}
-	var seq int64
-	var prev string
-	err := tx.QueryRow(ctx, lockHeadSQL).Scan(&seq, &prev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errors.New("the audit log's head (table audit_head) has no row: it was deleted by hand; put back a row holding the seq and hash of the log's last entry")
+	a := &auditAppend{entries: entries}
+	b.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&a.seq, &a.prev)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errors.New("the audit log's head (table audit_head) has no row: it was deleted by hand; put back a row holding the seq and hash of the log's last entry")
+		}
+		if err != nil {
+			return fmt.Errorf("lock the audit log's head: %w", err)
+		}
+		return nil
+	})
+	return a
+}
+
+// store gives the entries their places after the head lockHead read
+// (hub.Chain), inserts them in tx and moves the head. A nil a stores
+// nothing.
+func (a *auditAppend) store(ctx context.Context, tx pgx.Tx) error {
+	if a == nil {
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("lock the audit log's head: %w", err)
-	}
-	head, hash := hub.Chain(seq, prev, entries)
-	n := len(entries)
+	head, hash := hub.Chain(a.seq, a.prev, a.entries)
+	n := len(a.entries)
 	seqs, times := make([]int64, n), make([]time.Time, n)
 	actors, ops, targets, jobs, devices := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	results, plans, sums, prevs, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, e := range entries {
+	for i, e := range a.entries {
 		list, err := json.Marshal(orNone(e.Devices))
 		if err != nil {
 			return err
@@ -76,13 +97,12 @@ func queueAudit(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 		seqs[i], times[i], actors[i], ops[i], targets[i], jobs[i], devices[i] = e.Seq, e.Time, e.Actor, e.Operation, e.Target, e.Job, string(list)
 		results[i], plans[i], sums[i], prevs[i], hashes[i] = e.Result, e.Plan, e.PlanSHA256, e.Prev, e.Hash
 	}
+	var b pgx.Batch
 	b.Queue(insertAuditSQL, seqs, times, actors, ops, targets, jobs, devices, results, plans, sums, prevs, hashes)
-	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2`, head, hash).Exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("move the audit log's head: %d rows of audit_head, want 1 (was the table edited by hand?)", tag.RowsAffected())
-		}
-		return nil
-	})
+	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2`, head, hash)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("append to the audit log: %w", err)
+	}
 	return nil
 }
 
@@ -124,10 +144,11 @@ func (s *Store) write(ctx context.Context, fn func(q execer) error) error {
 		return err
 	}
 	var b pgx.Batch
-	if err := queueAudit(ctx, tx, &b); err != nil {
+	a := lockHead(ctx, &b)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return ctxErr(ctx, err)
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := a.store(ctx, tx); err != nil {
 		return ctxErr(ctx, err)
 	}
 	return ctxErr(ctx, tx.Commit(ctx))

@@ -547,8 +547,8 @@ func (s *Store) updateDevices(ctx context.Context, ups []store.DeviceUpdate, who
 	return devs, errs, nil
 }
 
-// writeDevices stores the changed device rows, the records and ctx's
-// audit entries in one round trip (after the head's lock).
+// writeDevices stores the changed device rows and the records in one
+// round trip, and ctx's audit entries (lockHead) in a second.
 func writeDevices(ctx context.Context, tx pgx.Tx, changed map[string]*deviceRow, recs []*hub.DeviceJob) error {
 	var b pgx.Batch
 	if len(changed) > 0 {
@@ -571,14 +571,14 @@ func writeDevices(ctx context.Context, tx pgx.Tx, changed map[string]*deviceRow,
 	if err := queueDeviceJobs(&b, recs); err != nil {
 		return err
 	}
-	// Last: the update functions have filled in ctx's entries.
-	if err := queueAudit(ctx, tx, &b); err != nil {
-		return err
-	}
+	a := lockHead(ctx, &b)
 	if b.Len() == 0 {
 		return nil
 	}
-	return tx.SendBatch(ctx, &b).Close()
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return err
+	}
+	return a.store(ctx, tx)
 }
 
 // DeleteDevice implements store.Store.
@@ -802,10 +802,11 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 			return lostErr(id)
 		}
 	}
-	if err := queueAudit(ctx, tx, &b); err != nil {
+	a := lockHead(ctx, &b)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return ctxErr(ctx, err)
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := a.store(ctx, tx); err != nil {
 		return ctxErr(ctx, err)
 	}
 	return ctxErr(ctx, tx.Commit(ctx))
