@@ -110,16 +110,7 @@ func TestAdminArgsCheckedFirst(t *testing.T) {
 		{[]string{"devices", "disable"}, "name exactly one device id"},
 		{[]string{"query"}, "name exactly one query"},
 	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			data := filepath.Join(t.TempDir(), "data")
-			code, _, stderr := runCLI(t, t.Context(), append(tt.args, "--data", data)...)
-			if code != exitInvalid || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, stderr %q; want exit 2 saying %q", code, stderr, tt.want)
-			}
-			if _, err := os.Stat(data); err == nil {
-				t.Errorf("the embedded hub was opened (%s exists) before the arguments were checked", data)
-			}
-		})
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) { checkedFirst(t, tt.args, tt.want) })
 	}
 }
 
@@ -221,5 +212,19 @@ func TestDeviceKeysHidden(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, key) {
 			t.Errorf("iotjobs %s --show-keys: exit %d, stdout %q; want the key", strings.Join(args, " "), code, stdout)
 		}
+	}
+}
+
+// checkedFirst runs a command that must refuse its arguments (exit 2,
+// saying want) before it opens the embedded hub under --data.
+func checkedFirst(t *testing.T, args []string, want string) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	code, _, stderr := runCLI(t, t.Context(), append(args, "--data", data)...)
+	if code != exitInvalid || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q; want exit 2 saying %q", code, stderr, want)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Errorf("the embedded hub was opened (%s exists) before the arguments were checked", data)
 	}
 }

@@ -291,16 +291,7 @@ func TestListUsageErrors(t *testing.T) {
 		{[]string{"devices", "list", "--top", "5", "--all"}, "give --top N or --all, not both"},
 		{[]string{"devices", "list", "extra"}, "takes no arguments"},
 	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			data := filepath.Join(t.TempDir(), "data")
-			code, _, stderr := runCLI(t, t.Context(), append(tt.args, "--data", data)...)
-			if code != exitInvalid || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, stderr %q; want exit 2 saying %q", code, stderr, tt.want)
-			}
-			if _, err := os.Stat(data); err == nil {
-				t.Errorf("the embedded hub was opened (%s exists) before the arguments were checked", data)
-			}
-		})
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) { checkedFirst(t, tt.args, tt.want) })
 	}
 }
 
