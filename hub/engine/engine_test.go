@@ -471,6 +471,7 @@ func TestCreateJobValidation(t *testing.T) {
 		{"bad condition", hub.Job{JobID: "j", Type: hub.JobDeviceMethod, QueryCondition: "deviceId IN ['a'", CloudToDeviceMethod: m}, hub.CodeArgumentInvalid},
 		{"no method", hub.Job{JobID: "j", Type: hub.JobDeviceMethod, QueryCondition: "*"}, hub.CodeArgumentInvalid},
 		{"empty twin", hub.Job{JobID: "j", Type: hub.JobUpdateTwin, QueryCondition: "*", UpdateTwin: &hub.TwinPatch{}}, hub.CodeArgumentInvalid},
+		{"twin without sections", hub.Job{JobID: "j", Type: hub.JobUpdateTwin, QueryCondition: "*", UpdateTwin: &hub.TwinPatch{ETag: "*", Properties: &hub.Properties{}}}, hub.CodeArgumentInvalid},
 		{"negative max time", hub.Job{JobID: "j", Type: hub.JobDeviceMethod, QueryCondition: "*", CloudToDeviceMethod: m, MaxExecutionTimeInSeconds: -1}, hub.CodeArgumentInvalid},
 	}
 	for _, tc := range tests {
@@ -595,4 +596,23 @@ func TestQueryPaging(t *testing.T) {
 	wantCode(t, err, hub.CodeArgumentInvalid)
 	_, err = e.Query(ctx, "SELECT * FROM devices", hub.QueryOptions{Continuation: "%%%"})
 	wantCode(t, err, hub.CodeArgumentInvalid)
+}
+
+// TestEmptyTwinJob: a twin job whose sections are present but empty is
+// queued, as on Azure (its SDK's job test creates one, then cancels it).
+func TestEmptyTwinJob(t *testing.T) {
+	e := newEngine(t, newTestBus(), clock.Real())
+	ctx := context.Background()
+	start := &hub.Time{Time: time.Now().Add(time.Hour)}
+	j, err := e.CreateJob(ctx, &hub.Job{JobID: "empty", Type: hub.JobUpdateTwin, QueryCondition: "*", StartTime: start,
+		UpdateTwin: &hub.TwinPatch{ETag: "*", Tags: map[string]any{}, Properties: &hub.Properties{Desired: map[string]any{}, Reported: map[string]any{}}}})
+	if err != nil {
+		t.Fatalf("CreateJob of empty sections: %v", err)
+	}
+	if j.Status != hub.JobQueued && j.Status != hub.JobScheduled {
+		t.Errorf("status %s, want queued or scheduled", j.Status)
+	}
+	if c, err := e.CancelJob(ctx, "empty"); err != nil || c.Status != hub.JobCancelled {
+		t.Errorf("cancel: %v, %+v", err, c)
+	}
 }

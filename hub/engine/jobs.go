@@ -94,8 +94,12 @@ func (e *Engine) checkJob(in *hub.Job) (*hub.Job, query.Expr, error) {
 		j.CloudToDeviceMethod, j.UpdateTwin = m, nil
 	case hub.JobUpdateTwin:
 		u := j.UpdateTwin
-		if u == nil || (len(u.Tags) == 0 && (u.Properties == nil || len(u.Properties.Desired) == 0)) {
-			return nil, nil, hub.Errorf(hub.CodeArgumentInvalid, "updateTwin must change tags or properties.desired")
+		// Azure takes empty sections ({"tags": {}, "properties":
+		// {"desired": {}}}: a job that changes nothing, as its SDK's
+		// tests create); it refuses a body with neither section.
+		if u == nil || (u.Tags == nil && (u.Properties == nil || u.Properties.Desired == nil)) {
+			return nil, nil, hub.Errorf(hub.CodeArgumentInvalid,
+				`updateTwin must set tags or properties.desired (desired properties go under "properties": {"updateTwin": {"properties": {"desired": {...}}}})`)
 		}
 		if u.Properties != nil {
 			u.Properties = &hub.Properties{Desired: u.Properties.Desired} // reported is the device's
