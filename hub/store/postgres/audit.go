@@ -144,8 +144,15 @@ func (s *Store) write(ctx context.Context, fn func(q execer) error) error {
 		return err
 	}
 	var b pgx.Batch
-	a := lockHead(ctx, &b)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	return commitAudited(ctx, tx, &b)
+}
+
+// commitAudited ends a write's transaction: its last batch b, with the
+// chain's head locked last (so that writes never wait on each other in
+// a circle), then its entries chained from that head, then the commit.
+func commitAudited(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	a := lockHead(ctx, b)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return ctxErr(ctx, err)
 	}
 	if err := a.store(ctx, tx); err != nil {

@@ -802,14 +802,7 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 			return lostErr(id)
 		}
 	}
-	a := lockHead(ctx, &b)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return ctxErr(ctx, err)
-	}
-	if err := a.store(ctx, tx); err != nil {
-		return ctxErr(ctx, err)
-	}
-	return ctxErr(ctx, tx.Commit(ctx))
+	return commitAudited(ctx, tx, &b)
 }
 
 // upsertDeviceJobsSQL inserts or replaces records given as arrays.
