@@ -21,6 +21,16 @@ import (
 // (testdata/azuresdk) and sets IOTJOBS_AZURE_SDK=1; elsewhere the test is
 // skipped unless they are installed.
 func TestAzureNodeSDK(t *testing.T) {
+	runNodeCheck(t, "check.js", hubd.Config{})
+}
+
+// runNodeCheck runs one script of testdata/azuresdk against a fresh hub
+// opened with cfg (its addresses and data directory filled in here), with
+// the hub's connection string, MQTT and HTTPS addresses and CA in the
+// environment, plus env. It skips when the SDKs are not installed, unless
+// IOTJOBS_AZURE_SDK is set.
+func runNodeCheck(t *testing.T, script string, cfg hubd.Config, env ...string) *hubd.Hub {
+	t.Helper()
 	dir, _ := filepath.Abs(filepath.Join("testdata", "azuresdk"))
 	_, err := os.Stat(filepath.Join(dir, "node_modules", "azure-iothub"))
 	node, nerr := exec.LookPath("node")
@@ -32,14 +42,18 @@ func TestAzureNodeSDK(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	h, err := hubd.Open(ctx, hubd.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.HTTPAddr, cfg.MQTTAddr = "127.0.0.1:0", "127.0.0.1:0"
+	h, err := hubd.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { h.Close() })
 	_, port, _ := net.SplitHostPort(h.MQTTAddr())
 	_, httpsPort, _ := net.SplitHostPort(h.HTTPAddr())
-	cmd := exec.CommandContext(ctx, node, "check.js")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"IOTHUB_CONNECTION_STRING="+h.ConnectionString(),
@@ -48,9 +62,11 @@ func TestAzureNodeSDK(t *testing.T) {
 		"NODE_EXTRA_CA_CERTS="+h.CAFile(),
 		"NODE_OPTIONS=--require "+filepath.Join(dir, "shim.js"),
 	)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
-		t.Fatalf("the Azure SDK check failed: %v", err)
+		t.Fatalf("the Azure SDK check %s failed: %v", script, err)
 	}
+	return h
 }
