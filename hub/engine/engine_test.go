@@ -457,6 +457,28 @@ func TestTwinJob(t *testing.T) {
 	}
 }
 
+// A twin job's "desired": null and "tags": null clear the sections on
+// every device, as the PATCH does.
+func TestTwinJobNullSections(t *testing.T) {
+	e := newEngine(t, newTestBus(), clock.Real())
+	ctx := context.Background()
+	mustCreate(t, e, "a")
+	if _, err := e.UpdateTwin(ctx, "a", &hub.TwinPatch{Tags: map[string]any{"site": "hq"}, Properties: &hub.Properties{Desired: map[string]any{"floor": 3.0}}}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateJob(ctx, &hub.Job{JobID: "clear", Type: hub.JobUpdateTwin, QueryCondition: "*",
+		UpdateTwin: &hub.TwinPatch{ETag: "*", ClearTags: true, ClearDesired: true}}); err != nil {
+		t.Fatalf("a job of null sections refused: %v", err)
+	}
+	if j := waitJob(t, e, "clear"); j.Status != hub.JobCompleted || j.DeviceJobStatistics.SucceededCount != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	tw, _ := e.GetTwin(ctx, "a")
+	if _, has := tw.Properties.Desired["floor"]; has || len(tw.Tags) != 0 {
+		t.Errorf("twin after the job: tags %v desired %v; want both emptied", tw.Tags, tw.Properties.Desired)
+	}
+}
+
 func TestCreateJobValidation(t *testing.T) {
 	e := newEngine(t, newTestBus(), clock.Real())
 	m := &hub.MethodRequest{MethodName: "m"}

@@ -97,7 +97,7 @@ func (e *Engine) checkJob(in *hub.Job) (*hub.Job, query.Expr, error) {
 		// Azure takes empty sections ({"tags": {}, "properties":
 		// {"desired": {}}}: a job that changes nothing, as its SDK's
 		// tests create); it refuses a body with neither section.
-		if u == nil || (u.Tags == nil && (u.Properties == nil || u.Properties.Desired == nil)) {
+		if u == nil || (u.Tags == nil && !u.ClearTags && !u.ClearDesired && (u.Properties == nil || u.Properties.Desired == nil)) {
 			return nil, nil, hub.Errorf(hub.CodeArgumentInvalid,
 				`updateTwin must set tags or properties.desired (desired properties go under "properties": {"updateTwin": {"properties": {"desired": {...}}}})`)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
@@ -112,7 +113,14 @@ func (c *twinChange) apply(d *store.Device) error {
 	if c.patch.Properties != nil {
 		desired = c.patch.Properties.Desired
 	}
+	if c.patch.ClearDesired {
+		desired = nullEvery(d.Desired)
+	}
 	changed := false
+	if c.patch.ClearTags {
+		d.Tags = map[string]any{}
+		changed = true
+	}
 	if len(c.patch.Tags) > 0 {
 		tags := maps.Clone(d.Tags)
 		if tags == nil {
@@ -125,7 +133,7 @@ func (c *twinChange) apply(d *store.Device) error {
 		d.Tags = tags
 		changed = true
 	}
-	if len(desired) > 0 {
+	if len(desired) > 0 || c.patch.ClearDesired {
 		next := deepCopy(d.Desired)
 		v := intOf(next["$version"]) + 1
 		if _, err := hub.MergeSection(next, desired, c.now, v, true); err != nil {
@@ -143,6 +151,19 @@ func (c *twinChange) apply(d *store.Device) error {
 		d.Version++
 	}
 	return nil
+}
+
+// nullEvery is the patch that removes every property of a twin section,
+// as "desired": null does: the device is sent it, so that its copy loses
+// each property too.
+func nullEvery(section map[string]any) map[string]any {
+	p := map[string]any{}
+	for k := range section {
+		if !strings.HasPrefix(k, "$") {
+			p[k] = nil
+		}
+	}
+	return p
 }
 
 // pushChange sends an applied change's desired patch to the device, if it

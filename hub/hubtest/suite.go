@@ -118,6 +118,7 @@ var cases = []struct {
 	{"disableDevice", testDisableDevice},
 	{"bulkImport", testBulkImport},
 	{"replaceTwin", testReplaceTwin},
+	{"clearTwin", testClearTwin},
 }
 
 // needConnect skips the test unless the hub's devices can be brought

@@ -227,3 +227,42 @@ func testReplaceTwin(t *testing.T, h *Harness) {
 		t.Errorf("failed replacements changed the twin (etag %q → %v, %v)", tw.ETag, last, err)
 	}
 }
+
+// testClearTwin nulls the echo device's desired properties and its tags
+// whole ("properties": {"desired": null}, "tags": null): every one goes, the
+// version and etag move on, and the device is sent a patch nulling each
+// desired property, which its echo removes from reported.
+func testClearTwin(t *testing.T, h *Harness) {
+	ctx := TestCtx(t, 15*time.Second)
+	c := h.Client
+	const id = "echo"
+	WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["firmware"] == "1.0" })
+	t1, err := c.UpdateTwin(ctx, id, &hub.TwinPatch{Tags: map[string]any{"a": 1.0},
+		Properties: &hub.Properties{Desired: map[string]any{"interval": 3.0, "cfg": map[string]any{"mode": "on"}}}}, "*")
+	Must(t, "patch desired", err)
+	WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool { return tw.Properties.Reported["interval"] == 3.0 })
+
+	for _, et := range []string{t1.ETag, "*"} {
+		tw, err := c.UpdateTwin(ctx, id, &hub.TwinPatch{ClearDesired: true, ClearTags: true}, et)
+		Must(t, "null out desired and tags", err)
+		if tw.Version != t1.Version+1 || tw.ETag == t1.ETag || num(tw.Properties.Desired["$version"]) != num(t1.Properties.Desired["$version"])+1 {
+			t.Errorf("etag %q: version %d→%d etag %q→%q desired $version %v→%v; want +1, a new etag, +1", et,
+				t1.Version, tw.Version, t1.ETag, tw.ETag, t1.Properties.Desired["$version"], tw.Properties.Desired["$version"])
+		}
+		if len(tw.Tags) != 0 {
+			t.Errorf("etag %q: tags %v after tags: null", et, tw.Tags)
+		}
+		for k := range tw.Properties.Desired {
+			if !strings.HasPrefix(k, "$") {
+				t.Errorf("etag %q: desired %v after desired: null", et, tw.Properties.Desired)
+				break
+			}
+		}
+		t1 = tw
+	}
+	WaitTwin(ctx, t, c, id, func(tw *hub.Twin) bool {
+		_, interval := tw.Properties.Reported["interval"]
+		_, cfg := tw.Properties.Reported["cfg"]
+		return !interval && !cfg
+	})
+}

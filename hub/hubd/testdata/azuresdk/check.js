@@ -43,6 +43,26 @@ const fail = (m) => { console.error('FAIL', m); process.exit(1); };
   if (d.building !== '43' || typeof d.$version !== 'number') fail('desired notification ' + JSON.stringify(d));
   console.log('twin update + desired notification ok', JSON.stringify(d));
 
+  // "can null out all desired properties" (the SDK's e2e twin tests), with
+  // the twin's etag and then with etag *: the device is notified and its
+  // copy loses every desired property; tags: null removes every tag.
+  const userKeys = (o) => Object.keys(o).filter(k => !k.startsWith('$'));
+  for (const et of [null, '*']) {
+    await st.update({ properties: { desired: { building: '44', floor: 5 } } });
+    const v0 = st.properties.desired.$version, etag0 = st.etag;
+    if (et) st.etag = et;
+    const cleared = new Promise(resolve => twin.on('properties.desired', p => {
+      if (p.$version === v0 + 1) resolve(p);
+    }));
+    await st.update({ tags: null, properties: { desired: null } });
+    if (st.etag === etag0 || st.properties.desired.$version !== v0 + 1) fail('null out: etag/version did not move ' + JSON.stringify(st));
+    if (userKeys(st.properties.desired).length || userKeys(st.tags || {}).length) fail('null out left ' + JSON.stringify(st.properties.desired) + ' ' + JSON.stringify(st.tags));
+    await cleared;
+    if (userKeys(twin.properties.desired).length) fail('device twin after null out: ' + JSON.stringify(twin.properties.desired));
+  }
+  await st.update({ tags: { site: 'hq' } });
+  console.log('null out of desired properties and tags ok (device notified)');
+
   const q = registry.createQuery("SELECT * FROM devices WHERE tags.site = 'hq'", 1);
   let n = 0; while (q.hasMoreResults) { const p = await q.nextAsTwin(); n += p.result.length; }
   if (n < 1) fail('query found nothing');
@@ -74,6 +94,13 @@ const fail = (m) => { console.error('FAIL', m); process.exit(1); };
   const c = await jobs.cancelJob(later);
   if (c.jobStatus.status !== "cancelled") fail("cancel " + JSON.stringify(c.jobStatus));
   console.log('cancel ok');
+  // The SDK's job test: a twin job with empty sections is queued, then
+  // cancelled.
+  const empty = 'node-empty-' + Date.now();
+  const ej = await jobs.scheduleTwinUpdate(empty, `deviceId IN ['${id}']`, { etag: '*', tags: {}, properties: { desired: {}, reported: {} } }, new Date(Date.now() + 3600e3), 600);
+  if (ej.jobStatus.status !== 'queued') fail('empty twin job ' + JSON.stringify(ej.jobStatus));
+  if ((await jobs.cancelJob(empty)).jobStatus.status !== 'cancelled') fail('empty twin job not cancelled');
+  console.log('empty twin job queued and cancelled ok');
   try { await jobs.getJob('nope-' + Date.now()); fail('missing job found'); } catch (e) { console.log('missing job ->', e.name); }
 
   // A second device over MQTT over WebSocket on the HTTPS port
