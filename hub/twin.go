@@ -26,6 +26,8 @@ type Twin struct {
 	Tags                      map[string]any `json:"tags,omitempty"`
 	Properties                Properties     `json:"properties"`
 	Capabilities              Capabilities   `json:"capabilities"`
+	DeviceScope               string         `json:"deviceScope,omitempty"`
+	ParentScopes              Scopes         `json:"parentScopes,omitzero"`
 }
 
 // Properties holds a twin's desired and reported property sections.

@@ -107,6 +107,9 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 	}
 	now := e.clock.Now()
 	nd.GenerationID = strconv.FormatInt(now.UnixNano(), 10)
+	if err := e.settleScopes(ctx, &nd); err != nil {
+		return nil, err
+	}
 	nd.ETag = deviceETag(1)
 	nd.ConnectionState = hub.Disconnected
 	nd.ConnectionStateUpdatedTime = hub.Time{}
@@ -259,6 +262,21 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 	}
 	keys := d.Authentication.SymmetricKey
 	now := hub.Time{Time: e.clock.Now().UTC()}
+	// Scopes given are settled against the device as it is (edge or
+	// leaf, its generation); none given leaves them as they are.
+	var scoped *hub.Device
+	if d.DeviceScope != "" || !d.ParentScopes.IsZero() {
+		cur, err := e.store.GetDevice(ctx, d.DeviceID)
+		if err != nil {
+			return nil, storeErr(err, hub.CodeDeviceNotFound, "device", d.DeviceID)
+		}
+		s := cur.Device
+		s.DeviceScope, s.ParentScopes = d.DeviceScope, d.ParentScopes
+		if err := e.settleScopes(ctx, &s); err != nil {
+			return nil, err
+		}
+		scoped = &s
+	}
 	var sd *store.Device
 	err = e.audited(ctx, hub.AuditDeviceUpdate, d.DeviceID, func(ctx context.Context) error {
 		var err error
@@ -271,6 +289,12 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 				cur.StatusUpdatedTime = now
 			}
 			cur.StatusReason = reason
+			if scoped != nil {
+				if cur.GenerationID != scoped.GenerationID {
+					return hub.Errorf(hub.CodePreconditionFailed, "device '%s' was deleted and created again while its scopes were checked: retry", d.DeviceID)
+				}
+				cur.DeviceScope, cur.ParentScopes = scoped.DeviceScope, scoped.ParentScopes
+			}
 			if keys.PrimaryKey != "" {
 				cur.Authentication.SymmetricKey.PrimaryKey = keys.PrimaryKey
 			}
@@ -415,9 +439,12 @@ func (e *Engine) importOne(ctx context.Context, i int, in *hub.ImportDevice) err
 	if in.ID == "" {
 		return hub.Errorf(hub.CodeArgumentInvalid, "entry %d has no id", i)
 	}
-	d := &hub.Device{DeviceID: in.ID, Status: in.Status, StatusReason: in.StatusReason}
+	d := &hub.Device{DeviceID: in.ID, Status: in.Status, StatusReason: in.StatusReason, DeviceScope: in.DeviceScope, ParentScopes: in.ParentScopes}
 	if in.Authentication != nil {
 		d.Authentication = *in.Authentication
+	}
+	if in.Capabilities != nil {
+		d.Capabilities = *in.Capabilities
 	}
 	needETag := func() error {
 		et, err := hub.ParseOptionalETag(in.ETag)

@@ -32,6 +32,9 @@ func (d *Device) Twin() *hub.Twin {
 		Version:            d.Version,
 		Tags:               d.Tags,
 		Properties:         hub.Properties{Desired: d.Desired, Reported: d.Reported},
+		Capabilities:       d.Capabilities,
+		DeviceScope:        d.DeviceScope,
+		ParentScopes:       d.ParentScopes,
 	}
 	if t.Tags == nil {
 		t.Tags = map[string]any{}
@@ -54,7 +57,17 @@ func TwinDoc(d *Device) map[string]any {
 		"authenticationType":        "sas",
 		"x509Thumbprint":            map[string]any{"primaryThumbprint": nil, "secondaryThumbprint": nil},
 		"modelId":                   "",
-		"capabilities":              map[string]any{"iotEdge": false},
+		"capabilities":              map[string]any{"iotEdge": d.Capabilities.IotEdge},
+	}
+	if d.DeviceScope != "" {
+		doc["deviceScope"] = validUTF8(d.DeviceScope)
+	}
+	if l := d.ParentScopes.List(); l != nil {
+		ps := make([]any, len(l))
+		for i, s := range l {
+			ps[i] = validUTF8(s)
+		}
+		doc["parentScopes"] = ps
 	}
 	if d.ETag != "" {
 		doc["deviceEtag"] = validUTF8(d.ETag)

@@ -24,6 +24,28 @@ const fail = (m) => { console.error('FAIL', m); process.exit(1); };
   }
   console.log('registry ok', id);
 
+  // IoT Edge: the hub generates an edge device's scope; a leaf device is
+  // created under it by deviceScope; an edge device nests under it by
+  // parentScopes.
+  const gw = id + '-gw';
+  await registry.create({ deviceId: gw, capabilities: { iotEdge: true } });
+  const gwDev = (await registry.get(gw)).responseBody;
+  if (gwDev.deviceScope !== `ms-azure-iot-edge://${gw}-${gwDev.generationId}`) fail('edge scope ' + gwDev.deviceScope);
+  await registry.create({ deviceId: id + '-child', deviceScope: gwDev.deviceScope });
+  const child = (await registry.get(id + '-child')).responseBody;
+  if (child.deviceScope !== gwDev.deviceScope || (child.parentScopes || [])[0] !== gwDev.deviceScope) fail('child scopes ' + JSON.stringify(child));
+  await registry.create({ deviceId: gw + '2', capabilities: { iotEdge: true }, parentScopes: [gwDev.deviceScope] });
+  const nested = (await registry.getTwin(gw + '2')).responseBody;
+  if (!nested.deviceScope.startsWith(`ms-azure-iot-edge://${gw}2-`) || nested.parentScopes[0] !== gwDev.deviceScope || !nested.capabilities.iotEdge) fail('nested edge twin ' + JSON.stringify(nested));
+  try { await registry.create({ deviceId: id + '-orphan', deviceScope: 'ms-azure-iot-edge://nope-1' }); fail('orphan accepted'); } catch (e) {
+    if (e.responseBody === undefined && !/does not exist/.test(e.message)) fail('orphan: ' + e.message);
+  }
+  const eq = await registry.createQuery(`SELECT deviceId FROM devices WHERE deviceScope = '${gwDev.deviceScope}'`).nextAsTwin();
+  // The gateway itself and its leaf; the nested edge device has its own scope.
+  if (eq.result.length !== 2) fail('query by deviceScope: ' + JSON.stringify(eq.result));
+  for (const d of [id + '-child', gw + '2', gw]) await registry.delete(d);
+  console.log('IoT Edge scopes ok: generated', gwDev.deviceScope, 'child and nested edge device under it');
+
   const device = DeviceClient.fromConnectionString(`HostName=${mqttHost};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
   await device.open();
   device.onDeviceMethod('lockDoor', (req, res) => res.send(200, { locked: true, got: req.payload }, () => {}));
