@@ -3,6 +3,7 @@ package rest
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,7 +195,37 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// notFound answers requests no route matches.
+// notFound answers requests no route matches. A request for an Azure
+// IoT Hub API this hub leaves out says which one, so that a developer
+// porting code sees at once why.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
+	if api := unimplementedAPI(r.URL.Path); api != "" {
+		return &routeError{msg: r.Method + " " + r.URL.Path + " is Azure IoT Hub's " + api + ", which this hub does not implement (docs/azure-contract.md lists what it does)"}
+	}
 	return &routeError{msg: "no such API: " + r.Method + " " + r.URL.Path}
+}
+
+// unimplementedAPIs are the Azure IoT Hub service APIs this hub leaves
+// out, by path prefix and segment (docs/azure-contract.md).
+var unimplementedAPIs = []struct{ prefix, contains, name string }{
+	{"/configurations", "", "automatic device management API (/configurations)"},
+	{"/jobs/create", "", "import/export jobs API (blob storage)"},
+	{"/jobs", "", "import/export jobs API (blob storage)"},
+	{"/messages/", "", "cloud-to-device messaging API (it runs over AMQP)"},
+	{"/digitaltwins/", "", "digital twin (IoT Plug and Play) API"},
+	{"/devices/", "/files", "file upload API"},
+	{"/twins/", "/streams/", "device streams API"},
+	{"/statistics/service", "", "service statistics API"},
+}
+
+func unimplementedAPI(path string) string {
+	for _, u := range unimplementedAPIs {
+		if strings.HasPrefix(path, u.prefix) && strings.Contains(path[len(u.prefix):], u.contains) {
+			if u.prefix == "/jobs" && strings.HasPrefix(path, "/jobs/v2/") {
+				continue
+			}
+			return u.name
+		}
+	}
+	return ""
 }

@@ -157,6 +157,12 @@ func TestServerRoutes(t *testing.T) {
 			check: func(t *testing.T, _ *fakeHub, r response) { wantBody(t, r, "ok") }},
 		{name: "unknown route", method: "GET", path: "/nope?api-version=2021-04-12", status: 404, code: codeRouteNotFound, shape: 'A'},
 		{name: "wrong method on a route", method: "POST", path: "/devices/dev1", status: 404, code: codeRouteNotFound, shape: 'A'},
+		{name: "Azure API left out", method: "GET", path: "/configurations?api-version=2021-04-12", status: 404, code: codeRouteNotFound, shape: 'A',
+			check: func(t *testing.T, _ *fakeHub, r response) { wantBodyContains(t, r, "automatic device management API") }},
+		{name: "file upload left out", method: "POST", path: "/devices/d1/files", status: 404, code: codeRouteNotFound, shape: 'A',
+			check: func(t *testing.T, _ *fakeHub, r response) { wantBodyContains(t, r, "file upload API") }},
+		{name: "jobs v2 is not import/export", method: "GET", path: "/jobs/v2/a/b", status: 404, code: codeRouteNotFound, shape: 'A',
+			check: func(t *testing.T, _ *fakeHub, r response) { wantBodyContains(t, r, "no such API") }},
 		{name: "no auth", method: "GET", path: "/devices/dev1", noAuth: true, status: 401, code: hub.CodeUnauthorized, shape: 'A'},
 
 		{name: "create device", method: "PUT", path: "/devices/new1?api-version=2021-04-12",
