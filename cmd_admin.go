@@ -321,13 +321,10 @@ func devicesCmd() *cli.Command {
 			{Name: "disable", ArgsUsage: "ID", Usage: "refuse a device's connections and calls (jobs skip it)", Description: "Example:\n   iotjobs devices disable lock-1 --reason 'stolen'", Flags: append(flags,
 				&cli.StringFlag{Name: "reason", Usage: "why, kept as the device's statusReason (at most 128 characters)"}),
 				Action: adminAction(parseStatus(hub.StatusDisabled), setStatus)},
-			{Name: "create", ArgsUsage: "ID", Usage: "register a device identity with generated keys, printed once", Description: "Example:\n   iotjobs devices create lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
-				d, err := h.CreateDevice(c.Context, &hub.Device{DeviceID: id})
-				if err != nil {
-					return err
-				}
-				return printJSON(c.App.Writer, d)
-			})},
+			{Name: "create", ArgsUsage: "ID", Usage: "register a device identity with generated keys, printed once", Description: "Examples:\n   iotjobs devices create lock-9\n   iotjobs devices create gw-1 --edge\n   iotjobs devices create lock-10 --parent gw-1", Flags: append(flags,
+				&cli.BoolFlag{Name: "edge", Usage: "an IoT Edge device (capabilities.iotEdge): the hub generates its deviceScope"},
+				&cli.StringFlag{Name: "parent", Usage: "the IoT Edge device this one stands below (a leaf's deviceScope, a nested edge device's parentScopes)"}),
+				Action: adminAction(deviceArg, createDevice)},
 			{Name: "show", ArgsUsage: "ID", Usage: "print a device identity as JSON (keys hidden unless --show-keys)", Description: "Example:\n   iotjobs devices show lock-1 --show-keys", Flags: append(flags, showKeysFlag()), Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				d, err := h.GetDevice(c.Context, id)
 				if err != nil {
@@ -341,6 +338,27 @@ func devicesCmd() *cli.Command {
 			})},
 		},
 	}
+}
+
+// createDevice registers a device, an IoT Edge device with --edge, under
+// the edge device --parent names.
+func createDevice(c *cli.Context, h hub.Client, id string) error {
+	d := &hub.Device{DeviceID: id, Capabilities: hub.Capabilities{IotEdge: c.Bool("edge")}}
+	if name := c.String("parent"); name != "" {
+		p, err := h.GetDevice(c.Context, name)
+		if err != nil {
+			return fmt.Errorf("--parent %s: %w", name, err)
+		}
+		if !p.Capabilities.IotEdge || p.DeviceScope == "" {
+			return fmt.Errorf("--parent %s: not an IoT Edge device (create it with --edge)", name)
+		}
+		d.ParentScopes = hub.MakeScopes(p.DeviceScope)
+	}
+	out, err := h.CreateDevice(c.Context, d)
+	if err != nil {
+		return err
+	}
+	return printJSON(c.App.Writer, out)
 }
 
 // setStatus enables or disables a device. It updates the device as read,

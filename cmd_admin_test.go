@@ -228,3 +228,40 @@ func checkedFirst(t *testing.T, args []string, want string) {
 		t.Errorf("the embedded hub was opened (%s exists) before the arguments were checked", data)
 	}
 }
+
+// TestDevicesCreateEdge: --edge makes an IoT Edge device with its
+// generated scope; --parent puts a device below one, and names the
+// problem when the parent is no edge device.
+func TestDevicesCreateEdge(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	create := func(args ...string) (hub.Device, int, string) {
+		code, stdout, stderr := runCLI(t, t.Context(), append([]string{"devices", "create", "--data", data}, args...)...)
+		var d hub.Device
+		if code == 0 {
+			if err := json.Unmarshal([]byte(stdout), &d); err != nil {
+				t.Fatalf("devices create %v: %v in %q", args, err, stdout)
+			}
+		}
+		return d, code, stderr
+	}
+	gw, code, stderr := create("--edge", "gw-1")
+	if code != 0 || !gw.Capabilities.IotEdge || !strings.HasPrefix(gw.DeviceScope, "ms-azure-iot-edge://gw-1-") {
+		t.Fatalf("--edge: exit %d %q, device %+v", code, stderr, gw)
+	}
+	for _, tc := range []struct{ id, edge string }{{"leaf-1", ""}, {"gw-2", "--edge"}} {
+		args := []string{"--parent", "gw-1", tc.id}
+		if tc.edge != "" {
+			args = append([]string{tc.edge}, args...)
+		}
+		d, code, stderr := create(args...)
+		if code != 0 || d.ParentScopes.List0() != gw.DeviceScope {
+			t.Errorf("%s --parent gw-1: exit %d %q, parentScopes %v", tc.id, code, stderr, d.ParentScopes.List())
+		}
+	}
+	if _, code, stderr := create("--parent", "leaf-1", "leaf-2"); code == 0 || !strings.Contains(stderr, "not an IoT Edge device") {
+		t.Errorf("--parent of a leaf: exit %d, stderr %q", code, stderr)
+	}
+	if _, code, stderr := create("--parent", "nope", "leaf-3"); code == 0 || !strings.Contains(stderr, "--parent nope") {
+		t.Errorf("--parent of a missing device: exit %d, stderr %q", code, stderr)
+	}
+}
