@@ -6,6 +6,7 @@ package hub
 // carry "$version" and "$metadata" keys as Azure's do.
 type Twin struct {
 	DeviceID                  string         `json:"deviceId"`
+	ModuleID                  string         `json:"moduleId,omitempty"` // a module's twin only
 	ETag                      string         `json:"etag,omitempty"`
 	DeviceETag                string         `json:"deviceEtag,omitempty"`
 	Status                    string         `json:"status,omitempty"`
