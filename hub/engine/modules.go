@@ -277,6 +277,18 @@ func (e *Engine) deleteModules(ctx context.Context, deviceID string) error {
 	return nil
 }
 
+// kickModules disconnects a device's modules (its device was disabled).
+func (e *Engine) kickModules(ctx context.Context, deviceID string) {
+	ms, err := e.scanModules(ctx, deviceID)
+	if err != nil {
+		e.Logger.Warn("disconnect the modules of a disabled device", "device", deviceID, "err", err)
+		return
+	}
+	for _, m := range ms {
+		e.bus.Kick(m.DeviceID)
+	}
+}
+
 // GetModuleTwin implements hub.Modules.
 func (e *Engine) GetModuleTwin(ctx context.Context, deviceID, moduleID string) (*hub.Twin, error) {
 	key, err := moduleKey(deviceID, moduleID)

@@ -113,6 +113,14 @@ func TestModuleRegistry(t *testing.T) {
 		}
 	}
 
+	// Disabling a device disconnects its modules too.
+	if _, err := e.UpdateDevice(ctx, &hub.Device{DeviceID: "dev10", Status: hub.StatusDisabled}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(bus.kicked, "dev10/m1") {
+		t.Errorf("module of the disabled device not disconnected: kicked %v", bus.kicked)
+	}
+
 	// Deleting a device deletes its modules, and only its own.
 	if err := e.DeleteDevice(ctx, "dev1", "*"); err != nil {
 		t.Fatal(err)

@@ -291,9 +291,10 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 		return nil, err
 	}
 	if sd.Status == hub.StatusDisabled {
-		// The broker refuses a disabled device's next connect; this ends
-		// the connection it has now.
+		// The broker refuses a disabled device's next connect, and its
+		// modules'; this ends the connections they have now.
 		e.bus.Kick(d.DeviceID)
+		e.kickModules(ctx, d.DeviceID)
 	}
 	out := sd.Device
 	return &out, nil
