@@ -106,8 +106,13 @@ func DesiredPatchTopic(version int64) string {
 }
 
 // TelemetryTopic is the topic a device sends telemetry on, with props as the
-// property bag, keys sorted, encoded like the Node SDK ('$' as %24).
+// property bag, keys sorted, encoded like the Node SDK ('$' as %24). For a
+// module's key "{deviceId}/{moduleId}" it is Azure's module form
+// "devices/{deviceId}/modules/{moduleId}/messages/events/...".
 func TelemetryTopic(deviceID string, props map[string]string) string {
+	if dev, mod, module := strings.Cut(deviceID, "/"); module {
+		deviceID = dev + "/modules/" + mod
+	}
 	t := devicesPrefix + deviceID + eventsInfix + "/"
 	keys := make([]string, 0, len(props))
 	for k := range props {
