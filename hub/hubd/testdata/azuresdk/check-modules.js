@@ -41,6 +41,15 @@ const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTime
   const desired = new Promise(resolve => twin.on('properties.desired', d => { if (d.rate) resolve(d); }));
   await new Promise((res, rej) => twin.properties.reported.update({ firmware: '1.2' }, e => e ? rej(e) : res()));
   console.log('module client connected, twin GET and reported patch ok');
+  // Presence is recorded on the module (asynchronously: poll, 10 s at most).
+  let state;
+  for (const end = Date.now() + 10000; Date.now() < end; await new Promise(r => setTimeout(r, 50))) {
+    state = (await registry.getModule(id, mid)).responseBody.connectionState;
+    if (state === 'Connected') break;
+  }
+  if (state !== 'Connected') fail('module connectionState ' + state);
+  if ((await registry.get(id)).responseBody.connectionState !== 'Disconnected') fail('the module connected its device');
+  console.log('module presence ok');
 
   const mt = (await registry.getModuleTwin(id, mid)).responseBody;
   if (mt.moduleId !== mid || mt.deviceId !== id || mt.properties.reported.firmware !== '1.2') fail('module twin ' + JSON.stringify(mt));
