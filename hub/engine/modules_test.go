@@ -103,8 +103,8 @@ func TestModuleRegistry(t *testing.T) {
 		t.Fatalf("statistics %+v, %v; want 3 devices", st, err)
 	}
 	for q, want := range map[string][]string{
-		"SELECT * FROM devices":                                {"dev1", "dev1-x", "dev10"},
-		"SELECT * FROM devices.modules":                        {"dev1/m1", "dev10/m1"},
+		"SELECT * FROM devices":                                 {"dev1", "dev1-x", "dev10"},
+		"SELECT * FROM devices.modules":                         {"dev1/m1", "dev10/m1"},
 		"SELECT * FROM devices.modules WHERE deviceId = 'dev1'": {"dev1/m1"},
 		"SELECT * FROM devices WHERE deviceId = 'dev1'":         {"dev1"},
 	} {
