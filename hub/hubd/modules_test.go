@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iotjobs/iotjobs/hub"
 )
 
 // TestModuleRoutes runs the module routes in order against a live hub
@@ -114,6 +116,68 @@ func TestModuleRoutes(t *testing.T) {
 			if s.check != nil {
 				s.check(t, b)
 			}
+		})
+	}
+}
+
+// TestModulesClients runs one sequence of module calls through both
+// hub.Modules implementations, the engine and the REST client, against a
+// live hub: the same answers and the same error codes.
+func TestModulesClients(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			h := openHub(t, t.TempDir(), "127.0.0.1:0")
+			c := k.make(t, h)
+			ms, ok := c.(hub.Modules)
+			if !ok {
+				t.Fatalf("%T does not implement hub.Modules", c)
+			}
+			code := func(err error, want string) {
+				t.Helper()
+				if got := hub.ErrorCode(err); got != want {
+					t.Fatalf("error %v: code %q, want %q", err, got, want)
+				}
+			}
+			_, err := ms.CreateModule(ctx, &hub.Module{DeviceID: "d1", ModuleID: "m1"})
+			code(err, hub.CodeDeviceNotFound)
+			if _, err := c.CreateDevice(ctx, &hub.Device{DeviceID: "d1"}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := ms.CreateModule(ctx, &hub.Module{DeviceID: "d1", ModuleID: "m1"})
+			if err != nil || m.Authentication.SymmetricKey.PrimaryKey == "" {
+				t.Fatalf("create: %+v, %v", m, err)
+			}
+			_, err = ms.CreateModule(ctx, &hub.Module{DeviceID: "d1", ModuleID: "m1"})
+			code(err, hub.CodeModuleAlreadyExists)
+			_, err = ms.GetModule(ctx, "d1", "nope")
+			code(err, hub.CodeModuleNotFound)
+			_, err = ms.UpdateModule(ctx, &hub.Module{DeviceID: "d1", ModuleID: "m1"}, "c3RhbGU=")
+			code(err, hub.CodePreconditionFailed)
+			up, err := ms.UpdateModule(ctx, &hub.Module{DeviceID: "d1", ModuleID: "m1"}, m.ETag)
+			if err != nil || up.ETag == m.ETag {
+				t.Fatalf("update: %+v, %v", up, err)
+			}
+			if list, err := ms.ListModules(ctx, "d1"); err != nil || len(list) != 1 || list[0].ModuleID != "m1" {
+				t.Fatalf("list: %+v, %v", list, err)
+			}
+			tw, err := ms.UpdateModuleTwin(ctx, "d1", "m1", &hub.TwinPatch{Tags: map[string]any{"a": 1.0}}, "*")
+			if err != nil || tw.ModuleID != "m1" || tw.Tags["a"] != 1.0 {
+				t.Fatalf("patch twin: %+v, %v", tw, err)
+			}
+			if _, err := ms.ReplaceModuleTwin(ctx, "d1", "m1", &hub.TwinPatch{Tags: map[string]any{"b": 2.0}}, tw.ETag); err != nil {
+				t.Fatal(err)
+			}
+			if tw, err := ms.GetModuleTwin(ctx, "d1", "m1"); err != nil || tw.Tags["a"] != nil || tw.Tags["b"] != 2.0 {
+				t.Fatalf("get twin: %+v, %v", tw, err)
+			}
+			_, err = ms.InvokeModuleMethod(ctx, "d1", "m1", &hub.MethodRequest{MethodName: "m", ResponseTimeoutInSeconds: 5})
+			code(err, hub.CodeDeviceNotOnline)
+			if err := ms.DeleteModule(ctx, "d1", "m1", "*"); err != nil {
+				t.Fatal(err)
+			}
+			code(ms.DeleteModule(ctx, "d1", "m1", "*"), hub.CodeModuleNotFound)
 		})
 	}
 }
