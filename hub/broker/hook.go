@@ -55,10 +55,11 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnect refuses client ids that are not device ids or module keys (Azure's MQTT
-// endpoint speaks only MQTT 3.1.1, which OnPacketRead enforced), caps the
-// keep-alive and confines a Will message to the device's own topics (mochi
-// publishes Wills without an ACL check).
+// OnConnect refuses client ids that are not device ids or module keys
+// "{deviceId}/{moduleId}" (Azure's MQTT endpoint speaks only MQTT 3.1.1,
+// which OnPacketRead enforced), caps the keep-alive and confines a Will
+// message to the device's own topics (mochi publishes Wills without an
+// ACL check).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	id := pk.Connect.ClientIdentifier
 	_, gateway := gatewayName(id)
