@@ -81,6 +81,7 @@ var listCases = []struct {
 	{"jobs devices", []string{"jobs", "devices", "lock-doors"}, "deviceId", []string{"lock-1", "lock-2", "lock-3"}},
 	{"query twins", []string{"query", "SELECT * FROM devices"}, "deviceId", []string{"lock-1", "lock-2", "lock-3"}},
 	{"query projection", []string{"query", "SELECT deviceId, tags.floor AS floor FROM devices WHERE status = 'enabled'"}, "deviceId", []string{"lock-1", "lock-3"}},
+	{"query modules", []string{"query", "SELECT * FROM devices.modules"}, "moduleId", []string{"camera", "edge"}},
 	{"query device jobs", []string{"query", "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'set-floor'"}, "deviceId", []string{"lock-1", "lock-3"}},
 }
 
