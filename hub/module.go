@@ -34,7 +34,8 @@ type Module struct {
 type Modules interface {
 	// CreateModule registers a module on an existing device; empty keys
 	// are generated. Errors: DeviceNotFound,
-	// ModuleAlreadyExistsOnDevice, ArgumentInvalid.
+	// ModuleAlreadyExistsOnDevice, ArgumentInvalid, IotHubQuotaExceeded
+	// (the device has MaxModulesPerDevice modules).
 	CreateModule(ctx context.Context, m *Module) (*Module, error)
 	// GetModule returns a module identity.
 	GetModule(ctx context.Context, deviceID, moduleID string) (*Module, error)
@@ -57,6 +58,11 @@ type Modules interface {
 	// module.
 	InvokeModuleMethod(ctx context.Context, deviceID, moduleID string, req *MethodRequest) (*MethodResponse, error)
 }
+
+// MaxModulesPerDevice is how many module identities one device may have,
+// Azure's documented limit (module twins guide). The code of the refusal
+// is IotHubQuotaExceeded here; Azure documents none for it.
+const MaxModulesPerDevice = 50
 
 // CheckModuleID returns an ArgumentInvalid *Error unless id is 1 to 128
 // characters of the device id alphabet (Azure documents the same rules

@@ -119,7 +119,14 @@ func (e *Engine) CreateModule(ctx context.Context, m *hub.Module) (*hub.Module, 
 		if _, err := e.store.GetDevice(ctx, m.DeviceID); err != nil {
 			return storeErr(err, hub.CodeDeviceNotFound, "device", m.DeviceID)
 		}
-		err := e.store.CreateDevice(ctx, sd)
+		ms, err := e.scanModules(ctx, m.DeviceID)
+		if err != nil {
+			return err
+		}
+		if len(ms) >= hub.MaxModulesPerDevice {
+			return hub.Errorf(hub.CodeQuotaExceeded, "device '%s' has %d modules, the most a device may have: delete one first", m.DeviceID, len(ms))
+		}
+		err = e.store.CreateDevice(ctx, sd)
 		if errors.Is(err, store.ErrConflict) {
 			return hub.Errorf(hub.CodeModuleAlreadyExists, "module '%s' already exists on device '%s'", m.ModuleID, m.DeviceID)
 		}

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -112,6 +113,17 @@ func TestModuleRegistry(t *testing.T) {
 			t.Errorf("%s: %v, want %v", q, got, want)
 		}
 	}
+
+	// A device holds at most hub.MaxModulesPerDevice modules.
+	for i := 1; i < hub.MaxModulesPerDevice; i++ {
+		if _, err := e.CreateModule(ctx, &hub.Module{DeviceID: "dev1-x", ModuleID: fmt.Sprintf("m%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = e.CreateModule(ctx, &hub.Module{DeviceID: "dev1-x", ModuleID: "m50"})
+	wantCode(t, err, "")
+	_, err = e.CreateModule(ctx, &hub.Module{DeviceID: "dev1-x", ModuleID: "m51"})
+	wantCode(t, err, hub.CodeQuotaExceeded)
 
 	// Disabling a device disconnects its modules too.
 	if _, err := e.UpdateDevice(ctx, &hub.Device{DeviceID: "dev10", Status: hub.StatusDisabled}, "*"); err != nil {
