@@ -310,7 +310,7 @@ func devicesCmd() *cli.Command {
 	flags := []cli.Flag{hubFlag(), caFlag(), dataFlag(), jsonFlag()}
 	return &cli.Command{
 		Name:  "devices",
-		Usage: "create, list, show, enable, disable or delete device identities",
+		Usage: "create, list, show, enable, disable or delete device identities, or list their modules",
 		Subcommands: []*cli.Command{
 			{Name: "list", Usage: "list device identities in id order (keys hidden unless --show-keys)", Description: "Examples:\n   iotjobs devices list --top 100\n   iotjobs devices list --all -o jsonl", Flags: append(listFlags(),
 				&cli.IntFlag{Name: "top", Value: registryPage, Usage: "list at most this many devices"},
@@ -333,9 +333,10 @@ func devicesCmd() *cli.Command {
 				hideKeys(c, d)
 				return printJSON(c.App.Writer, d)
 			})},
-			{Name: "delete", ArgsUsage: "ID", Usage: "delete a device identity and its twin", Description: "Example:\n   iotjobs devices delete lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
+			{Name: "delete", ArgsUsage: "ID", Usage: "delete a device identity, its twin and its modules", Description: "Example:\n   iotjobs devices delete lock-9", Flags: flags, Action: adminAction(deviceArg, func(c *cli.Context, h hub.Client, id string) error {
 				return h.DeleteDevice(c.Context, id, "*")
 			})},
+			modulesListCmd(),
 		},
 	}
 }

@@ -396,15 +396,20 @@ func queryColumns(itemType string, keys []string) []column[queryRow] {
 			return ""
 		}
 	}
-	cols := []column[queryRow]{
-		field("deviceId", false, false),
+	cols := []column[queryRow]{field("deviceId", false, false)}
+	shown := []string{"deviceId", "status", "connectionState", "lastActivityTime", "version", "tags"}
+	if slices.Contains(keys, "moduleId") {
+		// Module twins (FROM devices.modules): the module beside its device.
+		cols = append(cols, field("moduleId", false, false))
+		shown = append(shown, "moduleId")
+	}
+	cols = append(cols,
 		field("status", false, false),
-		{name: "connection", cell: field("connectionState", false, false).cell},
-		{name: "last activity", cell: timeField("lastActivityTime")},
+		column[queryRow]{name: "connection", cell: field("connectionState", false, false).cell},
+		column[queryRow]{name: "last activity", cell: timeField("lastActivityTime")},
 		field("version", false, false),
 		field("tags", false, true),
-	}
-	shown := []string{"deviceId", "status", "connectionState", "lastActivityTime", "version", "tags"}
+	)
 	for _, k := range keys {
 		if !slices.ContainsFunc(shown, func(s string) bool { return strings.EqualFold(s, k) }) {
 			cols = append(cols, field(k, true, false))

@@ -25,7 +25,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // listHub is a data directory whose embedded hub holds three devices
-// (one disabled, one tagged), a finished twin job and a finished method
+// (one disabled, one tagged, with two modules), a finished twin job and a finished method
 // job (all devices offline, so every call failed). It returns the
 // directory and one device's primary key.
 func listHub(t *testing.T) (string, string) {
@@ -50,6 +50,10 @@ func listHub(t *testing.T) (string, string) {
 	hubtest.Must(t, "disable lock-2", err)
 	_, err = c.UpdateTwin(ctx, "lock-1", &hub.TwinPatch{Tags: map[string]any{"building": "43", "floor": 3.0, "owner": "facilities, north wing"}}, "*")
 	hubtest.Must(t, "tag lock-1", err)
+	for _, mod := range []string{"camera", "edge"} {
+		_, err = c.(hub.Modules).CreateModule(ctx, &hub.Module{DeviceID: "lock-1", ModuleID: mod})
+		hubtest.Must(t, "create module "+mod, err)
+	}
 	for _, j := range []*hub.Job{
 		{JobID: "set-floor", Type: hub.JobUpdateTwin, QueryCondition: "deviceId IN ['lock-1', 'lock-3']",
 			UpdateTwin: &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"floor": 3.0}}}},
@@ -73,9 +77,11 @@ var listCases = []struct {
 }{
 	{"devices list", []string{"devices", "list"}, "deviceId", []string{"lock-1", "lock-2", "lock-3"}},
 	{"jobs list", []string{"jobs", "list"}, "jobId", []string{"lock-doors", "set-floor"}},
+	{"devices modules", []string{"devices", "modules", "lock-1"}, "moduleId", []string{"camera", "edge"}},
 	{"jobs devices", []string{"jobs", "devices", "lock-doors"}, "deviceId", []string{"lock-1", "lock-2", "lock-3"}},
 	{"query twins", []string{"query", "SELECT * FROM devices"}, "deviceId", []string{"lock-1", "lock-2", "lock-3"}},
 	{"query projection", []string{"query", "SELECT deviceId, tags.floor AS floor FROM devices WHERE status = 'enabled'"}, "deviceId", []string{"lock-1", "lock-3"}},
+	{"query modules", []string{"query", "SELECT * FROM devices.modules"}, "moduleId", []string{"camera", "edge"}},
 	{"query device jobs", []string{"query", "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'set-floor'"}, "deviceId", []string{"lock-1", "lock-3"}},
 }
 

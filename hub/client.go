@@ -62,8 +62,10 @@ type Client interface {
 	// response timeout), ArgumentInvalid.
 	InvokeMethod(ctx context.Context, id string, req *MethodRequest) (*MethodResponse, error)
 
-	// Query runs an IoT Hub query (FROM devices or devices.jobs) and
-	// returns one page. Errors: ArgumentInvalid (syntax, with the reason).
+	// Query runs an IoT Hub query (FROM devices, devices.modules or
+	// devices.jobs) and returns one page. FROM devices reads devices only;
+	// module twins, which carry moduleId, are FROM devices.modules.
+	// Errors: ArgumentInvalid (syntax, with the reason).
 	Query(ctx context.Context, query string, opts QueryOptions) (*QueryResult, error)
 
 	// CreateJob schedules a job. Errors: ArgumentInvalid,

@@ -14,9 +14,11 @@ const (
 	CodeUnauthorized        = "IotHubUnauthorizedAccess"
 	CodeQuotaExceeded       = "IotHubQuotaExceeded"
 	CodeDeviceNotFound      = "DeviceNotFound"
+	CodeModuleNotFound      = "ModuleNotFound"
 	CodeJobNotFound         = "JobNotFound"
 	CodeDeviceNotOnline     = "DeviceNotOnline"
 	CodeDeviceAlreadyExists = "DeviceAlreadyExists"
+	CodeModuleAlreadyExists = "ModuleAlreadyExistsOnDevice"
 	CodeJobAlreadyExists    = "JobAlreadyExists"
 	CodePreconditionFailed  = "PreconditionFailed"
 	CodeMessageTooLarge     = "MessageTooLarge"
@@ -42,9 +44,11 @@ var codeInfo = map[string]struct{ Number, HTTP int }{
 	CodeUnauthorized:        {401002, 401},
 	CodeQuotaExceeded:       {403002, 403},
 	CodeDeviceNotFound:      {404001, 404},
+	CodeModuleNotFound:      {404010, 404},
 	CodeJobNotFound:         {404002, 404},
 	CodeDeviceNotOnline:     {404103, 404},
 	CodeDeviceAlreadyExists: {409001, 409},
+	CodeModuleAlreadyExists: {409301, 409},
 	CodeJobAlreadyExists:    {409002, 409},
 	CodePreconditionFailed:  {412001, 412},
 	CodeMessageTooLarge:     {413001, 413},
@@ -86,6 +90,7 @@ func (e *Error) Is(target error) bool {
 // Sentinels for the conditions callers branch on; compare with errors.Is.
 var (
 	ErrDeviceNotFound     = &Error{Code: CodeDeviceNotFound}
+	ErrModuleNotFound     = &Error{Code: CodeModuleNotFound}
 	ErrJobNotFound        = &Error{Code: CodeJobNotFound}
 	ErrPreconditionFailed = &Error{Code: CodePreconditionFailed}
 	ErrDeviceNotOnline    = &Error{Code: CodeDeviceNotOnline}

@@ -11,6 +11,7 @@ import (
 // carry "$version" and "$metadata" keys as Azure's do.
 type Twin struct {
 	DeviceID                  string         `json:"deviceId"`
+	ModuleID                  string         `json:"moduleId,omitempty"` // a module's twin only
 	ETag                      string         `json:"etag,omitempty"`
 	DeviceETag                string         `json:"deviceEtag,omitempty"`
 	Status                    string         `json:"status,omitempty"`

@@ -248,7 +248,11 @@ func TestAuthenticate(t *testing.T) {
 		{"username without host", "d5", []dialOpt{username("d5/?api-version=2021-04-12")}, 5, 0},
 		{"no username", "d6", []dialOpt{username("")}, 5, 0},
 		{"client id with wildcard", "d+7", nil, 2, 0},
-		{"module identity", "d8/m1", nil, 2, 0},
+		{"module identity", "d8/m1", nil, 0, 1},
+		{"module username names its device", "d9/m1", []dialOpt{username("localhost/d9/?api-version=2021-04-12")}, 5, 0},
+		{"module id with wildcard", "d9/m+1", nil, 2, 0},
+		{"module id empty", "d9/", nil, 2, 0},
+		{"module key with two slashes", "d9/m1/x", nil, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := h.authCalls.Load()

@@ -55,14 +55,15 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnect refuses client ids that are not device ids (Azure's MQTT
-// endpoint speaks only MQTT 3.1.1, which OnPacketRead enforced), caps the
-// keep-alive and confines a Will message to the device's own topics (mochi
-// publishes Wills without an ACL check).
+// OnConnect refuses client ids that are not device ids or module keys
+// "{deviceId}/{moduleId}" (Azure's MQTT endpoint speaks only MQTT 3.1.1,
+// which OnPacketRead enforced), caps the keep-alive and confines a Will
+// message to the device's own topics (mochi publishes Wills without an
+// ACL check).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	id := pk.Connect.ClientIdentifier
 	_, gateway := gatewayName(id)
-	if !gateway && !validDeviceID(id) {
+	if !gateway && !validClientID(id) {
 		h.b.log.Debug("refused connection: invalid client id", "client", id)
 		_ = h.b.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return packets.ErrClientIdentifierNotValid
@@ -135,7 +136,7 @@ func (h *hook) authenticateDevice(id, username string, password []byte) error {
 	if h.b.cfg.Hosts != nil {
 		hosts = h.b.cfg.Hosts()
 	}
-	if err := tok.VerifyPolicy(h.b.cfg.Policies, sas.DeviceConnect, hosts, "devices/"+id, h.b.cfg.Now()); err != nil {
+	if err := tok.VerifyPolicy(h.b.cfg.Policies, sas.DeviceConnect, hosts, resourcePath(id), h.b.cfg.Now()); err != nil {
 		return err
 	}
 	if h.b.cfg.DeviceAllowed != nil {

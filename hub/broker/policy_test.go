@@ -20,7 +20,7 @@ type sasHub struct {
 
 func newSASHub() *sasHub {
 	return &sasHub{
-		deviceKeys: map[string]string{"d1": sas.GenerateKey(), "d2": sas.GenerateKey(), "disabled": sas.GenerateKey()},
+		deviceKeys: map[string]string{"d1": sas.GenerateKey(), "d2": sas.GenerateKey(), "disabled": sas.GenerateKey(), "d1/m1": sas.GenerateKey()},
 		policies: map[string]sas.Policy{
 			"iothubowner": {Key: sas.GenerateKey(), Rights: sas.RegistryRead | sas.RegistryWrite | sas.ServiceConnect | sas.DeviceConnect},
 			"device":      {Key: sas.GenerateKey(), Rights: sas.DeviceConnect},
@@ -34,8 +34,8 @@ func (s *sasHub) authenticate(clientID, _ string, password []byte) error {
 	if err != nil {
 		return err
 	}
-	if tok.DeviceID() != clientID {
-		return errors.New("token is for another device")
+	if tok.ClientID() != clientID {
+		return errors.New("token is for another device or module")
 	}
 	return tok.Verify(s.deviceKeys[clientID], time.Now())
 }
@@ -98,6 +98,12 @@ func TestPolicyToken(t *testing.T) {
 		{"another hub", "d1", token(t, "otherhub/devices/d1", "device", device, later), 5, 0},
 		{"expired", "d1", token(t, "localhost/devices/d1", "device", device, time.Now().Add(-time.Minute)), 5, 0},
 		{"disabled device", "disabled", token(t, "localhost/devices/disabled", "device", device, later), 5, 0},
+		{"module key", "d1/m1", token(t, "localhost/devices/d1/modules/m1", "", s.deviceKeys["d1/m1"], later), 0, 1},
+		{"module with its device's key", "d1/m1", token(t, "localhost/devices/d1", "", s.deviceKeys["d1"], later), 5, 1},
+		{"module with the device policy", "d1/m1", token(t, "localhost/devices/d1/modules/m1", "device", device, later), 0, 0},
+		{"module with a policy token for its device", "d1/m1", token(t, "localhost/devices/d1", "device", device, later), 0, 0},
+		{"module with another module's resource", "d1/m1", token(t, "localhost/devices/d1/modules/m2", "device", device, later), 5, 0},
+		{"device with its module's resource", "d1", token(t, "localhost/devices/d1/modules/m1", "device", device, later), 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := authCalls.Load()

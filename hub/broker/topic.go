@@ -149,12 +149,25 @@ func canonicalPublish(id, topic string) (string, bool) {
 	}
 	rest, ok := scopedRest(topic, id)
 	if !ok {
+		// A module's telemetry topic is Azure's
+		// "devices/{deviceId}/modules/{moduleId}/messages/events/...".
+		if dev, mod, module := hub.SplitModuleKey(id); module {
+			rest, ok = strings.CutPrefix(topic, devicesPrefix+dev+"/modules/"+mod+"/")
+			if ok && isEvents(rest) {
+				return topic, true
+			}
+		}
 		return "", false
 	}
-	if isDevicePublish(rest) || rest == eventsTopic || strings.HasPrefix(rest, eventsTopic+"/") {
+	if isDevicePublish(rest) || isEvents(rest) {
 		return topic, true
 	}
 	return "", false
+}
+
+// isEvents reports whether a device-relative topic is telemetry.
+func isEvents(rest string) bool {
+	return rest == eventsTopic || strings.HasPrefix(rest, eventsTopic+"/")
 }
 
 func isDevicePublish(rest string) bool {
@@ -166,10 +179,27 @@ func isDevicePublish(rest string) bool {
 	return false
 }
 
-// validDeviceID reports whether id can be a client id here: a device id
-// (hub.CheckDeviceID) without '+' and '#', which are MQTT wildcards inside
-// a device-scoped topic ('/', module identities, is out of scope).
+// validDeviceID reports whether id can be a device's client id here: a
+// device id (hub.CheckDeviceID) without '+' and '#', which are MQTT
+// wildcards inside a device-scoped topic.
 func validDeviceID(id string) bool { return hub.CheckMQTTDeviceID(id) == nil }
+
+// validClientID reports whether id can be a device's or a module's client
+// id ("{deviceId}/{moduleId}", hub.ModuleKey). A module's device-scoped
+// topics are "devices/{deviceId}/{moduleId}/...": its connection state,
+// routes and ACLs are those of a device whose id is the key. (A gateway's
+// "$gateway/{name}" is told apart first.)
+func validClientID(id string) bool { return hub.CheckMQTTClientID(id) == nil }
+
+// resourcePath is the SAS resource path of a client id: "devices/{id}",
+// or "devices/{deviceId}/modules/{moduleId}" for a module, as Azure's
+// SDKs sign them.
+func resourcePath(id string) string {
+	if dev, mod, ok := hub.SplitModuleKey(id); ok {
+		return devicesPrefix + dev + "/modules/" + mod
+	}
+	return devicesPrefix + id
+}
 
 // usernameMatches reports whether an MQTT username has Azure's form
 // "{host}/{clientID}/" followed by the query, with or without the '?' that

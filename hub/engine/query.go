@@ -52,7 +52,9 @@ func (e *Engine) Query(ctx context.Context, text string, opts hub.QueryOptions) 
 	}
 	var page *store.Page
 	switch q.From {
-	case query.Devices:
+	case query.Devices, query.DevicesModules:
+		// Both read the registry's rows: devices', or modules' (whose
+		// twins carry moduleId), never both (store.IsModuleRow).
 		res.ItemType = hub.ItemTwin
 		if q.Select != nil || q.Grouped() {
 			res.ItemType = hub.ItemRaw
@@ -65,7 +67,7 @@ func (e *Engine) Query(ctx context.Context, text string, opts hub.QueryOptions) 
 		res.ItemType = hub.ItemDeviceJob
 		page, err = e.store.QueryDeviceJobs(ctx, q, tok.After, size)
 	default:
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "querying %s is not supported; use devices or devices.jobs", q.From)
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "querying %s is not supported; use devices, devices.modules or devices.jobs", q.From)
 	}
 	if err != nil {
 		if _, ok := errors.AsType[*hub.Error](err); ok || ctx.Err() != nil {

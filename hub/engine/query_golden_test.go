@@ -38,6 +38,16 @@ var queryFleet = []struct {
 	{"dev-none", map[string]any{}, map[string]any{}, false},
 }
 
+// queryModules are the fixture fleet's modules.
+var queryModules = []struct {
+	device, module string
+	tags, reported map[string]any
+}{
+	{"myDeviceId", "scanner", map[string]any{"location": map[string]any{"region": "US"}}, map[string]any{"status": "scanning"}},
+	{"myDeviceId", "edgeAgent", map[string]any{}, map[string]any{"status": "running"}},
+	{"dev-eu-1", "scanner", map[string]any{"location": map[string]any{"region": "EU"}}, map[string]any{"status": "scanning"}},
+}
+
 // TestQueryGolden runs the query language's documented examples through
 // hub.Client on the fixture fleet; testdata/queries.golden holds the
 // expected rows (go test ./hub/engine -run TestQueryGolden -update).
@@ -72,6 +82,20 @@ func TestQueryGolden(t *testing.T) {
 			}
 		}
 	}
+	// Modules, some tagged like devices the jobs target: FROM devices and
+	// the jobs must leave them out.
+	for _, m := range queryModules {
+		if _, err := e.CreateModule(ctx, &hub.Module{DeviceID: m.device, ModuleID: m.module}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.UpdateModuleTwin(ctx, m.device, m.module, &hub.TwinPatch{Tags: m.tags}, "*"); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(m.reported)
+		if _, err := e.ReportedPatch(ctx, hub.ModuleKey(m.device, m.module), b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, j := range []*hub.Job{
 		{JobID: "myJobId", Type: hub.JobUpdateTwin, QueryCondition: "tags.location.region = 'US'",
 			UpdateTwin: &hub.TwinPatch{Properties: &hub.Properties{Desired: map[string]any{"x": 1.0}}}},
@@ -104,6 +128,11 @@ func TestQueryGolden(t *testing.T) {
 		"SELECT deviceId, tags.location.plant AS plant FROM devices WHERE tags.location.region = 'US'",
 		"SELECT LastActivityTime FROM devices WHERE status = 'enabled' AND deviceId = 'myDeviceId'",
 		"SELECT MAX(properties.reported.telemetryConfig.sendFrequencyInSecs) AS slowest, MIN(properties.reported.telemetryConfig.sendFrequencyInSecs) AS fastest FROM devices",
+		"SELECT * FROM devices.modules",
+		"SELECT * FROM devices.modules WHERE properties.reported.status = 'scanning'",
+		"SELECT * FROM devices.modules WHERE devices.modules.moduleId = 'scanner' AND tags.location.region = 'US'",
+		"SELECT deviceId, moduleId FROM devices.modules WHERE deviceId = 'myDeviceId'",
+		"SELECT moduleId, COUNT() AS n FROM devices.modules GROUP BY moduleId",
 		"SELECT * FROM devices.jobs WHERE devices.jobs.deviceId = 'myDeviceId'",
 		"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'rebootJob' AND devices.jobs.status = 'failed'",
 		"SELECT * FROM devices.jobs WHERE devices.jobs.jobType = 'scheduleUpdateTwin' AND devices.jobs.status = 'completed'",
@@ -159,7 +188,11 @@ func summarize(t *testing.T, itemType string, item json.RawMessage) string {
 		if err := json.Unmarshal(item, &tw); err != nil {
 			t.Fatal(err)
 		}
-		return fmt.Sprintf("twin %s status=%s version=%d etag=%s", tw.DeviceID, tw.Status, tw.Version, tw.ETag)
+		id := tw.DeviceID
+		if tw.ModuleID != "" {
+			id = hub.ModuleKey(tw.DeviceID, tw.ModuleID)
+		}
+		return fmt.Sprintf("twin %s status=%s version=%d etag=%s", id, tw.Status, tw.Version, tw.ETag)
 	case hub.ItemDeviceJob:
 		var dj hub.DeviceJob
 		if err := json.Unmarshal(item, &dj); err != nil {

@@ -163,6 +163,11 @@ func (e *Engine) DeleteDevice(ctx context.Context, id, et string) error {
 		if et != "" && et != "*" && et != d.ETag {
 			return hub.Errorf(hub.CodePreconditionFailed, "etag %q does not match device '%s' (%q)", et, id, d.ETag)
 		}
+		// Its modules go first: a failure then leaves the device, which
+		// can be deleted again, rather than modules without a device.
+		if err := e.deleteModules(ctx, id); err != nil {
+			return err
+		}
 		return storeErr(e.store.DeleteDevice(ctx, id), hub.CodeDeviceNotFound, "device", id)
 	})
 	if err != nil {
@@ -310,9 +315,10 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 		return nil, err
 	}
 	if sd.Status == hub.StatusDisabled {
-		// The broker refuses a disabled device's next connect; this ends
-		// the connection it has now.
+		// The broker refuses a disabled device's next connect, and its
+		// modules'; this ends the connections they have now.
 		e.bus.Kick(d.DeviceID)
+		e.kickModules(ctx, d.DeviceID)
 	}
 	out := sd.Device
 	return &out, nil
@@ -327,16 +333,28 @@ func (e *Engine) ListDevices(ctx context.Context, top int) ([]*hub.Device, error
 	if top < 1 || top > maxListDevices {
 		top = maxListDevices
 	}
-	ds, err := e.store.ScanDevices(ctx, "", top)
-	if err != nil {
-		return nil, storeErr(err, hub.CodeServerError, "devices", "")
+	var out []*hub.Device
+	last := ""
+	for {
+		ds, err := e.store.ScanDevices(ctx, last, top)
+		if err != nil {
+			return nil, storeErr(err, hub.CodeServerError, "devices", "")
+		}
+		for _, d := range ds {
+			last = d.DeviceID
+			if store.IsModuleRow(d.DeviceID) || len(out) == top {
+				continue // modules are listed per device (ListModules)
+			}
+			dev := d.Device
+			out = append(out, &dev)
+		}
+		if len(ds) < top || len(out) == top {
+			if out == nil {
+				out = []*hub.Device{}
+			}
+			return out, nil
+		}
 	}
-	out := make([]*hub.Device, 0, len(ds))
-	for _, d := range ds {
-		dev := d.Device
-		out = append(out, &dev)
-	}
-	return out, nil
 }
 
 // DeviceStatistics implements hub.Client. It reads the whole registry in
@@ -351,6 +369,9 @@ func (e *Engine) DeviceStatistics(ctx context.Context) (*hub.RegistryStatistics,
 		}
 		for _, d := range batch {
 			last = d.DeviceID
+			if store.IsModuleRow(d.DeviceID) {
+				continue
+			}
 			st.TotalDeviceCount++
 			if d.Status == hub.StatusDisabled {
 				st.DisabledDeviceCount++

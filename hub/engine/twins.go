@@ -26,6 +26,9 @@ func (e *Engine) GetTwin(ctx context.Context, id string) (*hub.Twin, error) {
 // UpdateTwin implements hub.Client. The desired part of the patch is pushed
 // to the device, with the new desired $version, once it is stored.
 func (e *Engine) UpdateTwin(ctx context.Context, id string, patch *hub.TwinPatch, et string) (*hub.Twin, error) {
+	if err := hub.CheckDeviceID(id); err != nil {
+		return nil, err
+	}
 	return e.updateTwin(ctx, id, patch, et, nil)
 }
 
@@ -68,7 +71,7 @@ func (e *Engine) twinChange(id string, patch *hub.TwinPatch, et string) (*twinCh
 	if patch == nil {
 		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin patch is missing")
 	}
-	if err := hub.CheckDeviceID(id); err != nil {
+	if err := checkKey(id); err != nil { // a device's, or a module's (UpdateModuleTwin)
 		return nil, err
 	}
 	et, err := patchETag(et, patch)
@@ -283,11 +286,16 @@ func (e *Engine) twinCommitter() {
 // Top-level "$metadata" and "$version" keys in t, which a client that PUTs
 // back a twin it read sends along, are ignored.
 func (e *Engine) ReplaceTwin(ctx context.Context, id string, t *hub.TwinPatch, et string) (*hub.Twin, error) {
-	if t == nil {
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin is missing")
-	}
 	if err := hub.CheckDeviceID(id); err != nil {
 		return nil, err
+	}
+	return e.replaceTwin(ctx, id, t, et)
+}
+
+// replaceTwin is ReplaceTwin for a device id or a module key.
+func (e *Engine) replaceTwin(ctx context.Context, id string, t *hub.TwinPatch, et string) (*hub.Twin, error) {
+	if t == nil {
+		return nil, hub.Errorf(hub.CodeArgumentInvalid, "twin is missing")
 	}
 	et, err := patchETag(et, t)
 	if err != nil {

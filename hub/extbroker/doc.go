@@ -12,4 +12,8 @@
 // the hub cannot close a device's connection ([Client.Kick] only forgets
 // its presence): disabling a device must be mirrored in the broker's
 // credentials.
+//
+// Module identities (client id "{deviceId}/{moduleId}") connect to the
+// embedded broker only: no presence convention or ACL pattern for them is
+// defined here.
 package extbroker

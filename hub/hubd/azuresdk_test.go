@@ -24,6 +24,15 @@ func TestAzureNodeSDK(t *testing.T) {
 	runNodeCheck(t, "check.js", hubd.Config{})
 }
 
+// TestAzureNodeSDKModules is the outside check of module identities
+// (issue 19, item 5): azure-iothub's Registry and Client and
+// azure-iot-device's ModuleClient over MQTT create a module, see its twin
+// updates both ways, call a method on it, query devices.modules and
+// delete it and its device (testdata/azuresdk/check-modules.js).
+func TestAzureNodeSDKModules(t *testing.T) {
+	runNodeCheck(t, "check-modules.js", hubd.Config{})
+}
+
 // runNodeCheck runs one script of testdata/azuresdk against a fresh hub
 // opened with cfg (its addresses and data directory filled in here), with
 // the hub's connection string, MQTT and HTTPS addresses and CA in the

@@ -103,6 +103,13 @@ var (
 		{name: "tags", kind: kTwinMap, valid: `{"fuzz":{"x":1}}`},
 		{name: "properties", kind: kObject, sub: []field{{name: "desired", kind: kTwinMap, valid: `{"fuzz":"on"}`}}},
 	}
+	moduleBody = func(id string) []field {
+		return []field{
+			{name: "deviceId", kind: kDeviceID, valid: `"dev1"`},
+			{name: "moduleId", kind: kDeviceID, valid: `"` + id + `"`},
+			{name: "authentication", kind: kObject, sub: sasAuth},
+		}
+	}
 	methodBody = []field{
 		{name: "methodName", kind: kText, valid: `"reboot"`, required: true},
 		{name: "payload", kind: kPayload, valid: `{"delay":1}`},
@@ -161,6 +168,16 @@ var (
 				{name: "tags", kind: kTwinMap, valid: `{"fuzz":1}`},
 				{name: "properties", kind: kObject, sub: []field{{name: "desired", kind: kTwinMap, valid: `{"fuzz":"on"}`}}},
 			}})},
+		// Module routes: {id} is the module id (the device id alphabet).
+		{name: "create module", method: "PUT", path: "/devices/dev1/modules/{id}", id: kDeviceID, validID: "fz-mod", body: moduleBody("fz-mod")},
+		{name: "update module", method: "PUT", path: "/devices/dev1/modules/{id}", id: kDeviceID, validID: "seeded", header: ifMatchAny, body: moduleBody("seeded")},
+		{name: "get module", method: "GET", path: "/devices/dev1/modules/{id}", id: kDeviceID, validID: "seeded"},
+		{name: "delete module", method: "DELETE", path: "/devices/dev1/modules/{id}", id: kDeviceID, validID: "seeded", header: ifMatchAny},
+		{name: "list modules", method: "GET", path: "/devices/{id}/modules", id: kDeviceID, validID: "dev1"},
+		{name: "get module twin", method: "GET", path: "/twins/dev1/modules/{id}", id: kDeviceID, validID: "seeded"},
+		{name: "patch module twin", method: "PATCH", path: "/twins/dev1/modules/{id}", id: kDeviceID, validID: "seeded", header: ifMatchAny, body: twinBody},
+		{name: "replace module twin", method: "PUT", path: "/twins/dev1/modules/{id}", id: kDeviceID, validID: "seeded", header: ifMatchAny, body: twinBody},
+		{name: "module method", method: "POST", path: "/twins/dev1/modules/{id}/methods", id: kDeviceID, validID: "seeded", body: methodBody, methodErr: true},
 		{name: "get job", method: "GET", path: "/jobs/v2/{id}", id: kJobID, validID: "seeded"},
 		{name: "cancel job", method: "POST", path: "/jobs/v2/{id}/cancel", id: kJobID, validID: "seeded"},
 		{name: "query jobs", method: "GET", path: "/jobs/v2/query", query: map[string][]string{"jobType": {"scheduleDeviceMethod"}, "jobStatus": {"scheduled"}}},
@@ -598,6 +615,8 @@ func contractHub(ctx context.Context, t *testing.T) (base string, web *http.Clie
 	}
 	_, err := c.UpdateTwin(ctx, "dev1", &hub.TwinPatch{Tags: map[string]any{"site": "A"}, Properties: &hub.Properties{Desired: map[string]any{"fw": "1.0"}}}, "*")
 	must(t, "seed twin", err)
+	_, err = c.(hub.Modules).CreateModule(ctx, &hub.Module{DeviceID: "dev1", ModuleID: "seeded"})
+	must(t, "seed module", err)
 	_, err = c.CreateJob(ctx, &hub.Job{JobID: "seeded", Type: hub.JobDeviceMethod, QueryCondition: "*",
 		StartTime: &hub.Time{Time: time.Now().Add(24 * time.Hour)}, CloudToDeviceMethod: &hub.MethodRequest{MethodName: "m"}})
 	must(t, "seed job", err)
@@ -616,11 +635,13 @@ func contractHub(ctx context.Context, t *testing.T) (base string, web *http.Clie
 			b.Write(j)
 			b.WriteByte('\n')
 		}
-		res, err := c.Query(ctx, "SELECT * FROM devices", hub.QueryOptions{})
-		must(t, "query twins", err)
-		for _, it := range res.Items {
-			b.Write(it)
-			b.WriteByte('\n')
+		for _, q := range []string{"SELECT * FROM devices", "SELECT * FROM devices.modules"} {
+			res, err := c.Query(ctx, q, hub.QueryOptions{})
+			must(t, "query twins", err)
+			for _, it := range res.Items {
+				b.Write(it)
+				b.WriteByte('\n')
+			}
 		}
 		jobs, _, err := c.QueryJobs(ctx, hub.JobQuery{})
 		must(t, "query jobs", err)

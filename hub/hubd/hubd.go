@@ -500,21 +500,17 @@ func (h *Hub) authenticateDevice(clientID, username string, password []byte) err
 	if err != nil {
 		return fmt.Errorf("password is not a SAS token: %w", err)
 	}
-	if tok.DeviceID() != clientID {
-		return fmt.Errorf("token is for device %q, not %q", tok.DeviceID(), clientID)
+	if tok.ClientID() != clientID {
+		return fmt.Errorf("token is for %q, not %q", tok.ClientID(), clientID)
 	}
 	if !hostOK(tok.Host(), h.hostAliases()) {
 		return fmt.Errorf("token is for host %q, not this hub", tok.Host())
 	}
-	d, err := h.engine.GetDevice(context.Background(), clientID)
+	k, err := h.connectKeys(clientID)
 	if err != nil {
 		return err
 	}
-	if d.Status == hub.StatusDisabled {
-		return fmt.Errorf("device %q is disabled", clientID)
-	}
 	now := h.cfg.Clock.Now()
-	k := d.Authentication.SymmetricKey
 	if err := tok.Verify(k.PrimaryKey, now); err == nil {
 		return nil
 	}
@@ -538,16 +534,39 @@ func (h *Hub) authenticateGateway(name, username string, password []byte) error 
 	return tok.Verify(h.owner, h.cfg.Clock.Now())
 }
 
-// deviceAllowed lets a gateway play registered, enabled devices only.
+// deviceAllowed lets a gateway play registered, enabled devices only, and
+// a policy's token connect registered modules of enabled devices.
 func (h *Hub) deviceAllowed(id string) error {
-	d, err := h.engine.GetDevice(context.Background(), id)
+	_, err := h.connectKeys(id)
+	return err
+}
+
+// connectKeys returns the keys of the device or module (client id
+// "{deviceId}/{moduleId}") that may connect with client id id: it must be
+// registered, and its device enabled (a module has no status of its own
+// on Azure; disabling its device stops it too).
+func (h *Hub) connectKeys(id string) (hub.SymmetricKey, error) {
+	ctx := context.Background()
+	dev, mod, module := hub.SplitModuleKey(id)
+	var keys hub.SymmetricKey
+	if module {
+		m, err := h.engine.GetModule(ctx, dev, mod)
+		if err != nil {
+			return keys, err
+		}
+		keys = m.Authentication.SymmetricKey
+	}
+	d, err := h.engine.GetDevice(ctx, dev)
 	if err != nil {
-		return err
+		return keys, err
 	}
 	if d.Status == hub.StatusDisabled {
-		return fmt.Errorf("device %q is disabled", id)
+		return keys, fmt.Errorf("device %q is disabled", dev)
 	}
-	return nil
+	if !module {
+		keys = d.Authentication.SymmetricKey
+	}
+	return keys, nil
 }
 
 // tokenExpiry is when an accepted device's SAS token expires: the broker

@@ -133,6 +133,12 @@ func (b *Bus) Open() error {
 		{"devices/+/$iothub/twin/GET/#", b.onTwinRequest, true},
 		{"devices/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest, true},
 		{"devices/+/messages/events/#", b.onTelemetry, true},
+		// Modules' (client id "{deviceId}/{moduleId}"): their scoped
+		// topics have one level more, and their telemetry Azure's form.
+		{"devices/+/+/$iothub/methods/res/#", b.onMethodResponse, false},
+		{"devices/+/+/$iothub/twin/GET/#", b.onTwinRequest, true},
+		{"devices/+/+/$iothub/twin/PATCH/properties/reported/#", b.onTwinRequest, true},
+		{"devices/+/modules/+/messages/events/#", b.onTelemetry, true},
 	}
 	st, sharing := b.t.(SharedTransport)
 	for _, s := range subs {

@@ -42,7 +42,8 @@ func Scoped(deviceID, deviceTopic string) string {
 // Unscope splits a device-scoped topic "devices/{id}/$iothub/x" into the
 // device id and "$iothub/x". Telemetry and C2D topics
 // ("devices/{id}/messages/...") yield the id and the topic unchanged, since
-// that is their device-side form too. ok is false for anything else.
+// that is their device-side form too. A module's topics yield its key
+// "{deviceId}/{moduleId}" as the id. ok is false for anything else.
 func Unscope(topic string) (deviceID, deviceTopic string, ok bool) {
 	rest, found := strings.CutPrefix(topic, devicesPrefix)
 	if !found {
@@ -57,6 +58,17 @@ func Unscope(topic string) (deviceID, deviceTopic string, ok bool) {
 		return id, tail, true
 	case strings.HasPrefix(tail, "messages/"):
 		return id, topic, true
+	}
+	// A module's topics: the scoped "devices/{deviceId}/{moduleId}/$iothub/x"
+	// (its id is the key "{deviceId}/{moduleId}") and Azure's telemetry
+	// form "devices/{deviceId}/modules/{moduleId}/messages/...".
+	if mod, t, ok := strings.Cut(tail, "/"); ok && mod != "" && strings.HasPrefix(t, iothub) {
+		return id + "/" + mod, t, true
+	}
+	if after, ok := strings.CutPrefix(tail, "modules/"); ok {
+		if mod, t, ok := strings.Cut(after, "/"); ok && mod != "" && strings.HasPrefix(t, "messages/") {
+			return id + "/" + mod, topic, true
+		}
 	}
 	return "", "", false
 }
@@ -94,8 +106,13 @@ func DesiredPatchTopic(version int64) string {
 }
 
 // TelemetryTopic is the topic a device sends telemetry on, with props as the
-// property bag, keys sorted, encoded like the Node SDK ('$' as %24).
+// property bag, keys sorted, encoded like the Node SDK ('$' as %24). For a
+// module's key "{deviceId}/{moduleId}" it is Azure's module form
+// "devices/{deviceId}/modules/{moduleId}/messages/events/...".
 func TelemetryTopic(deviceID string, props map[string]string) string {
+	if dev, mod, module := strings.Cut(deviceID, "/"); module {
+		deviceID = dev + "/modules/" + mod
+	}
 	t := devicesPrefix + deviceID + eventsInfix + "/"
 	keys := make([]string, 0, len(props))
 	for k := range props {
@@ -293,12 +310,22 @@ func parseSystemQuery(query string, m *Message) error {
 	return nil
 }
 
-// parseTelemetry parses "devices/{id}/messages/events/{property_bag}".
+// parseTelemetry parses "devices/{id}/messages/events/{property_bag}" and a
+// module's "devices/{deviceId}/modules/{moduleId}/messages/events/...",
+// whose DeviceID is then the module key "{deviceId}/{moduleId}".
 func parseTelemetry(topic string) (Message, error) {
 	rest := strings.TrimPrefix(topic, devicesPrefix)
 	id, tail, ok := strings.Cut(rest, "/")
 	if !ok || id == "" {
 		return Message{}, ErrUnknownTopic
+	}
+	if after, isModule := strings.CutPrefix(tail, "modules/"); isModule {
+		// "devices/{deviceId}/modules/{moduleId}/messages/events/...".
+		mod, t, ok := strings.Cut(after, "/")
+		if !ok || mod == "" {
+			return Message{}, ErrUnknownTopic
+		}
+		id, tail = id+"/"+mod, t
 	}
 	tail = "/" + tail
 	bag, ok := strings.CutPrefix(tail, eventsInfix)

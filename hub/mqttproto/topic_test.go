@@ -43,6 +43,9 @@ var topicCases = []struct {
 		want: Message{Kind: Telemetry, DeviceID: "dev1", Properties: map[string]string{}}},
 	{name: "telemetry key without value", topic: "devices/d/messages/events/flag",
 		want: Message{Kind: Telemetry, DeviceID: "d", Properties: map[string]string{"flag": ""}}},
+	{name: "module telemetry", topic: "devices/d/modules/m/messages/events/a=1",
+		want: Message{Kind: Telemetry, DeviceID: "d/m", Properties: map[string]string{"a": "1"}}},
+	{name: "module telemetry without module id", topic: "devices/d/modules//messages/events/", wantErr: true},
 	{name: "missing rid", topic: "$iothub/methods/POST/reboot/", wantErr: true},
 	{name: "empty rid", topic: "$iothub/twin/GET/?$rid=", wantErr: true},
 	{name: "duplicate rid", topic: "$iothub/twin/GET/?$rid=1&$rid=2", wantErr: true},
@@ -152,6 +155,8 @@ func TestScope(t *testing.T) {
 		{"twin", "a.b-c", "$iothub/twin/res/200/?$rid=1", "devices/a.b-c/$iothub/twin/res/200/?$rid=1"},
 		{"filter", "d", MethodsSubscription, "devices/d/$iothub/methods/POST/#"},
 		{"telemetry unchanged", "d", "devices/d/messages/events/a=b", "devices/d/messages/events/a=b"},
+		{"module methods", "d/m", "$iothub/methods/POST/reboot/?$rid=1", "devices/d/m/$iothub/methods/POST/reboot/?$rid=1"},
+		{"module telemetry unchanged", "d/m", "devices/d/modules/m/messages/events/a=b", "devices/d/modules/m/messages/events/a=b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Scoped(tc.id, tc.device)
@@ -164,7 +169,8 @@ func TestScope(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "devices/", "devices//$iothub/x", "devices/d", "devices/d/other", "$iothub/twin/GET/?$rid=1", "x/d/$iothub/a"} {
+	for _, bad := range []string{"", "devices/", "devices//$iothub/x", "devices/d", "devices/d/other", "$iothub/twin/GET/?$rid=1", "x/d/$iothub/a",
+		"devices/d//$iothub/x", "devices/d/m/x/$iothub/a", "devices/d/modules//messages/events", "devices/d/modules/m/other"} {
 		if id, dt, ok := Unscope(bad); ok {
 			t.Errorf("Unscope(%q) = %q, %q, true", bad, id, dt)
 		}

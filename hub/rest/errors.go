@@ -49,7 +49,7 @@ func (e *methodError) Unwrap() error { return e.err }
 
 // writeError is the one place that turns an error into an HTTP response:
 // the status from hub.HTTPStatus, the iothub-errorcode header, and a Shape
-// B body for direct-method failures (except an unknown device, which Azure
+// B body for direct-method failures (except an unknown device or module, which Azure
 // reports in Shape A) or a Shape A body for everything else. Errors that
 // are not a *hub.Error become ServerError.
 func writeError(w http.ResponseWriter, err error, now time.Time) {
@@ -60,7 +60,7 @@ func writeError(w http.ResponseWriter, err error, now time.Time) {
 	}
 	tracking := uuid.NewString()
 	var body any
-	if me, ok := errors.AsType[*methodError](err); ok && code != hub.CodeDeviceNotFound {
+	if me, ok := errors.AsType[*methodError](err); ok && code != hub.CodeDeviceNotFound && code != hub.CodeModuleNotFound {
 		info := map[string]string{}
 		if code == hub.CodeDeviceNotOnline {
 			info["timeout"] = formatTimeout(me.timeout)

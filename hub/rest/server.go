@@ -2,6 +2,7 @@ package rest
 
 import (
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -98,6 +99,7 @@ func (s *Server) build() {
 		"GET /iotjobs/audit":        s.audit,
 		"/":                         s.notFound,
 	}
+	maps.Copy(routes, s.moduleRoutes())
 	for pattern, h := range routes {
 		mux.Handle(pattern, s.authorized(h))
 	}

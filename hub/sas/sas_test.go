@@ -55,6 +55,25 @@ func TestContractVectors(t *testing.T) {
 	}
 }
 
+func TestClientID(t *testing.T) {
+	for resource, want := range map[string]string{
+		"h/devices/dev1":                  "dev1",
+		"h/devices/dev1/":                 "dev1",
+		"h/devices/dev1/modules/m1":       "dev1/m1",
+		"h/devices/dev1/modules/m1/":      "dev1/m1",
+		"h":                               "",
+		"h/devices/dev1/modules/":         "",
+		"h/devices/dev1/modules/m1/x":     "",
+		"h/devices//modules/m1":           "",
+		"h/devices/dev1/other/m1":         "",
+		"h/devices/a/modules/b/modules/c": "",
+	} {
+		if got := (&Token{Resource: resource}).ClientID(); got != want {
+			t.Errorf("ClientID of %q = %q, want %q", resource, got, want)
+		}
+	}
+}
+
 func TestVerify(t *testing.T) {
 	otherKey := GenerateKey()
 	for _, tc := range []struct {

@@ -179,6 +179,25 @@ func (t *Token) DeviceID() string {
 	return id
 }
 
+// ClientID returns the MQTT client id a device or module token is for:
+// the device id of "host/devices/{id}", "{deviceId}/{moduleId}" of
+// "host/devices/{deviceId}/modules/{moduleId}", and "" otherwise.
+func (t *Token) ClientID() string {
+	if id := t.DeviceID(); id != "" {
+		return id
+	}
+	_, path, _ := strings.Cut(t.Resource, "/")
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(path, "/"), "devices/")
+	if !ok {
+		return ""
+	}
+	dev, mod, ok := strings.Cut(rest, "/modules/")
+	if !ok || dev == "" || mod == "" || strings.Contains(dev, "/") || strings.Contains(mod, "/") {
+		return ""
+	}
+	return dev + "/" + mod
+}
+
 // signature is base64(HMAC-SHA256(key, sr + "\n" + se)).
 func signature(key []byte, sr, se string) string {
 	m := hmac.New(sha256.New, key)

@@ -57,19 +57,29 @@ func (d docRow) JSON() (json.RawMessage, error) { return AppendJSON(nil, map[str
 // their twin documents. A store that compiles queries must return exactly
 // these rows; the differential tests hold it to that.
 //
+// FROM devices reads device rows only and FROM devices.modules module rows
+// only (keys "{deviceId}/{moduleId}", see IsModuleRow): both live in the
+// same table, in one key order.
+//
 // Rows of a query without aggregates come one per matching device, in id
 // order, at most limit of them, continuing after the device id after.
 // Aggregate and GROUP BY rows come all on one page. q.Top is ignored:
 // callers apply TOP across pages.
 func EvalDevices(ctx context.Context, s Scanner, q *query.Query, after string, limit int) (*Page, error) {
-	if q.From != query.Devices {
+	var keep func(string) bool
+	switch q.From {
+	case query.Devices:
+		keep = func(id string) bool { return !IsModuleRow(id) }
+	case query.DevicesModules:
+		keep = IsModuleRow
+	default:
 		return nil, fmt.Errorf("eval devices query: FROM %s", q.From)
 	}
 	if ds, ok := s.(DocScanner); ok {
 		next := func(ctx context.Context, after string) ([]Row, []string, error) {
 			return ds.ScanDeviceRows(ctx, after, evalBatch)
 		}
-		return eval(ctx, next, q, after, limit)
+		return eval(ctx, next, keep, q, after, limit)
 	}
 	next := func(ctx context.Context, after string) ([]Row, []string, error) {
 		batch, err := s.ScanDevices(ctx, after, evalBatch)
@@ -78,16 +88,32 @@ func EvalDevices(ctx context.Context, s Scanner, q *query.Query, after string, l
 		}
 		rows, keys := make([]Row, 0, len(batch)), make([]string, 0, len(batch))
 		for _, d := range batch {
-			doc, err := Doc(d.Twin())
-			if err != nil {
-				return nil, nil, err
+			var row Row = lazyTwin{d}
+			if keep(d.DeviceID) {
+				doc, err := Doc(d.Twin())
+				if err != nil {
+					return nil, nil, err
+				}
+				row = docRow(doc)
 			}
-			rows, keys = append(rows, docRow(doc)), append(keys, d.DeviceID)
+			rows, keys = append(rows, row), append(keys, d.DeviceID)
 		}
 		return rows, keys, nil
 	}
-	return eval(ctx, next, q, after, limit)
+	return eval(ctx, next, keep, q, after, limit)
 }
+
+// IsModuleRow reports whether a device row's key is a module's
+// ("{deviceId}/{moduleId}", hub.ModuleKey): such rows are left out of
+// everything device-level (listings, statistics, FROM devices, job
+// targets) and are what FROM devices.modules reads.
+func IsModuleRow(id string) bool { return hub.IsModuleKey(id) }
+
+// lazyTwin is a Row that eval skips without reading.
+type lazyTwin struct{ d *Device }
+
+func (l lazyTwin) Doc() (map[string]any, error)   { return Doc(l.d.Twin()) }
+func (l lazyTwin) JSON() (json.RawMessage, error) { return json.Marshal(l.d.Twin()) }
 
 // EvalDeviceJobs is the reference answer to Store.QueryDeviceJobs, as
 // EvalDevices is for devices; rows are in (jobId, deviceId) order.
@@ -100,7 +126,7 @@ func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string
 			k0, k1, _ := strings.Cut(after, "\x00")
 			return ds.ScanDeviceJobRows(ctx, "", [2]string{k0, k1}, evalBatch)
 		}
-		return eval(ctx, next, q, after, limit)
+		return eval(ctx, next, nil, q, after, limit)
 	}
 	next := func(ctx context.Context, after string) ([]Row, []string, error) {
 		k0, k1, _ := strings.Cut(after, "\x00")
@@ -118,13 +144,15 @@ func EvalDeviceJobs(ctx context.Context, s Scanner, q *query.Query, after string
 		}
 		return rows, keys, nil
 	}
-	return eval(ctx, next, q, after, limit)
+	return eval(ctx, next, nil, q, after, limit)
 }
 
 // DeviceJobKey is the page key of a device-job record.
 func DeviceJobKey(jobID, deviceID string) string { return jobID + "\x00" + deviceID }
 
-func eval(ctx context.Context, next func(context.Context, string) ([]Row, []string, error), q *query.Query, after string, limit int) (*Page, error) {
+// eval answers q over the rows next gives, in key order; keep, when not
+// nil, says which keys belong to the collection (the others are skipped).
+func eval(ctx context.Context, next func(context.Context, string) ([]Row, []string, error), keep func(string) bool, q *query.Query, after string, limit int) (*Page, error) {
 	if limit <= 0 {
 		// A page holds at least one row; callers that pass 0 mean "no
 		// preference", not "nothing".
@@ -143,6 +171,9 @@ func eval(ctx context.Context, next func(context.Context, string) ([]Row, []stri
 		}
 		for i, r := range batch {
 			after = bkeys[i]
+			if keep != nil && !keep(bkeys[i]) {
+				continue
+			}
 			if q.Where != nil {
 				d, err := r.Doc()
 				if err != nil {

@@ -17,10 +17,14 @@ func ETag(version int64) string {
 
 // Twin builds the twin document of a stored device: what the hub returns
 // for it and what queries over devices see. Every store answers queries
-// against exactly this document.
+// against exactly this document. A module's row (key
+// "{deviceId}/{moduleId}", hub.ModuleKey) gives its module twin, with
+// both ids.
 func (d *Device) Twin() *hub.Twin {
+	dev, mod, _ := hub.SplitModuleKey(d.DeviceID)
 	t := &hub.Twin{
-		DeviceID:           d.DeviceID,
+		DeviceID:           dev,
+		ModuleID:           mod,
 		ETag:               ETag(d.Version),
 		DeviceETag:         d.ETag,
 		Status:             d.Status,
@@ -48,8 +52,9 @@ func (d *Device) Twin() *hub.Twin {
 // them. A dry-run builds one per device change, and the round trip was
 // most of that. TestTwinDoc holds the two equal.
 func TwinDoc(d *Device) map[string]any {
+	dev, mod, module := hub.SplitModuleKey(d.DeviceID)
 	doc := map[string]any{
-		"deviceId":                  validUTF8(d.DeviceID),
+		"deviceId":                  validUTF8(dev),
 		"etag":                      ETag(d.Version),
 		"statusUpdateTime":          wireTime(d.StatusUpdatedTime),
 		"lastActivityTime":          wireTime(d.LastActivityTime),
@@ -68,6 +73,9 @@ func TwinDoc(d *Device) map[string]any {
 			ps[i] = validUTF8(s)
 		}
 		doc["parentScopes"] = ps
+	}
+	if module && mod != "" {
+		doc["moduleId"] = validUTF8(mod)
 	}
 	if d.ETag != "" {
 		doc["deviceEtag"] = validUTF8(d.ETag)

@@ -349,7 +349,9 @@ func (s *Store) PutDeviceJobs(ctx context.Context, djs []*hub.DeviceJob, jobs ..
 // reads only those devices: a dry-run asks such questions of large fleets
 // over and over.
 func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	if ids, rest, ok := requiredIDs(q.Where); ok {
+	// Only device rows are keyed by their deviceId: a module's is
+	// "{deviceId}/{moduleId}".
+	if ids, rest, ok := requiredIDs(q.Where); ok && q.From == query.Devices {
 		// Reading only those devices is what the IN asked: the rest of
 		// the condition decides.
 		sub := *q

@@ -110,11 +110,19 @@ type target struct {
 	// jsonb; rawDoc turns it into the query document.
 	raw    string
 	rawDoc func([]byte) (map[string]any, error)
+	// rows is the SQL condition on the key columns that picks the
+	// collection's rows ("" for all): devices and modules share a table,
+	// a module's key holding '/' (store.IsModuleRow).
+	rows string
 }
 
 var (
 	devicesTarget = &target{table: "devices", doc: "twin", cols: map[string]string{"deviceId": "id"}, keys: []string{"id"},
-		raw: "raw", rawDoc: decodeDoc}
+		raw: "raw", rawDoc: decodeDoc, rows: "strpos(id, '/') = 0"}
+	// modulesTarget reads module rows: their deviceId is in the document
+	// only (the key is "{deviceId}/{moduleId}").
+	modulesTarget = &target{table: "devices", doc: "twin", cols: map[string]string{}, keys: []string{"id"},
+		raw: "raw", rawDoc: decodeDoc, rows: "strpos(id, '/') > 0"}
 	deviceJobsTarget = &target{table: "device_jobs", doc: "qdoc", cols: map[string]string{"jobId": "job_id", "deviceId": "device_id"},
 		keys: []string{"job_id", "device_id"}, raw: "CASE WHEN qdoc IS NULL THEN doc END", rawDoc: deviceJobDoc}
 )

@@ -104,6 +104,9 @@ func (p *plan) countedSQL(after []string) (string, []any) {
 	kc, kargs := keyCond(t.keys, after, 1)
 	args := slices.Clone(p.args)
 	copy(args, kargs)
+	if t.rows != "" {
+		kc += " AND " + t.rows
+	}
 	if p.keyWhere != "" {
 		kc += " AND " + p.keyWhere
 	}
@@ -133,6 +136,9 @@ func (p *plan) rowsSQL(after []string, limit int) (string, []any) {
 	copy(args, kargs)
 	args[len(p.t.keys)] = sqlLimit(limit)
 	w := kc
+	if p.t.rows != "" {
+		w += " AND " + p.t.rows
+	}
 	if p.keyWhere != "" {
 		w += " AND " + p.keyWhere
 	}
@@ -169,10 +175,14 @@ func bind(sql string, args []any) (string, []any) {
 // QueryDevices implements store.Store: the query is compiled to SQL over
 // devices.twin (see compile.go).
 func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	if q == nil || q.From != query.Devices {
+	if q == nil || q.From != query.Devices && q.From != query.DevicesModules {
 		return store.EvalDevices(ctx, s, q, after, limit)
 	}
-	page, err := s.run(ctx, compileQuery(devicesTarget, q), q, []string{after}, limit, func(k []string) string { return k[0] })
+	t := devicesTarget
+	if q.From == query.DevicesModules {
+		t = modulesTarget
+	}
+	page, err := s.run(ctx, compileQuery(t, q), q, []string{after}, limit, func(k []string) string { return k[0] })
 	if err != nil {
 		return nil, fmt.Errorf("query devices: %w", err)
 	}
@@ -200,6 +210,8 @@ func (s *Store) ExplainQuery(q *query.Query) (string, bool) {
 	t, after := devicesTarget, []string{""}
 	switch q.From {
 	case query.Devices:
+	case query.DevicesModules:
+		t = modulesTarget
 	case query.DevicesJobs:
 		t, after = deviceJobsTarget, []string{"", ""}
 	default:

@@ -84,10 +84,18 @@ type target struct {
 	doc   string            // the column holding the query document
 	cols  map[string]string // one-segment paths held in a TEXT column, always present
 	keys  []string          // the page key columns, in order
+	// rows is the SQL condition on the key columns that picks the
+	// collection's rows ("" for all): devices and modules share a table,
+	// a module's key holding '/' (store.IsModuleRow).
+	rows string
 }
 
 var (
-	devicesTarget    = &target{table: "devices", doc: "twin", cols: map[string]string{"deviceId": "id"}, keys: []string{"id"}}
+	devicesTarget = &target{table: "devices", doc: "twin", cols: map[string]string{"deviceId": "id"}, keys: []string{"id"},
+		rows: "instr(id, '/') = 0"}
+	// modulesTarget reads module rows: their deviceId is in the document
+	// only (the key is "{deviceId}/{moduleId}").
+	modulesTarget    = &target{table: "devices", doc: "twin", cols: map[string]string{}, keys: []string{"id"}, rows: "instr(id, '/') > 0"}
 	deviceJobsTarget = &target{table: "device_jobs", doc: "qdoc", cols: map[string]string{"jobId": "job_id", "deviceId": "device_id"}, keys: []string{"job_id", "device_id"}}
 )
 
@@ -788,6 +796,9 @@ func compileQuery(t *target, q *query.Query, after []string, limit int) (*plan, 
 	default:
 		a0, a1 := c.param(after[0]), c.param(after[1])
 		keyCond = "(" + t.keys[0] + " > " + a0 + " OR (" + t.keys[0] + " = " + a0 + " AND " + t.keys[1] + " > " + a1 + "))"
+	}
+	if t.rows != "" {
+		keyCond += " AND " + t.rows
 	}
 	var b strings.Builder
 	b.WriteString("SELECT " + strings.Join(cols, ", ") + " FROM " + t.table + " WHERE " + keyCond + where)

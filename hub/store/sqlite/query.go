@@ -16,20 +16,24 @@ import (
 // statement over devices.twin (see compile.go), or, when the compiler
 // declines it, answered by store.EvalDevices.
 func (s *Store) QueryDevices(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
-	if q == nil || q.From != query.Devices {
+	if q == nil || q.From != query.Devices && q.From != query.DevicesModules {
 		return store.EvalDevices(ctx, s, q, after, limit)
 	}
 	if limit < 1 {
 		return nil, fmt.Errorf("query devices: page limit %d must be at least 1", limit)
 	}
-	p, err := compileQuery(devicesTarget, q, []string{after}, limit)
+	t := devicesTarget
+	if q.From == query.DevicesModules {
+		t = modulesTarget
+	}
+	p, err := compileQuery(t, q, []string{after}, limit)
 	if errors.Is(err, errUnsupported) {
 		return store.EvalDevices(ctx, s, q, after, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("query devices: %w", err)
 	}
-	page, err := s.run(ctx, devicesTarget, q, p, limit, func(k []string) string { return k[0] })
+	page, err := s.run(ctx, t, q, p, limit, func(k []string) string { return k[0] })
 	if err != nil {
 		return nil, fmt.Errorf("query devices: %w", err)
 	}
@@ -66,8 +70,11 @@ func (s *Store) QueryDeviceJobs(ctx context.Context, q *query.Query, after strin
 func (s *Store) ExplainQuery(q *query.Query) (string, bool) {
 	t := devicesTarget
 	after := []string{""}
-	if q.From == query.DevicesJobs {
+	switch q.From {
+	case query.DevicesJobs:
 		t, after = deviceJobsTarget, []string{"", ""}
+	case query.DevicesModules:
+		t = modulesTarget
 	}
 	p, err := compileQuery(t, q, after, 100)
 	if err != nil {

@@ -97,6 +97,17 @@ func RunQueries(t *testing.T, open func(t *testing.T) store.Store) {
 	for i := 0; i < randomConds/4; i++ {
 		queries = append(queries, "SELECT * FROM devices.jobs WHERE "+RandomJobCondition(r))
 	}
+	for i := 0; i < randomConds/4; i++ {
+		cond := RandomCondition(r)
+		switch i % 3 {
+		case 0:
+			queries = append(queries, "SELECT * FROM devices.modules WHERE "+cond)
+		case 1:
+			queries = append(queries, "SELECT deviceId, moduleId, tags.floor AS f FROM devices.modules WHERE "+cond)
+		case 2:
+			queries = append(queries, "SELECT moduleId, COUNT() AS n FROM devices.modules WHERE "+cond+" GROUP BY moduleId")
+		}
+	}
 	explainer, _ := s.(QueryExplainer)
 	fallbacks := 0
 	var failures int
@@ -147,6 +158,9 @@ func checkQuery(ctx context.Context, s store.Store, snap *snapshotScanner, q *qu
 		return store.EvalDevices(ctx, snap, q, after, limit)
 	}
 	docs, keys, enc := snap.deviceDocs, snap.deviceKeys, snap.deviceEnc
+	if q.From == query.DevicesModules {
+		docs, keys, enc = snap.moduleDocs, snap.moduleKeys, snap.moduleEnc
+	}
 	if q.From == query.DevicesJobs {
 		got, want = s.QueryDeviceJobs, func(ctx context.Context, q *query.Query, after string, limit int) (*store.Page, error) {
 			return store.EvalDeviceJobs(ctx, snap, q, after, limit)
@@ -229,7 +243,7 @@ func checkQuery(ctx context.Context, s store.Store, snap *snapshotScanner, q *qu
 func localEval(q *query.Query, docs []map[string]any, encoded func(i int) json.RawMessage) (*store.Page, error) {
 	all := *q
 	all.Top = -1
-	if q.From != query.Devices && q.From != query.DevicesJobs {
+	if q.From != query.Devices && q.From != query.DevicesModules && q.From != query.DevicesJobs {
 		return nil, fmt.Errorf("FROM %s", q.From)
 	}
 	if q.Select == nil && !q.Grouped() {
@@ -301,9 +315,9 @@ type snapshotScanner struct {
 	jobs    []*hub.DeviceJob
 
 	// The query documents and page keys, in key order.
-	deviceDocs, jobDocs []map[string]any
-	deviceKeys, jobKeys []string
-	deviceEnc, jobEnc   []json.RawMessage // the documents encoded with encoding/json
+	deviceDocs, moduleDocs, jobDocs []map[string]any
+	deviceKeys, moduleKeys, jobKeys []string
+	deviceEnc, moduleEnc, jobEnc    []json.RawMessage // the documents encoded with encoding/json
 }
 
 func snapshot(t *testing.T, s store.Store) *snapshotScanner {
@@ -342,6 +356,10 @@ func snapshot(t *testing.T, s store.Store) *snapshotScanner {
 		b, err := json.Marshal(doc)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if store.IsModuleRow(d.DeviceID) {
+			snap.moduleDocs, snap.moduleKeys, snap.moduleEnc = append(snap.moduleDocs, doc), append(snap.moduleKeys, d.DeviceID), append(snap.moduleEnc, b)
+			continue
 		}
 		snap.deviceDocs, snap.deviceKeys, snap.deviceEnc = append(snap.deviceDocs, doc), append(snap.deviceKeys, d.DeviceID), append(snap.deviceEnc, b)
 	}
@@ -444,6 +462,9 @@ func FillFleet(tb testing.TB, s store.Store, seed uint64) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
 	ids := make([]string, 0, fleetDevices)
+	// Modules draw from their own source, so the devices and records
+	// stay those of fleets before modules.
+	rm := rand.New(rand.NewPCG(seed, 101))
 	special := []string{"dev-ü-01", "q'uote", `dq"uote`, "UPPER", "lower", "Z", "a.b", "日本", "😀", "with space"}
 	for i := 0; i < fleetDevices; i++ {
 		id := fmt.Sprintf("d%04d", i)
@@ -464,6 +485,9 @@ func FillFleet(tb testing.TB, s store.Store, seed uint64) {
 		}
 		if err := s.CreateDevice(ctx, d); err != nil {
 			tb.Fatalf("CreateDevice(%s): %v", id, err)
+		}
+		if i%7 == 3 {
+			fillModules(tb, s, rm, id, i)
 		}
 		if i%10 == 9 {
 			continue // some devices keep empty twins
@@ -514,6 +538,34 @@ func FillFleet(tb testing.TB, s store.Store, seed uint64) {
 	}
 	if err := s.PutDeviceJobs(ctx, djs); err != nil {
 		tb.Fatalf("PutDeviceJobs: %v", err)
+	}
+}
+
+// fillModules gives fleet device i one to three modules (rows keyed
+// "{deviceId}/{moduleId}", hub.ModuleKey) with twins of the fleet's
+// shape: FROM devices must leave them out and FROM devices.modules read
+// them alone. Their module ids sort around the device's own id's
+// neighbours ('-' and '.' before '/', letters after).
+func fillModules(tb testing.TB, s store.Store, r *rand.Rand, id string, i int) {
+	tb.Helper()
+	ctx := context.Background()
+	for _, mod := range []string{"edge", "Temp-Sensor", "m.1"}[:1+r.IntN(3)] {
+		key := hub.ModuleKey(id, mod)
+		d := &store.Device{Device: hub.Device{
+			DeviceID:        key,
+			Status:          hub.StatusEnabled,
+			ConnectionState: []string{hub.Connected, hub.Disconnected}[r.IntN(2)],
+		}, Version: int64(1 + r.IntN(5))}
+		if err := s.CreateDevice(ctx, d); err != nil {
+			tb.Fatalf("CreateDevice(%s): %v", key, err)
+		}
+		tags, desired, reported := fleetTwin(r, i+r.IntN(50))
+		if _, err := s.UpdateDevice(ctx, key, func(d *store.Device) error {
+			d.Tags, d.Desired, d.Reported = tags, desired, reported
+			return nil
+		}); err != nil {
+			tb.Fatalf("UpdateDevice(%s): %v", key, err)
+		}
 	}
 }
 
