@@ -1,5 +1,7 @@
 package hub
 
+import "encoding/json"
+
 // Device status and connection state values, as Azure spells them.
 const (
 	StatusEnabled  = "enabled"
@@ -25,8 +27,25 @@ type Device struct {
 	Capabilities               Capabilities   `json:"capabilities"`
 }
 
-// Authentication holds a device's credentials. Only symmetric keys ("sas")
-// are supported.
+// Authentication types, as Azure spells them. A "sas" device signs SAS
+// tokens with its symmetric keys; a "selfSigned" device presents a client
+// certificate whose thumbprint is registered; a "certificateAuthority"
+// device presents a certificate that chains to a CA registered with the
+// hub (Certificates) and names the device in its subject CN.
+const (
+	AuthSAS                  = "sas"
+	AuthSelfSigned           = "selfSigned"
+	AuthCertificateAuthority = "certificateAuthority"
+	AuthNone                 = "none"
+)
+
+// IsX509 reports whether a device of authentication type typ connects
+// with a client certificate.
+func IsX509(typ string) bool { return typ == AuthSelfSigned || typ == AuthCertificateAuthority }
+
+// Authentication holds a device's credentials: symmetric keys for a "sas"
+// device (the default), thumbprints for a "selfSigned" one, neither for a
+// "certificateAuthority" one.
 type Authentication struct {
 	SymmetricKey   SymmetricKey   `json:"symmetricKey"`
 	X509Thumbprint X509Thumbprint `json:"x509Thumbprint"`
@@ -40,7 +59,9 @@ type SymmetricKey struct {
 	SecondaryKey string `json:"secondaryKey"`
 }
 
-// X509Thumbprint is kept for wire compatibility; always null here.
+// X509Thumbprint holds a self-signed device's certificate thumbprints:
+// the hex SHA-1 (40 digits) or SHA-256 (64 digits) of the certificate's
+// DER, stored in upper case; null for other devices.
 type X509Thumbprint struct {
 	PrimaryThumbprint   *string `json:"primaryThumbprint"`
 	SecondaryThumbprint *string `json:"secondaryThumbprint"`
@@ -113,4 +134,19 @@ type DeviceImportWarning struct {
 	DeviceID      string `json:"deviceId"`
 	WarningCode   string `json:"warningCode"`
 	WarningStatus string `json:"warningStatus"`
+}
+
+// MarshalJSON writes an absent key (an X.509 device's) as null, as Azure
+// does.
+func (k SymmetricKey) MarshalJSON() ([]byte, error) {
+	orNull := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	return json.Marshal(struct {
+		PrimaryKey   *string `json:"primaryKey"`
+		SecondaryKey *string `json:"secondaryKey"`
+	}{orNull(k.PrimaryKey), orNull(k.SecondaryKey)})
 }
