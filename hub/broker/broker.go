@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,14 @@ type Config struct {
 	// goroutine, concurrently for different devices. A SAS token that
 	// names a shared access policy (skn) never reaches it: see Policies.
 	Authenticate func(clientID, username string, password []byte) error
+	// AuthenticateCert, when set, replaces Authenticate (which may then be
+	// nil): it is also given the certificate chain the client presented
+	// in the TLS handshake, leaf first (nil without one, or without TLS),
+	// so that X.509 devices can connect with no password. The TLS
+	// configuration must request client certificates for there to be any
+	// (tls.RequestClientCert: the handshake does not check them, this
+	// does). MQTT over WebSocket passes the HTTPS connection's.
+	AuthenticateCert func(clientID, username string, password []byte, chain []*x509.Certificate) error
 	// Expires, when set, tells when accepted credentials stop being
 	// valid (the SAS token's se); the broker closes the connection then,
 	// as Azure does. The zero time means never. Now is the clock it is
@@ -246,7 +255,7 @@ func (b *Broker) Open(ctx context.Context) error {
 	switch {
 	case b.cfg.Addr == "":
 		return errors.New("open broker: no listen address configured")
-	case b.cfg.Authenticate == nil:
+	case b.cfg.Authenticate == nil && b.cfg.AuthenticateCert == nil:
 		return errors.New("open broker: no Authenticate function configured")
 	case b.hookErr != nil:
 		return fmt.Errorf("open broker: %w", b.hookErr)

@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -106,7 +109,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			h.b.log.Debug("refused gateway: not authorized", "gateway", cl.ID, "error", err)
 			return false
 		}
-	} else if err := h.authenticateDevice(cl.ID, username, pk.Connect.Password); err != nil {
+	} else if err := h.authenticateDevice(cl.ID, username, pk.Connect.Password, peerCertificates(cl.Net.Conn)); err != nil {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
@@ -120,12 +123,16 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 
 // authenticateDevice checks a SAS token that names a shared access policy
 // (skn) against that policy, and passes any other password to
-// Config.Authenticate. Authenticate knows device keys only: given a
-// policy's token it would check the signature against the device's key,
-// and accept a token that claims a policy but is signed by the device.
-func (h *hook) authenticateDevice(id, username string, password []byte) error {
+// Config.Authenticate (or, with chain, Config.AuthenticateCert).
+// Authenticate knows device keys only: given a policy's token it would
+// check the signature against the device's key, and accept a token that
+// claims a policy but is signed by the device.
+func (h *hook) authenticateDevice(id, username string, password []byte, chain []*x509.Certificate) error {
 	tok, err := sas.ParseToken(string(password))
 	if err != nil || tok.KeyName == "" {
+		if h.b.cfg.AuthenticateCert != nil {
+			return h.b.cfg.AuthenticateCert(id, username, password, chain)
+		}
 		return h.b.cfg.Authenticate(id, username, password)
 	}
 	if h.b.cfg.Policies == nil {
@@ -480,4 +487,16 @@ func (h *hook) gatewayPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	pk.TopicName = topic
 	pk.FixedHeader.Retain = false
 	return pk, nil
+}
+
+// peerCertificates is the certificate chain the client of conn presented
+// in its TLS handshake (done by the time mochi has read CONNECT), or nil.
+func peerCertificates(conn net.Conn) []*x509.Certificate {
+	switch c := conn.(type) {
+	case *tls.Conn:
+		return c.ConnectionState().PeerCertificates
+	case *wsConn:
+		return c.certs
+	}
+	return nil
 }
