@@ -1,6 +1,7 @@
 package hubd_test
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -18,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iotjobs/iotjobs/hub"
+	"github.com/iotjobs/iotjobs/simulate"
 )
 
 // testCert is a certificate with its key, as a TLS client presents it.
@@ -276,5 +278,59 @@ func TestCertificatesREST(t *testing.T) {
 	}
 	if l, err := rc.ListCertificates(ctx); err != nil || len(l) != 0 {
 		t.Errorf("list after delete: %+v, %v; want empty", l, err)
+	}
+}
+
+// TestSimulateX509Fleet: a fleet file's groups of each authentication
+// kind are registered by the simulator (which makes their certificates,
+// and a CA it registers), connect, and answer direct methods; run again,
+// the simulator makes new certificates and updates the registry.
+func TestSimulateX509Fleet(t *testing.T) {
+	t.Parallel()
+	h := openHub(t, t.TempDir(), "127.0.0.1:0")
+	pool := caPool(t, h)
+	f, ds := simulate.Parse("x509.yaml", []byte(`
+version: 1
+groups:
+  - ids: [s1]
+    methods: {ping: {payload: {ok: true}}}
+  - ids: "self-{n}"
+    count: 2
+    auth: selfSigned
+    methods: {ping: {payload: {ok: true}}}
+  - ids: "ca-{n}"
+    count: 2
+    auth: certificateAuthority
+    methods: {ping: {payload: {ok: true}}}
+`))
+	if ds.HasErrors() {
+		t.Fatalf("fleet: %v", ds)
+	}
+	for run := range 2 {
+		devs := f.Devices()
+		ctx := testCtx(t, time.Minute)
+		keys, err := simulate.Register(ctx, h.Client(), devs)
+		if err != nil {
+			t.Fatalf("run %d: register: %v", run, err)
+		}
+		sim := connectFleet(ctx, t, h, pool, devs, keys)
+		for _, d := range devs {
+			got, err := h.Client().GetDevice(ctx, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := cmp.Or(d.Auth, hub.AuthSAS); got.Authentication.Type != want {
+				t.Errorf("run %d: %s registered as %q, want %q", run, d.ID, got.Authentication.Type, want)
+			}
+			r, err := h.Client().InvokeMethod(ctx, d.ID, &hub.MethodRequest{MethodName: "ping", ResponseTimeoutInSeconds: 10})
+			if err != nil || r.Status != 200 {
+				t.Errorf("run %d: ping %s: %+v, %v", run, d.ID, r, err)
+			}
+		}
+		sim.Close()
+	}
+	l, err := h.Client().(hub.Certificates).ListCertificates(testCtx(t, time.Minute))
+	if err != nil || len(l) != 2 {
+		t.Errorf("CAs registered by two runs: %d, %v; want 2", len(l), err)
 	}
 }
