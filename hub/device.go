@@ -136,17 +136,20 @@ type DeviceImportWarning struct {
 	WarningStatus string `json:"warningStatus"`
 }
 
-// MarshalJSON writes an absent key (an X.509 device's) as null, as Azure
-// does.
-func (k SymmetricKey) MarshalJSON() ([]byte, error) {
-	orNull := func(s string) *string {
-		if s == "" {
-			return nil
-		}
-		return &s
+// MarshalJSON writes an X.509 device's keys, which it has none of, as
+// null, as Azure does.
+func (a Authentication) MarshalJSON() ([]byte, error) {
+	type plain Authentication // without this method
+	if !IsX509(a.Type) {
+		return json.Marshal(plain(a))
 	}
-	return json.Marshal(struct {
+	type noKeys struct {
 		PrimaryKey   *string `json:"primaryKey"`
 		SecondaryKey *string `json:"secondaryKey"`
-	}{orNull(k.PrimaryKey), orNull(k.SecondaryKey)})
+	}
+	return json.Marshal(struct {
+		SymmetricKey   noKeys         `json:"symmetricKey"`
+		X509Thumbprint X509Thumbprint `json:"x509Thumbprint"`
+		Type           string         `json:"type"`
+	}{X509Thumbprint: a.X509Thumbprint, Type: a.Type})
 }
