@@ -82,7 +82,6 @@ func Register(ctx context.Context, c hub.Client, devs []*Device) (map[string]str
 	keys := make(map[string]string, len(devs))
 	var mu sync.Mutex
 	var ca runCA
-	now := time.Now()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for _, d := range devs {
@@ -90,7 +89,7 @@ func Register(ctx context.Context, c hub.Client, devs []*Device) (map[string]str
 			want := hub.Authentication{Type: hub.AuthSAS}
 			if hub.IsX509(d.Auth) {
 				var err error
-				if want, err = x509Auth(ctx, c, d, &ca, now); err != nil {
+				if want, err = x509Auth(ctx, c, d, &ca); err != nil {
 					return fmt.Errorf("register device %s: %w", d.ID, err)
 				}
 			}

@@ -21,7 +21,8 @@ import (
 
 // X.509 devices of a fleet (auth: selfSigned or certificateAuthority):
 // Register makes each one a key and a certificate (CN = device id, ECDSA
-// P-256, valid from an hour ago for a year) and registers it with the
+// P-256, valid from 2000 to 2100, so that a hub on any clock, virtual
+// ones included, finds it valid) and registers it with the
 // hub: a self-signed device with its certificate's SHA-256 thumbprint, a
 // CA device as certificateAuthority, its certificate signed by a CA made
 // for the run and registered (verified) with the hub under the name
@@ -29,8 +30,11 @@ import (
 // run makes new ones (and registers a new CA; `iotjobs hub ca remove`
 // removes those of past runs).
 
-// certValidity is how long a simulated device's certificate is valid.
-const certValidity = 365 * 24 * time.Hour
+// The validity period of the simulator's certificates.
+var (
+	certNotBefore = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	certNotAfter  = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // runCA is the CA of one Register call's certificateAuthority devices,
 // made and registered at the first such device.
@@ -42,7 +46,7 @@ type runCA struct {
 }
 
 // get makes the CA and registers it with hub c.
-func (ca *runCA) get(ctx context.Context, c hub.Client, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func (ca *runCA) get(ctx context.Context, c hub.Client) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	ca.once.Do(func() {
 		certs, ok := c.(hub.Certificates)
 		if !ok {
@@ -52,7 +56,7 @@ func (ca *runCA) get(ctx context.Context, c hub.Client, now time.Time) (*x509.Ce
 		var id [4]byte
 		_, _ = rand.Read(id[:])
 		name := "simulate-" + hex.EncodeToString(id[:])
-		ca.cert, ca.key, ca.err = makeCert("iotjobs simulate CA "+name, nil, nil, true, now)
+		ca.cert, ca.key, ca.err = makeCert("iotjobs simulate CA "+name, nil, nil, true)
 		if ca.err != nil {
 			return
 		}
@@ -66,7 +70,7 @@ func (ca *runCA) get(ctx context.Context, c hub.Client, now time.Time) (*x509.Ce
 
 // makeCert makes an ECDSA P-256 certificate for cn, signed by parent
 // (self-signed when nil); a CA when isCA.
-func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -76,7 +80,7 @@ func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, 
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{"iotjobs simulate"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(certValidity),
+		NotBefore: certNotBefore, NotAfter: certNotAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	if isCA {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
@@ -95,7 +99,7 @@ func makeCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, 
 
 // x509Auth makes device d's certificate (kept in d.cert, which Connect
 // presents) and returns the authentication to register it with.
-func x509Auth(ctx context.Context, c hub.Client, d *Device, ca *runCA, now time.Time) (hub.Authentication, error) {
+func x509Auth(ctx context.Context, c hub.Client, d *Device, ca *runCA) (hub.Authentication, error) {
 	var (
 		cert *x509.Certificate
 		key  *ecdsa.PrivateKey
@@ -104,17 +108,17 @@ func x509Auth(ctx context.Context, c hub.Client, d *Device, ca *runCA, now time.
 	)
 	switch d.Auth {
 	case hub.AuthSelfSigned:
-		if cert, key, err = makeCert(d.ID, nil, nil, false, now); err != nil {
+		if cert, key, err = makeCert(d.ID, nil, nil, false); err != nil {
 			return auth, err
 		}
 		_, tp := hub.Thumbprints(cert.Raw)
 		auth.X509Thumbprint.PrimaryThumbprint = &tp
 	case hub.AuthCertificateAuthority:
-		caCert, caKey, err := ca.get(ctx, c, now)
+		caCert, caKey, err := ca.get(ctx, c)
 		if err != nil {
 			return auth, err
 		}
-		if cert, key, err = makeCert(d.ID, caCert, caKey, false, now); err != nil {
+		if cert, key, err = makeCert(d.ID, caCert, caKey, false); err != nil {
 			return auth, err
 		}
 	default:
