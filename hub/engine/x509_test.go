@@ -173,3 +173,34 @@ func TestUpdateDeviceAuthentication(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) { st.want(t, d.Authentication) })
 	}
 }
+
+// TestQueryAuthenticationType: queries see a device's authentication
+// type and thumbprint, and see them change.
+func TestQueryAuthenticationType(t *testing.T) {
+	e := newEngine(t, newTestBus(), clock.NewVirtual(t0))
+	ctx := context.Background()
+	mustCreate(t, e, "s1")
+	if _, err := e.CreateDevice(ctx, &hub.Device{DeviceID: "x1", Authentication: hub.Authentication{X509Thumbprint: hub.X509Thumbprint{PrimaryThumbprint: ptr(sha1Lower)}}}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) int {
+		t.Helper()
+		r, err := e.Query(ctx, q, hub.QueryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Items)
+	}
+	if n := count("SELECT * FROM devices WHERE authenticationType = 'selfSigned' AND x509Thumbprint.primaryThumbprint = '" + sha1Upper + "'"); n != 1 {
+		t.Errorf("selfSigned devices with the thumbprint: %d, want 1", n)
+	}
+	if n := count("SELECT * FROM devices WHERE authenticationType = 'sas'"); n != 1 {
+		t.Errorf("sas devices: %d, want 1", n)
+	}
+	if _, err := e.UpdateDevice(ctx, &hub.Device{DeviceID: "x1", Authentication: hub.Authentication{Type: hub.AuthSAS}}, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SELECT * FROM devices WHERE authenticationType = 'sas' AND IS_DEFINED(x509Thumbprint) AND x509Thumbprint.primaryThumbprint = null"); n != 2 {
+		t.Errorf("sas devices after the switch: %d, want 2", n)
+	}
+}
