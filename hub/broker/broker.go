@@ -73,7 +73,10 @@ type Config struct {
 	// so that X.509 devices can connect with no password. The TLS
 	// configuration must request client certificates for there to be any
 	// (tls.RequestClientCert: the handshake does not check them, this
-	// does). MQTT over WebSocket passes the HTTPS connection's.
+	// does). MQTT over WebSocket passes the HTTPS connection's. A
+	// connection admitted with no password (an X.509 device's) is closed
+	// when its certificate expires, as one with a SAS token when the
+	// token does (Expires).
 	AuthenticateCert func(clientID, username string, password []byte, chain []*x509.Certificate) error
 	// Expires, when set, tells when accepted credentials stop being
 	// valid (the SAS token's se); the broker closes the connection then,
@@ -408,7 +411,7 @@ func (b *Broker) Kick(deviceID string) {
 }
 
 // errTokenExpired ends a connection whose credentials expired.
-var errTokenExpired = errors.New("SAS token expired")
+var errTokenExpired = errors.New("SAS token or certificate expired")
 
 // expireAt closes cl after d, unless it ends first (OnDisconnect stops
 // the timer). A connection made with an already expired token was
@@ -417,7 +420,7 @@ var errTokenExpired = errors.New("SAS token expired")
 func (b *Broker) expireAt(cl *mqtt.Client, d time.Duration) {
 	t := time.AfterFunc(max(d, 0), func() {
 		b.expiry.Delete(cl)
-		b.log.Debug("disconnecting device: SAS token expired", "device", cl.ID)
+		b.log.Debug("disconnecting device: its SAS token or certificate expired", "device", cl.ID)
 		cl.Stop(errTokenExpired)
 	})
 	b.expiry.Store(cl, t)

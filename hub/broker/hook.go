@@ -113,12 +113,26 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
-	if h.b.cfg.Expires != nil {
-		if at := h.b.cfg.Expires(pk.Connect.Password); !at.IsZero() {
-			h.b.expireAt(cl, at.Sub(h.b.cfg.Now()))
-		}
+	if at := h.credentialsExpire(cl, pk.Connect.Password); !at.IsZero() {
+		h.b.expireAt(cl, at.Sub(h.b.cfg.Now()))
 	}
 	return true
+}
+
+// credentialsExpire is when an accepted connection's credentials stop
+// being valid: its SAS token's expiry (Config.Expires) or, for a device
+// admitted with no password (only an X.509 device can be), its
+// certificate's; the zero time for never.
+func (h *hook) credentialsExpire(cl *mqtt.Client, password []byte) time.Time {
+	if len(password) == 0 && h.b.cfg.AuthenticateCert != nil {
+		if chain := peerCertificates(cl.Net.Conn); len(chain) > 0 {
+			return chain[0].NotAfter
+		}
+	}
+	if h.b.cfg.Expires != nil {
+		return h.b.cfg.Expires(password)
+	}
+	return time.Time{}
 }
 
 // authenticateDevice checks a SAS token that names a shared access policy

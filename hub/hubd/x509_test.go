@@ -334,3 +334,37 @@ groups:
 		t.Errorf("CAs registered by two runs: %d, %v; want 2", len(l), err)
 	}
 }
+
+// TestX509ConnectionEndsWithCertificate: an X.509 device's connection is
+// closed when its certificate expires, as a SAS device's when its token
+// does.
+func TestX509ConnectionEndsWithCertificate(t *testing.T) {
+	t.Parallel()
+	h := openHub(t, t.TempDir(), "127.0.0.1:0")
+	now := time.Now()
+	cert := makeCert(t, "brief", nil, false, now.Add(-time.Hour), now.Add(2*time.Second))
+	tp, _ := hub.Thumbprints(cert.x.Raw)
+	if _, err := h.Client().CreateDevice(t.Context(), &hub.Device{DeviceID: "brief",
+		Authentication: hub.Authentication{Type: hub.AuthSelfSigned, X509Thumbprint: hub.X509Thumbprint{PrimaryThumbprint: &tp}}}); err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan struct{})
+	o := paho.NewClientOptions().AddBroker("tls://"+h.MQTTAddr()).
+		SetClientID("brief").SetUsername("localhost/brief/?api-version=2021-04-12").
+		SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
+		SetTLSConfig(&tls.Config{RootCAs: caPool(t, h), ServerName: "localhost", Certificates: []tls.Certificate{cert.tls()}}).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	select {
+	case <-lost:
+		if time.Now().Before(cert.x.NotAfter) {
+			t.Errorf("closed at %v, before the certificate expired (%v)", time.Now(), cert.x.NotAfter)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the connection outlived its certificate by 15 s")
+	}
+}
