@@ -12,6 +12,17 @@ import (
 // certificateAuthority devices chain to. Azure serves it through Azure
 // Resource Manager; the body shapes are Azure's.
 
+// certificateRoutes are the certificates API's routes, authorized as the
+// rest of the API.
+func (s *Server) certificateRoutes() map[string]handlerFunc {
+	return map[string]handlerFunc{
+		"PUT /certificates/{name}":    s.putCertificate,
+		"GET /certificates":           s.listCertificates,
+		"GET /certificates/{name}":    s.getCertificate,
+		"DELETE /certificates/{name}": s.deleteCertificate,
+	}
+}
+
 // certificates is the hub's CA registry, or an error when the hub behind
 // the server has none (the dry-run's simulated hub).
 func (s *Server) certificates() (hub.Certificates, error) {

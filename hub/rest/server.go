@@ -2,6 +2,7 @@ package rest
 
 import (
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -77,30 +78,27 @@ func (s *Server) build() {
 	})
 	mux.Handle("GET /metrics", s.Metrics)
 	routes := map[string]handlerFunc{
-		"PUT /devices/{id}":           s.putDevice,
-		"GET /devices":                s.listDevices,
-		"GET /devices/{$}":            s.listDevices, // the Node SDK's list
-		"POST /devices":               s.importDevices,
-		"GET /statistics/devices":     s.deviceStatistics,
-		"PUT /twins/{id}":             s.putTwin,
-		"GET /devices/{id}":           s.getDevice,
-		"DELETE /devices/{id}":        s.deleteDevice,
-		"GET /twins/{id}":             s.getTwin,
-		"PATCH /twins/{id}":           s.patchTwin,
-		"POST /twins/{id}/methods":    s.invokeMethod,
-		"POST /devices/query":         s.query,
-		"PUT /jobs/v2/{id}":           s.putJob,
-		"GET /jobs/v2/{id}":           s.getJob,
-		"POST /jobs/v2/{id}/cancel":   s.cancelJob,
-		"GET /jobs/v2/query":          s.queryJobs,
-		"GET /iotjobs/endpoints":      s.endpoints,
-		"GET /iotjobs/audit":          s.audit,
-		"PUT /certificates/{name}":    s.putCertificate,
-		"GET /certificates":           s.listCertificates,
-		"GET /certificates/{name}":    s.getCertificate,
-		"DELETE /certificates/{name}": s.deleteCertificate,
-		"/":                           s.notFound,
+		"PUT /devices/{id}":         s.putDevice,
+		"GET /devices":              s.listDevices,
+		"GET /devices/{$}":          s.listDevices, // the Node SDK's list
+		"POST /devices":             s.importDevices,
+		"GET /statistics/devices":   s.deviceStatistics,
+		"PUT /twins/{id}":           s.putTwin,
+		"GET /devices/{id}":         s.getDevice,
+		"DELETE /devices/{id}":      s.deleteDevice,
+		"GET /twins/{id}":           s.getTwin,
+		"PATCH /twins/{id}":         s.patchTwin,
+		"POST /twins/{id}/methods":  s.invokeMethod,
+		"POST /devices/query":       s.query,
+		"PUT /jobs/v2/{id}":         s.putJob,
+		"GET /jobs/v2/{id}":         s.getJob,
+		"POST /jobs/v2/{id}/cancel": s.cancelJob,
+		"GET /jobs/v2/query":        s.queryJobs,
+		"GET /iotjobs/endpoints":    s.endpoints,
+		"GET /iotjobs/audit":        s.audit,
+		"/":                         s.notFound,
 	}
+	maps.Copy(routes, s.certificateRoutes())
 	for pattern, h := range routes {
 		mux.Handle(pattern, s.authorized(h))
 	}
