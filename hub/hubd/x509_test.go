@@ -349,7 +349,7 @@ func TestX509ConnectionEndsWithCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := make(chan struct{})
-	o := paho.NewClientOptions().AddBroker("tls://"+h.MQTTAddr()).
+	o := paho.NewClientOptions().AddBroker("tls://" + h.MQTTAddr()).
 		SetClientID("brief").SetUsername("localhost/brief/?api-version=2021-04-12").
 		SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
 		SetTLSConfig(&tls.Config{RootCAs: caPool(t, h), ServerName: "localhost", Certificates: []tls.Certificate{cert.tls()}}).
