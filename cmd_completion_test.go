@@ -26,7 +26,8 @@ func TestComplete(t *testing.T) {
 	}{
 		{words: nil, want: strings.Join(all, " ")},
 		{words: []string{"jobs"}, want: "list show watch cancel devices"},
-		{words: []string{"hub"}, want: "serve"},
+		{words: []string{"hub"}, want: "serve ca"},
+		{words: []string{"hub", "ca"}, want: "add list remove"},
 		{words: []string{"-"}, want: "--help --version"},
 		{words: []string{"hub", "serve", "--"}, has: []string{"--data", "--https", "--help"}},
 		{words: []string{"check", "-"}, has: []string{"--hub", "--output", "-o", "--var", "--var-file", "--help"}},

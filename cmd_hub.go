@@ -80,7 +80,7 @@ func hubCmd() *cli.Command {
 				fmt.Fprintln(c.App.ErrWriter, "iotjobs hub stopping")
 				return nil
 			},
-		}},
+		}, caCmd()},
 	}
 }
 

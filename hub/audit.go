@@ -25,6 +25,9 @@ const (
 	AuditJobCreate    = "job.create"
 	AuditJobCancel    = "job.cancel"
 	AuditJobEnd       = "job.end"
+
+	AuditCertificatePut    = "certificate.put"
+	AuditCertificateDelete = "certificate.delete"
 )
 
 // ActorEngine is the actor of the device operations the jobs engine

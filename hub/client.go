@@ -13,8 +13,10 @@ import "context"
 // (CheckDeviceID, CheckJobID, ParseETag, limits.go) with ArgumentInvalid
 // before it changes anything.
 type Client interface {
-	// CreateDevice registers a device. Empty keys are generated.
-	// Errors: ArgumentInvalid, DeviceAlreadyExists.
+	// CreateDevice registers a device: a sas device (the default) with
+	// its keys, empty ones generated; a selfSigned device with its
+	// certificate thumbprints; a certificateAuthority device with
+	// neither. Errors: ArgumentInvalid, DeviceAlreadyExists.
 	CreateDevice(ctx context.Context, d *Device) (*Device, error)
 	// GetDevice returns a device identity. Errors: DeviceNotFound.
 	GetDevice(ctx context.Context, id string) (*Device, error)
@@ -22,9 +24,11 @@ type Client interface {
 	// unconditionally. Errors: DeviceNotFound, PreconditionFailed.
 	DeleteDevice(ctx context.Context, id, etag string) error
 	// UpdateDevice replaces a device's status, statusReason (at most 128
-	// characters) and keys when etag is "", "*" or the device's etag; an
-	// empty key keeps the current one and an empty status keeps the
-	// current status. It sets statusUpdatedTime when the status changes
+	// characters) and credentials when etag is "", "*" or the device's
+	// etag; an empty key keeps the current one, absent thumbprints keep a
+	// selfSigned device's, an empty authentication type keeps the current
+	// type (another type drops the old type's credentials) and an empty
+	// status keeps the current status. It sets statusUpdatedTime when the status changes
 	// and gives the device a new etag. Disabling a device disconnects it
 	// at once and refuses its connections and method calls until it is
 	// enabled again. Errors: DeviceNotFound, PreconditionFailed,

@@ -104,8 +104,25 @@ func EdgeScopeDevice(s string) (string, bool) {
 	return rest[:i], true
 }
 
-// Authentication holds a device's credentials. Only symmetric keys ("sas")
-// are supported.
+// Authentication types, as Azure spells them. A "sas" device signs SAS
+// tokens with its symmetric keys; a "selfSigned" device presents a client
+// certificate whose thumbprint is registered; a "certificateAuthority"
+// device presents a certificate that chains to a CA registered with the
+// hub (Certificates) and names the device in its subject CN.
+const (
+	AuthSAS                  = "sas"
+	AuthSelfSigned           = "selfSigned"
+	AuthCertificateAuthority = "certificateAuthority"
+	AuthNone                 = "none"
+)
+
+// IsX509 reports whether a device of authentication type typ connects
+// with a client certificate.
+func IsX509(typ string) bool { return typ == AuthSelfSigned || typ == AuthCertificateAuthority }
+
+// Authentication holds a device's credentials: symmetric keys for a "sas"
+// device (the default), thumbprints for a "selfSigned" one, neither for a
+// "certificateAuthority" one.
 type Authentication struct {
 	SymmetricKey   SymmetricKey   `json:"symmetricKey"`
 	X509Thumbprint X509Thumbprint `json:"x509Thumbprint"`
@@ -119,7 +136,9 @@ type SymmetricKey struct {
 	SecondaryKey string `json:"secondaryKey"`
 }
 
-// X509Thumbprint is kept for wire compatibility; always null here.
+// X509Thumbprint holds a self-signed device's certificate thumbprints:
+// the hex SHA-1 (40 digits) or SHA-256 (64 digits) of the certificate's
+// DER, stored in upper case; null for other devices.
 type X509Thumbprint struct {
 	PrimaryThumbprint   *string `json:"primaryThumbprint"`
 	SecondaryThumbprint *string `json:"secondaryThumbprint"`
@@ -195,4 +214,22 @@ type DeviceImportWarning struct {
 	DeviceID      string `json:"deviceId"`
 	WarningCode   string `json:"warningCode"`
 	WarningStatus string `json:"warningStatus"`
+}
+
+// MarshalJSON writes an X.509 device's keys, which it has none of, as
+// null, as Azure does.
+func (a Authentication) MarshalJSON() ([]byte, error) {
+	type plain Authentication // without this method
+	if !IsX509(a.Type) {
+		return json.Marshal(plain(a))
+	}
+	type noKeys struct {
+		PrimaryKey   *string `json:"primaryKey"`
+		SecondaryKey *string `json:"secondaryKey"`
+	}
+	return json.Marshal(struct {
+		SymmetricKey   noKeys         `json:"symmetricKey"`
+		X509Thumbprint X509Thumbprint `json:"x509Thumbprint"`
+		Type           string         `json:"type"`
+	}{X509Thumbprint: a.X509Thumbprint, Type: a.Type})
 }

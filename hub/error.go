@@ -34,6 +34,10 @@ const (
 	// CodeUnreachable is not Azure's: the REST client reports with it that
 	// the hub could not be reached at all (connection refused, TLS failure).
 	CodeUnreachable = "HubUnreachable"
+	// CodeCertificateNotFound answers a CA certificate name the hub does
+	// not hold. Azure serves its certificates API through Azure Resource
+	// Manager, whose code this is; the number is ours.
+	CodeCertificateNotFound = "CertificateNotFound"
 )
 
 // codeInfo is the numeric Azure code and the HTTP status of each code name.
@@ -59,6 +63,7 @@ var codeInfo = map[string]struct{ Number, HTTP int }{
 	CodeGatewayTimeout:      {504101, 504},
 	CodeBadDeviceResponse:   {502001, 502},
 	CodeUnreachable:         {503000, 503},
+	CodeCertificateNotFound: {404000, 404},
 }
 
 // Error is the one application error of the hub: an Azure error code name

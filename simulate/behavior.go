@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,11 @@ type Device struct {
 	Degrade *Degrade
 	// Seed seeds the device's own random generator; see [Device.RNG].
 	Seed int64
+	// Auth is the device's authentication kind, its group's (hub.AuthSAS,
+	// hub.AuthSelfSigned or hub.AuthCertificateAuthority; "" is sas).
+	Auth string
+	// cert is an X.509 device's certificate, made by Register.
+	cert *tls.Certificate
 }
 
 // Answer is a device's reply to one direct-method call: the status and
@@ -91,6 +97,7 @@ func (f *Fleet) Devices() []*Device {
 				Desired:  g.Desired,
 				Offline:  offline[int32(i)],
 				Seed:     deviceSeed(f.Seed, id),
+				Auth:     g.Auth,
 			}
 			if flapping[int32(i)] {
 				d.Flapping = g.Flapping

@@ -27,6 +27,9 @@
 // of [Options.Connections]: gateways on the embedded broker, clients with
 // presence on an external one). Both speak to the broker through a
 // device's wire; the behaviour above them (mqtt.go, twin.go) is the same.
+// [Register] creates the devices on the hub; X.509 devices (a group's
+// auth) get certificates made for the run (x509.go), which their own
+// connections present instead of a SAS token.
 //
 // A device that connects (the first time, or again after a reboot, a flap
 // or a hub restart) behaves like a device that rebooted, not one that was

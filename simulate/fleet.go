@@ -51,6 +51,10 @@ type Group struct {
 	Flapping *Flapping
 	// Degrade is nil when no device of the group degrades.
 	Degrade *Degrade
+	// Auth is how the group's devices authenticate: hub.AuthSAS (the
+	// default), hub.AuthSelfSigned or hub.AuthCertificateAuthority; the
+	// simulator makes the certificates (Register).
+	Auth string
 	// Range is where the group is written in the file.
 	Range diag.Range
 }
@@ -200,11 +204,14 @@ func (p *parser) decodeFleet(root *diag.Node) {
 }
 
 func (p *parser) decodeGroup(n *diag.Node, index int) *Group {
-	obj, ok := n.Object("ids", "count", "tags", "reported", "methods", "desired", "offline", "flapping", "degrade")
+	obj, ok := n.Object("ids", "count", "tags", "reported", "methods", "desired", "offline", "flapping", "degrade", "auth")
 	if !ok {
 		return nil
 	}
-	g := &Group{Range: n.Range(), Methods: map[string]*Method{}}
+	g := &Group{Range: n.Range(), Methods: map[string]*Method{}, Auth: hub.AuthSAS}
+	if v := obj.Get("auth"); v != nil {
+		g.Auth = decodeAuth(v)
+	}
 	p.decodeIDs(obj, g, index)
 	if v := obj.Get("tags"); v != nil {
 		g.Tags, _ = jsonObject(v)
@@ -702,4 +709,19 @@ func errAt(n *diag.Node, r diag.Range, format string, args ...any) *diag.Diagnos
 	d := diag.Errorf(r, n.Path, format, args...)
 	n.Doc().Diags.Append(d)
 	return d
+}
+
+// decodeAuth reads a group's authentication kind.
+func decodeAuth(n *diag.Node) string {
+	s, ok := n.Text()
+	if !ok {
+		return hub.AuthSAS
+	}
+	switch s {
+	case hub.AuthSAS, hub.AuthSelfSigned, hub.AuthCertificateAuthority:
+		return s
+	}
+	n.Errorf("auth %q is not sas, selfSigned or certificateAuthority", s).
+		Hint("sas: SAS tokens from the device keys; selfSigned: a self-signed certificate whose thumbprint is registered; certificateAuthority: a certificate signed by a CA registered with the hub")
+	return hub.AuthSAS
 }

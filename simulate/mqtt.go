@@ -72,22 +72,38 @@ type Options struct {
 }
 
 // Register makes sure every device of the fleet exists on the hub with the
-// fleet's tags: it creates missing devices (the hub generates their keys)
-// and returns each device's primary key, read back through the service
-// API exactly as an operator's provisioning script would.
+// fleet's tags and authentication kind: it creates missing devices (the
+// hub generates their keys) and returns each sas device's primary key,
+// read back through the service API exactly as an operator's
+// provisioning script would. X.509 devices get new certificates (x509.go)
+// that Connect presents; an existing device of another kind, or an X.509
+// one (whose certificate is new), is updated to match.
 func Register(ctx context.Context, c hub.Client, devs []*Device) (map[string]string, error) {
 	keys := make(map[string]string, len(devs))
 	var mu sync.Mutex
+	var ca runCA
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for _, d := range devs {
 		g.Go(func() error {
+			want := hub.Authentication{Type: hub.AuthSAS}
+			if hub.IsX509(d.Auth) {
+				var err error
+				if want, err = x509Auth(ctx, c, d, &ca); err != nil {
+					return fmt.Errorf("register device %s: %w", d.ID, err)
+				}
+			}
 			dev, err := c.GetDevice(ctx, d.ID)
+			created := false
 			if errors.Is(err, hub.ErrDeviceNotFound) {
-				dev, err = c.CreateDevice(ctx, &hub.Device{DeviceID: d.ID})
+				dev, err = c.CreateDevice(ctx, &hub.Device{DeviceID: d.ID, Authentication: want})
+				created = err == nil
 				if errors.Is(err, &hub.Error{Code: hub.CodeDeviceAlreadyExists}) {
 					dev, err = c.GetDevice(ctx, d.ID) // another simulator won the race
 				}
+			}
+			if err == nil && !created && authChanged(dev.Authentication, want) {
+				dev, err = c.UpdateDevice(ctx, &hub.Device{DeviceID: d.ID, StatusReason: dev.StatusReason, Authentication: want}, "*")
 			}
 			if err != nil {
 				return fmt.Errorf("register device %s: %w", d.ID, err)
@@ -103,13 +119,25 @@ func Register(ctx context.Context, c hub.Client, devs []*Device) (map[string]str
 					}
 				}
 			}
-			mu.Lock()
-			keys[d.ID] = dev.Authentication.SymmetricKey.PrimaryKey
-			mu.Unlock()
+			if !hub.IsX509(want.Type) {
+				mu.Lock()
+				keys[d.ID] = dev.Authentication.SymmetricKey.PrimaryKey
+				mu.Unlock()
+			}
 			return nil
 		})
 	}
 	return keys, g.Wait()
+}
+
+// authChanged reports whether a registered device's authentication must
+// be updated to want: another kind, or a self-signed device's new
+// certificate.
+func authChanged(cur, want hub.Authentication) bool {
+	if cur.Type == "" {
+		cur.Type = hub.AuthSAS
+	}
+	return cur.Type != want.Type || want.Type == hub.AuthSelfSigned
 }
 
 // normalize round-trips a JSON value so that comparisons ignore Go types
@@ -186,7 +214,7 @@ func Connect(ctx context.Context, devs []*Device, keys map[string]string, opts O
 		sd := &simDevice{spec: d, sim: s, rng: d.RNG()}
 		if opts.Connections <= 0 {
 			key, ok := keys[d.ID]
-			if !ok {
+			if !ok && d.cert == nil {
 				return nil, fmt.Errorf("no key for device %s", d.ID)
 			}
 			sd.w = newOwnWire(sd, key, addr, tlsConfig)

@@ -57,12 +57,21 @@ func newOwnWire(d *simDevice, key, addr string, tlsConfig *tls.Config) *ownWire 
 		},
 		OnConnectionLost: func(error) { w.setUp(false) },
 	}
-	if s.ext == nil {
+	switch {
+	case s.ext == nil && d.spec.cert != nil && tlsConfig != nil:
+		// An X.509 device: its certificate in the TLS handshake, no
+		// password (and no token to renew).
+		o.TLS = tlsConfig.Clone()
+		o.TLS.Certificates = []tls.Certificate{*d.spec.cert}
+		o.Credentials = func() (string, string) {
+			return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, ""
+		}
+	case s.ext == nil:
 		o.Credentials = func() (string, string) {
 			// A fresh token at every (re)connect, as the Azure SDKs do.
 			return s.opts.HostName + "/" + id + "/?api-version=" + apiVersion, w.token()
 		}
-	} else {
+	default:
 		o.Credentials = func() (string, string) {
 			if s.ext.Username != "" {
 				return s.ext.Username, s.ext.Password
@@ -102,7 +111,9 @@ func (w *ownWire) connect(ctx context.Context) error {
 	if err := w.d.reconcile(ctx); err != nil {
 		return fmt.Errorf("report initial properties of %s: %w", id, err)
 	}
-	w.scheduleRenewal()
+	if w.d.spec.cert == nil || s.ext != nil {
+		w.scheduleRenewal()
+	}
 	return nil
 }
 

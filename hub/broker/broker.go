@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,17 @@ type Config struct {
 	// goroutine, concurrently for different devices. A SAS token that
 	// names a shared access policy (skn) never reaches it: see Policies.
 	Authenticate func(clientID, username string, password []byte) error
+	// AuthenticateCert, when set, replaces Authenticate (which may then be
+	// nil): it is also given the certificate chain the client presented
+	// in the TLS handshake, leaf first (nil without one, or without TLS),
+	// so that X.509 devices can connect with no password. The TLS
+	// configuration must request client certificates for there to be any
+	// (tls.RequestClientCert: the handshake does not check them, this
+	// does). MQTT over WebSocket passes the HTTPS connection's. A
+	// connection admitted with no password (an X.509 device's) is closed
+	// when its certificate expires, as one with a SAS token when the
+	// token does (Expires).
+	AuthenticateCert func(clientID, username string, password []byte, chain []*x509.Certificate) error
 	// Expires, when set, tells when accepted credentials stop being
 	// valid (the SAS token's se); the broker closes the connection then,
 	// as Azure does. The zero time means never. Now is the clock it is
@@ -246,7 +258,7 @@ func (b *Broker) Open(ctx context.Context) error {
 	switch {
 	case b.cfg.Addr == "":
 		return errors.New("open broker: no listen address configured")
-	case b.cfg.Authenticate == nil:
+	case b.cfg.Authenticate == nil && b.cfg.AuthenticateCert == nil:
 		return errors.New("open broker: no Authenticate function configured")
 	case b.hookErr != nil:
 		return fmt.Errorf("open broker: %w", b.hookErr)
@@ -399,7 +411,7 @@ func (b *Broker) Kick(deviceID string) {
 }
 
 // errTokenExpired ends a connection whose credentials expired.
-var errTokenExpired = errors.New("SAS token expired")
+var errTokenExpired = errors.New("SAS token or certificate expired")
 
 // expireAt closes cl after d, unless it ends first (OnDisconnect stops
 // the timer). A connection made with an already expired token was
@@ -408,7 +420,7 @@ var errTokenExpired = errors.New("SAS token expired")
 func (b *Broker) expireAt(cl *mqtt.Client, d time.Duration) {
 	t := time.AfterFunc(max(d, 0), func() {
 		b.expiry.Delete(cl)
-		b.log.Debug("disconnecting device: SAS token expired", "device", cl.ID)
+		b.log.Debug("disconnecting device: its SAS token or certificate expired", "device", cl.ID)
 		cl.Stop(errTokenExpired)
 	})
 	b.expiry.Store(cl, t)

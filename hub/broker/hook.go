@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -107,26 +110,44 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			h.b.log.Debug("refused gateway: not authorized", "gateway", cl.ID, "error", err)
 			return false
 		}
-	} else if err := h.authenticateDevice(cl.ID, username, pk.Connect.Password); err != nil {
+	} else if err := h.authenticateDevice(cl.ID, username, pk.Connect.Password, peerCertificates(cl.Net.Conn)); err != nil {
 		h.b.log.Debug("refused connection: not authorized", "device", cl.ID, "error", err)
 		return false
 	}
-	if h.b.cfg.Expires != nil {
-		if at := h.b.cfg.Expires(pk.Connect.Password); !at.IsZero() {
-			h.b.expireAt(cl, at.Sub(h.b.cfg.Now()))
-		}
+	if at := h.credentialsExpire(cl, pk.Connect.Password); !at.IsZero() {
+		h.b.expireAt(cl, at.Sub(h.b.cfg.Now()))
 	}
 	return true
 }
 
+// credentialsExpire is when an accepted connection's credentials stop
+// being valid: its SAS token's expiry (Config.Expires) or, for a device
+// admitted with no password (only an X.509 device can be), its
+// certificate's; the zero time for never.
+func (h *hook) credentialsExpire(cl *mqtt.Client, password []byte) time.Time {
+	if len(password) == 0 && h.b.cfg.AuthenticateCert != nil {
+		if chain := peerCertificates(cl.Net.Conn); len(chain) > 0 {
+			return chain[0].NotAfter
+		}
+	}
+	if h.b.cfg.Expires != nil {
+		return h.b.cfg.Expires(password)
+	}
+	return time.Time{}
+}
+
 // authenticateDevice checks a SAS token that names a shared access policy
 // (skn) against that policy, and passes any other password to
-// Config.Authenticate. Authenticate knows device keys only: given a
-// policy's token it would check the signature against the device's key,
-// and accept a token that claims a policy but is signed by the device.
-func (h *hook) authenticateDevice(id, username string, password []byte) error {
+// Config.Authenticate (or, with chain, Config.AuthenticateCert).
+// Authenticate knows device keys only: given a policy's token it would
+// check the signature against the device's key, and accept a token that
+// claims a policy but is signed by the device.
+func (h *hook) authenticateDevice(id, username string, password []byte, chain []*x509.Certificate) error {
 	tok, err := sas.ParseToken(string(password))
 	if err != nil || tok.KeyName == "" {
+		if h.b.cfg.AuthenticateCert != nil {
+			return h.b.cfg.AuthenticateCert(id, username, password, chain)
+		}
 		return h.b.cfg.Authenticate(id, username, password)
 	}
 	if h.b.cfg.Policies == nil {
@@ -481,4 +502,16 @@ func (h *hook) gatewayPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	pk.TopicName = topic
 	pk.FixedHeader.Retain = false
 	return pk, nil
+}
+
+// peerCertificates is the certificate chain the client of conn presented
+// in its TLS handshake (done by the time mochi has read CONNECT), or nil.
+func peerCertificates(conn net.Conn) []*x509.Certificate {
+	switch c := conn.(type) {
+	case *tls.Conn:
+		return c.ConnectionState().PeerCertificates
+	case *wsConn:
+		return c.certs
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -85,6 +86,9 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered with the HTTP error
 	}
 	c := &wsConn{ws: ws}
+	if r.TLS != nil {
+		c.certs = r.TLS.PeerCertificates
+	}
 	defer c.Close()
 	// As deadlineListener does for TCP: mochi sets no deadline before
 	// CONNECT.
@@ -174,8 +178,9 @@ var errTextMessage = errors.New("websocket text message: MQTT needs binary messa
 // packets from. MQTT over WebSocket lets a packet span messages and a
 // message hold several packets, so Read ignores message boundaries.
 type wsConn struct {
-	ws *websocket.Conn
-	r  io.Reader // the rest of the message being read; nil between messages
+	ws    *websocket.Conn
+	certs []*x509.Certificate // the HTTPS client's certificates, for X.509 devices
+	r     io.Reader           // the rest of the message being read; nil between messages
 
 	writeMu sync.Mutex // one Write at a time, as gorilla requires
 

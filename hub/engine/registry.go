@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/iotjobs/iotjobs/hub"
-	"github.com/iotjobs/iotjobs/hub/sas"
 	"github.com/iotjobs/iotjobs/hub/store"
 )
 
@@ -50,26 +49,6 @@ func checkStatus(status string, reason *string) error {
 	return nil
 }
 
-// checkAuth validates a device's authentication; empty keys are allowed
-// (generated on create, kept on update).
-func checkAuth(auth *hub.Authentication) error {
-	if auth.Type != "" && auth.Type != "sas" {
-		return hub.Errorf(hub.CodeArgumentInvalid, "authentication type %q is not supported; use sas", auth.Type)
-	}
-	k := auth.SymmetricKey
-	if k.PrimaryKey != "" {
-		if err := validKey("primaryKey", k.PrimaryKey); err != nil {
-			return err
-		}
-	}
-	if k.SecondaryKey != "" {
-		if err := validKey("secondaryKey", k.SecondaryKey); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // CreateDevice implements hub.Client.
 func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, error) {
 	if d == nil {
@@ -79,26 +58,15 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 		return nil, err
 	}
 	nd := *d
-	auth := &nd.Authentication
-	if auth.Type == "" {
-		auth.Type = "sas"
-	}
-	if auth.Type != "sas" {
-		return nil, hub.Errorf(hub.CodeArgumentInvalid, "authentication type %q is not supported; use sas", auth.Type)
-	}
-	k := &auth.SymmetricKey
-	if k.PrimaryKey == "" {
-		k.PrimaryKey = sas.GenerateKey()
-	}
-	if k.SecondaryKey == "" {
-		k.SecondaryKey = sas.GenerateKey()
-	}
-	if err := validKey("primaryKey", k.PrimaryKey); err != nil {
+	req := cloneAuth(nd.Authentication)
+	if err := checkAuth(&req); err != nil {
 		return nil, err
 	}
-	if err := validKey("secondaryKey", k.SecondaryKey); err != nil {
+	auth, err := resolveAuth(req, nil)
+	if err != nil {
 		return nil, err
 	}
+	nd.Authentication = auth
 	if err := checkStatus(nd.Status, nd.StatusReason); err != nil {
 		return nil, err
 	}
@@ -123,7 +91,7 @@ func (e *Engine) CreateDevice(ctx context.Context, d *hub.Device) (*hub.Device, 
 		Reported: map[string]any{"$metadata": meta, "$version": float64(1)},
 		Version:  1,
 	}
-	err := e.audited(ctx, hub.AuditDeviceCreate, d.DeviceID, func(ctx context.Context) error {
+	err = e.audited(ctx, hub.AuditDeviceCreate, d.DeviceID, func(ctx context.Context) error {
 		return storeErr(e.store.CreateDevice(ctx, sd), hub.CodeDeviceAlreadyExists, "device", d.DeviceID)
 	})
 	if err != nil {
@@ -257,7 +225,8 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 	if err := checkStatus(d.Status, d.StatusReason); err != nil {
 		return nil, err
 	}
-	if err := checkAuth(&d.Authentication); err != nil {
+	req := cloneAuth(d.Authentication)
+	if err := checkAuth(&req); err != nil {
 		return nil, err
 	}
 	var reason *string
@@ -265,7 +234,6 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 		r := *d.StatusReason
 		reason = &r
 	}
-	keys := d.Authentication.SymmetricKey
 	now := hub.Time{Time: e.clock.Now().UTC()}
 	// Scopes given are settled against the device as it is (edge or
 	// leaf, its generation); none given leaves them as they are.
@@ -300,12 +268,11 @@ func (e *Engine) UpdateDevice(ctx context.Context, d *hub.Device, et string) (*h
 				}
 				cur.DeviceScope, cur.ParentScopes = scoped.DeviceScope, scoped.ParentScopes
 			}
-			if keys.PrimaryKey != "" {
-				cur.Authentication.SymmetricKey.PrimaryKey = keys.PrimaryKey
+			auth, err := resolveAuth(req, &cur.Authentication)
+			if err != nil {
+				return err
 			}
-			if keys.SecondaryKey != "" {
-				cur.Authentication.SymmetricKey.SecondaryKey = keys.SecondaryKey
-			}
+			cur.Authentication = auth
 			cur.ETag = nextDeviceETag(cur.ETag)
 			return nil
 		})
@@ -447,7 +414,8 @@ func checkImportEntry(in *hub.ImportDevice) error {
 		return err
 	}
 	if in.Authentication != nil {
-		return checkAuth(in.Authentication)
+		a := cloneAuth(*in.Authentication)
+		return checkAuth(&a)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package hubd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,7 +142,10 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 		}
 	}
 	h.caFile = caFile
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Client certificates are requested, not required, and not checked in
+	// the handshake: SAS devices and service clients send none; an X.509
+	// device's is checked at CONNECT against the registry (x509.go).
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 
 	path := cfg.StoreURL
 	if path == "" {
@@ -177,7 +181,7 @@ func Open(ctx context.Context, cfg Config) (_ *Hub, err error) {
 		h.broker = broker.New(broker.Config{
 			Addr:                cfg.MQTTAddr,
 			TLS:                 tlsCfg,
-			Authenticate:        h.authenticateDevice,
+			AuthenticateCert:    h.authenticateDevice,
 			AuthenticateGateway: h.authenticateGateway,
 			DeviceAllowed:       h.deviceAllowed,
 			// A device token that names a policy (skn) is checked
@@ -494,11 +498,29 @@ func (h *Hub) hostAliases() []string {
 	return out
 }
 
-// authenticateDevice checks a device's SAS token against its keys.
-func (h *Hub) authenticateDevice(clientID, username string, password []byte) error {
+// authenticateDevice checks a device's credentials as its registry entry
+// says: an X.509 device's certificate chain (checkCertificate), any
+// other device's (or module's) SAS token against its keys. Each kind is
+// refused the other's credentials.
+func (h *Hub) authenticateDevice(clientID, username string, password []byte, chain []*x509.Certificate) error {
+	if _, _, module := hub.SplitModuleKey(clientID); !module {
+		d, err := h.engine.GetDevice(context.Background(), clientID)
+		if err != nil {
+			return err
+		}
+		if hub.IsX509(d.Authentication.Type) {
+			if d.Status == hub.StatusDisabled {
+				return fmt.Errorf("device %q is disabled", clientID)
+			}
+			if len(password) > 0 {
+				return fmt.Errorf("device %q authenticates with an X.509 certificate (%s), not a password", clientID, d.Authentication.Type)
+			}
+			return h.checkCertificate(d, chain)
+		}
+	}
 	tok, err := sas.ParseToken(string(password))
 	if err != nil {
-		return fmt.Errorf("password is not a SAS token: %w", err)
+		return fmt.Errorf("password is not a SAS token (%q authenticates with sas): %w", clientID, err)
 	}
 	if tok.ClientID() != clientID {
 		return fmt.Errorf("token is for %q, not %q", tok.ClientID(), clientID)
@@ -515,6 +537,20 @@ func (h *Hub) authenticateDevice(clientID, username string, password []byte) err
 		return nil
 	}
 	return tok.Verify(k.SecondaryKey, now)
+}
+
+// checkCertificate checks an X.509 device's certificate chain at the
+// hub's time, a CA device's against the verified CAs the store holds now
+// (so that a CA added counts at the next connect).
+func (h *Hub) checkCertificate(d *hub.Device, chain []*x509.Certificate) error {
+	var roots *x509.CertPool
+	if d.Authentication.Type == hub.AuthCertificateAuthority && len(chain) > 0 {
+		var err error
+		if roots, err = h.engine.VerifiedCAs(context.Background()); err != nil {
+			return err
+		}
+	}
+	return hub.CheckDeviceCertificate(d, chain, roots, h.cfg.Clock.Now())
 }
 
 // authenticateGateway checks a gateway's token: signed with the owner

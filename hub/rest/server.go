@@ -100,6 +100,7 @@ func (s *Server) build() {
 		"/":                         s.notFound,
 	}
 	maps.Copy(routes, s.moduleRoutes())
+	maps.Copy(routes, s.certificateRoutes())
 	for pattern, h := range routes {
 		mux.Handle(pattern, s.authorized(h))
 	}

@@ -32,7 +32,8 @@ func (d *Device) Twin() *hub.Twin {
 		StatusUpdateTime:   &d.StatusUpdatedTime,
 		ConnectionState:    d.ConnectionState,
 		LastActivityTime:   &d.LastActivityTime,
-		AuthenticationType: "sas",
+		AuthenticationType: authType(d),
+		X509Thumbprint:     d.Authentication.X509Thumbprint,
 		Version:            d.Version,
 		Tags:               d.Tags,
 		Properties:         hub.Properties{Desired: d.Desired, Reported: d.Reported},
@@ -59,8 +60,8 @@ func TwinDoc(d *Device) map[string]any {
 		"statusUpdateTime":          wireTime(d.StatusUpdatedTime),
 		"lastActivityTime":          wireTime(d.LastActivityTime),
 		"cloudToDeviceMessageCount": 0.0,
-		"authenticationType":        "sas",
-		"x509Thumbprint":            map[string]any{"primaryThumbprint": nil, "secondaryThumbprint": nil},
+		"authenticationType":        authType(d),
+		"x509Thumbprint":            map[string]any{"primaryThumbprint": thumbDoc(d.Authentication.X509Thumbprint.PrimaryThumbprint), "secondaryThumbprint": thumbDoc(d.Authentication.X509Thumbprint.SecondaryThumbprint)},
 		"modelId":                   "",
 		"capabilities":              map[string]any{"iotEdge": d.Capabilities.IotEdge},
 	}
@@ -110,4 +111,20 @@ func TwinDoc(d *Device) map[string]any {
 func wireTime(t hub.Time) string {
 	b, _ := t.MarshalJSON()
 	return string(b[1 : len(b)-1])
+}
+
+// authType is a device's authentication type; devices stored before
+// X.509 devices existed have none, and are "sas".
+func authType(d *Device) string {
+	if d.Authentication.Type == "" {
+		return hub.AuthSAS
+	}
+	return validUTF8(d.Authentication.Type)
+}
+
+func thumbDoc(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return validUTF8(*p)
 }

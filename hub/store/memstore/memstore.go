@@ -30,6 +30,7 @@ type Store struct {
 	djobIDs   []string               // sorted
 	leases    map[string]store.Lease // job id → its lease (lease.go)
 	replicas  map[string]store.Replica
+	certs     map[string]hub.Certificate // certificates.go
 }
 
 // entry is a stored device: a copy of it, and the query document of its
@@ -66,7 +67,7 @@ func (e *entry) JSON() (json.RawMessage, error) {
 // New returns an empty store.
 func New() *Store {
 	return &Store{turn: make(chan struct{}, 1), devices: map[string]*entry{}, jobs: map[string]*hub.Job{}, djobs: map[string]*jobRecords{},
-		leases: map[string]store.Lease{}, replicas: map[string]store.Replica{}}
+		leases: map[string]store.Lease{}, replicas: map[string]store.Replica{}, certs: map[string]hub.Certificate{}}
 }
 
 // lock takes the store for one operation, or fails when ctx ends first.

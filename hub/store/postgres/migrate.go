@@ -23,6 +23,7 @@ var migrations = []migration{
 	{2, "the query language's remainder as Go's math.Mod", schemaV2},
 	{3, "job leases and replicas, for hubs that share the database", schemaV3},
 	{4, "the audit log and its chain's head", schemaV4},
+	{5, "the CA certificates devices may chain to", schemaV5},
 }
 
 // versionTable records the applied migrations, one row each.
@@ -350,4 +351,13 @@ CREATE TABLE audit_head (
 	hash text NOT NULL
 );
 INSERT INTO audit_head (seq, hash) VALUES (0, '');
+`
+
+// schemaV5 holds the hub's CA certificates (store.Certifier), one JSON
+// document (hub.Certificate) each: they are few and read whole.
+const schemaV5 = `
+CREATE TABLE certificates (
+	name text COLLATE "C" PRIMARY KEY,
+	doc  text NOT NULL
+);
 `

@@ -94,6 +94,7 @@ func TestMigrateFromOlder(t *testing.T) {
 		2: "DROP FUNCTION iotjobs_mod(float8, float8)",
 		3: "DROP TABLE job_leases; DROP TABLE replicas",
 		4: "DROP TABLE audit; DROP TABLE audit_head",
+		5: "DROP TABLE certificates",
 	}
 	for from := 1; from < postgres.LatestSchema(); from++ {
 		t.Run(fmt.Sprintf("from %d", from), func(t *testing.T) {

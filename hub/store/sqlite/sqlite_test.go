@@ -221,14 +221,14 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	defer db.Close()
 	var v int
-	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 2 {
-		t.Fatalf("schema version of a new file: %d, %v; want 2", v, err)
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 3 {
+		t.Fatalf("schema version of a new file: %d, %v; want 3", v, err)
 	}
 	if _, err := db.ExecContext(ctx, `PRAGMA user_version = 99`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = sqlite.Open(ctx, path)
-	if err == nil || !strings.Contains(err.Error(), "newer iotjobs (schema 99; this one knows 2)") || !strings.Contains(err.Error(), "upgrade iotjobs") {
+	if err == nil || !strings.Contains(err.Error(), "newer iotjobs (schema 99; this one knows 3)") || !strings.Contains(err.Error(), "upgrade iotjobs") {
 		t.Fatalf("Open of a schema-99 file: %v, want a refusal naming both versions", err)
 	}
 	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != 99 {

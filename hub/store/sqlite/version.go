@@ -9,12 +9,13 @@ import (
 // file's PRAGMA user_version. A file of a newer version is refused: its
 // layout may mean something this code would misread or undo. Files from
 // before versioning (0) are brought to version 1 by migrate.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // upgrades[v] moves a file from version v to v+1, for v ≥ 1 (version 0
 // is the unversioned layouts, which migrate handles).
 var upgrades = map[int]string{
-	1: auditSchema, // version 2 adds the audit log
+	1: auditSchema,       // version 2 adds the audit log
+	2: certificateSchema, // version 3 adds the CA certificates
 }
 
 // upgrade brings the file to schemaVersion, or refuses a newer one.

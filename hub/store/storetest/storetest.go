@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PutDeviceJobsWithJob", testPutDeviceJobsWithJob},
 		{"CancelledContext", testCancelledContext},
 		{"CancelWhileWaiting", testCancelWhileWaiting},
+		{"Certificates", testCertificates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
