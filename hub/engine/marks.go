@@ -36,7 +36,7 @@ type startMarks struct {
 // order).
 func (e *Engine) newStartMarks(r *run, pending []*hub.DeviceJob) *startMarks {
 	ahead := e.Window / 4
-	if every := e.pace.every; every > 0 {
+	if every := e.pace.interval(); every > 0 { // replicas change it (setRate)
 		ahead = min(ahead, int(50*time.Millisecond/every))
 	}
 	return &startMarks{e: e, r: r, pending: pending, ahead: ahead}

@@ -58,6 +58,13 @@ func (p *pacer) wait(a, b context.Context) error {
 	}
 }
 
+// interval is the spacing of tokens now (0: no limit).
+func (p *pacer) interval() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.every
+}
+
 // setRate changes the rate (replicas share the hub's: cluster.go).
 func (p *pacer) setRate(rate float64) {
 	p.mu.Lock()
