@@ -107,6 +107,7 @@ var allowed = map[string]struct {
 	"internal/reportcheck":    {[]string{"hub", "runner"}, "checks a runner's report against the hub's records"},
 	"internal/transcript":     {nil, "the CLI's transcripts run the built binary, not its packages"},
 	"internal/gfm":            {nil, "a leaf: reads Markdown as GitHub does, for tests"},
+	"internal/browser":        {nil, "a leaf: drives headless Chromium for tests of HTML pages"},
 }
 
 // TestAllowedImports checks every package's direct imports of this
@@ -142,6 +143,7 @@ var onlyImporters = map[string][]string{
 	"github.com/eclipse/paho.mqtt.golang": {"hub/extbroker", "simulate"},
 	"github.com/gorilla/websocket":        {"hub/broker"},
 	"modernc.org/sqlite":                  {"hub/store/sqlite"},
+	"github.com/chromedp/":                {"internal/browser"},
 }
 
 func packages(t *testing.T) []string {
