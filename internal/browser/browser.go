@@ -61,8 +61,9 @@ func New(tb testing.TB) *Browser {
 		}
 		tb.Skipf("no Chromium found, skipping: %s", how)
 	}
-	if _, err := os.Stat(path); err != nil {
-		tb.Fatalf("Chromium %s (IOTJOBS_CHROMIUM): %v", path, err)
+	path, err := exec.LookPath(path)
+	if err != nil {
+		tb.Fatalf("Chromium (IOTJOBS_CHROMIUM): %v", err)
 	}
 	// The flags that work on a machine with a closed network: without the
 	// background-networking ones Chromium keeps trying Google's hosts. As

@@ -2,10 +2,13 @@ package browser
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -82,12 +85,57 @@ func TestScreenshot(t *testing.T) {
 	}
 }
 
-// TestRenderTime: an empty page takes some time, as its own clock says.
+// TestRenderTime: an empty page takes some time, as its own clock says;
+// a big one's ratio to it is logged, never asserted (the machine's load
+// decides it).
 func TestRenderTime(t *testing.T) {
 	b := New(t)
-	d := b.RenderTime("testdata/empty.html")
-	if d <= 0 {
-		t.Fatalf("render time %v, want > 0", d)
+	empty := b.RenderTime("testdata/empty.html")
+	if empty <= 0 {
+		t.Fatalf("render time %v, want > 0", empty)
 	}
-	t.Logf("empty page: %v", d)
+	var page strings.Builder
+	page.WriteString("<!doctype html><meta charset=utf-8><table>")
+	for i := range 5000 {
+		fmt.Fprintf(&page, "<tr><td>dev-%d</td><td>ok</td></tr>", i)
+	}
+	big := filepath.Join(t.TempDir(), "big.html")
+	if err := os.WriteFile(big, []byte(page.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := b.RenderTime(big)
+	t.Logf("empty page %v, 5,000 rows %v: %.1f×", empty, d, float64(d)/float64(empty))
+}
+
+// stopTB records how New stopped a test instead of stopping this one.
+type stopTB struct {
+	testing.TB
+	how string
+}
+
+func (s *stopTB) Skipf(format string, args ...any) {
+	s.how = "skip: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (s *stopTB) Fatalf(format string, args ...any) {
+	s.how = "fatal: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// TestNamedChromiumMissing: a Chromium named by IOTJOBS_CHROMIUM that is
+// not there fails the test, naming it, rather than skipping silently.
+func TestNamedChromiumMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-chromium")
+	t.Setenv("IOTJOBS_CHROMIUM", missing)
+	s := &stopTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		New(s)
+	}()
+	<-done
+	if !strings.HasPrefix(s.how, "fatal: ") || !strings.Contains(s.how, missing) {
+		t.Errorf("New with a missing IOTJOBS_CHROMIUM: %q, want a failure naming %s", s.how, missing)
+	}
 }
