@@ -30,6 +30,9 @@ type MarkdownOptions struct {
 	Title string
 	// LargeStep is DefaultLargeStep when 0.
 	LargeStep int
+	// HTMLURL is where the dry-run's HTML report is (a CI artifact's
+	// link); the comment links it, after the steps.
+	HTMLURL string
 }
 
 // WriteMarkdown writes a dry-run report as a pull-request comment
@@ -95,6 +98,9 @@ func (rep *Report) markdown(o MarkdownOptions, level int) string {
 	}
 	fmt.Fprintf(&b, "Dry run of %s against %s. Times are from the plan's start (T+0), a cron step's run, or a window's opening.\n",
 		mdCode(rep.Plan.File), mdText(against))
+	if o.HTMLURL != "" {
+		fmt.Fprintf(&b, "\nThe full report, with its timeline and every device: [HTML report](%s).\n", mdLinkTarget(o.HTMLURL))
+	}
 	a := rep.mdAnchors(simulated)
 
 	b.WriteString("\n#### Steps\n\n")

@@ -192,3 +192,9 @@ func mdTruncate(s string, limit int, omitted string) string {
 	}
 	return s[:cut] + note
 }
+
+// mdLinkTarget is a URL safe inside a Markdown link: spaces and the
+// characters that would end it are percent-encoded.
+func mdLinkTarget(u string) string {
+	return strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29", "<", "%3C", ">", "%3E").Replace(u)
+}
