@@ -77,10 +77,10 @@ jobs:
 // against the CLI itself: the command exists, each flag is one of its
 // flags, the output format is one it takes; so a renamed flag breaks the
 // recipes here rather than in a user's pipeline. It also checks that the
-// recipes still run the flow (plan saved as Markdown, apply with report
-// and JUnit, check).
+// recipes still run the flow (plan saved, as Markdown linking its HTML
+// page, apply with report and JUnit, check).
 func TestCIRecipeCommands(t *testing.T) {
-	want := []string{"plan --out -o", "apply --report --junit", "check -o"}
+	want := []string{"plan --out --html --html-url -o", "apply --report --junit", "check -o"}
 	for _, file := range []string{githubWorkflow, gitlabPipeline} {
 		t.Run(file, func(t *testing.T) {
 			scripts := recipeScripts(t, file)

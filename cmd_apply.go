@@ -39,6 +39,7 @@ func applyCmd() *cli.Command {
 			&cli.StringFlag{Name: "mqtt", Usage: "broker host:port for --fleet devices on a remote hub (default: the hub's host, port 8883)"},
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to FILE (without it: to stdout when stdout is not a terminal, or with -o json)"},
 			&cli.StringFlag{Name: "junit", Usage: "also write the outcome as JUnit XML to FILE (a test case per device per step)"},
+			htmlFlag("the run's report"),
 			jsonFlag(),
 			&cli.BoolFlag{Name: "watch", Usage: "stay up and run every occurrence of the plan's cron steps, one report each (FILE-STEP-TIME.json with --report, else JSON lines on stdout), until interrupted"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "only dry-run the plan (as iotjobs plan does) and write its report; touch nothing"},
@@ -339,7 +340,7 @@ func finishApply(c *cli.Context, rep *runner.Report, obs runner.Observer, output
 				return errors.Join(runErr, fmt.Errorf("write JUnit report: %w", err))
 			}
 		}
-		return runErr
+		return errors.Join(runErr, writeHTML(c, c.String("html"), rep))
 	}
 	if err := writeReport(c, rep); err != nil {
 		return errors.Join(runErr, err)
@@ -356,7 +357,7 @@ func watch(c *cli.Context, r *runner.Runner, p *plan.Plan, output string) error 
 		if writeErr != nil {
 			return
 		}
-		if c.String("report") == "" && c.String("junit") == "" {
+		if c.String("report") == "" && c.String("junit") == "" && c.String("html") == "" {
 			if output == "json" {
 				writeErr = r.Observer.Finish(rep)
 				return
@@ -371,7 +372,7 @@ func watch(c *cli.Context, r *runner.Runner, p *plan.Plan, output string) error 
 		for _, out := range []struct {
 			flag  string
 			write func(io.Writer) error
-		}{{"report", rep.WriteJSON}, {"junit", rep.WriteJUnit}} {
+		}{{"report", rep.WriteJSON}, {"junit", rep.WriteJUnit}, {"html", htmlWriter(rep)}} {
 			if base := c.String(out.flag); base != "" {
 				path := occurrencePath(base, rep.Occurrence)
 				if err := writeFile(path, out.write); err != nil {
@@ -427,6 +428,9 @@ func writeReport(c *cli.Context, rep *runner.Report) error {
 		if err := writeFile(path, rep.WriteJUnit); err != nil {
 			return fmt.Errorf("write JUnit report: %w", err)
 		}
+	}
+	if err := writeHTML(c, c.String("html"), rep); err != nil {
+		return err
 	}
 	path := c.String("report")
 	if path == "" {

@@ -31,6 +31,8 @@ func planCmd() *cli.Command {
 			&cli.StringFlag{Name: "fleet", Usage: "fleet file: plan against these simulated devices (in memory) instead of a hub's"},
 			&cli.Float64Flag{Name: "rate", Usage: "the hub's device operations per second, for the pre-flight (e.g. 10 for an Azure S1 hub)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the dry-run report (JSON, dryRun: true) to FILE"},
+			htmlFlag("the dry-run's report"),
+			&cli.StringFlag{Name: "html-url", Usage: "with -o markdown: link the comment to the HTML report at URL (e.g. the CI artifact of --html)"},
 			&cli.BoolFlag{Name: "no-simulate", Usage: "only read the hub (matches, twin diff, timeline, pre-flight); do not play the plan against simulated devices"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when the plan would change nothing, 4 when it would (1 still when a step would fail)"},
 			&cli.StringFlag{Name: "out", Usage: "save the plan with the devices each step matches and their twin etags to FILE; apply FILE then acts on exactly those devices, and refuses if any changed"},
@@ -56,6 +58,7 @@ type planOptions struct {
 	fleet            string
 	rate             float64
 	report, out      string
+	html, htmlURL    string
 	noSimulate       bool
 	detailedExitCode bool
 }
@@ -65,11 +68,14 @@ func parsePlanOptions(c *cli.Context) (*planOptions, error) {
 		return nil, usagef("plan: name exactly one plan file")
 	}
 	o := &planOptions{path: c.Args().First(), fleet: c.String("fleet"), rate: c.Float64("rate"),
-		report: c.String("report"), out: c.String("out"), noSimulate: c.Bool("no-simulate"), detailedExitCode: c.Bool("detailed-exitcode")}
+		report: c.String("report"), out: c.String("out"), html: c.String("html"), htmlURL: c.String("html-url"), noSimulate: c.Bool("no-simulate"), detailedExitCode: c.Bool("detailed-exitcode")}
 	switch o.output = c.String("output"); o.output {
 	case "text", "json", "markdown":
 	default:
 		return nil, usagef("plan: --output %q: use text, json or markdown", o.output)
+	}
+	if o.htmlURL != "" && o.output != "markdown" {
+		return nil, usagef("plan: --html-url links the Markdown comment to the HTML report: use it with -o markdown")
 	}
 	if o.rate < 0 {
 		return nil, usagef("plan: --rate %g: give the hub's device operations per second (0: unknown)", o.rate)
@@ -165,13 +171,16 @@ func (o *planOptions) run(c *cli.Context) error {
 			return errors.Join(runErr, fmt.Errorf("write report: %w", err))
 		}
 	}
+	if err := writeHTML(c, o.html, rep); err != nil {
+		return errors.Join(runErr, err)
+	}
 	switch o.output {
 	case "json":
 		if err := rep.WriteJSON(c.App.Writer); err != nil {
 			return errors.Join(runErr, err)
 		}
 	case "markdown":
-		if err := rep.WriteMarkdown(c.App.Writer, runner.MarkdownOptions{}); err != nil {
+		if err := rep.WriteMarkdown(c.App.Writer, runner.MarkdownOptions{HTMLURL: o.htmlURL}); err != nil {
 			return errors.Join(runErr, err)
 		}
 	default:

@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // commands are the CLI's commands, in --help's order.
 func commands() []*cli.Command {
 	return []*cli.Command{
-		validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(), auditCmd(), schemaCmd(), versionCmd(), completionCmd(),
+		validateCmd(), planCmd(), checkCmd(), applyCmd(), rollbackCmd(), reportCmd(), hubCmd(), simulateCmd(), twinCmd(), methodCmd(), jobsCmd(), devicesCmd(), queryCmd(), auditCmd(), schemaCmd(), versionCmd(), completionCmd(),
 	}
 }
 
