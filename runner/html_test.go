@@ -96,6 +96,13 @@ func TestHTMLReportInBrowser(t *testing.T) {
 		if n := p.Count("#timeline g.timeline-step"); n != len(rep.Steps) {
 			t.Errorf("%s: %d timeline rows, want %d", name, n, len(rep.Steps))
 		}
+		occurrences := 0
+		for _, s := range rep.Steps {
+			occurrences += len(s.Occurrences)
+		}
+		if n := p.Count("#timeline g.timeline-occurrence"); n != occurrences {
+			t.Errorf("%s: %d occurrence rows, want %d", name, n, occurrences)
+		}
 		if n := p.Count("section.step"); n != len(rep.Steps) {
 			t.Errorf("%s: %d step sections, want %d", name, n, len(rep.Steps))
 		}

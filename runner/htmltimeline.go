@@ -79,7 +79,11 @@ func (rep *Report) span() (time.Time, time.Time) {
 func (rep *Report) timelineSVG() string {
 	t0, t1 := rep.span()
 	sc := tlScale{t0, t1}
-	height := tlTop + tlRow*max(1, len(rep.Steps)) + 8
+	rows := 0
+	for _, s := range rep.Steps {
+		rows += 1 + len(s.Occurrences)
+	}
+	height := tlTop + tlRow*max(1, rows) + 8
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="timeline of the run">`, tlWidth, height)
 	// The axis: five ticks with their times.
@@ -96,9 +100,15 @@ func (rep *Report) timelineSVG() string {
 		fmt.Fprintf(&b, `<line class="tick" x1="%.1f" y1="%d" x2="%.1f" y2="%d"/>`, x, tlTop-6, x, height-4)
 		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x, tlTop-10, anchor, esc(axisTime(t, t0, t1)))
 	}
-	for i, s := range rep.Steps {
-		y := tlTop + i*tlRow
+	y := tlTop
+	for _, s := range rep.Steps {
 		rep.timelineRow(&b, sc, s, y)
+		y += tlRow
+		// A cron step's occurrences, a row each.
+		for _, oc := range s.Occurrences {
+			occurrenceRow(&b, sc, s.Name, oc, y)
+			y += tlRow
+		}
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
@@ -208,6 +218,25 @@ func (rep *Report) timelineRow(b *strings.Builder, sc tlScale, s *StepReport, y 
 		fmt.Fprintf(b, `<rect class="rollback" x="%.1f" y="%d" width="%.1f" height="6"><title>rollback (%s): %d restored, %d conflicts, %d failed</title></rect>`,
 			sc.x(*rb.StartTime), y+tlRow-10, max(sc.x(rEnd)-sc.x(*rb.StartTime), 2), esc(rb.Trigger), rb.Restored, rb.Conflicts, rb.Failed)
 	}
+	b.WriteString(`</g>`)
+}
+
+// occurrenceRow draws one occurrence of a cron step at height y.
+func occurrenceRow(b *strings.Builder, sc tlScale, step string, oc OccurrenceOutcome, y int) {
+	mid := y + tlRow/2
+	fmt.Fprintf(b, `<g class="timeline-occurrence" data-step="%s" data-status="%s">`, esc(step), esc(string(oc.Status)))
+	fmt.Fprintf(b, `<text class="sublabel" x="14" y="%d">↳ %s</text>`, mid+4, esc(oc.ScheduledAt.UTC().Format("Jan 2 15:04 UTC")))
+	fmt.Fprintf(b, `<line class="lane" x1="%d" y1="%d" x2="%d" y2="%d"/>`, tlLabel, mid, tlWidth-tlRight, mid)
+	start, end := oc.ScheduledAt, oc.ScheduledAt
+	if oc.StartTime != nil {
+		start = *oc.StartTime
+	}
+	if oc.EndTime != nil {
+		end = *oc.EndTime
+	}
+	x0, x1 := sc.x(start), sc.x(end)
+	fmt.Fprintf(b, `<rect class="span status-%s" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s at %s: %s — %d succeeded, %d failed, %d no-op</title></rect>`,
+		esc(string(oc.Status)), x0, y+10, max(x1-x0, 3), tlRow-20, esc(step), esc(oc.ScheduledAt.UTC().Format(time.RFC3339)), esc(string(oc.Status)), oc.Succeeded, oc.Failed, oc.Noop)
 	b.WriteString(`</g>`)
 }
 
