@@ -3,7 +3,9 @@ package runner_test
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"image/png"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -224,4 +226,39 @@ func BenchmarkHTMLReportRender(b *testing.B) {
 	}
 	b.ReportMetric(float64(bigT)/float64(emptyT), "x-empty-page")
 	b.ReportMetric(float64(bigT.Milliseconds())/float64(b.N), "ms/page")
+}
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "write docs/html-report.png from the firmware-rollout example's report")
+
+// TestHTMLReportScreenshot takes the README's screenshot of the
+// firmware-rollout example's page (its failures shown): into a temporary
+// file, checked to be a PNG of the page, or with -update-screenshot into
+// docs/html-report.png.
+func TestHTMLReportScreenshot(t *testing.T) {
+	rep := htmlReports(t)["firmware-rollout"]
+	if rep == nil {
+		t.Fatal("no testdata/html/firmware-rollout.json")
+	}
+	b := browser.New(t)
+	page := filepath.Join(t.TempDir(), "page.html")
+	writePage(t, rep, page)
+	p := b.Open(page)
+	p.SetValue("#outcome-filter", "failed")
+	out := filepath.Join(t.TempDir(), "shot.png")
+	if *updateScreenshot {
+		out = filepath.Join("..", "docs", "html-report.png")
+	}
+	p.Screenshot(out, 1000, 700)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("the screenshot is no PNG: %v", err)
+	}
+	if w := img.Bounds().Dx(); w != 1000 {
+		t.Errorf("screenshot %d pixels wide, want 1000", w)
+	}
 }
