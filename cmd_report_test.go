@@ -23,6 +23,13 @@ func TestHTMLFlags(t *testing.T) {
 			t.Errorf("%s: %v, not a dry run's page", f, err)
 		}
 	}
+	applyHTML := filepath.Join(dir, "apply.html")
+	if code, _, stderr := runCLI(t, t.Context(), "apply", "--yes", "--fleet", "examples/fleet.yaml", "--data", filepath.Join(dir, "data"),
+		"--report", filepath.Join(dir, "apply.json"), "--html", applyHTML, "examples/lock-door.yaml"); code != 0 {
+		t.Errorf("apply --html: exit %d, %q", code, stderr)
+	} else if b, err := os.ReadFile(applyHTML); err != nil || strings.Contains(string(b), "This is a prediction") || !strings.Contains(string(b), "lock-door") {
+		t.Errorf("apply --html: %v; want a live run's page", err)
+	}
 	if code, _, stderr := runCLI(t, t.Context(), "report", reportJSON, "--html", reportHTML); code != 0 {
 		t.Errorf("report --html: exit %d, %q", code, stderr)
 	} else if _, err := os.Stat(reportHTML); err != nil {
