@@ -77,7 +77,7 @@ func complete(w io.Writer, cmds []*cli.Command, words []string) {
 		if name, isFlag := strings.CutPrefix(last, "-"); isFlag {
 			name = strings.TrimPrefix(name, "-")
 			if f := findFlag(flags, name); f != nil && takesValue(f) {
-				printLines(w, flagValues[f.Names()[0]])
+				printLines(w, flagChoices(f))
 				return
 			}
 			if !strings.Contains(name, "=") {
@@ -96,8 +96,23 @@ func complete(w io.Writer, cmds []*cli.Command, words []string) {
 	}
 }
 
-// flagValues are the values of the flags that take one of a few.
-var flagValues = map[string][]string{"output": {"text", "json"}}
+// flagChoices are the values of a flag that takes one of a few: an
+// --output lists them at the head of its usage ("table, wide, json,
+// jsonl or yaml (default: …)"), which is what the command accepts.
+func flagChoices(f cli.Flag) []string {
+	sf, ok := f.(*cli.StringFlag)
+	if !ok || sf.Name != "output" {
+		return nil
+	}
+	head, _, _ := strings.Cut(sf.Usage, "(")
+	var out []string
+	for _, part := range strings.Split(strings.ReplaceAll(head, " or ", ", "), ",") {
+		if v := strings.TrimSpace(part); v != "" && !strings.Contains(v, " ") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 func findFlag(flags []cli.Flag, name string) cli.Flag {
 	for _, f := range flags {

@@ -34,7 +34,9 @@ func TestComplete(t *testing.T) {
 		// Flags may follow the plan.
 		{words: []string{"check", "plan.yaml", "--var"}, want: ""},
 		{words: []string{"check", "plan.yaml", "-o"}, want: "text json"},
-		{words: []string{"plan", "--output"}, want: "text json"},
+		{words: []string{"plan", "--output"}, want: "text json markdown"},
+		{words: []string{"devices", "list", "-o"}, want: "table wide json jsonl yaml"},
+		{words: []string{"jobs", "list", "--output"}, want: "table wide json jsonl yaml"},
 		{words: []string{"plan", "--output=j"}, want: ""},
 		{words: []string{"completion"}, want: "bash zsh fish"},
 		{words: []string{"completion", "bash"}, want: ""},
@@ -115,7 +117,7 @@ words=(${=2}); [[ $2 == *" " ]] && words+=(""); CURRENT=${#words}; _iotjobs`, "z
 		{"iotjobs jo", "jobs"},
 		{"iotjobs jobs ", "cancel devices list show watch"},
 		{"iotjobs apply --var-f", "--var-file"},
-		{"iotjobs plan plan.yaml -o ", "json text"},
+		{"iotjobs plan plan.yaml -o ", "json markdown text"},
 		{"iotjobs completion z", "zsh"},
 	}
 	for shell, driver := range drivers {
