@@ -232,6 +232,14 @@ func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &methodError{err: err}
 	}
+	return serveMethod(w, r, func(ctx context.Context, req *hub.MethodRequest) (*hub.MethodResponse, error) {
+		return s.Hub.InvokeMethod(ctx, id, req)
+	})
+}
+
+// serveMethod reads, checks and makes a direct method call (a device's
+// or a module's), and answers with its response.
+func serveMethod(w http.ResponseWriter, r *http.Request, call func(context.Context, *hub.MethodRequest) (*hub.MethodResponse, error)) error {
 	var req hub.MethodRequest
 	if err := readJSON(w, r, &req); err != nil {
 		return &methodError{err: err}
@@ -239,7 +247,7 @@ func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
 	if err := validateMethod(&req); err != nil {
 		return &methodError{err: err}
 	}
-	res, err := s.Hub.InvokeMethod(r.Context(), id, &req)
+	res, err := call(r.Context(), &req)
 	if err != nil {
 		return &methodError{err: err, timeout: time.Duration(req.ConnectTimeoutInSeconds) * time.Second}
 	}

@@ -1,9 +1,8 @@
 package rest
 
 import (
-	"encoding/json"
+	"context"
 	"net/http"
-	"time"
 
 	"github.com/iotjobs/iotjobs/hub"
 )
@@ -156,24 +155,18 @@ func (s *Server) getModuleTwin(w http.ResponseWriter, r *http.Request) error {
 // patchModuleTwin merges a module twin patch; the etag comes from If-Match
 // or the body, as for a device twin.
 func (s *Server) patchModuleTwin(w http.ResponseWriter, r *http.Request) error {
-	ms, id, mid, err := s.pathModule(r)
-	if err != nil {
-		return err
-	}
-	_, p, etag, err := readTwinBody(w, r)
-	if err != nil {
-		return err
-	}
-	t, err := ms.UpdateModuleTwin(r.Context(), id, mid, p, etag)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return s.writeModuleTwin(w, r, hub.Modules.UpdateModuleTwin)
 }
 
 // putModuleTwin replaces a module twin's tags and desired properties.
 func (s *Server) putModuleTwin(w http.ResponseWriter, r *http.Request) error {
+	return s.writeModuleTwin(w, r, hub.Modules.ReplaceModuleTwin)
+}
+
+// writeModuleTwin reads a module twin write (PATCH or PUT) and makes it
+// with write.
+func (s *Server) writeModuleTwin(w http.ResponseWriter, r *http.Request,
+	write func(ms hub.Modules, ctx context.Context, id, mid string, p *hub.TwinPatch, etag string) (*hub.Twin, error)) error {
 	ms, id, mid, err := s.pathModule(r)
 	if err != nil {
 		return err
@@ -182,7 +175,7 @@ func (s *Server) putModuleTwin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := ms.ReplaceModuleTwin(r.Context(), id, mid, p, etag)
+	t, err := write(ms, r.Context(), id, mid, p, etag)
 	if err != nil {
 		return err
 	}
@@ -197,23 +190,7 @@ func (s *Server) invokeModuleMethod(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return &methodError{err: err}
 	}
-	var req hub.MethodRequest
-	if err := readJSON(w, r, &req); err != nil {
-		return &methodError{err: err}
-	}
-	if err := validateMethod(&req); err != nil {
-		return &methodError{err: err}
-	}
-	res, err := ms.InvokeModuleMethod(r.Context(), id, mid, &req)
-	if err != nil {
-		return &methodError{err: err, timeout: time.Duration(req.ConnectTimeoutInSeconds) * time.Second}
-	}
-	if res == nil {
-		return hub.Errorf(hub.CodeServerError, "the hub returned no method response")
-	}
-	if res.Payload == nil {
-		res.Payload = json.RawMessage("null")
-	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return serveMethod(w, r, func(ctx context.Context, req *hub.MethodRequest) (*hub.MethodResponse, error) {
+		return ms.InvokeModuleMethod(ctx, id, mid, req)
+	})
 }
