@@ -87,8 +87,10 @@ func TestTextObserverLogPace(t *testing.T) {
 func TestTextObserverTTY(t *testing.T) {
 	for _, verbose := range []bool{false, true} {
 		clk := clock.NewVirtual(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
-		var out bytes.Buffer
-		o := &runner.TextObserver{W: &out, TTY: true, Clock: clk, Verbose: verbose}
+		out := &lockedBuffer{}
+		// The 1 s redraw is left out (noTicks): moving the clock would fire
+		// it at a moment of its own, racing the reads below.
+		o := &runner.TextObserver{W: out, TTY: true, Clock: noTicks{clk}, Verbose: verbose}
 		a := &plan.Step{Name: "a", Query: "*", Method: &plan.Method{Name: "reboot"}}
 		b := &plan.Step{Name: "b", Query: "*", Method: &plan.Method{Name: "reboot"}}
 		o.StepStarted(a, "job-1")
@@ -235,4 +237,29 @@ func TestProgressPhases(t *testing.T) {
 	if last.Phase == runner.PhaseVerifying && last.Succeeded+last.Failed != sum.Succeeded+sum.Failed {
 		t.Errorf("last progress %+v, report %s", last, sum)
 	}
+}
+
+// noTicks is a virtual clock whose timers fire a thousand hours late:
+// the observer's 1 s redraw never comes while a test moves the clock by
+// seconds.
+type noTicks struct{ *clock.Virtual }
+
+func (c noTicks) NewTimer(d time.Duration) clock.Timer { return c.Virtual.NewTimer(d + 1000*time.Hour) }
+
+// lockedBuffer is a buffer safe for the observer's ticker.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *lockedBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *lockedBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
