@@ -140,13 +140,9 @@ func (e *Engine) CreateModule(ctx context.Context, m *hub.Module) (*hub.Module, 
 
 // GetModule implements hub.Modules.
 func (e *Engine) GetModule(ctx context.Context, deviceID, moduleID string) (*hub.Module, error) {
-	key, err := moduleKey(deviceID, moduleID)
+	d, err := e.readModule(ctx, deviceID, moduleID)
 	if err != nil {
 		return nil, err
-	}
-	d, err := e.store.GetDevice(ctx, key)
-	if err != nil {
-		return nil, e.keyErr(ctx, err, key)
 	}
 	return moduleOf(d), nil
 }
@@ -298,13 +294,9 @@ func (e *Engine) kickModules(ctx context.Context, deviceID string) {
 
 // GetModuleTwin implements hub.Modules.
 func (e *Engine) GetModuleTwin(ctx context.Context, deviceID, moduleID string) (*hub.Twin, error) {
-	key, err := moduleKey(deviceID, moduleID)
+	d, err := e.readModule(ctx, deviceID, moduleID)
 	if err != nil {
 		return nil, err
-	}
-	d, err := e.store.GetDevice(ctx, key)
-	if err != nil {
-		return nil, e.keyErr(ctx, err, key)
 	}
 	return twinOf(d), nil
 }
@@ -347,4 +339,17 @@ func (e *Engine) moduleErr(ctx context.Context, err error, key string) error {
 		return e.keyErr(ctx, err, key)
 	}
 	return err
+}
+
+// readModule reads a module's stored row (its identity and twin).
+func (e *Engine) readModule(ctx context.Context, deviceID, moduleID string) (*store.Device, error) {
+	key, err := moduleKey(deviceID, moduleID)
+	if err != nil {
+		return nil, err
+	}
+	d, err := e.store.GetDevice(ctx, key)
+	if err != nil {
+		return nil, e.keyErr(ctx, err, key)
+	}
+	return d, nil
 }
